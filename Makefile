@@ -1,0 +1,39 @@
+# Everything a fresh machine needs, from Python 3 and the package registries alone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv browser test test-fast demo serve bench chaos clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "nbupload: the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; \
+	  fi; }
+
+test: venv browser
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -m "not browser and not slow"
+
+demo: venv
+	$(PY) -m nbupload demo
+
+serve: venv
+	$(PY) -m nbupload serve
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .hypothesis test-artifacts

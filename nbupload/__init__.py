@@ -1,0 +1,56 @@
+"""nbupload: resumable uploads out of Jupyter notebooks.
+
+``%load_ext nbupload`` in IPython gives the ``%upload`` magics and the upload panel;
+``nbupload.upload(path, url)`` is the Python API; ``nbupload`` on the command line the
+CLI; ``nbupload serve`` the reference server. Names are imported lazily, so importing
+the package (for example to run the server) does not pull in the engine or ipywidgets.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+
+# public name -> module that defines it (relative to this package)
+_LAZY = {
+    "Task": ".api",
+    "get_engine": ".api",
+    "resume": ".api",
+    "tasks": ".api",
+    "upload": ".api",
+    "TaskError": ".engine.state",
+    "TaskSnapshot": ".engine.state",
+    "TaskState": ".engine.state",
+    "start_server": ".server",
+}
+
+__all__ = sorted([*_LAZY, "__version__", "load_ipython_extension", "unload_ipython_extension"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbupload' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbupload``."""
+    from .ipython.extension import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext nbupload``."""
+    from .ipython.extension import unload_ipython_extension as unload
+
+    unload(ipython)
