@@ -131,12 +131,16 @@ class PutPolicy:
         except (TypeError, ValueError):
             raise TokenError("token policy has an invalid fsizeLimit") from None
         overwrite = obj.get("overwrite")
+        try:
+            overwrite = None if overwrite is None else int(overwrite)
+        except (TypeError, ValueError):
+            raise TokenError("token policy has an invalid overwrite flag") from None
         return_body = obj.get("returnBody")
         known = {"scope", "deadline", "fsizeLimit", "overwrite", "returnBody"}
         return cls(
             scope=scope,
             deadline=deadline,
-            overwrite=None if overwrite is None else int(overwrite),
+            overwrite=overwrite,
             fsize_limit=max(fsize_limit, 0),
             return_body=None if return_body is None else str(return_body),
             extra={k: v for k, v in obj.items() if k not in known},
