@@ -1,0 +1,108 @@
+"""The ``Uploader`` traitlets Configurable: ``%config Uploader`` and ``ipython_config.py``.
+
+::
+
+    %config Uploader.chunk_size = 8 * 2**20
+    c.Uploader.default_url = "https://example.org/upload"   # ipython_config.py
+
+Engine settings are forwarded to ``engine.configure(...)`` when the extension loads and
+whenever a trait changes; front-end settings (default URL and protocol, auto-resume) are
+read by the magics and the panel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, observe, validate
+from traitlets.config import Configurable
+
+from ..engine.config import EngineConfig
+
+__all__ = ["ENGINE_TRAITS", "PROTOCOLS", "Uploader"]
+
+PROTOCOLS = ("uploader", "plain", "wcs-append")
+
+_D = EngineConfig()
+
+#: trait name -> keyword of ``engine.configure``
+ENGINE_TRAITS = {
+    "chunk_size": "chunk_size",
+    "workers": "workers",
+    "retries": "retries",
+    "retry_deadline": "retry_deadline",
+    "connect_timeout": "connect_timeout",
+    "read_timeout": "read_timeout",
+    "stall_timeout": "stall_timeout",
+    "journal_dir": "journal_dir",
+    "progress_interval": "progress_interval",
+}
+
+
+class Uploader(Configurable):
+    """Settings of nbupload's engine and of the ``%upload`` magics."""
+
+    chunk_size = Int(_D.chunk_size, help="Bytes per uploader chunk or WCS append.").tag(config=True)
+    workers = Int(_D.workers, help="Chunks in flight at once per task.").tag(config=True)
+    retries = Int(_D.retries, help="Failed attempts in a row, without progress, before a task fails.").tag(
+        config=True
+    )
+    retry_deadline = Float(_D.retry_deadline, help="Seconds a failing streak may last before the task fails.").tag(
+        config=True
+    )
+    connect_timeout = Float(_D.connect_timeout, help="Seconds to establish a connection.").tag(config=True)
+    read_timeout = Float(_D.read_timeout, help="Seconds to wait for a server's answer.").tag(config=True)
+    stall_timeout = Float(
+        _D.stall_timeout, help="Seconds a request may move no bytes before it is abandoned and retried."
+    ).tag(config=True)
+    default_url = Unicode(
+        "", help="URL used when %upload is given none (set by `%upload server start`)."
+    ).tag(config=True)
+    protocol = CaselessStrEnum(PROTOCOLS, default_value="uploader", help="Default protocol.").tag(config=True)
+    journal_dir = Unicode(
+        "", help="Where unfinished tasks are journaled (empty: NBUPLOAD_HOME or the user data dir)."
+    ).tag(config=True)
+    progress_interval = Float(_D.progress_interval, help="Seconds between progress updates of one task (panel and events).").tag(
+        config=True
+    )
+    auto_resume = Bool(False, help="Resume unfinished tasks from the journal when the extension loads.").tag(
+        config=True
+    )
+
+    def __init__(self, on_change: Callable[[dict[str, Any]], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_change = on_change
+
+    @validate("chunk_size", "workers")
+    def _positive(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(f"Uploader.{proposal['trait'].name} must be at least 1")
+        return proposal["value"]
+
+    @validate("retries")
+    def _not_negative(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise TraitError("Uploader.retries must not be negative")
+        return proposal["value"]
+
+    @validate("connect_timeout", "read_timeout", "stall_timeout", "progress_interval", "retry_deadline")
+    def _positive_float(self, proposal: Any) -> float:
+        if proposal["value"] <= 0:
+            raise TraitError(f"Uploader.{proposal['trait'].name} must be positive")
+        return proposal["value"]
+
+    def engine_settings(self) -> dict[str, Any]:
+        """The engine's share of the settings, as ``engine.configure`` keywords."""
+        out = {key: getattr(self, trait) for trait, key in ENGINE_TRAITS.items()}
+        if not out["journal_dir"]:
+            del out["journal_dir"]
+        return out
+
+    @observe(*ENGINE_TRAITS)
+    def _forward(self, change: Any) -> None:
+        if self._on_change is not None and change["name"] in ENGINE_TRAITS:
+            value = change["new"]
+            if change["name"] == "journal_dir" and not value:
+                return
+            self._on_change({ENGINE_TRAITS[change["name"]]: value})

@@ -1,0 +1,353 @@
+"""The ``%upload`` line magic: start, watch and steer uploads from a notebook.
+
+IPython expands ``$var`` and ``{expr}`` in the line before the magic sees it; the words are
+then split like a shell would and parsed by argparse, whose errors become one-line
+:class:`~IPython.core.error.UsageError` messages instead of tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shlex
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.display import display
+
+from ..engine.state import ACTIVE_STATES, TaskState
+from .options import HelpShown, MagicParser, add_put_arguments, put_options
+
+if TYPE_CHECKING:
+    from .extension import UploadSession
+
+__all__ = ["UploadMagics", "build_parsers", "usage_text"]
+
+_SUBCOMMANDS = ("list", "ls", "pause", "resume", "cancel", "retry", "panel", "server", "token")
+_SIZE_UNITS = "bytes or a unit such as 512KiB, 4MiB"
+
+
+def _size(text: str) -> int:
+    from ..units import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parsers() -> dict[str, MagicParser]:
+    """One parser per form of ``%upload``; ``put`` is the default form."""
+    put = MagicParser(
+        prog="%upload",
+        usage="%upload FILE URL [options]   |   %upload --var NAME [URL] --as FILENAME [options]",
+        description="Upload a file from the kernel's filesystem (or an in-memory object with --var) in the "
+        "background and show its live row. URL defaults to Uploader.default_url or the demo server.",
+    )
+    put.add_argument("file", nargs="?", metavar="FILE", help="path on the kernel's filesystem")
+    put.add_argument("url", nargs="?", metavar="URL", help="upload URL")
+    put.add_argument("--var", metavar="NAME", help="upload the object bound to NAME in the namespace")
+    put.add_argument("--as", dest="as_name", metavar="FILENAME",
+                     help="format and name for --var: data.csv, data.parquet, data.npy, data.json, or any "
+                     "name for bytes/str")
+    put.add_argument("--wait", action="store_true",
+                     help="block until the task ends; interrupting pauses it (resumable)")
+    put.add_argument("-o", "--output", action="store_true", help="return the Task object")
+    put.add_argument("-q", "--quiet", action="store_true", help="do not display the live row")
+    add_put_arguments(put)
+
+    parsers = {"put": put}
+    lst = MagicParser(prog="%upload list", description="List the kernel's tasks and unfinished journal entries.")
+    parsers["list"] = lst
+    for verb, what in (("pause", "Pause"), ("resume", "Resume (also tasks found in the journal)"),
+                       ("cancel", "Cancel"), ("retry", "Retry a failed")):
+        p = MagicParser(prog=f"%upload {verb}", description=f"{what} task(s).")
+        p.add_argument("ids", nargs="+", metavar="ID|all", help="task ids, or 'all'")
+        parsers[verb] = p
+    parsers["panel"] = MagicParser(prog="%upload panel", description="Show the upload panel.")
+    srv = MagicParser(
+        prog="%upload server",
+        description="The embedded reference server: start it to try everything locally (it gets a "
+        "generated demo WCS key pair and becomes the default URL).",
+    )
+    srv.add_argument("action", choices=("start", "stop", "status"))
+    srv.add_argument("--root", metavar="DIR", help="where uploaded files land (default: a temp dir)")
+    srv.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: any free port)")
+    srv.add_argument("--max-file-size", type=_size, metavar="SIZE", help=f"largest file accepted ({_SIZE_UNITS})")
+    srv.add_argument("--throttle", type=_size, metavar="RATE", help="ingest at most RATE bytes/s (for demos)")
+    parsers["server"] = srv
+    tok = MagicParser(
+        prog="%upload token",
+        description="Make a WCS upload token and bind it to a variable (the secret key is never echoed; "
+        "without --access-key the demo server's key pair is used, else the secret key is asked for).",
+    )
+    tok.add_argument("--scope", default="demo", help="bucket or bucket:key (default: demo)")
+    tok.add_argument("--expires", type=float, default=3600.0, metavar="SECONDS", help="lifetime (default 3600)")
+    tok.add_argument("--fsize-limit", type=_size, default=0, metavar="SIZE", help="largest object (0: none)")
+    tok.add_argument("--access-key", metavar="AK")
+    tok.add_argument("--secret-key-env", metavar="VAR", help="read the secret key from this environment variable")
+    tok.add_argument("--var", default="upload_token", metavar="NAME", help="variable to bind (default upload_token)")
+    parsers["token"] = tok
+    return parsers
+
+
+def usage_text() -> str:
+    parsers = build_parsers()
+    forms = [
+        "%upload FILE URL [options]        upload a file in the background, show its live row",
+        "%upload --var NAME URL --as F     upload an in-memory object (bytes/str, DataFrame, array, JSON)",
+        "%upload list                      the kernel's tasks (and unfinished ones in the journal)",
+        "%upload pause|resume|cancel|retry ID|all",
+        "%upload panel                     the upload panel (rows, buttons, a form, a file picker)",
+        "%upload server start|stop|status  the embedded reference server (demo, no account needed)",
+        "%upload token --scope BUCKET      make a WCS upload token",
+    ]
+    out = ["Resumable uploads from the notebook.", "", *forms, ""]
+    for name in ("put", "server", "token"):
+        out += [parsers[name].format_help(), ""]
+    out.append("Settings: %config Uploader  (e.g. %config Uploader.chunk_size = 8 * 2**20)")
+    return "\n".join(out)
+
+
+@magics_class
+class UploadMagics(Magics):
+    """``%upload``; see ``%upload?``."""
+
+    def __init__(self, shell: Any, session: UploadSession) -> None:
+        super().__init__(shell)
+        self.session = session
+        self.parsers = build_parsers()
+
+    @line_magic
+    def upload(self, line: str = "") -> Any:
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%upload: {exc}") from None
+        if not argv:
+            raise UsageError("%upload needs arguments: %upload FILE URL, %upload list, %upload panel ... "
+                             "(see %upload?)")
+        verb = argv[0]
+        try:
+            if verb in _SUBCOMMANDS:
+                verb = "list" if verb == "ls" else verb
+                args = self.parsers[verb].parse_args(argv[1:])
+                return getattr(self, f"_do_{verb}")(args)
+            return self._do_put(self.parsers["put"].parse_args(argv))
+        except HelpShown as shown:
+            print(shown.args[0])
+            return None
+
+    upload.__doc__ = usage_text()
+
+    # -- put ------------------------------------------------------------------------------
+    def _do_put(self, args: argparse.Namespace) -> Any:
+        s = self.session
+        options = put_options(args)
+        protocol = options.setdefault("protocol", s.config.protocol)
+        spool = None
+        if args.var:
+            if args.file and args.url:
+                raise UsageError("with --var, give only the URL (the object replaces FILE)")
+            url = args.file or args.url or s.default_url(protocol)
+            if not args.as_name:
+                raise UsageError("--var needs --as FILENAME (data.csv, data.parquet, data.npy, data.json ...)")
+            if args.var not in self.shell.user_ns:
+                raise UsageError(f"no variable named {args.var!r} in the namespace")
+            from ..datasets import DatasetError, to_dataset
+
+            try:
+                data = to_dataset(self.shell.user_ns[args.var], args.as_name, spool_dir=s.spool_dir())
+            except DatasetError as exc:
+                raise UsageError(str(exc)) from None
+            source, spool = data.source, data.spool
+            options.setdefault("filename", data.filename)
+            options.setdefault("mime", data.mime)
+        else:
+            if args.as_name:
+                raise UsageError("--as goes with --var")
+            if not args.file:
+                raise UsageError("give FILE and URL (see %upload?)")
+            path = os.path.expanduser(args.file)
+            if not os.path.isfile(path):
+                raise UsageError(f"no such file: {args.file}")
+            source = path
+            url = args.url or s.default_url(protocol)
+        if not url:
+            raise UsageError("no URL: give one, set %config Uploader.default_url = '...', "
+                             "or start the demo server with %upload server start")
+        try:
+            task = s.submit(source, url, spool=spool, **options)
+        except (ValueError, TypeError, OSError) as exc:
+            if spool is not None:
+                spool.unlink(missing_ok=True)
+            raise UsageError(f"cannot start the upload: {exc}") from None
+        if not args.quiet:
+            display(s.row_for(task))
+        if args.wait:
+            self._wait(task)
+        return task if args.output else None
+
+    def _wait(self, task: Any) -> None:
+        s = self.session
+        try:
+            while task.state in ACTIVE_STATES:
+                _wait_briefly(task, 0.1)
+                s.pump.flush()
+        except KeyboardInterrupt:
+            task.pause()
+            s.pump.push(task.snapshot())
+            s.pump.flush(force=True)
+            print(f"nbupload: paused {task.id}; `%upload resume {task.id}` goes on where it stopped",
+                  file=sys.stderr)
+            return
+        s.pump.flush(force=True)
+        snap = task.snapshot()
+        if snap.state is TaskState.FAILED:
+            print(f"nbupload: {snap.name} [{snap.id}] failed: {snap.error}", file=sys.stderr)
+
+    # -- list / steer ------------------------------------------------------------------------
+    def _do_list(self, _args: argparse.Namespace) -> None:
+        from ..panel.format import summary_text, text_line
+
+        snaps = [t.snapshot() for t in self.session.engine.tasks()]
+        if len(snaps) > 1:
+            print(summary_text(snaps))
+        for snap in snaps:
+            print(text_line(snap))
+        offers = self.session.find_unfinished()
+        here = {snap.id for snap in snaps}
+        offers = [(i, text) for i, text in offers if i not in here]
+        if offers:
+            print(f"unfinished in the journal ({len(offers)}; `%upload resume all`):")
+            for _, text in offers:
+                print(f"  {text}")
+        if not snaps and not offers:
+            print("no uploads yet")
+
+    def _targets(self, ids: list[str], verb: str) -> list[Any]:
+        engine = self.session.engine
+        if ids == ["all"]:
+            return list(engine.tasks())
+        tasks = []
+        for task_id in ids:
+            task = engine.get(task_id)
+            if task is None:
+                raise UsageError(f"no task {task_id!r} in this kernel (see %upload list)")
+            tasks.append(task)
+        return tasks
+
+    def _steer(self, args: argparse.Namespace, verb: str, states: set[TaskState]) -> None:
+        acted = []
+        for task in self._targets(args.ids, verb):
+            if args.ids == ["all"] and task.state not in states:
+                continue
+            try:
+                getattr(task, verb)()
+            except (RuntimeError, ValueError) as exc:
+                raise UsageError(f"cannot {verb} {task.id}: {exc}") from None
+            self.session.pump.push(task.snapshot())
+            acted.append(task.id)
+        print(f"{_past(verb)} {len(acted)} task{'s' if len(acted) != 1 else ''}" + (f": {', '.join(acted)}" if acted else ""))
+
+    def _do_pause(self, args: argparse.Namespace) -> None:
+        self._steer(args, "pause", set(ACTIVE_STATES))
+
+    def _do_cancel(self, args: argparse.Namespace) -> None:
+        self._steer(args, "cancel", {*ACTIVE_STATES, TaskState.PAUSED, TaskState.FAILED})
+
+    def _do_retry(self, args: argparse.Namespace) -> None:
+        self._steer(args, "retry", {TaskState.FAILED})
+
+    def _do_resume(self, args: argparse.Namespace) -> None:
+        s = self.session
+        if args.ids == ["all"]:
+            tasks = s.resume(None)
+        else:
+            tasks = []
+            for task_id in args.ids:
+                try:
+                    tasks += s.resume(task_id)
+                except (KeyError, LookupError):
+                    raise UsageError(f"no task {task_id!r} here or in the journal (see %upload list)") from None
+                except (RuntimeError, ValueError) as exc:
+                    raise UsageError(f"cannot resume {task_id}: {exc}") from None
+        done = {t.id for t in tasks}
+        s.offers = [o for o in s.offers if o[0] not in done]
+        if s.panel is not None:
+            s.panel.set_offers(s.offers)
+        for task in tasks:
+            s.pump.push(task.snapshot())
+        print(f"resumed {len(tasks)} task{'s' if len(tasks) != 1 else ''}" + (f": {', '.join(sorted(done))}" if done else ""))
+
+    def _do_panel(self, _args: argparse.Namespace) -> None:
+        display(self.session.get_panel())
+
+    # -- server / token ----------------------------------------------------------------------
+    def _do_server(self, args: argparse.Namespace) -> None:
+        s = self.session
+        if args.action == "start":
+            if s.server is not None:
+                print(f"already running: {s.server.base_url} (root {s.server.handle.root})")
+                return
+            kwargs: dict[str, Any] = {"port": args.port}
+            if args.root:
+                os.makedirs(args.root, exist_ok=True)
+                kwargs["root"] = args.root
+            if args.max_file_size is not None:
+                kwargs["max_file_size"] = args.max_file_size
+            if args.throttle is not None:
+                kwargs["throttle"] = args.throttle
+            try:
+                server = s.start_server(**kwargs)
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"cannot start the server: {exc}") from None
+            print(f"nbupload reference server at {server.base_url}\n"
+                  f"  uploader URL: {server.handle.upload_url}   (default URL of %upload and the panel)\n"
+                  f"  WCS append:   {server.base_url}  access key {server.access_key} (demo secret kept in the kernel)\n"
+                  f"  files land in {server.handle.root}")
+        elif args.action == "stop":
+            print("stopped" if s.stop_server() else "not running")
+        else:
+            print(repr(s.server) if s.server is not None else "not running (`%upload server start`)")
+
+    def _do_token(self, args: argparse.Namespace) -> None:
+        from ..protocols.wcs import PutPolicy, make_token, redact_token
+
+        s = self.session
+        if args.access_key:
+            access_key = args.access_key
+            if args.secret_key_env:
+                secret = os.environ.get(args.secret_key_env)
+                if not secret:
+                    raise UsageError(f"environment variable {args.secret_key_env} is not set")
+            else:
+                secret = getpass.getpass(f"WCS secret key for {access_key}: ")
+        elif s.server is not None:
+            access_key, secret = s.server.access_key, s.server.secret_key
+        else:
+            raise UsageError("give --access-key (the secret is asked for), or start the demo server first")
+        deadline = int((time.time() + args.expires) * 1000)
+        policy = PutPolicy(scope=args.scope, deadline=deadline, fsize_limit=args.fsize_limit)
+        try:
+            token = make_token(access_key, secret, policy)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        self.shell.user_ns[args.var] = token
+        print(f"WCS token for scope {args.scope!r}, valid {args.expires:g} s: {redact_token(token)} "
+              f"-> bound to `{args.var}` (use: --token ${args.var})")
+
+
+def _past(verb: str) -> str:
+    return {"pause": "paused", "cancel": "cancelled", "retry": "retried"}.get(verb, verb + "d")
+
+
+def _wait_briefly(task: Any, seconds: float) -> None:
+    try:
+        task.wait(timeout=seconds)
+    except TimeoutError:
+        pass

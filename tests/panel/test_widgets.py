@@ -1,0 +1,120 @@
+"""The ipywidgets panel without a frontend: classes, buttons per state, repr, form."""
+
+from __future__ import annotations
+
+from nbupload.engine.state import TaskError, TaskSnapshot, TaskState
+from nbupload.panel.widgets import TaskRow, UploadForm, UploadPanel, complete_path
+from nbupload.protocols.ranges import RangeSet
+
+
+def snap(**kw):
+    base = dict(id="ab12", name="data.bin", protocol="uploader", url="http://h/u", state=TaskState.UPLOADING,
+                total=1000)
+    base.update(kw)
+    return TaskSnapshot(**base)
+
+
+class Recorder:
+    def __init__(self):
+        self.actions = []
+        self.requests = []
+
+    def task_action(self, task_id, action):
+        self.actions.append((task_id, action))
+
+    def start_from_form(self, request):
+        self.requests.append(request)
+        if request.get("url") == "bad":
+            raise ValueError("bad URL")
+        return "new1"
+
+    def resume_offer(self, task_id):
+        self.actions.append((task_id, "offer"))
+
+
+def enabled(row):
+    return {a for a, b in row.buttons.items() if not b.disabled}
+
+
+def test_row_classes_buttons_and_updates():
+    rec = Recorder()
+    row = TaskRow(snap(acked=100, ranges=RangeSet.parse("0-100")), rec.task_action)
+    assert "nbupload-row" in row._dom_classes and "nbupload-task-ab12" in row._dom_classes
+    assert all(f"nbupload-{a}" in b._dom_classes for a, b in row.buttons.items())
+    assert enabled(row) == {"pause", "cancel"}
+    assert row.bar.value.count("nbupload-segment") == 1
+    row.buttons["pause"].click()
+    assert rec.actions == [("ab12", "pause")]
+
+    row.update(snap(state=TaskState.PAUSED, acked=600, ranges=RangeSet.parse("0-100,500-1000")))
+    assert enabled(row) == {"resume", "cancel"}
+    assert row.bar.value.count("nbupload-segment") == 2 and 'data-state="paused"' in row.state.value
+
+    row.update(snap(state=TaskState.FAILED, error=TaskError("File exceeded max_file_size", code=4002)))
+    assert enabled(row) == {"retry", "cancel"}
+    assert 'class="nbupload-error"' in row.error.value and "4002 File exceeded max_file_size" in row.error.value
+
+    row.update(snap(state=TaskState.DONE, acked=1000, ranges=RangeSet.parse("0-1000")))
+    assert enabled(row) == set() and row.error.value == ""
+    assert repr(row).startswith("data.bin [ab12] 100%|####################| 1000 B/1000 B done")
+    bundle = row._repr_mimebundle_()
+    assert bundle["text/plain"].startswith("data.bin [ab12] 100%")
+
+
+def test_panel_summary_rows_and_offers():
+    rec = Recorder()
+    rows = [TaskRow(snap(id=f"t{i}", acked=100 * i), rec.task_action) for i in range(3)]
+    shown: list[TaskRow] = []
+    panel = UploadPanel(rec, lambda: shown)
+    assert "No uploads yet" in panel.summary.value
+    shown.extend(rows)
+    panel.refresh()
+    assert panel.rows_box.children == tuple(rows)
+    assert "3 tasks: 3 uploading" in panel.summary.value
+    assert repr(panel).splitlines()[0].startswith("3 tasks:") and len(repr(panel).splitlines()) == 4
+    panel.set_offers([("old1", "a.bin"), ("old2", "b.bin")])
+    buttons = [w for box in panel.offers.children[1:-1] for w in box.children if hasattr(w, "click")]
+    buttons[1].click()
+    panel.offers.children[-1].click()
+    assert rec.actions[-2:] == [("old2", "offer"), (None, "offer")]
+
+
+def test_form_submits_paths_and_picked_files_and_shows_errors(tmp_path):
+    rec = Recorder()
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"abc")
+    form = UploadForm(rec, url="http://srv/upload")
+    form.path.value = str(tmp_path) + "/x"
+    assert form.path.options == (str(tmp_path) + "/x.bin",)
+    form.path.value = str(f)
+    form.fields.value = "a=1\nb=2"
+    form.start.click()
+    req = rec.requests[-1]
+    assert req["source"] == str(f) and req["url"] == "http://srv/upload" and req["filename"] == "x.bin"
+    assert req["fields"] == "a=1\nb=2" and "started new1" in form.message.value
+    form.url.value = "bad"
+    form.start.click()
+    assert "nbupload-error" in form.message.value and "bad URL" in form.message.value
+    form.url.value = "http://srv/upload"
+    # as the frontend sends it (deserialised like a comm message)
+    form.picker.set_state({"value": [{"name": "p.txt", "type": "text/plain", "size": 2,
+                                      "content": memoryview(b"hi"), "last_modified": 0}]})
+    assert bytes(rec.requests[-1]["source"]) == b"hi" and rec.requests[-1]["filename"] == "p.txt"
+    assert form.picker.value == ()
+
+
+def test_complete_path(tmp_path):
+    (tmp_path / "alpha.csv").write_text("x")
+    (tmp_path / "alps").mkdir()
+    (tmp_path / ".hidden").write_text("x")
+    assert complete_path(str(tmp_path) + "/al") == [str(tmp_path) + "/alpha.csv", str(tmp_path) + "/alps/"]
+    assert complete_path(str(tmp_path) + "/") == [str(tmp_path) + "/alpha.csv", str(tmp_path) + "/alps/"]
+    assert complete_path(str(tmp_path / "nope") + "/x") == []
+
+
+def test_plain_text_of_a_big_panel_is_not_cut():
+    rec = Recorder()
+    rows = [TaskRow(snap(id=f"t{i}", name=f"file-{i}.bin"), rec.task_action) for i in range(5)]
+    panel = UploadPanel(rec, lambda: rows)
+    text = panel._repr_mimebundle_()["text/plain"]
+    assert len(text.splitlines()) == 6 and "file-4.bin [t4]" in text
