@@ -1,0 +1,298 @@
+"""The fast sink: an HTTP/1.1 server that reads every body and throws it away.
+
+It exists so a throughput figure measures the *client*, not a server writing to disk. It
+still answers like the protocols, so every client completes a real upload against it:
+
+- an uploader query (``server=uploader&action=query``) gets a "resume supported" answer
+  holding nothing, or "not supported" when the URL path starts with ``/noresume``;
+- ``POST .../append/<position>`` gets 200 with ``x-wcs-next-append-position`` set to
+  ``position`` plus the file part's length and ``x-wcs-object-type: Appendable`` (the body's ``hash=`` is empty: the sink
+  does not hash what it throws away);
+- anything else (a chunk, a plain multipart POST, a raw ``PUT``) gets
+  ``{"result":"OK","code":0}``.
+
+Each connection is served by its own thread reading into one preallocated 1 MiB buffer
+with ``recv_into``, so the sink costs little CPU and allocates nothing per byte. For every
+request it records the file bytes it saw (for multipart bodies the length of the last
+part, which is the file in every client measured here), so a harness can check that an
+upload arrived whole. ``GET /_sink/stats`` returns the counters as JSON;
+``POST /_sink/reset`` zeroes them.
+
+Run: ``python -m benchmarks.sink --port 0`` prints ``sink: serving on http://127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbupload.protocols import uploader, wcs
+
+__all__ = ["SinkServer", "SinkStats", "main"]
+
+_BUFFER = 1 << 20
+_HEAD_LIMIT = 64 * 1024
+_PREFIX_LIMIT = 64 * 1024
+_BOUNDARY = re.compile(rb'boundary="?([^";\r\n]+)"?', re.I)
+_FILE_HEAD = re.compile(rb'\r\nContent-Disposition:[^\r\n]*filename=[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n', re.I)
+
+
+class ClientGone(Exception):
+    """The peer closed the connection in the middle of a request."""
+
+
+@dataclass
+class SinkStats:
+    """Counters since the last reset, guarded by ``lock``."""
+
+    requests: int = 0
+    body_bytes: int = 0
+    file_bytes: int = 0
+    uploads: int = 0  # requests that carried a file part or a raw body
+    queries: int = 0
+    appends: int = 0
+    aborted: int = 0
+    first_byte_at: float | None = None  # time.monotonic() (system-wide on Linux)
+    last_byte_at: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def reset(self) -> None:
+        with self.lock:
+            for name in ("requests", "body_bytes", "file_bytes", "uploads", "queries", "appends", "aborted"):
+                setattr(self, name, 0)
+            self.first_byte_at = self.last_byte_at = None
+
+
+class _Reader:
+    """Buffered reads from a socket: lines for heads, bulk discards for bodies."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending = bytearray()
+        self.scratch = bytearray(_BUFFER)
+        self.view = memoryview(self.scratch)
+
+    def read_until(self, delim: bytes, limit: int) -> bytes | None:
+        """Bytes up to and including ``delim``; None on a clean close before any byte."""
+        start = 0
+        while True:
+            idx = self.pending.find(delim, start)
+            if idx >= 0:
+                out = bytes(self.pending[: idx + len(delim)])
+                del self.pending[: idx + len(delim)]
+                return out
+            if len(self.pending) > limit:
+                raise ClientGone("head too large")
+            start = max(0, len(self.pending) - len(delim) + 1)
+            n = self.sock.recv_into(self.view)
+            if n == 0:
+                if self.pending:
+                    raise ClientGone("closed inside a head")
+                return None
+            self.pending += self.view[:n]
+
+    def discard(self, count: int, prefix: bytearray | None, stats: SinkStats) -> None:
+        """Consume ``count`` body bytes, keeping the first ``_PREFIX_LIMIT`` in ``prefix``."""
+        left = count
+        if self.pending:
+            take = min(left, len(self.pending))
+            if prefix is not None and len(prefix) < _PREFIX_LIMIT:
+                prefix += self.pending[: min(take, _PREFIX_LIMIT - len(prefix))]
+            del self.pending[:take]
+            left -= take
+            self._note(stats, take)
+        while left:
+            n = self.sock.recv_into(self.view, min(left, _BUFFER))
+            if n == 0:
+                raise ClientGone("closed inside a body")
+            if prefix is not None and len(prefix) < _PREFIX_LIMIT:
+                prefix += self.view[: min(n, _PREFIX_LIMIT - len(prefix))]
+            left -= n
+            self._note(stats, n)
+
+    @staticmethod
+    def _note(stats: SinkStats, n: int) -> None:
+        now = time.monotonic()
+        with stats.lock:
+            stats.body_bytes += n
+            if stats.first_byte_at is None:
+                stats.first_byte_at = now
+            stats.last_byte_at = now
+
+
+def _file_part_length(content_type: bytes, prefix: bytes, body_len: int) -> int | None:
+    """Length of the last (file) part of a multipart body, from its first bytes and length."""
+    m = _BOUNDARY.search(content_type)
+    if not m:
+        return None
+    head = _FILE_HEAD.search(b"\r\n" + prefix)
+    if not head:
+        return None
+    data_start = head.end() - 2
+    trailer = len(b"\r\n--" + m.group(1) + b"--\r\n")
+    return max(0, body_len - data_start - trailer)
+
+
+class SinkServer:
+    """The sink, in this process: ``start()`` binds and serves on daemon threads."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sock = socket.create_server((host, port), backlog=64)
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.stats = SinkStats()
+        self._stopping = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> SinkServer:
+        threading.Thread(target=self._accept_loop, name="sink-accept", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _accept_loop(self) -> None:
+        while not self._stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._serve, args=(conn,), name="sink-conn", daemon=True).start()
+
+    # ------------------------------------------------------------------ one connection
+    def _serve(self, conn: socket.socket) -> None:
+        reader = _Reader(conn)
+        try:
+            while True:
+                head = reader.read_until(b"\r\n\r\n", _HEAD_LIMIT)
+                if head is None:
+                    return
+                if not self._handle(conn, reader, head):
+                    return
+        except (ClientGone, ConnectionError, OSError):
+            with self.stats.lock:
+                self.stats.aborted += 1
+        finally:
+            conn.close()
+
+    def _handle(self, conn: socket.socket, reader: _Reader, head: bytes) -> bool:
+        lines = head.split(b"\r\n")
+        method, target, version = (lines[0].split(b" ", 2) + [b"", b""])[:3]
+        headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            if b":" in line:
+                k, _, v = line.partition(b":")
+                headers[k.strip().lower()] = v.strip()
+        keep_alive = version == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
+        if headers.get(b"expect", b"").lower() == b"100-continue":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        path = target.split(b"?", 1)[0].decode("latin-1")
+        ctype = headers.get(b"content-type", b"")
+        is_query = ctype.lower().startswith(b"application/x-www-form-urlencoded")
+        is_multipart = ctype.lower().startswith(b"multipart/")
+        prefix = bytearray() if (is_query or is_multipart) else None
+        body_len = self._read_body(reader, headers, prefix)
+        with self.stats.lock:
+            self.stats.requests += 1
+        status, extra, body = self._answer(method, path, ctype, bytes(prefix or b""), body_len, is_query, is_multipart)
+        out = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}".encode()]
+        for k, v in {"content-type": "application/json", **extra}.items():
+            out.append(f"{k}: {v}".encode())
+        out.append(f"content-length: {len(body)}".encode())
+        if not keep_alive:
+            out.append(b"connection: close")
+        conn.sendall(b"\r\n".join(out) + b"\r\n\r\n" + body)
+        return keep_alive
+
+    def _read_body(self, reader: _Reader, headers: dict[bytes, bytes], prefix: bytearray | None) -> int:
+        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            total = 0
+            while True:
+                line = reader.read_until(b"\r\n", 1024)
+                if line is None:
+                    raise ClientGone("closed inside a chunked body")
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while reader.read_until(b"\r\n", _HEAD_LIMIT) not in (b"\r\n", None):
+                        pass  # trailers
+                    return total
+                reader.discard(size, prefix, self.stats)
+                total += size
+                if reader.read_until(b"\r\n", 16) != b"\r\n":
+                    raise ClientGone("bad chunk framing")
+        length = int(headers.get(b"content-length", b"0") or 0)
+        reader.discard(length, prefix, self.stats)
+        return length
+
+    def _answer(
+        self, method: bytes, path: str, ctype: bytes, prefix: bytes, body_len: int, is_query: bool, is_multipart: bool
+    ) -> tuple[int, dict[str, str], bytes]:
+        stats = self.stats
+        if method == b"GET" and path == "/_sink/stats":
+            return 200, {}, json.dumps(stats.as_dict()).encode()
+        if method == b"POST" and path == "/_sink/reset":
+            stats.reset()
+            return 200, {}, b"{}"
+        if method == b"GET":
+            return 200, {}, b'{"sink":true}'
+        if is_query:
+            try:
+                boundary = uploader.parse_query_request(prefix)
+            except Exception:
+                return 400, {}, b'{"result":"ERROR","code":400,"message":"bad form"}'
+            with stats.lock:
+                stats.queries += 1
+            if path.startswith("/noresume"):
+                return 200, {}, b'{"protocol":"uploader","support":false}'
+            return 200, {}, uploader.format_query_answer(boundary, {})
+        file_len = _file_part_length(ctype, prefix, body_len) if is_multipart else body_len
+        with stats.lock:
+            if file_len is not None:
+                stats.file_bytes += file_len
+                stats.uploads += 1
+        m = re.search(r"/append/(\d+)/?$", path)
+        if m and method == b"POST":
+            position = int(m.group(1))
+            with stats.lock:
+                stats.appends += 1
+            status, headers, body = wcs.format_append_success(position + (file_len or 0), "")
+            return status, headers, body
+        return 200, {}, uploader.format_ok()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sink", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = SinkServer(args.host, args.port).start()
+    print(f"sink: serving on {server.url}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
