@@ -65,7 +65,7 @@ def loads_lenient(data: bytes | str) -> Any:
         raise ProtocolError("empty answer")
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting raises RecursionError
         pass
     try:
         return json5.loads(text)

@@ -261,7 +261,7 @@ def process_chunk_answer(status: int, body: bytes | str) -> ChunkAnswer:
     code: int | None
     try:
         code = int(obj["code"]) if obj.get("code") is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "code":Infinity
         code = None
     message = str(obj.get("message") or "")
     ok = 200 <= status < 300 and result != "ERROR"

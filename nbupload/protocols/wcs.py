@@ -128,12 +128,12 @@ class PutPolicy:
             raise TokenError("token policy has no valid deadline (Unix time in milliseconds)") from None
         try:
             fsize_limit = int(obj.get("fsizeLimit") or 0)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise TokenError("token policy has an invalid fsizeLimit") from None
         overwrite = obj.get("overwrite")
         try:
             overwrite = None if overwrite is None else int(overwrite)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise TokenError("token policy has an invalid overwrite flag") from None
         return_body = obj.get("returnBody")
         known = {"scope", "deadline", "fsizeLimit", "overwrite", "returnBody"}
@@ -183,7 +183,7 @@ def verify_token(token: str, credentials: Mapping[str, str], now_ms: int) -> Put
         raise TokenError("token signature does not match its policy (wrong secret key or tampered policy)")
     try:
         obj = json.loads(_unb64(encoded_policy).decode("utf-8"))
-    except (ProtocolError, UnicodeDecodeError, ValueError):
+    except (ProtocolError, UnicodeDecodeError, ValueError, RecursionError):
         raise TokenError("token policy is not valid base64-encoded JSON") from None
     policy = PutPolicy.from_obj(obj)
     if now_ms > policy.deadline:
@@ -350,10 +350,9 @@ def process_append_answer(
 ) -> AppendAnswer:
     """Judge an append answer; never raises on a bad body (the status decides)."""
     pos_text = _header(headers, APPEND_POSITION_HEADER)
-    try:
-        next_position = int(pos_text.strip()) if pos_text is not None else None
-    except ValueError:
-        next_position = None
+    pos_text = pos_text.strip() if pos_text is not None else ""
+    # A byte count in ASCII digits only: int() would also take "-5", "1_000" and "١٢".
+    next_position = int(pos_text) if pos_text.isascii() and pos_text.isdigit() and len(pos_text) <= 19 else None
     object_type = _header(headers, OBJECT_TYPE_HEADER)
     object_type = object_type.strip() if object_type else None
     if 200 <= status < 300:
