@@ -72,7 +72,9 @@ class TaskSnapshot:
     ``sent`` counts file bytes written to the network in this run (may go back on a
     retry); ``acked`` counts bytes the server confirmed holding and never goes backwards;
     ``ranges`` are the acknowledged byte ranges; ``rate`` is smoothed bytes/second of
-    acknowledged progress and ``eta`` seconds left (None when unknown).
+    acknowledged progress and ``eta`` seconds left (None when unknown). ``inflight``
+    counts file bytes written for the request now under way and not yet answered, so a
+    progress bar can show ``acked + inflight`` moving smoothly between acknowledgements.
     """
 
     id: str
@@ -91,6 +93,7 @@ class TaskSnapshot:
     attempts: int = 0
     started_at: float | None = None
     finished_at: float | None = None
+    inflight: int = 0
 
     @property
     def fraction(self) -> float:

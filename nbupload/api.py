@@ -1,0 +1,83 @@
+"""The Python API: ``nbupload.upload(path, url)`` and friends, on a process-wide engine.
+
+Every function takes ``engine=`` to use another :class:`~nbupload.engine.Engine`; by
+default one is created lazily (settings from :class:`~nbupload.engine.EngineConfig`
+defaults, journal under ``$NBUPLOAD_HOME``) and paused cleanly at interpreter exit so
+its journal entries can be resumed later.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .engine import Engine, EngineConfig
+from .engine.task import Task
+
+__all__ = ["Engine", "EngineConfig", "Task", "get_engine", "resume", "tasks", "upload"]
+
+_default: Engine | None = None
+_default_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process-wide default engine, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None or _default._closed:
+            _default = Engine(EngineConfig())
+            atexit.register(_default.shutdown, True, 5.0)
+        return _default
+
+
+def upload(
+    source: Any,
+    url: str,
+    *,
+    protocol: str = "uploader",
+    chunk_size: int = 4 << 20,
+    name: str = "file",
+    filename: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    key: str | None = None,
+    token: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    scope: str | None = None,
+    mime: str | None = None,
+    wait: bool = False,
+    engine: Engine | None = None,
+) -> Task:
+    """Upload ``source`` (a path, bytes-like, binary file object, or anything with ``.size``
+    and ``.pread(n, offset)``) to ``url``.
+
+    Returns the :class:`Task` at once; with ``wait=True`` returns it once finished and
+    raises :class:`~nbupload.engine.UploadFailed` (with the server's code and message)
+    if it failed. ``protocol`` is ``"uploader"`` (resumable, plain fallback),
+    ``"plain"`` or ``"wcs-append"`` (``url`` is the upload domain; give ``token=`` or
+    ``access_key=`` + ``secret_key=`` + ``scope=``, and ``key=`` unless the scope names it).
+    """
+    eng = engine or get_engine()
+    task = eng.submit(
+        source, url, protocol=protocol, chunk_size=chunk_size, name=name, filename=filename,
+        fields=fields, headers=headers, key=key, token=token, access_key=access_key,
+        secret_key=secret_key, scope=scope, mime=mime,
+    )
+    if wait:
+        task.wait(raise_on_error=True)
+    return task
+
+
+def tasks(engine: Engine | None = None) -> list[Task]:
+    """The tasks of this process (running, paused, failed, finished)."""
+    return (engine or get_engine()).tasks()
+
+
+def resume(task_id: str | None = None, *, engine: Engine | None = None, **credentials: Any) -> list[Task]:
+    """Resume one task or, with no id, every unfinished one (paused or failed here, and
+    journal entries of earlier processes). Credentials (``token=``, ``access_key=``,
+    ``secret_key=``) and secret ``headers=``/``fields=`` may be given again."""
+    return (engine or get_engine()).resume(task_id, **credentials)

@@ -1,0 +1,445 @@
+"""The engine: a bounded pool of worker threads running tasks, one shared HTTP client,
+the journal, and event delivery to subscribers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..protocols.multipart import new_boundary
+from ..protocols.ranges import RangeSet
+from .config import EngineConfig
+from .credentials import CredentialsError, resolve_wcs_credentials
+from .events import Dispatcher
+from .journal import Journal, JournalEntry, TaskLockedError
+from .sources import FileIdentity, open_source
+from .state import ACTIVE_STATES, TaskError, TaskEvent, TaskState
+from .task import PROTOCOLS, Task, TaskSpec
+from .transport import build_client, build_timeout
+
+__all__ = ["Engine", "UnfinishedTask"]
+
+log = logging.getLogger("nbupload.engine")
+
+_NEEDS_AGAIN = ("needs-secrets", "needs-credentials")
+
+
+@dataclass(frozen=True)
+class UnfinishedTask:
+    """A journal entry no task of this process is running."""
+
+    id: str
+    name: str
+    url: str
+    protocol: str
+    acked: int
+    total: int
+    path: str | None
+    locked: bool  # another process is running it right now
+    updated_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _clean_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in (headers or {}).items():
+        k, v = str(k).strip(), str(v).strip()
+        if not k or any(c in k for c in ":\r\n") or "\r" in v or "\n" in v:
+            raise ValueError(f"invalid header {k!r}")
+        out[k] = v
+    return out
+
+
+class Engine:
+    """Runs uploads. Thread-safe. See ``docs/engine.md``."""
+
+    def __init__(self, config: EngineConfig | None = None, **changes: Any) -> None:
+        self.config = (config or EngineConfig()).with_changes(**changes) if changes else (config or EngineConfig())
+        self._lock = threading.RLock()
+        self._tasks: dict[str, Task] = {}
+        self._queue: queue.Queue[tuple[Task, int] | None] = queue.Queue()
+        self._workers: list[threading.Thread] = []
+        self._http: httpx.Client | None = None
+        self._old_clients: list[httpx.Client] = []
+        self._dispatcher = Dispatcher(self.config.progress_interval)
+        self._journal = Journal(self.config.tasks_dir) if self.config.journal else None
+        self._closed = False
+
+    # ------------------------------------------------------------------ configuration
+    def configure(self, **changes: Any) -> EngineConfig:
+        """Change settings; running requests keep theirs, the next ones use the new ones."""
+        with self._lock:
+            old = self.config
+            self.config = new = old.with_changes(**changes)
+            self._dispatcher.interval = new.progress_interval
+            if (new.journal, new.journal_dir) != (old.journal, old.journal_dir):
+                self._journal = Journal(new.tasks_dir) if new.journal else None
+            if self._http is not None and (new.workers, new.verify, new.user_agent) != (
+                old.workers, old.verify, old.user_agent
+            ):
+                self._old_clients.append(self._http)
+                self._http = None
+            if self._workers:
+                self._ensure_workers()
+            return new
+
+    def _client(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                self._http = build_client(self.config)
+            return self._http
+
+    def _timeout(self) -> httpx.Timeout:
+        return build_timeout(self.config)
+
+    def _ensure_workers(self) -> None:
+        alive = [t for t in self._workers if t.is_alive()]
+        self._workers = alive
+        want = self.config.workers
+        for _ in range(want - len(alive)):
+            t = threading.Thread(target=self._work, name=f"nbupload-worker-{len(self._workers)}", daemon=True)
+            self._workers.append(t)
+            t.start()
+        for _ in range(len(alive) - want):
+            self._queue.put(None)  # one worker retires after its current task
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                with self._lock:
+                    me = threading.current_thread()
+                    if me in self._workers:
+                        self._workers.remove(me)
+                return
+            task, gen = item
+            try:
+                task._run(gen)
+            except Exception:  # pragma: no cover - _run catches everything
+                log.exception("nbupload: worker crashed on task %s", task.id)
+
+    def _enqueue(self, task: Task, gen: int) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the engine was shut down")
+            if not self._workers:
+                self._ensure_workers()
+        self._queue.put((task, gen))
+
+    # ------------------------------------------------------------------ events
+    def subscribe(self, callback: Callable[[TaskEvent], None]) -> Callable[[], None]:
+        """``callback(TaskEvent)`` from the engine's event thread; returns an unsubscribe."""
+        return self._dispatcher.subscribe(callback)
+
+    def _post(self, event: TaskEvent) -> None:
+        self._dispatcher.post(event)
+
+    def flush_events(self, timeout: float = 5.0) -> None:
+        """Wait until every state event posted so far has been delivered."""
+        self._dispatcher.flush(timeout)
+
+    # ------------------------------------------------------------------ journal
+    def _journal_save(self, task: Task) -> None:
+        if self._journal is None or task._path is None or task.state is TaskState.CANCELLED:
+            return
+        data = task.spec.journal_data()
+        data.update(
+            id=task.id,
+            name=task.name,
+            total=task.total,
+            acked=task.acked,
+            ranges=str(task.ranges),
+            source={"path": task._path, **(task._identity.as_dict() if task._identity else {})},
+            extra={k: v for k, v in task.extra.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        )
+        try:
+            self._journal.write(task.id, data)
+        except OSError as exc:  # the upload goes on; only a restart would lose ground
+            log.warning("nbupload: cannot write the journal for task %s: %s", task.id, exc)
+
+    def _journal_remove(self, task: Task) -> None:
+        if self._journal is not None:
+            self._journal.remove(task.id)
+
+    # ------------------------------------------------------------------ tasks
+    def submit(
+        self,
+        source: Any,
+        url: str,
+        *,
+        protocol: str = "uploader",
+        chunk_size: int | None = None,
+        name: str = "file",
+        filename: str | None = None,
+        fields: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = None,
+        token: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        scope: str | None = None,
+        mime: str | None = None,
+        start: bool = True,
+    ) -> Task:
+        """Start uploading ``source`` to ``url``; returns at once with the queued task."""
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+        url = str(url)
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"invalid URL {url!r}: expected http:// or https:// and a host")
+        chunk = int(chunk_size or self.config.chunk_size)
+        if chunk <= 0:
+            raise ValueError("chunk_size must be positive")
+        creds = None
+        if protocol == "wcs-append":
+            creds = resolve_wcs_credentials(
+                token=token, access_key=access_key, secret_key=secret_key, scope=scope,
+                defaults=(self.config.token, self.config.access_key, self.config.secret_key),
+                ttl=self.config.token_ttl,
+            )
+            if not key and not creds.bucket_key[1]:
+                raise CredentialsError("wcs-append needs a key: give key=... or a scope of the form bucket:key")
+        elif token or access_key or secret_key or scope:
+            raise ValueError("token, access_key, secret_key and scope are for protocol='wcs-append'")
+        opened = open_source(source)
+        try:
+            spec = TaskSpec(
+                protocol=protocol,
+                url=url,
+                filename=filename or opened.filename,
+                field_name=name,
+                fields={str(k): str(v) for k, v in (fields or {}).items()},
+                headers=_clean_headers(headers),
+                key=key,
+                mime=mime,
+                chunk_size=chunk,
+                boundary=new_boundary(),
+                credentials=creds,
+            )
+            task_id = secrets.token_hex(6)
+            lock = None
+            if self._journal is not None and opened.persistent:
+                lock = self._journal.lock(task_id)
+            task = Task(self, task_id, spec, opened, total=opened.size, lock=lock)
+        except BaseException:
+            opened.close()
+            raise
+        with self._lock:
+            self._tasks[task_id] = task
+        self._journal_save(task)
+        self._post(TaskEvent("state", task.snapshot()))
+        if start:
+            self._enqueue(task, task._gen)
+        else:
+            task.pause()
+        return task
+
+    def tasks(self) -> list[Task]:
+        with self._lock:
+            return list(self._tasks.values())
+
+    def get(self, task_id: str) -> Task:
+        with self._lock:
+            try:
+                return self._tasks[task_id]
+            except KeyError:
+                raise KeyError(f"no task {task_id!r} in this process") from None
+
+    def unfinished(self) -> list[UnfinishedTask]:
+        """Journal entries not running in this process (id, name, url, protocol, acked, total)."""
+        if self._journal is None:
+            return []
+        with self._lock:
+            mine = set(self._tasks)
+        out = []
+        for entry in self._journal.entries():
+            if entry.id in mine:
+                continue
+            src = entry.data.get("source") or {}
+            out.append(
+                UnfinishedTask(
+                    id=entry.id, name=entry.name, url=entry.url, protocol=entry.protocol,
+                    acked=entry.acked, total=entry.total, path=src.get("path"),
+                    locked=self._journal.is_locked(entry.id), updated_at=entry.data.get("updated_at"),
+                )
+            )
+        return out
+
+    def resume(
+        self,
+        task_id: str | None = None,
+        *,
+        token: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
+    ) -> list[Task]:
+        """Resume one task (by id) or all: paused or failed ones of this process, and journal
+        entries left by a previous process. Credentials and secret headers or fields are
+        given again here (or come from configuration and environment); the journal never
+        holds them. A task another process is running raises :class:`TaskLockedError` when
+        asked for by id, and is skipped otherwise."""
+        again = dict(token=token, access_key=access_key, secret_key=secret_key, headers=headers, fields=fields)
+        out: list[Task] = []
+        if task_id is not None:
+            with self._lock:
+                task = self._tasks.get(task_id)
+                if task is not None and task.error is not None and task.error.code in _NEEDS_AGAIN:
+                    # It lacked credentials or secrets: build it again with what we got now.
+                    del self._tasks[task_id]
+                    task._release()
+                    task = None
+            if task is not None:
+                task.resume()
+                return [task]
+            entry = self._journal.read(task_id) if self._journal is not None else None
+            if entry is None:
+                raise KeyError(f"no unfinished task {task_id!r}")
+            return [self._adopt(entry, **again)]
+        for task in self.tasks():
+            if task.state in (TaskState.PAUSED, TaskState.FAILED):
+                task.resume()
+                out.append(task)
+        for info in self.unfinished():
+            entry = self._journal.read(info.id) if self._journal is not None else None
+            if entry is None:
+                continue
+            try:
+                out.append(self._adopt(entry, **again))
+            except TaskLockedError as exc:
+                log.info("nbupload: %s", exc)
+        return out
+
+    def _adopt(self, entry: JournalEntry, **again: Any) -> Task:
+        """A task object for a journal entry, locked by this process and queued."""
+        assert self._journal is not None
+        lock = self._journal.lock(entry.id)
+        try:
+            entry = self._journal.read(entry.id)  # re-read under the lock
+            if entry is None:
+                raise KeyError("that task has just finished in another process")
+            d = entry.data
+            src = d.get("source") or {}
+            identity = None
+            if {"size", "mtime_ns", "inode", "dev"} <= set(src):
+                identity = FileIdentity(int(src["size"]), int(src["mtime_ns"]), int(src["inode"]), int(src["dev"]))
+            secret_names = d.get("secret_names") or {}
+            hdrs = {**(d.get("headers") or {}), **_clean_headers(again.get("headers"))}
+            flds = {**(d.get("fields") or {}), **{str(k): str(v) for k, v in (again.get("fields") or {}).items()}}
+            problem: TaskError | None = None
+            lacking = [f"header {n}" for n in secret_names.get("headers", []) if n not in hdrs]
+            lacking += [f"field {n}" for n in secret_names.get("fields", []) if n not in flds]
+            if lacking:
+                problem = TaskError(
+                    "not written to the journal because they look secret, give them again to resume: "
+                    + ", ".join(lacking), code="needs-secrets")
+            creds = None
+            if d.get("protocol") == "wcs-append":
+                w = d.get("wcs") or {}
+                try:
+                    creds = resolve_wcs_credentials(
+                        token=again.get("token"), access_key=again.get("access_key") or None,
+                        secret_key=again.get("secret_key"), scope=w.get("scope"),
+                        defaults=(self.config.token, self.config.access_key, self.config.secret_key),
+                        ttl=self.config.token_ttl,
+                    )
+                except CredentialsError as exc:
+                    problem = TaskError(f"{exc} (credentials are never written to the journal)", code="needs-credentials")
+            spec = TaskSpec(
+                protocol=str(d["protocol"]), url=str(d["url"]), filename=str(d.get("filename") or entry.name),
+                field_name=str(d.get("field_name") or "file"), fields=flds, headers=hdrs, key=d.get("key"),
+                mime=d.get("mime"), chunk_size=int(d.get("chunk_size") or self.config.chunk_size),
+                boundary=str(d["boundary"]), credentials=creds,
+            )
+            try:
+                ranges = RangeSet.parse(d.get("ranges") or "")
+            except ValueError:
+                ranges = RangeSet()
+            task = Task(self, entry.id, spec, None, total=int(d.get("total", 0)), path=src.get("path"),
+                        identity=identity, lock=lock, acked=ranges, extra=dict(d.get("extra") or {}))
+        except BaseException:
+            lock.release()
+            raise
+        with self._lock:
+            self._tasks[task.id] = task
+        if problem is not None:
+            task._set_state(TaskState.FAILED, problem)
+            return task
+        self._post(TaskEvent("state", task.snapshot()))
+        self._enqueue(task, task._gen)
+        return task
+
+    def discard(self, task_id: str) -> None:
+        """Forget an unfinished task: cancel it here, or remove its journal entry."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+        if task is not None:
+            task.cancel()
+            return
+        if self._journal is None or self._journal.read(task_id) is None:
+            raise KeyError(f"no unfinished task {task_id!r}")
+        lock = self._journal.lock(task_id)
+        self._journal.remove(task_id)
+        lock.release(remove=True)
+
+    def forget(self, task_id: str) -> None:
+        """Drop a settled task (done, cancelled) from :meth:`tasks`."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is not None and task.state not in ACTIVE_STATES and task.state is not TaskState.PAUSED:
+                del self._tasks[task_id]
+
+    def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
+        """Pause what is running (the journal keeps it), stop the threads, release locks."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            tasks = list(self._tasks.values())
+        for task in tasks:
+            task.pause()
+        if wait:
+            for task in tasks:
+                try:
+                    task.wait(timeout)
+                except TimeoutError:
+                    log.warning("nbupload: task %s did not stop within %s s", task.id, timeout)
+        for _ in self._workers:
+            self._queue.put(None)
+        if wait:
+            for t in list(self._workers):
+                t.join(timeout)
+        for task in tasks:
+            task._release()
+        self._dispatcher.stop(timeout if wait else 0.5)
+        with self._lock:
+            clients = [*self._old_clients, *([self._http] if self._http else [])]
+            self._http = None
+            self._old_clients = []
+        for c in clients:
+            c.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        states: dict[str, int] = {}
+        for t in self.tasks():
+            states[t.state.value] = states.get(t.state.value, 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no tasks"
+        return f"<Engine workers={self.config.workers} {summary}>"

@@ -1,0 +1,151 @@
+"""One HTTP request of a task: a streamed body that checks the task's flags between
+pieces, explicit per-phase timeouts, no redirects, a bounded answer.
+
+Pause and cancel take effect between two pieces of the body (``piece_size``, 64 KiB by
+default), so within a fraction of a second on a healthy link. The stall watchdog is
+the same loop: a piece that took longer than ``stall_timeout`` to go out aborts the
+request; while waiting for the answer, httpx's read timeout does the same job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from ..protocols.multipart import MultipartEncoder, ShortReadError
+from .config import EngineConfig
+from .errors import Interrupted, Stalled, StepFailed
+from .retry import is_retryable_status, parse_retry_after
+from .state import TaskError
+
+__all__ = ["MAX_ANSWER", "Reply", "build_client", "build_timeout", "post", "status_failure"]
+
+#: Answers are small; we never read more than this of one.
+MAX_ANSWER = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+    @property
+    def retry_after(self) -> float | None:
+        return parse_retry_after(self.headers.get("retry-after"))
+
+
+def build_client(config: EngineConfig, extra_connections: int = 2) -> httpx.Client:
+    from .._version import __version__
+
+    n = config.workers + extra_connections
+    return httpx.Client(
+        limits=httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0),
+        timeout=build_timeout(config),
+        follow_redirects=False,
+        verify=config.verify,
+        headers={"User-Agent": config.user_agent or f"nbupload/{__version__}"},
+    )
+
+
+def build_timeout(config: EngineConfig) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=config.connect_timeout,
+        read=config.read_timeout,
+        write=config.write_timeout,
+        pool=config.pool_timeout,
+    )
+
+
+def _stream(
+    encoder: MultipartEncoder,
+    check: Callable[[], None],
+    stall_timeout: float,
+    file_start: int,
+    file_len: int,
+    on_file: Callable[[memoryview], None] | None,
+) -> Iterator[bytes]:
+    pos = 0
+    last = time.monotonic()
+    file_end = file_start + file_len
+    for piece in encoder:
+        check()
+        now = time.monotonic()
+        if now - last > stall_timeout:
+            raise Stalled(f"no bytes went out for {now - last:.0f} s")
+        yield piece
+        last = time.monotonic()
+        n = len(piece)
+        a, b = max(pos, file_start), min(pos + n, file_end)
+        if b > a and on_file is not None:
+            on_file(memoryview(piece)[a - pos : b - pos])
+        pos += n
+    check()
+
+
+def _transport_error(exc: Exception) -> StepFailed:
+    name = type(exc).__name__
+    text = str(exc) or name
+    if isinstance(exc, httpx.TimeoutException):
+        msg = f"timed out ({name}): {text}"
+    elif isinstance(exc, httpx.ConnectError):
+        msg = f"cannot connect: {text}"
+    else:
+        msg = f"connection lost ({name}): {text}"
+    return StepFailed(TaskError(msg, retryable=True), ambiguous=True)
+
+
+def post(
+    client: httpx.Client,
+    url: str,
+    *,
+    headers: dict[str, str],
+    body: bytes | MultipartEncoder,
+    timeout: httpx.Timeout,
+    check: Callable[[], None],
+    stall_timeout: float,
+    file_len: int = 0,
+    on_file: Callable[[memoryview], None] | None = None,
+) -> Reply:
+    """POST and return the answer; transport trouble becomes a retryable :class:`StepFailed`.
+
+    ``Interrupted`` (pause/cancel) propagates as is. For a multipart body the file part is
+    the last part, so its bytes are located by ``file_len`` from the end.
+    """
+    if isinstance(body, MultipartEncoder):
+        suffix = 2 + len(f"--{body.boundary}--\r\n")
+        start = body.content_length - suffix - file_len
+        content: bytes | Iterator[bytes] = _stream(body, check, stall_timeout, start, file_len, on_file)
+        headers = {**headers, **body.headers}
+    else:
+        check()
+        content = body
+    try:
+        with client.stream("POST", url, content=content, headers=headers, timeout=timeout) as resp:
+            data = bytearray()
+            for part in resp.iter_bytes():
+                check()
+                data += part
+                if len(data) > MAX_ANSWER:
+                    break
+            return Reply(resp.status_code, resp.headers, bytes(data[:MAX_ANSWER]))
+    except (Interrupted, ShortReadError):
+        raise
+    except Stalled as exc:
+        raise StepFailed(TaskError(f"stalled: {exc}", retryable=True), ambiguous=True) from None
+    except httpx.TransportError as exc:
+        raise _transport_error(exc) from None
+    except httpx.StreamError as exc:
+        raise _transport_error(exc) from None
+
+
+def status_failure(reply: Reply, message: str, code: int | str | None = None) -> StepFailed:
+    """A failure answer, retryable for 408, 429 and 5xx (``Retry-After`` honoured)."""
+    retryable = is_retryable_status(reply.status)
+    return StepFailed(
+        TaskError(message, code=code, status=reply.status, retryable=retryable),
+        retry_after=reply.retry_after if retryable else None,
+    )
