@@ -1,17 +1,17 @@
 """Run one client as its own process and collect what the kernel says it cost.
 
-``os.wait4`` gives the child's own CPU time (user and system seconds, all threads), with
-nothing of the harness mixed in. Its ``ru_maxrss`` cannot be used for memory: Linux keeps,
-across ``exec``, the high-water mark of the memory image the child was forked from, so
-every child would report at least the harness's own RSS (30 MiB here, more than curl
-uses). Peak RSS is therefore ``VmHWM`` from ``/proc/PID/status``, which belongs to the
-executed image alone: the harness samples it every ``poll`` seconds while the child runs
-(it only grows, so the last sample is at most one poll interval stale) and Python clients
-also report their own at the end of the upload.
+CPU and peak memory come from ``wait4`` on the client process itself. Linux keeps, across
+``exec``, the memory high-water mark of the image a process was forked from, so a client
+forked straight from this harness (30+ MiB) would report at least the harness's RSS. Each
+client is therefore started by a minimal launcher (``python -I -S``, about 8 MiB) that
+reads its own high-water mark, forks, execs the client, ``wait4``s it and reports the
+client's ``ru_maxrss`` and CPU on a separate pipe. A peak above the launcher's mark is the
+client's own, exactly; a client that stays below it (none measured here does) is reported
+as "at most" that mark.
+
 Python clients also print one JSON line with timestamps taken right around the upload
-call (``time.monotonic``, which is system-wide on Linux, so the harness can compare it
-with its own clock) and the CPU spent inside it, so interpreter start-up and imports can
-be told apart from the transfer.
+call (``time.monotonic``, system-wide on Linux) and the CPU spent inside it, so
+interpreter start-up and imports can be told apart from the transfer.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -38,13 +39,13 @@ class ChildResult:
     wall: float  # spawn to exit, seconds
     user: float  # CPU seconds, whole process
     sys: float
-    maxrss: int  # bytes: peak resident set of the client's own image (VmHWM)
+    maxrss: int  # bytes: peak resident set of the client process
     started: float  # time.monotonic() at spawn
     stdout: str = ""
     stderr: str = ""
     report: dict[str, Any] = field(default_factory=dict)  # the client's JSON line, if any
     timed_out: bool = False
-    maxrss_wait4: int = 0  # ru_maxrss: includes the harness's RSS inherited at fork, see below
+    maxrss_at_most: bool = False  # the client stayed under the launcher's mark: maxrss is an upper bound
 
     @property
     def cpu(self) -> float:
@@ -74,16 +75,42 @@ class ChildResult:
         return f"{why}: {' | '.join(tail)}" if tail else why
 
 
-def _vm_hwm(pid: int) -> int:
-    """The process's peak RSS so far (``VmHWM``, bytes); 0 once it has gone."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+_LAUNCHER = r"""
+import os, sys
+def hwm():
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1]) * 1024
     return 0
+fd = int(sys.argv[1])
+floor = hwm()
+pid = os.fork()
+if pid == 0:
+    os.close(fd)
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+os.write(fd, ("%d %d %r %r %d" % (pid, ru.ru_maxrss * 1024, ru.ru_utime, ru.ru_stime, floor)).encode())
+os.close(fd)
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the launcher's process group members we started: the launcher and its child."""
+    try:
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        children = []
+    for p in [*map(int, children), pid]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _last_json_line(text: str) -> dict[str, Any]:
@@ -105,38 +132,47 @@ def run_child(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     timeout: float = 600.0,
-    poll: float = 0.01,
 ) -> ChildResult:
     """Run ``argv`` to completion (killing it after ``timeout`` s) and measure it."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        rfd, wfd = os.pipe()
         started = time.monotonic()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
-        hwm = 0
-        timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            hwm = max(hwm, _vm_hwm(proc.pid))
-            if not timed_out and time.monotonic() - started > timeout:
-                timed_out = True
-                os.kill(proc.pid, signal.SIGKILL)
-            time.sleep(poll)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(wfd), *argv],
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd, pass_fds=(wfd,),
+            )  # fmt: skip
+        finally:
+            os.close(wfd)
+        try:
+            proc.wait(timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_tree(proc.pid)
+            proc.wait()
         wall = time.monotonic() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        with os.fdopen(rfd, "rb") as f:
+            usage = f.read().decode().split()
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode("utf-8", "replace")
         stderr = err.read().decode("utf-8", "replace")
     report = _last_json_line(stdout)
+    if len(usage) == 5:
+        _pid, maxrss, utime, stime, floor = int(usage[0]), int(usage[1]), float(usage[2]), float(usage[3]), int(usage[4])
+    else:  # the launcher itself died
+        maxrss, utime, stime, floor = 0, 0.0, 0.0, 0
+    self_hwm = int(report.get("vm_hwm", 0))
+    at_most = maxrss <= floor
     return ChildResult(
         argv=list(argv),
         returncode=proc.returncode,
         wall=wall,
-        user=usage.ru_utime,
-        sys=usage.ru_stime,
-        maxrss=max(hwm, int(report.get("vm_hwm", 0))),
-        maxrss_wait4=usage.ru_maxrss * 1024,
+        user=utime,
+        sys=stime,
+        maxrss=max(maxrss, self_hwm) if not at_most else max(self_hwm, floor),
+        maxrss_at_most=at_most and not self_hwm,
         started=started,
         stdout=stdout,
         stderr=stderr,
