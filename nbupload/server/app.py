@@ -1,0 +1,125 @@
+"""The ASGI application: routing, lifespan, status and stats endpoints.
+
+A plain ASGI callable rather than a framework app: the upload handlers need the raw
+``receive`` stream (to parse multipart bodies as they arrive), and there are four routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from .._version import __version__
+from .config import ServerConfig
+from .http import Send, respond
+from .state import ServerState
+from .uploader_handler import handle_upload
+from .wcs_handler import handle_append
+
+__all__ = ["UploadServerApp", "create_app"]
+
+log = logging.getLogger("nbupload.server")
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class UploadServerApp:
+    """The reference server as an ASGI app; ``state.stats`` holds its counters."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.state = ServerState(config)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def stats(self) -> dict[str, Any]:
+        return self.state.stats.snapshot()
+
+    def sweep(self) -> int:
+        """Remove stale partial sessions now; how many were removed."""
+        return self.state.sessions.sweep(self.config.partial_ttl)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval)
+            try:
+                self.sweep()
+            except Exception:  # pragma: no cover - never let the sweeper die
+                log.exception("sweeping stale partial uploads failed")
+
+    def _start(self) -> None:
+        self.state.open()
+        self.sweep()
+
+    async def _lifespan(self, receive: Any, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self._start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._sweeper is not None:
+                    self._sweeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._sweeper
+                self.state.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if self.state.root_fd < 0:  # run without lifespan events
+            self._start()
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            if path in ("/upload", "/upload/"):
+                if method == "POST":
+                    await handle_upload(self.state, scope, receive, send)
+                else:
+                    await self._status(send, method)
+            elif path.startswith("/append/"):
+                if method != "POST":
+                    await respond(send, 405, _json({"code": "405", "message": "use POST"}), {"allow": "POST"})
+                else:
+                    await handle_append(self.state, scope, receive, send)
+            elif path == "/_nbupload/stats" and method in ("GET", "HEAD"):
+                await respond(send, 200, _json(self.stats()))
+            elif path == "/" and method in ("GET", "HEAD"):
+                await self._status(send, method)
+            else:
+                await respond(send, 404, _json({"result": "ERROR", "code": 404, "message": f"no route {path}"}))
+        except Exception:
+            log.exception("unexpected error answering %s %s", method, path)
+            with contextlib.suppress(Exception):
+                body = _json({"result": "ERROR", "code": 500, "message": "internal server error"})
+                await respond(send, 500, body, close=True)
+
+    async def _status(self, send: Send, method: str) -> None:
+        body = _json(
+            {
+                "server": "nbupload",
+                "version": __version__,
+                "protocols": {"uploader": "POST /upload", "wcs": "POST /append/<position>"},
+                "stats": "/_nbupload/stats",
+            }
+        )
+        await respond(send, 200 if method in ("GET", "HEAD") else 405, body)
+
+
+def create_app(config: ServerConfig) -> UploadServerApp:
+    """The ASGI app serving ``config`` (run it with any ASGI server, e.g. uvicorn)."""
+    return UploadServerApp(config)

@@ -1,0 +1,104 @@
+"""Reading an ASGI request body under the server's limits and throttle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+
+__all__ = ["BodyCutShort", "BodyReader", "BodyTooLarge", "Throttle"]
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+#: After an error the rest of the body is read and discarded so the client sees the answer
+#: (closing on an unread body makes the kernel reset the connection, losing the answer);
+#: beyond this many bytes or seconds the server answers anyway and closes.
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_SECONDS = 10.0
+
+
+class BodyCutShort(Exception):
+    """The client went away before the end of the body."""
+
+
+class BodyTooLarge(Exception):
+    """The body grew past the per-request limit."""
+
+
+class Throttle:
+    """A shared pace for all request bodies: ``rate`` bytes per second in total."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = float(rate)
+        self._next = 0.0
+
+    async def consume(self, n: int) -> None:
+        now = time.monotonic()
+        self._next = max(self._next, now) + n / self.rate
+        delay = self._next - now
+        if delay > 0.001:
+            await asyncio.sleep(delay)
+
+
+class BodyReader:
+    """Pull body pieces from ASGI ``receive``: counts, enforces ``limit``, paces by ``throttle``."""
+
+    def __init__(self, receive: Receive, limit: int | None = None, throttle: Throttle | None = None) -> None:
+        self._receive = receive
+        self.limit = limit
+        self.throttle = throttle
+        self.received = 0
+        self.done = False
+        self.disconnected = False
+
+    async def read(self) -> bytes | None:
+        """The next piece (possibly empty), or ``None`` once the body is complete."""
+        if self.done:
+            return None
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.disconnected = True
+            self.done = True
+            raise BodyCutShort("the client closed the connection before the end of the body")
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            self.done = True
+        self.received += len(body)
+        if self.limit is not None and self.received > self.limit:
+            raise BodyTooLarge(f"request body exceeds {self.limit} bytes")
+        if self.throttle is not None and body:
+            await self.throttle.consume(len(body))
+        return body
+
+    async def read_all(self, cap: int) -> bytes:
+        """A small body in full (queries); :class:`BodyTooLarge` past ``cap`` bytes."""
+        pieces: list[bytes] = []
+        size = 0
+        while (piece := await self.read()) is not None:
+            size += len(piece)
+            if size > cap:
+                raise BodyTooLarge(f"body exceeds {cap} bytes")
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    async def drain(self) -> bool:
+        """Discard the rest of the body (bounded); whether the whole body was read."""
+        if self.done:
+            return not self.disconnected
+        limit, self.limit = self.limit, None
+        throttle, self.throttle = self.throttle, None
+        start = self.received
+
+        async def _discard() -> bool:
+            while self.received - start <= DRAIN_MAX_BYTES:
+                if await self.read() is None:
+                    return True
+            return False
+
+        try:
+            # wait_for rather than asyncio.timeout: Python 3.10 is supported.
+            return await asyncio.wait_for(_discard(), DRAIN_MAX_SECONDS)
+        except (BodyCutShort, asyncio.TimeoutError):
+            return False
+        finally:
+            self.limit, self.throttle = limit, throttle

@@ -1,0 +1,399 @@
+"""``POST /upload``: the DCloud uploader protocol (query, resumable chunks, plain uploads).
+
+Every wire decision comes from :mod:`nbupload.protocols.uploader`; this module does the
+I/O. A multipart request is read part by part as it arrives: a chunk (a file part with a
+``range`` parameter) is written at its offset in the session's partial file, a plain file
+part into a temp file, a data field is kept as the session's last value. When a field's
+held ranges cover ``[0, total)`` the partial file is renamed to ``ROOT/<name>``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from ..protocols.errors import ProtocolError
+from ..protocols.ranges import RangeSet, parse_range_attr
+from ..protocols.uploader import ErrorCode, format_error, format_ok, format_query_answer, parse_query_request
+from .body import BodyCutShort, BodyReader, BodyTooLarge
+from .diskio import OffsetWriter
+from .http import Send, header, respond
+from .names import has_denied_extension, sanitize_filename
+from .parts import DATA, HEAD, PartHead, PartStream, multipart_boundary
+from .sessions import FileEntry, Session
+from .state import ServerState
+
+__all__ = ["UploadError", "handle_upload"]
+
+QUERY_MAX_BYTES = 16 * 1024
+FIELD_MAX_BYTES = 64 * 1024
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class UploadError(Exception):
+    """An uploader failure answer: seed error code (or 400), message, HTTP status."""
+
+    def __init__(self, code: int, message: str | None = None, status: int | None = None) -> None:
+        super().__init__(message or "")
+        self.code = code
+        self.message = message
+        self.status = status
+
+    def answer(self) -> tuple[int, bytes]:
+        return format_error(self.code, self.message, status=self.status)
+
+
+def _malformed(message: str) -> UploadError:
+    return UploadError(400, message, status=400)
+
+
+def _write_error(exc: OSError, what: str) -> UploadError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return UploadError(ErrorCode.CANNOT_WRITE, f"Upload failed: Cannot write to disk ({what}: {reason})")
+
+
+def _no_temp_dir(exc: OSError) -> UploadError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return UploadError(ErrorCode.NO_TEMP_DIR, f"Cannot upload file: No temp directory ({reason})")
+
+
+class _FieldPart:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.value = bytearray()
+
+    async def data(self, piece: memoryview) -> None:
+        self.value += piece
+        if len(self.value) > FIELD_MAX_BYTES:
+            raise _malformed(f"form field {self.name!r} is longer than {FIELD_MAX_BYTES} bytes")
+
+    async def end(self) -> dict[str, Any] | None:
+        return None
+
+    async def abort(self) -> None:
+        pass
+
+
+class _SkipPart(_FieldPart):
+    """A file input left empty by a browser (``filename=""``, no data)."""
+
+    async def data(self, piece: memoryview) -> None:
+        pass
+
+
+class _ChunkPart:
+    """One ``range`` of a session's file field, written at its offset."""
+
+    def __init__(self, rx: _Receiver, session: Session, entry: FileEntry, start: int, end: int) -> None:
+        self.rx = rx
+        self.session = session
+        self.entry = entry
+        self.start = start
+        self.end_ = end
+        held = entry.held
+        self.duplicate = sum(max(0, min(e, end) - max(s, start)) for s, e in held.spans)
+        self.received = 0
+        self.writer: OffsetWriter | None = None
+        if not entry.complete:
+            try:
+                fd = os.open(session.part_path(entry), _OPEN_FLAGS, 0o600)
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                raise _no_temp_dir(exc) from None
+            except OSError as exc:
+                raise _write_error(exc, "opening the partial file") from None
+            self.writer = OffsetWriter(fd, start)
+        entry.writers += 1
+        self.open = True
+
+    async def data(self, piece: memoryview) -> None:
+        n = piece.nbytes
+        if self.received + n > self.end_ - self.start:
+            raise _malformed(
+                f"file part is longer than its range {self.start}-{self.end_} ({self.end_ - self.start} bytes)"
+            )
+        self.received += n
+        self.rx.state.stats.add("uploader", "bytes", n)
+        if self.writer is not None:
+            try:
+                await self.writer.write(piece)
+            except OSError as exc:
+                raise _write_error(exc, "writing a chunk") from None
+
+    def _close(self) -> None:
+        if self.open:
+            self.open = False
+            self.entry.writers -= 1
+            if self.writer is not None:
+                os.close(self.writer.fd)
+
+    async def end(self) -> dict[str, Any]:
+        want = self.end_ - self.start
+        if self.received != want:
+            raise UploadError(
+                ErrorCode.PARTIAL_UPLOAD,
+                f"File only partially uploaded: the part holds {self.received} bytes, "
+                f"its range {self.start}-{self.end_} says {want}",
+            )
+        if self.writer is not None:
+            try:
+                await self.writer.flush()
+            except OSError as exc:
+                raise _write_error(exc, "writing a chunk") from None
+        self._close()
+        stats = self.rx.state.stats
+        stats.add("uploader", "duplicate_bytes", self.duplicate)
+        entry = self.entry
+        if not entry.complete:
+            entry.held = entry.held.add(self.start, self.end_)
+        self.rx.save(self.session)
+        self.rx.finalize(self.session, entry)
+        info: dict[str, Any] = {"name": entry.name, "range": str(entry.held), "complete": entry.complete}
+        if entry.complete:
+            info["stored"] = entry.stored
+        return info
+
+    async def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.discard()
+        was_open = self.open
+        self._close()
+        if was_open:
+            try:
+                self.rx.finalize(self.session, self.entry)
+            except UploadError:
+                pass
+
+
+class _PlainPart:
+    """A whole file without ``range``: into a temp file, then renamed into place."""
+
+    def __init__(self, rx: _Receiver, name: str, filename: str) -> None:
+        self.rx = rx
+        self.name = name
+        self.filename = filename
+        try:
+            partial = rx.state.sessions.ensure_partial_dir()
+        except OSError as exc:
+            raise _no_temp_dir(exc) from None
+        self.tmp = partial / f"plain-{secrets.token_hex(12)}.tmp"
+        try:
+            fd = os.open(self.tmp, _OPEN_FLAGS | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise _write_error(exc, "creating a temp file") from None
+        self.writer = OffsetWriter(fd, 0)
+        self.open = True
+
+    async def data(self, piece: memoryview) -> None:
+        limit = self.rx.state.config.max_file_size
+        size = self.writer.position + piece.nbytes
+        if limit is not None and size > limit:
+            raise UploadError(
+                ErrorCode.FILE_TOO_LARGE,
+                f"File exceeded max_file_size: {self.filename!r} is over the server's limit of {limit} bytes",
+            )
+        self.rx.state.stats.add("uploader", "bytes", piece.nbytes)
+        try:
+            await self.writer.write(piece)
+        except OSError as exc:
+            raise _write_error(exc, "writing a file") from None
+
+    async def end(self) -> dict[str, Any]:
+        try:
+            await self.writer.flush()
+            os.close(self.writer.fd)
+            self.open = False
+            os.replace(self.tmp, self.filename, dst_dir_fd=self.rx.state.root_fd)
+        except OSError as exc:
+            await self.abort()
+            raise _write_error(exc, f"storing {self.filename!r}") from None
+        self.rx.state.stats.add("uploader", "completed")
+        size = self.writer.written
+        return {"name": self.name, "range": str(RangeSet([(0, size)])), "complete": True, "stored": self.filename}
+
+    async def abort(self) -> None:
+        self.writer.discard()
+        if self.open:
+            self.open = False
+            os.close(self.writer.fd)
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+
+
+class _Receiver:
+    """One multipart request of session ``boundary``, read part by part."""
+
+    def __init__(self, state: ServerState, boundary: str, reader: BodyReader) -> None:
+        self.state = state
+        self.boundary = boundary
+        self.reader = reader
+        self.session: Session | None = None
+        self.fields: dict[str, str] = {}
+
+    def save(self, session: Session) -> None:
+        try:
+            self.state.sessions.save(session)
+        except OSError as exc:
+            raise _write_error(exc, "saving the session") from None
+
+    def finalize(self, session: Session, entry: FileEntry) -> None:
+        """Move a whole file into place, once, when no chunk of it is being written."""
+        if entry.complete or entry.writers or not entry.held.covers(entry.total):
+            return
+        try:
+            os.replace(session.part_path(entry), entry.filename, dst_dir_fd=self.state.root_fd)
+        except OSError as exc:
+            raise _write_error(exc, f"storing {entry.filename!r}") from None
+        entry.complete = True
+        entry.stored = entry.filename
+        self.state.stats.add("uploader", "completed")
+        self.save(session)
+
+    def _get_session(self) -> Session:
+        if self.session is None:
+            store = self.state.sessions
+            session = store.get(self.boundary)
+            if session is None:
+                try:
+                    session = store.create(self.boundary)
+                except OSError as exc:
+                    raise _no_temp_dir(exc) from None
+            self.session = session
+        return self.session
+
+    def _begin(self, head: PartHead) -> Any:
+        if not head.is_file:
+            if not head.name:
+                raise _malformed("a form field without a name")
+            return _FieldPart(head.name)
+        rng = head.params.get("range")
+        if not head.filename and rng is None:
+            return _SkipPart(head.name or "")
+        name = head.name or "file"
+        filename = sanitize_filename(head.filename or name)
+        config = self.state.config
+        if has_denied_extension(filename, config.deny_extensions):
+            ext = next(e for e in config.deny_extensions if filename.lower().endswith(e))
+            raise UploadError(
+                ErrorCode.STOPPED_BY_RULE,
+                f"File upload stopped by a server-side rule: {ext} files are not accepted",
+            )
+        if rng is None:
+            return _PlainPart(self, name, filename)
+        try:
+            start, end, total = parse_range_attr(rng)
+        except ProtocolError as exc:
+            raise _malformed(str(exc)) from None
+        if config.max_file_size is not None and total > config.max_file_size:
+            raise UploadError(
+                ErrorCode.FILE_TOO_LARGE,
+                f"File exceeded max_file_size: {total} bytes is over the server's limit of {config.max_file_size} bytes",
+            )
+        session = self._get_session()
+        entry = session.files.get(name)
+        if entry is None:
+            entry = session.files[name] = FileEntry(name, filename, total)
+        elif entry.total != total:
+            raise _malformed(
+                f"range total {total} differs from the {entry.total} bytes this session already has for field {name!r}"
+            )
+        return _ChunkPart(self, session, entry, start, end)
+
+    async def run(self) -> dict[str, Any]:
+        stream = PartStream(self.boundary)
+        results: list[dict[str, Any]] = []
+        part: Any = None
+        try:
+            while (piece := await self.reader.read()) is not None:
+                for kind, value in stream.feed(piece):
+                    if kind == DATA:
+                        await part.data(value)
+                    elif kind == HEAD:
+                        part = self._begin(value)  # type: ignore[arg-type]
+                    else:
+                        info = await part.end()
+                        if isinstance(part, _FieldPart) and not isinstance(part, _SkipPart):
+                            self.fields[part.name] = part.value.decode("utf-8", "replace")
+                        elif info is not None:
+                            results.append(info)
+                        part = None
+            if not stream.finished:
+                raise UploadError(
+                    ErrorCode.PARTIAL_UPLOAD, "File only partially uploaded: the body ended before its closing boundary"
+                )
+        except BaseException:
+            if part is not None:
+                await part.abort()
+            raise
+        session = self.session or (self.state.sessions.get(self.boundary) if self.fields else None)
+        if session is not None and self.fields:
+            session.data.update(self.fields)
+            self.save(session)
+        if not results:
+            raise UploadError(ErrorCode.NO_FILE, "No file uploaded: the request has no file part")
+        answer = dict(results[-1])
+        answer.pop("name", None)
+        if len(results) > 1:
+            answer["files"] = results
+        return answer
+
+
+def _query_answer(state: ServerState, boundary: str) -> bytes:
+    session = state.sessions.get(boundary)
+    if session is None:
+        return format_query_answer(boundary, {}, [])
+    files = {name: entry.held for name, entry in session.files.items()}
+    return format_query_answer(boundary, files, list(session.data))
+
+
+async def handle_upload(state: ServerState, scope: dict[str, Any], receive: Any, send: Send) -> None:
+    """Answer one ``POST /upload``."""
+    stats = state.stats
+    stats.add("uploader", "requests")
+    config = state.config
+    reader = BodyReader(receive, config.max_request_size, state.throttle)
+    content_type = header(scope, "content-type") or ""
+    kind = content_type.split(";")[0].strip().lower()
+    try:
+        declared = header(scope, "content-length")
+        limit = config.max_request_size
+        if limit is not None and declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            raise UploadError(
+                ErrorCode.REQUEST_TOO_LARGE,
+                f"File exceeded upload_max_filesize: the request's {int(declared)} bytes are over the server's "
+                f"per-request limit of {limit} bytes",
+            )
+        if kind == "application/x-www-form-urlencoded":
+            try:
+                body = await reader.read_all(QUERY_MAX_BYTES)
+            except BodyTooLarge:
+                raise _malformed(f"a query body is at most {QUERY_MAX_BYTES} bytes") from None
+            boundary = parse_query_request(body)
+            await respond(send, 200, _query_answer(state, boundary))
+            return
+        if kind == "multipart/form-data":
+            boundary = multipart_boundary(content_type)
+            answer = await _Receiver(state, boundary, reader).run()
+            await respond(send, 200, format_ok(**answer))
+            return
+        raise _malformed(
+            "expected an uploader query (application/x-www-form-urlencoded) or an upload (multipart/form-data)"
+        )
+    except UploadError as exc:
+        error = exc
+    except ProtocolError as exc:
+        error = _malformed(str(exc))
+    except BodyTooLarge:
+        error = UploadError(
+            ErrorCode.REQUEST_TOO_LARGE,
+            f"File exceeded upload_max_filesize: the request is over the server's per-request limit of "
+            f"{config.max_request_size} bytes",
+        )
+    except BodyCutShort:
+        error = UploadError(ErrorCode.PARTIAL_UPLOAD, "File only partially uploaded: the client went away")
+    stats.add("uploader", "errors")
+    drained = await reader.drain()
+    status, body = error.answer()
+    await respond(send, status, body, close=not drained)
