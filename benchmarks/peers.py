@@ -83,11 +83,10 @@ def _nbupload(args: argparse.Namespace) -> Callable[[], Any]:
             kwargs[name] = value
 
     def run() -> Any:
-        result = nbupload.upload(args.file, args.url, **kwargs)
-        state = getattr(result, "state", None)
-        if state is not None and str(state) != "done":
-            raise RuntimeError(f"upload ended {state}: {getattr(result, 'error', '')}")
-        return str(state or "done")
+        task = nbupload.upload(args.file, args.url, wait=True, **kwargs)  # raises if it failed
+        if str(task.state) != "done":
+            raise RuntimeError(f"upload ended {task.state}: {task.error}")
+        return str(task.state)
 
     return run
 

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -28,6 +29,9 @@ __all__ = ["REPO_ROOT", "ServerProcess", "Target", "child_env", "start_reference
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _URL = re.compile(r"(https?://[0-9.:\[\]a-zA-Z-]+)")
 
+#: nbupload's journal for benchmark children, unless NBUPLOAD_HOME is set (see set_home).
+BENCH_HOME = os.path.join(tempfile.gettempdir(), "nbupload-bench-home")
+
 #: Credentials the reference server is started with for WCS append (benchmark-only values).
 BENCH_ACCESS_KEY = "bench-ak"
 BENCH_SECRET_KEY = "bench-sk-not-a-secret"
@@ -35,8 +39,10 @@ BENCH_BUCKET = "bench"
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for child processes: this repository importable, no proxies."""
+    """The environment for child processes: this repository importable, no proxies, and
+    nbupload's journal in a directory of the benchmark's own (``NBUPLOAD_HOME``)."""
     env = dict(os.environ)
+    env.setdefault("NBUPLOAD_HOME", BENCH_HOME)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         env.pop(name, None)
@@ -167,7 +173,9 @@ def start_sink() -> Target:
 def start_reference(root: Path) -> Target:
     """``python -m nbupload serve --port 0 --root DIR`` with the benchmark's WCS credentials."""
     root.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "nbupload", "serve", "--port", "0", "--root", str(root)]
+    creds = root.parent / f"{root.name}.credentials"
+    creds.write_text(f"{BENCH_ACCESS_KEY}:{BENCH_SECRET_KEY}\n", encoding="utf-8")
+    argv = [sys.executable, "-m", "nbupload", "serve", "--port", "0", "--root", str(root), "--credentials-file", str(creds)]
     server = _spawn(argv, child_env())
     _wait_ready(server.url + "/_nbupload/stats")
     return Target("reference", server, server.url + "/upload", None, server.url, root=root)

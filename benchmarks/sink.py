@@ -6,8 +6,10 @@ still answers like the protocols, so every client completes a real upload agains
 - an uploader query (``server=uploader&action=query``) gets a "resume supported" answer
   holding nothing, or "not supported" when the URL path starts with ``/noresume``;
 - ``POST .../append/<position>`` gets 200 with ``x-wcs-next-append-position`` set to
-  ``position`` plus the file part's length and ``x-wcs-object-type: Appendable`` (the body's ``hash=`` is empty: the sink
-  does not hash what it throws away);
+  ``position`` plus the file part's length, ``x-wcs-object-type: Appendable`` and an
+  empty body: the sink does not hash what it throws away, so it sends no ``hash`` (a
+  client cannot verify the etag; nbupload asks once more with an empty append and
+  reports the upload unverified);
 - anything else (a chunk, a plain multipart POST, a raw ``PUT``) gets
   ``{"result":"OK","code":0}``.
 
@@ -274,8 +276,8 @@ class SinkServer:
             position = int(m.group(1))
             with stats.lock:
                 stats.appends += 1
-            status, headers, body = wcs.format_append_success(position + (file_len or 0), "")
-            return status, headers, body
+            status, headers, _ = wcs.format_append_success(position + (file_len or 0), "")
+            return status, headers, b""
         return 200, {}, uploader.format_ok()
 
 
