@@ -70,8 +70,10 @@ class Uploader(Configurable):
         config=True
     )
 
+    _on_change: Callable[[dict[str, Any]], None] | None = None
+
     def __init__(self, on_change: Callable[[dict[str, Any]], None] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # values from ipython_config.py reach the engine when it is created
         self._on_change = on_change
 
     @validate("chunk_size", "workers")
@@ -92,10 +94,19 @@ class Uploader(Configurable):
             raise TraitError(f"Uploader.{proposal['trait'].name} must be positive")
         return proposal["value"]
 
-    def engine_settings(self) -> dict[str, Any]:
-        """The engine's share of the settings, as ``engine.configure`` keywords."""
-        out = {key: getattr(self, trait) for trait, key in ENGINE_TRAITS.items()}
-        if not out["journal_dir"]:
+    def engine_settings(self, *, changed_only: bool = False) -> dict[str, Any]:
+        """The engine's share of the settings, as ``engine.configure`` keywords.
+
+        ``changed_only``: just those set away from their defaults (by ``ipython_config.py`` or
+        ``%config``), so loading the extension does not undo an API user's ``engine.configure``.
+        """
+        traits = self.traits()
+        out = {
+            key: getattr(self, trait)
+            for trait, key in ENGINE_TRAITS.items()
+            if not changed_only or getattr(self, trait) != traits[trait].default_value
+        }
+        if not out.get("journal_dir", True):
             del out["journal_dir"]
         return out
 

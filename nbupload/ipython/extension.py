@@ -19,7 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..engine.state import FINAL_STATES, TaskEvent, TaskSnapshot
+from traitlets import TraitError
+
+from ..engine.state import FINAL_STATES, TaskEvent, TaskSnapshot, TaskState
 from .config import Uploader
 
 __all__ = ["UploadSession", "current_session", "load_ipython_extension", "unload_ipython_extension"]
@@ -67,12 +69,16 @@ class EmbeddedServer:
 class UploadSession:
     """The extension's state in one shell (see the module docstring)."""
 
-    def __init__(self, shell: Any, engine_factory: Callable[[], Any] = _engine_factory) -> None:
+    def __init__(self, shell: Any, engine_factory: Callable[[], Any] | None = None) -> None:
         self.shell = shell
         self._engine_factory = engine_factory
         self._engine: Any = None
         self._unsubscribe: Callable[[], None] | None = None
-        self.config = Uploader(parent=shell, on_change=self._configure_engine)
+        try:
+            self.config = Uploader(parent=shell, on_change=self._configure_engine)
+        except TraitError as exc:  # a bad value in ipython_config.py must not stop the extension
+            print(f"nbupload: ignoring the Uploader configuration: {exc}", file=sys.stderr)
+            self.config = Uploader(on_change=self._configure_engine)
         self.server: EmbeddedServer | None = None
         self.rows: dict[str, Any] = {}
         self.panel: Any = None
@@ -90,8 +96,8 @@ class UploadSession:
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            engine = self._engine_factory()
-            settings = self.config.engine_settings()
+            engine = (self._engine_factory or _engine_factory)()
+            settings = self.config.engine_settings(changed_only=True)
             if settings:
                 engine.configure(**settings)
             self._engine = engine
@@ -172,10 +178,15 @@ class UploadSession:
         return self.panel
 
     def task_action(self, task_id: str, action: str) -> None:
-        task = self.engine.get(task_id)
-        if task is None:
+        """A row's button: pause, resume, cancel or retry (resume/retry bring the demo keys back)."""
+        try:
+            task = self.engine.get(task_id)
+        except KeyError:
             return
-        getattr(task, action)()
+        if action in ("resume", "retry"):
+            self.resume(task_id)
+        else:
+            getattr(task, action)()
         self.pump.push(task.snapshot())
 
     def resume_offer(self, task_id: str | None) -> None:
@@ -190,13 +201,40 @@ class UploadSession:
             self.panel.refresh()
 
     def resume(self, task_id: str | None) -> list[Any]:
-        """Resume one task (here or in the journal), or all paused and journaled ones."""
-        result = self.engine.resume(task_id)
-        if result is None:
-            return []
-        if isinstance(result, (list, tuple)):
-            return list(result)
-        return [result]
+        """Resume one task (here or in the journal), or every paused, failed and journaled one.
+
+        WCS tasks aimed at the demo server get its key pair again (the journal never holds
+        credentials). Tasks another process is running are skipped when resuming all.
+        """
+        from ..engine import TaskLockedError
+
+        engine = self.engine
+        if task_id is not None:
+            return list(engine.resume(task_id, **self._credentials_for(self._url_of(task_id))))
+        wanted = [t.id for t in engine.tasks() if t.state in (TaskState.PAUSED, TaskState.FAILED)]
+        wanted += [u.id for u in engine.unfinished() if not u.locked]
+        out: list[Any] = []
+        for one in wanted:
+            try:
+                out += engine.resume(one, **self._credentials_for(self._url_of(one)))
+            except (KeyError, TaskLockedError):
+                continue  # finished or taken by another process meanwhile
+        return out
+
+    def _url_of(self, task_id: str) -> str:
+        try:
+            return self.engine.get(task_id).url
+        except KeyError:
+            pass
+        for entry in self.engine.unfinished():
+            if entry.id == task_id:
+                return entry.url
+        return ""
+
+    def _credentials_for(self, url: str) -> dict[str, str]:
+        if self.server is not None and url and self.server.serves(url):
+            return {"access_key": self.server.access_key, "secret_key": self.server.secret_key}
+        return {}
 
     def start_from_form(self, request: dict[str, Any]) -> str:
         from ..units import parse_size

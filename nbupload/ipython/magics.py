@@ -44,7 +44,7 @@ def build_parsers() -> dict[str, MagicParser]:
     """One parser per form of ``%upload``; ``put`` is the default form."""
     put = MagicParser(
         prog="%upload",
-        usage="%upload FILE URL [options]   |   %upload --var NAME [URL] --as FILENAME [options]",
+        usage="%%upload FILE URL [options]   |   %%upload --var NAME [URL] --as FILENAME [options]",
         description="Upload a file from the kernel's filesystem (or an in-memory object with --var) in the "
         "background and show its live row. URL defaults to Uploader.default_url or the demo server.",
     )
@@ -235,10 +235,10 @@ class UploadMagics(Magics):
             return list(engine.tasks())
         tasks = []
         for task_id in ids:
-            task = engine.get(task_id)
-            if task is None:
-                raise UsageError(f"no task {task_id!r} in this kernel (see %upload list)")
-            tasks.append(task)
+            try:
+                tasks.append(engine.get(task_id))
+            except KeyError:
+                raise UsageError(f"no task {task_id!r} in this kernel (see %upload list)") from None
         return tasks
 
     def _steer(self, args: argparse.Namespace, verb: str, states: set[TaskState]) -> None:
@@ -247,7 +247,10 @@ class UploadMagics(Magics):
             if args.ids == ["all"] and task.state not in states:
                 continue
             try:
-                getattr(task, verb)()
+                if verb == "retry":
+                    self.session.resume(task.id)
+                else:
+                    getattr(task, verb)()
             except (RuntimeError, ValueError) as exc:
                 raise UsageError(f"cannot {verb} {task.id}: {exc}") from None
             self.session.pump.push(task.snapshot())
@@ -272,9 +275,9 @@ class UploadMagics(Magics):
             for task_id in args.ids:
                 try:
                     tasks += s.resume(task_id)
-                except (KeyError, LookupError):
+                except KeyError:
                     raise UsageError(f"no task {task_id!r} here or in the journal (see %upload list)") from None
-                except (RuntimeError, ValueError) as exc:
+                except (RuntimeError, ValueError, OSError) as exc:
                     raise UsageError(f"cannot resume {task_id}: {exc}") from None
         done = {t.id for t in tasks}
         s.offers = [o for o in s.offers if o[0] not in done]
