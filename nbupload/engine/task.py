@@ -218,8 +218,8 @@ class Task:
                 self._wake.set()
                 return
             self._gen += 1  # a queued run must not start
+            self._cleanup(remove_journal=True)
             self._set_state_locked(TaskState.CANCELLED)
-        self._cleanup(remove_journal=True)
 
     def resume(self) -> None:
         """Paused or failed: queue the task again. No-op otherwise."""
@@ -379,8 +379,8 @@ class Task:
         except Interrupted as exc:
             self.end_request()
             if exc.reason == "cancel":
-                self._set_state(TaskState.CANCELLED)
                 self._cleanup(remove_journal=True)
+                self._set_state(TaskState.CANCELLED)
             else:
                 self._set_state(TaskState.PAUSED)
             return
@@ -396,6 +396,7 @@ class Task:
             log.exception("nbupload: task %s failed unexpectedly", self.id)
             self._set_state(TaskState.FAILED, TaskError(f"internal error: {type(exc).__name__}: {exc}"))
             return
+        self._cleanup(remove_journal=True)  # before the state: a waiter sees a clean journal
         with self._cond:
             self._result = result
             self._acked = self.total
@@ -404,7 +405,6 @@ class Task:
             self._error = None
             self._want = None
             self._set_state_locked(TaskState.DONE)
-        self._cleanup(remove_journal=True)
 
     # counters for drivers
     def note_attempt(self) -> None:
