@@ -31,12 +31,21 @@ from ..protocols.wcs import BLOCK_SIZE, EtagHasher
 from .diskio import pwrite_all
 from .names import UnsafeNameError, open_dir_chain
 
-__all__ = ["AppendTarget", "NotAppendable", "ObjectProbe", "ObjectStore", "WCS_DIR"]
+__all__ = ["AppendTarget", "NotAppendable", "ObjectProbe", "ObjectStore", "WCS_DIR", "private_dir"]
 
 WCS_DIR = ".wcs"
 _DIGEST = 20
 _READ = 1024 * 1024
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (0700) if needed; ``NotADirectoryError`` if a symlink or file was
+    planted there, so nothing is ever written through it to outside the root."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.is_symlink() or not path.is_dir():
+        raise NotADirectoryError(f"{path} is a symlink or not a directory")
+    return path
 
 
 class NotAppendable(Exception):
@@ -131,7 +140,7 @@ class ObjectStore:
         return obj if isinstance(obj, dict) and obj.get("appendable") else None
 
     def _write_meta(self, oid: str, meta: dict[str, Any]) -> None:
-        self.sidecars.mkdir(mode=0o700, exist_ok=True)
+        private_dir(self.sidecars)
         data = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         tmp = self.sidecars / f".{oid}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | _CLOEXEC, 0o600)
@@ -236,7 +245,7 @@ class ObjectStore:
         size = target.start + target.written
         digests = _complete_digests(target.hasher)
         keep = min(target.kept_blocks, len(digests))
-        self.sidecars.mkdir(mode=0o700, exist_ok=True)
+        private_dir(self.sidecars)
         bfd = os.open(self._blocks_path(oid), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC, 0o600)
         try:
             pwrite_all(bfd, b"".join(digests[keep:]), keep * _DIGEST)

@@ -130,6 +130,8 @@ class SessionStore:
         if session is not None:
             return session
         directory = self._dir(boundary)
+        if directory.is_symlink():  # planted: never read or write through it
+            return None
         try:
             obj = json.loads((directory / _META).read_text("utf-8"))
             if obj.get("boundary") != boundary:
@@ -154,6 +156,8 @@ class SessionStore:
         self.ensure_partial_dir()
         directory = self._dir(boundary)
         os.makedirs(directory, 0o700, exist_ok=True)
+        if directory.is_symlink() or not directory.is_dir():
+            raise NotADirectoryError(f"{directory} is a symlink or not a directory")
         session = Session(boundary=boundary, directory=directory)
         self._cache[boundary] = session
         return session

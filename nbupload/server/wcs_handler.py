@@ -31,7 +31,7 @@ from .body import BodyCutShort, BodyReader, BodyTooLarge
 from .diskio import OffsetWriter
 from .http import Send, header, respond
 from .names import UnsafeNameError, split_key
-from .objects import AppendTarget, NotAppendable
+from .objects import AppendTarget, NotAppendable, private_dir
 from .parts import DATA, HEAD, PartHead, PartStream, multipart_boundary
 from .state import ServerState
 
@@ -155,9 +155,8 @@ class _Append:
             assert target is not None
             self.writer = OffsetWriter(target.fd, target.start, target.hasher.update)
         else:
-            spool = self.state.objects.sidecars / "spool"
             try:
-                spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+                spool = private_dir(private_dir(self.state.objects.sidecars) / "spool")
                 self.spool_path = str(spool / f"{secrets.token_hex(12)}.tmp")
                 fd = os.open(self.spool_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             except OSError as exc:
