@@ -147,8 +147,8 @@ class UploadMagics(Magics):
     # -- put ------------------------------------------------------------------------------
     def _do_put(self, args: argparse.Namespace) -> Any:
         s = self.session
-        options = put_options(args)
-        protocol = options.setdefault("protocol", s.config.protocol)
+        options = put_options(args, default_protocol=s.config.protocol)
+        protocol = options["protocol"]
         spool = None
         if args.var:
             if args.file and args.url:
@@ -207,6 +207,10 @@ class UploadMagics(Magics):
             return
         s.pump.flush(force=True)
         snap = task.snapshot()
+        if getattr(self.shell, "kernel", None) is None:  # a console: no live row, say how it ended
+            from ..panel.format import text_line
+
+            print(text_line(snap))
         if snap.state is TaskState.FAILED:
             print(f"nbupload: {snap.name} [{snap.id}] failed: {snap.error}", file=sys.stderr)
 

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 
-__all__ = ["MagicParser", "add_put_arguments", "parse_fields", "put_options"]
+__all__ = ["HelpShown", "MagicParser", "add_put_arguments", "parse_fields", "put_options"]
 
 
 class HelpShown(Exception):
@@ -52,58 +52,41 @@ def parse_fields(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _size(text: str) -> int:
-    from ..units import parse_size
+class _OptionsOnly:
+    """Lets the CLI's ``add_put_arguments`` add its options to the magic's parser, minus what
+    the magic does its own way: the positionals (FILE and URL are optional here, URL has a
+    default), engine-wide settings (``%config Uploader``) and ``--quiet`` (the magic has one).
+    """
 
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    _SKIP = frozenset({"--retries", "--timeout", "--quiet"})
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def add_argument(self, *names: str, **kwargs: Any) -> Any:
+        if not names or not names[0].startswith("-") or self._SKIP.intersection(names):
+            return None
+        if "--protocol" in names:
+            kwargs["default"] = None  # Uploader.protocol decides
+            kwargs.setdefault("help", "wire protocol (default: Uploader.protocol)")
+        return self.parser.add_argument(*names, **kwargs)
 
 
 def add_put_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``put`` options (the same names as ``nbupload put``)."""
-    parser.add_argument("-p", "--protocol", choices=("uploader", "plain", "wcs-append"),
-                        help="wire protocol (default: Uploader.protocol)")
-    parser.add_argument("--chunk-size", type=_size, metavar="SIZE", help="bytes per chunk, e.g. 4MiB")
-    parser.add_argument("--name", metavar="FIELD", help="form field name of the file (uploader)")
-    parser.add_argument("--filename", metavar="NAME", help="file name sent to the server")
-    parser.add_argument("-F", "--field", action="append", default=[], metavar="NAME=VALUE",
-                        help="a form field sent with every chunk (repeatable)")
-    parser.add_argument("-H", "--header", action="append", default=[], metavar="NAME:VALUE",
-                        help="an extra HTTP header (repeatable)")
-    parser.add_argument("--key", help="WCS object key")
-    parser.add_argument("--token", help="WCS upload token (else made from the access/secret key)")
-    parser.add_argument("--access-key", metavar="AK", help="WCS access key")
-    parser.add_argument("--secret-key", metavar="SK", help="WCS secret key (never shown)")
-    parser.add_argument("--scope", help="WCS scope: bucket or bucket:key")
-    parser.add_argument("--mime", help="content type of the file")
+    """The options of ``nbupload put`` (the CLI's own builder), so both accept the same."""
+    from ..cli.upload import add_put_arguments as cli_put_arguments
+
+    cli_put_arguments(_OptionsOnly(parser), source=False)  # type: ignore[arg-type]
 
 
-def put_options(args: argparse.Namespace) -> dict[str, Any]:
+def put_options(args: argparse.Namespace, default_protocol: str = "uploader") -> dict[str, Any]:
     """``engine.submit`` keywords from parsed put arguments (``None`` values left out)."""
+    from ..cli import CommandError
+    from ..cli.upload import put_options as cli_put_options
+
+    args.protocol = args.protocol or default_protocol
     try:
-        fields = parse_fields(args.field)
-    except ValueError as exc:
+        options = cli_put_options(args)
+    except CommandError as exc:
         raise UsageError(str(exc)) from None
-    headers: dict[str, str] = {}
-    for item in args.header:
-        name, sep, value = item.partition(":")
-        if not sep or not name.strip():
-            raise UsageError(f"invalid header {item!r}: expected Name: value")
-        headers[name.strip()] = value.strip()
-    options = {
-        "protocol": args.protocol,
-        "chunk_size": args.chunk_size,
-        "name": args.name,
-        "filename": args.filename,
-        "fields": fields or None,
-        "headers": headers or None,
-        "key": args.key,
-        "token": args.token,
-        "access_key": args.access_key,
-        "secret_key": args.secret_key,
-        "scope": args.scope,
-        "mime": args.mime,
-    }
     return {k: v for k, v in options.items() if v is not None}

@@ -116,3 +116,12 @@ def test_summary_counts_states_and_bytes():
 
 def test_css_token():
     assert css_token("ab/12 x") == "ab-12-x" and css_token("") == "x"
+
+
+def test_error_text_says_each_thing_once():
+    err = TaskError("4002 File exceeded max_file_size: File exceeded max_file_size: 3 bytes over", code=4002,
+                    status=413)
+    assert text_line(snap(state=TaskState.FAILED, error=err)).endswith(
+        "failed: 4002 File exceeded max_file_size: 3 bytes over (HTTP 413)")
+    plain = TaskError("connection refused")
+    assert text_line(snap(state=TaskState.FAILED, error=plain)).endswith("failed: connection refused")
