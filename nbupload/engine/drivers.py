@@ -206,7 +206,8 @@ class _UploaderDriver(_Driver):
         result: dict[str, Any] = {"mode": "resumable", "boundary": spec.boundary}
         if last is not None:
             result.update(dict(last.extra))
-            result["complete"] = last.complete or None
+            # False when the server defers assembling (e.g. an abandoned request is still open).
+            result["complete"] = last.complete
         return result
 
 

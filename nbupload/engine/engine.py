@@ -23,7 +23,7 @@ from .journal import Journal, JournalEntry, TaskLockedError
 from .sources import FileIdentity, open_source
 from .state import ACTIVE_STATES, TaskError, TaskEvent, TaskState
 from .task import PROTOCOLS, Task, TaskSpec
-from .transport import build_client, build_timeout
+from .transport import build_client
 
 __all__ = ["Engine", "UnfinishedTask"]
 
@@ -100,7 +100,14 @@ class Engine:
             return self._http
 
     def _timeout(self) -> httpx.Timeout:
-        return build_timeout(self.config)
+        """Per-request timeouts; no phase may sit without moving bytes past ``stall_timeout``."""
+        c = self.config
+        return httpx.Timeout(
+            connect=min(c.connect_timeout, c.stall_timeout),
+            read=min(c.read_timeout, c.stall_timeout),
+            write=min(c.write_timeout, c.stall_timeout),
+            pool=c.pool_timeout,
+        )
 
     def _ensure_workers(self) -> None:
         alive = [t for t in self._workers if t.is_alive()]
