@@ -1,0 +1,143 @@
+"""The journal: resuming in another engine (as after a restart), secrets, changed files, locks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from nbupload.engine import TaskLockedError, TaskState
+from nbupload.server import start_server
+from tests.support.helpers import make_file, sha256_file, wait_for
+
+from conftest import CREDENTIALS
+
+AK, SK = next(iter(CREDENTIALS.items()))
+CHUNK = 64 << 10
+
+
+@pytest.fixture
+def slow_server(tmp_path):
+    with start_server(root=tmp_path / "root", credentials=CREDENTIALS, throttle=2_000_000) as srv:
+        yield srv
+
+
+def _start_and_pause(engine, *args, **kwargs):
+    task = engine.submit(*args, **kwargs)
+    wait_for(lambda: task.acked >= 3 * CHUNK)
+    task.pause()
+    assert task.wait(10).state is TaskState.PAUSED
+    return task
+
+
+def test_journal_holds_no_secret_and_resume_needs_them_again(slow_server, make_engine, tmp_path, journal_dir):
+    src = make_file(tmp_path / "secret.bin", 1_000_000)
+    first = make_engine(chunk_size=CHUNK)
+    task = _start_and_pause(
+        first, src, slow_server.url, protocol="wcs-append", access_key=AK, secret_key=SK, scope="bkt",
+        key="s.bin", headers={"Authorization": "Bearer hdr-secret-123", "X-Trace": "trace-1"},
+        fields={"token": "field-secret-456", "album": "holiday"},
+    )
+    minted = task.spec.credentials.current()
+    text = (journal_dir / f"{task.id}.json").read_text()
+    for secret in (SK, "hdr-secret-123", "field-secret-456", minted, minted.split(":")[1]):
+        assert secret not in text
+    for kept in ("trace-1", "holiday", "s.bin", str(src), '"position"', task.spec.boundary):
+        assert kept in text
+    position = task.extra["position"]
+    assert position >= 3 * CHUNK and f'"position": {position}' in text
+    first.shutdown()
+
+    second = make_engine(chunk_size=CHUNK)
+    [unfinished] = second.unfinished()
+    assert (unfinished.id, unfinished.acked, unfinished.total, unfinished.locked) == (task.id, position, 1_000_000, False)
+    [again] = second.resume(task.id)
+    snap = again.wait(10)
+    assert snap.state is TaskState.FAILED and snap.error.code == "needs-credentials"
+    assert "never written to the journal" in snap.error.message
+    [again] = second.resume(task.id, access_key=AK, secret_key=SK,
+                            headers={"Authorization": "Bearer hdr-secret-123"}, fields={"token": "field-secret-456"})
+    again.wait(30, raise_on_error=True)
+    assert sha256_file(slow_server.root / "bkt" / "s.bin") == sha256_file(src)
+    assert not (journal_dir / f"{task.id}.json").exists()
+
+
+def test_resume_in_a_new_engine_sends_at_most_one_chunk_again(slow_server, make_engine, tmp_path):
+    src = make_file(tmp_path / "r.bin", 1_000_000)
+    first = make_engine(chunk_size=CHUNK)
+    task = _start_and_pause(first, src, slow_server.upload_url)
+    first.shutdown()
+    second = make_engine(chunk_size=CHUNK)
+    [again] = second.resume()
+    assert again.id == task.id and again.acked >= 3 * CHUNK  # known before any request
+    again.wait(30, raise_on_error=True)
+    assert sha256_file(slow_server.root / "r.bin") == sha256_file(src)
+    assert slow_server.stats()["uploader"]["bytes"] - src.stat().st_size <= CHUNK
+
+
+def test_changed_source_is_detected_on_resume(slow_server, make_engine, tmp_path):
+    src = make_file(tmp_path / "c.bin", 1_000_000)
+    first = make_engine(chunk_size=CHUNK)
+    task = _start_and_pause(first, src, slow_server.upload_url)
+    first.shutdown()
+    with open(src, "r+b") as f:  # same size, new bytes
+        f.write(b"changed!")
+    second = make_engine(chunk_size=CHUNK)
+    [again] = second.resume(task.id)
+    snap = again.wait(10)
+    assert snap.state is TaskState.FAILED and snap.error.code == "source-changed"
+    assert "changed since the upload started" in snap.error.message and str(src) in snap.error.message
+    assert not (slow_server.root / "c.bin").exists()
+
+
+def test_two_resumers_at_once_exactly_one_wins(slow_server, make_engine, tmp_path):
+    src = make_file(tmp_path / "two.bin", 1_000_000)
+    first = make_engine(chunk_size=CHUNK)
+    task = _start_and_pause(first, src, slow_server.upload_url)
+    first.shutdown()
+    a, b = make_engine(chunk_size=CHUNK), make_engine(chunk_size=CHUNK)
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def go(label, eng):
+        barrier.wait()
+        try:
+            outcomes[label] = eng.resume(task.id)[0]
+        except TaskLockedError as exc:
+            outcomes[label] = exc
+
+    threads = [threading.Thread(target=go, args=(n, e)) for n, e in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    errors = [v for v in outcomes.values() if isinstance(v, TaskLockedError)]
+    winners = [v for v in outcomes.values() if not isinstance(v, Exception)]
+    assert len(errors) == 1 and len(winners) == 1
+    assert "being uploaded by another process" in str(errors[0])
+    loser = b if isinstance(outcomes["b"], Exception) else a
+    assert [u.locked for u in loser.unfinished()] == [True]
+    assert loser.resume() == []  # resume-all skips what another owner runs
+    winners[0].wait(30, raise_on_error=True)
+    assert sha256_file(slow_server.root / "two.bin") == sha256_file(src)
+
+
+def test_in_memory_sources_are_not_journaled(server, engine, journal_dir):
+    task = engine.submit(b"x" * 500_000, server.upload_url, filename="mem.bin", start=False)
+    assert task.state is TaskState.PAUSED and not task.persistent
+    assert not journal_dir.exists() or list(journal_dir.glob("*.json")) == []
+    task.resume()
+    task.wait(30, raise_on_error=True)
+    assert (server.root / "mem.bin").stat().st_size == 500_000
+
+
+def test_cancel_forgets_the_task(slow_server, make_engine, tmp_path, journal_dir):
+    src = make_file(tmp_path / "x.bin", 1_000_000)
+    eng = make_engine(chunk_size=CHUNK)
+    task = _start_and_pause(eng, src, slow_server.upload_url)
+    assert (journal_dir / f"{task.id}.json").exists()
+    task.cancel()
+    assert task.state is TaskState.CANCELLED
+    assert list(journal_dir.iterdir()) == []  # json and lock gone
+    task.resume()  # final: nothing happens
+    assert task.state is TaskState.CANCELLED
