@@ -1,0 +1,78 @@
+"""The benchmark's own parts: the sink's protocol answers and counts, the launcher's
+memory and CPU figures, the statistics."""
+
+from __future__ import annotations
+
+import sys
+
+import httpx
+import pytest
+
+from benchmarks.proc import run_child
+from benchmarks.sink import SinkServer
+from benchmarks.stats import ratio, summarize
+from nbupload.protocols import uploader, wcs
+from nbupload.protocols.multipart import BytesSource
+
+
+@pytest.fixture
+def sink():
+    server = SinkServer().start()
+    yield server
+    server.stop()
+
+
+def test_sink_answers_the_uploader_query_as_resumable_or_not(sink: SinkServer) -> None:
+    headers, body = uploader.prepare_query("b0undary")
+    with httpx.Client() as client:
+        yes = client.post(sink.url + "/upload", headers=headers, content=body)
+        no = client.post(sink.url + "/noresume/upload", headers=headers, content=body)
+    assert uploader.process_query_answer(yes.status_code, yes.content, "b0undary").resumable
+    assert not uploader.process_query_answer(no.status_code, no.content, "b0undary").resumable
+
+
+def test_sink_counts_the_file_part_of_chunks_and_appends(sink: SinkServer) -> None:
+    data = bytes(range(256)) * 1000
+    src = BytesSource(data)
+    chunk = uploader.prepare_chunk("b0undary", src, 1000, 5000, fields={"a": "b"})
+    append = wcs.prepare_append("ak:sign:policy", src, 5000, len(data) - 5000, key="k")
+    with httpx.Client() as client:
+        r1 = client.post(sink.url + "/upload", headers=chunk.headers, content=iter(chunk))  # streamed
+        r2 = client.post(sink.url + "/append/5000", headers=append.headers, content=append.read_all())
+    assert uploader.process_chunk_answer(r1.status_code, r1.content).ok
+    answer = wcs.process_append_answer(r2.status_code, r2.headers.multi_items(), r2.content)
+    assert answer.ok and answer.next_position == len(data) and answer.object_type == "Appendable"
+    stats = sink.stats.as_dict()
+    assert stats["file_bytes"] == 4000 + len(data) - 5000
+    assert stats["appends"] == 1 and stats["uploads"] == 2
+
+
+def test_sink_reads_chunked_raw_bodies(sink: SinkServer) -> None:
+    with httpx.Client() as client:
+        r = client.put(sink.url + "/upload", content=iter([b"x" * 70000, b"y" * 3]))
+    assert r.status_code == 200
+    assert sink.stats.as_dict()["file_bytes"] == 70003
+
+
+def test_launcher_reports_the_childs_own_peak_memory_and_cpu() -> None:
+    small = run_child([sys.executable, "-c", "pass"])
+    big = run_child([sys.executable, "-c", "b = bytearray(80 << 20); b[::4096] = b'x' * len(b[::4096])"])
+    assert small.ok and big.ok
+    assert big.maxrss - small.maxrss > 70 << 20  # the 80 MiB shows, exactly the child's
+    assert small.maxrss < 40 << 20  # nothing of this (larger) test process leaks in
+    spin = run_child([sys.executable, "-c", "import time; t = time.process_time()\nwhile time.process_time() - t < 0.3: pass"])
+    assert spin.cpu >= 0.3
+
+
+def test_launcher_passes_exit_codes_and_kills_on_timeout() -> None:
+    assert run_child(["sh", "-c", "exit 3"]).returncode == 3
+    slow = run_child(["sleep", "30"], timeout=0.3)
+    assert slow.timed_out and not slow.ok and slow.wall < 10
+
+
+def test_summary_and_ratio() -> None:
+    s = summarize([3.0, 1.0, 2.0, 10.0, 4.0])
+    assert (s.median, s.min, s.max, s.n) == (3.0, 1.0, 10.0, 5)
+    assert summarize([]) is None
+    assert ratio(summarize([6.0]), summarize([3.0])) == 2.0
+    assert ratio(None, s) is None
