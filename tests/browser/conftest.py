@@ -72,6 +72,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterato
         env[name] = str(base / name.lower())
     env["NBUPLOAD_HOME"] = str(home)
     env["JUPYTER_PLATFORM_DIRS"] = "1"
+    settings = base / "lab-settings"
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(base / "lab-workspaces")
     env.pop("JUPYTER_PATH", None)
     port = _free_port()
     log = base / "jupyterlab.log"

@@ -1,0 +1,101 @@
+"""The upload panel in JupyterLab 4 + headless Chromium, clicked like a person would.
+
+Run a notebook that loads the extension, starts the embedded server (throttled, with a
+3 MiB limit) and shows the panel; start an upload from the form, watch the segmented bar
+grow, pause mid-upload and resume, reach done with the stored file's sha256 checked, then
+see a too-large upload fail with its 4002 code inline. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+from conftest import ARTIFACTS, write_notebook
+
+THROTTLE = 384 * 1024  # bytes/s: a 2 MiB upload takes ~5 s, time enough to pause it
+
+
+def _acked(row) -> int:
+    return int(row.locator(".nbupload-bar").get_attribute("data-acked"))
+
+
+def _state(row) -> str:
+    return row.locator(".nbupload-state").get_attribute("data-state")
+
+
+def _wait(predicate, timeout=30.0, step=0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not reached in the browser in time")
+
+
+def test_panel_upload_pause_resume_done_and_failure(lab, page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    srv = lab.root / "srv"
+    good = lab.root / "good.bin"
+    good_data = os.urandom(2 * 1024 * 1024)
+    good.write_bytes(good_data)
+    big = lab.root / "too-big.bin"
+    big.write_bytes(os.urandom(4 * 1024 * 1024))
+    write_notebook(lab.root / "panel.ipynb", [
+        "%load_ext nbupload",
+        f"%upload server start --root {srv} --throttle {THROTTLE} --max-file-size 3MiB",
+        "%upload panel",
+    ])
+
+    page.goto(f"{lab.url}/doc/tree/panel.ipynb")
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+        " return k && k.status === 'idle'; }",
+        timeout=90_000,
+    )
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    panel = page.locator(".nbupload-panel")
+    panel.wait_for(timeout=60_000)
+    page.locator(".nbupload-url input").wait_for()
+    _wait(lambda: page.locator(".nbupload-url input").input_value().endswith("/upload"))
+
+    # start from the form, by clicking
+    page.locator(".nbupload-path input").fill(str(good))
+    page.locator(".nbupload-chunk input").fill("128KiB")
+    page.locator(".nbupload-start").click()
+    row = page.locator(".nbupload-row").filter(has_text="good.bin")
+    row.wait_for(timeout=30_000)
+
+    # the segmented bar grows
+    first = _wait(lambda: _acked(row) or None)
+    _wait(lambda: _acked(row) > first)
+    assert row.locator(".nbupload-segment").count() >= 1
+    page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / "panel-mid-upload.png"))
+
+    # pause mid-upload, then resume
+    row.locator(".nbupload-pause").click()
+    _wait(lambda: _state(row) == "paused")
+    held = _acked(row)
+    assert 0 < held < len(good_data)
+    time.sleep(0.6)
+    assert _acked(row) == held and _state(row) == "paused"
+    assert row.locator(".nbupload-resume").is_enabled()
+    row.locator(".nbupload-resume").click()
+    _wait(lambda: _state(row) == "done", timeout=60)
+    assert _acked(row) == len(good_data)
+    assert hashlib.sha256((srv / "good.bin").read_bytes()).hexdigest() == hashlib.sha256(good_data).hexdigest()
+
+    # a file over the server's max_file_size fails with its code inline
+    page.locator(".nbupload-path input").fill(str(big))
+    page.locator(".nbupload-start").click()
+    bad = page.locator(".nbupload-row").filter(has_text="too-big.bin")
+    error = bad.locator(".nbupload-error")
+    error.wait_for(timeout=30_000)
+    assert error.get_attribute("data-code") == "4002"
+    assert error.inner_text().startswith("4002 File exceeded max_file_size")
+    assert _state(bad) == "failed" and bad.locator(".nbupload-retry").is_enabled()
+    assert not (srv / "too-big.bin").exists()
+    page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / "panel-done-and-failed.png"))

@@ -1,0 +1,86 @@
+"""The panel driven by a real engine and server, without a frontend: form, buttons, pump."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+from nbupload.engine.state import TaskState
+from nbupload.ipython.extension import current_session
+from nbupload.server import start_server
+
+
+def pump_until(session, predicate, timeout=30.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        session.scheduler.run_due()
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path):
+    server = start_server(root=tmp_path / "srv", throttle=512 * 1024, max_file_size=2 << 20)
+    try:
+        data = os.urandom(1024 * 1024)
+        src = tmp_path / "panel.bin"
+        src.write_bytes(data)
+        run(shell, "%upload panel")
+        session = current_session(shell)
+        panel, form = session.panel, session.form
+        assert panel is not None and "nbupload-panel" in panel._dom_classes
+
+        form.path.value = str(src)
+        form.url.value = server.upload_url
+        form.chunk.value = "64KiB"
+        form.fields.value = "album=holiday"
+        form.start.click()
+        assert "started" in form.message.value, form.message.value
+        (task,) = [t for t in session.engine.tasks() if t.name == "panel.bin"]
+        pump_until(session, lambda: task.id in session.rows and session.rows[task.id].snapshot.acked > 0)
+        row = session.rows[task.id]
+        assert row in panel.rows_box.children
+        assert "nbupload-segment" in row.bar.value
+
+        row.buttons["pause"].click()
+        pump_until(session, lambda: row.snapshot.state is TaskState.PAUSED)
+        assert 'data-state="paused"' in row.state.value and not row.buttons["resume"].disabled
+        paused_at = row.snapshot.acked
+        assert 0 < paused_at < len(data)
+
+        started = time.monotonic()
+        row.buttons["resume"].click()
+        pump_until(session, lambda: row.snapshot.state is TaskState.DONE)
+        elapsed = time.monotonic() - started
+        assert row.bar.value.count('class="nbupload-segment"') == 1 and 'data-acked="1048576"' in row.bar.value
+        assert hashlib.sha256((tmp_path / "srv" / "panel.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+        # at most ~10 updates a second for this task, plus its state changes
+        assert session.pump.applied_updates <= 10 * (elapsed + 5) + 10
+
+        # a file picked in the browser goes through the same engine
+        form.picker.set_state({"value": [{"name": "picked.txt", "type": "text/plain", "size": 5,
+                                          "content": memoryview(b"hello"), "last_modified": 0}]})
+        (picked,) = [t for t in session.engine.tasks() if t.name == "picked.txt"]
+        picked.wait(10)
+        assert (tmp_path / "srv" / "picked.txt").read_bytes() == b"hello"
+
+        # a failing upload shows the server's code inline
+        big = tmp_path / "big.bin"
+        big.write_bytes(os.urandom(3 << 20))
+        form.path.value = str(big)
+        form.start.click()
+        (failed,) = [t for t in session.engine.tasks() if t.name == "big.bin"]
+        pump_until(session, lambda: failed.id in session.rows and session.rows[failed.id].snapshot.state
+                   is TaskState.FAILED)
+        err = session.rows[failed.id].error.value
+        assert 'class="nbupload-error"' in err and 'data-code="4002"' in err and "File exceeded max_file_size" in err
+        assert not session.rows[failed.id].buttons["retry"].disabled
+        assert "tasks:" in panel.summary.value and "1 failed" in panel.summary.value
+
+        form.path.value = str(tmp_path / "nope.bin")
+        form.start.click()
+        assert "nbupload-error" in form.message.value and "no such file" in form.message.value
+    finally:
+        server.stop()

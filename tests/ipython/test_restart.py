@@ -1,0 +1,73 @@
+"""Kernel state across a restart: a killed kernel's unfinished task is offered and resumed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from nbupload.server import start_server
+
+
+def ipython(script, home, tmp_path, name):
+    path = tmp_path / f"{name}.ipy"
+    path.write_text(script)
+    env = {**os.environ, "NBUPLOAD_HOME": str(home), "IPYTHONDIR": str(tmp_path / "ipythondir")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "IPython", "--quick", "--no-banner", "--colors=nocolor", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
+    home = tmp_path / "home"
+    server = start_server(root=tmp_path / "srv", throttle=256 * 1024)
+    try:
+        data = os.urandom(768 * 1024)
+        src = tmp_path / "restart.bin"
+        src.write_bytes(data)
+        first = ipython(
+            "%load_ext nbupload\n"
+            f"t = %upload {src} {server.upload_url} --chunk-size 64KiB -o -q\n"
+            "import time\n"
+            "while t.snapshot().acked == 0: time.sleep(0.02)\n"
+            "print('STARTED', t.id, flush=True)\n"
+            "time.sleep(120)\n",
+            home, tmp_path, "first",
+        )
+        try:
+            line = ""
+            deadline = time.monotonic() + 60
+            while not line.startswith("STARTED") and time.monotonic() < deadline:
+                line = first.stdout.readline()
+                assert line or first.poll() is None, "first kernel died early"
+            task_id = line.split()[1]
+        finally:
+            os.kill(first.pid, signal.SIGKILL)  # the kernel dies mid-upload
+            first.wait(10)
+            first.stdout.close()
+
+        second = ipython(
+            "%load_ext nbupload\n"
+            "%upload list\n"
+            "%upload resume all\n"
+            "import nbupload\n"
+            "for t in nbupload.tasks(): print('FINAL', t.id, t.wait(60).state.value)\n",
+            home, tmp_path, "second",
+        )
+        out, _ = second.communicate(timeout=120)
+        assert f"1 unfinished upload from a previous session ({task_id})" in out, out
+        assert "`%upload resume all`" in out
+        assert f"restart.bin [{task_id}] -> {server.upload_url}" in out  # %upload list
+        assert f"resumed 1 task: {task_id}" in out, out
+        assert f"FINAL {task_id} done" in out, out
+        # resumed, not restarted: the server got each byte about once (a chunk cut by the kill may repeat)
+        received = server.stats()["uploader"]["bytes"]
+        assert received < len(data) + 2 * 64 * 1024, received
+        stored = (tmp_path / "srv" / "restart.bin").read_bytes()
+        assert hashlib.sha256(stored).digest() == hashlib.sha256(data).digest()
+    finally:
+        server.stop()
