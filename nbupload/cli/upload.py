@@ -155,7 +155,8 @@ class ProgressBars:
         snap = event.snapshot
         bar = self._bars.get(snap.id)
         if bar is None:
-            bar = tqdm(total=snap.total, unit="B", unit_scale=True, unit_divisor=1024, desc=snap.name[:30],
+            bar = tqdm(total=snap.total, initial=snap.acked, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=snap.name[:30],
                        file=sys.stderr, leave=True, dynamic_ncols=True, position=len(self._bars))
             self._bars[snap.id] = bar
         bar.n = min(snap.total, snap.acked + snap.inflight)
