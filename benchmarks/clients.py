@@ -28,7 +28,9 @@ class Client:
     name: str
     label: str
     argv: Callable[[str, Target], list[str] | None]  # None: this client cannot use that target
-    workers: int = 1  # concurrent requests, for the RSS target (64 MiB + workers x chunk)
+    # requests in flight at once, for the RSS target (64 MiB + workers x chunk): the engine
+    # sends one request at a time per task (nbupload/engine/drivers.py)
+    workers: int = 1
     chunk_size: int = 0
 
     def command(self, path: str, target: Target) -> list[str] | None:
@@ -87,7 +89,7 @@ CLIENTS: dict[str, Client] = {
     for c in [
         Client("nbupload-plain", "nbupload plain", _nbupload("plain")),
         Client("nbupload-uploader", "nbupload uploader (4 MiB chunks)", _nbupload("uploader", CHUNK_SIZE),
-               workers=4, chunk_size=CHUNK_SIZE),
+               workers=1, chunk_size=CHUNK_SIZE),
         Client("nbupload-wcs", "nbupload wcs-append (4 MiB appends)", _nbupload("wcs-append", CHUNK_SIZE),
                workers=1, chunk_size=CHUNK_SIZE),
         Client("curl-F", "curl -F (multipart)", _curl_form),
