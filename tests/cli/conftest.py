@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # `tests.support` importable
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A private NBUPLOAD_HOME for the CLI processes (and this one)."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("NBUPLOAD_HOME", str(h))
+    for name in ("NBUPLOAD_TOKEN", "NBUPLOAD_ACCESS_KEY", "NBUPLOAD_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return h
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("COLUMNS", None)
+    return env
+
+
+@pytest.fixture
+def cli(home):
+    """Run ``nbupload ARGS`` in a child process: ``cli("put", ...)`` -> CompletedProcess."""
+
+    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nbupload", *args], capture_output=True, text=True,
+                              timeout=timeout, env=_env(), cwd=ROOT)
+
+    run.popen = lambda *args: subprocess.Popen(  # type: ignore[attr-defined]
+        [sys.executable, "-m", "nbupload", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(), cwd=ROOT)
+    return run

@@ -1,0 +1,175 @@
+"""``nbupload put / resume / ls / rm / demo`` as a user runs them, against the real server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from nbupload.cli import CommandError
+from nbupload.cli.upload import put_options, put_parser
+from nbupload.server import start_server
+from tests.support.helpers import make_file, sha256_file, wait_for
+
+AK, SK = "AK-cli", "SK-cli-secret"
+CHUNK = 256 << 10
+
+
+@pytest.fixture
+def server(tmp_path):
+    with start_server(root=tmp_path / "root", credentials={AK: SK}) as srv:
+        yield srv
+
+
+@pytest.fixture
+def slow_server(tmp_path):
+    with start_server(root=tmp_path / "root", credentials={AK: SK}, throttle=1_500_000) as srv:
+        yield srv
+
+
+def _journal(home):
+    d = home / "tasks"
+    return sorted(d.glob("*.json")) if d.is_dir() else []
+
+
+def test_put_uploader_and_wcs(cli, server, tmp_path, home):
+    src = make_file(tmp_path / "a.bin", 700_000)
+    r = cli("put", str(src), server.upload_url, "--chunk-size", "256KiB", "--field", "album=x", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(server.root / "a.bin") == sha256_file(src)
+    r = cli("put", str(src), server.url, "-p", "wcs-append", "--ak", AK, "--sk", SK, "--scope", "bkt",
+            "--key", "k/a.bin")
+    assert r.returncode == 0, r.stderr
+    assert "uploaded" in r.stderr and "etag" in r.stderr
+    assert sha256_file(server.root / "bkt" / "k" / "a.bin") == sha256_file(src)
+    assert _journal(home) == []
+
+
+def test_put_failure_shows_the_server_code_and_message(cli, tmp_path, home):
+    src = make_file(tmp_path / "big.bin", 300_000)
+    with start_server(root=tmp_path / "r", max_file_size=100_000) as srv:
+        r = cli("put", str(src), srv.upload_url, "--quiet")
+    assert r.returncode == 1
+    assert "4002" in r.stderr and "File exceeded max_file_size" in r.stderr and "Traceback" not in r.stderr
+    assert _journal(home) == []  # nothing to resume: it cannot succeed
+
+
+def test_usage_errors_are_clear(cli, tmp_path):
+    r = cli("put", str(tmp_path / "nope.bin"), "http://127.0.0.1:9/upload")
+    assert r.returncode == 2 and "no such file" in r.stderr
+    (tmp_path / "f").write_bytes(b"x")
+    r = cli("put", str(tmp_path / "f"), "http://127.0.0.1:9/upload", "--token", "a:b:c")
+    assert r.returncode == 2 and "wcs-append" in r.stderr
+    r = cli("put", str(tmp_path / "f"), "http://127.0.0.1:9", "-p", "wcs-append", "--scope", "b:k")
+    assert r.returncode == 2 and "missing: access key, secret key" in r.stderr
+    r = cli("put", str(tmp_path / "f"), "ftp://x/upload")
+    assert r.returncode == 2 and "invalid URL" in r.stderr
+    r = cli("resume")
+    assert r.returncode == 2 and "--all" in r.stderr
+    r = cli("resume", "feedfacecafe")
+    assert r.returncode == 1 and "no unfinished task" in r.stderr
+
+
+def test_put_options_are_reusable_by_the_magic():
+    args = put_parser("%upload").parse_args(
+        ["f.bin", "http://h/u", "--chunk-size", "1MiB", "--field", "a=1", "--header", "X-A: b", "--mime", "t/x"])
+    opts = put_options(args)
+    assert opts["chunk_size"] == 1 << 20 and opts["fields"] == {"a": "1"} and opts["headers"] == {"X-A": "b"}
+    assert opts["protocol"] == "uploader" and opts["mime"] == "t/x"
+    with pytest.raises(CommandError):
+        put_options(put_parser().parse_args(["f", "http://h", "--token", "t", "--ak", "a"]))
+
+
+def test_sigkill_then_resume_sends_at_most_one_chunk_again(cli, slow_server, tmp_path, home):
+    src = make_file(tmp_path / "killed.bin", 2_000_000)
+    size = src.stat().st_size
+    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
+    try:
+        entry = wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text()), timeout=20)
+        wait_for(lambda: json.loads(_journal(home)[0].read_text())["acked"] >= 2 * CHUNK, timeout=20)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    task_id = entry["id"]
+    r = cli("ls")
+    assert task_id in r.stdout and "killed.bin" in r.stdout
+    before = slow_server.stats()["uploader"]["bytes"]
+    r = cli("resume", task_id)
+    assert r.returncode == 0, r.stderr
+    assert "resuming task" in r.stderr
+    assert sha256_file(slow_server.root / "killed.bin") == sha256_file(src)
+    sent_twice = slow_server.stats()["uploader"]["bytes"] - size
+    print(f"\nSIGKILL at {before} bytes received; bytes sent again after resume: {sent_twice} "
+          f"(chunk {CHUNK}, 1 worker busy)")
+    assert 0 <= sent_twice <= CHUNK
+    assert _journal(home) == []
+
+
+def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
+    src = make_file(tmp_path / "int.bin", 2_000_000)
+    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB")
+    try:
+        wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= CHUNK, timeout=20)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        print(f"\nCtrl-C to exit: {time.monotonic() - t0:.2f} s")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    [entry] = _journal(home)
+    task_id = entry.stem
+    assert f"paused; resume with: nbupload resume {task_id}" in err
+    r = cli("resume", "--all", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(slow_server.root / "int.bin") == sha256_file(src)
+
+
+def test_two_resume_processes_one_wins(cli, slow_server, tmp_path, home):
+    src = make_file(tmp_path / "two.bin", 1_500_000)
+    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
+    wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= CHUNK, timeout=20)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    task_id = _journal(home)[0].stem
+    a, b = cli.popen("resume", task_id, "--quiet"), cli.popen("resume", task_id, "--quiet")
+    results = []
+    for p in (a, b):
+        out, err = p.communicate(timeout=60)
+        results.append((p.returncode, err))
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    loser_err = next(err for code, err in results if code == 1)
+    assert "being uploaded by another process" in loser_err
+    assert sha256_file(slow_server.root / "two.bin") == sha256_file(src)
+
+
+def test_rm_forgets_an_unfinished_task(cli, slow_server, tmp_path, home):
+    src = make_file(tmp_path / "rm.bin", 1_500_000)
+    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
+    wait_for(lambda: _journal(home), timeout=20)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    task_id = _journal(home)[0].stem
+    r = cli("ls", "--json")
+    assert [t["id"] for t in json.loads(r.stdout)] == [task_id]
+    r = cli("rm", task_id)
+    assert r.returncode == 0 and _journal(home) == []
+    assert "no unfinished uploads" in cli("ls").stdout
+
+
+def test_demo_runs_quickly(cli):
+    t0 = time.monotonic()
+    r = cli("demo", "--size", "4MiB", timeout=90)
+    took = time.monotonic() - t0
+    print(f"\nnbupload demo --size 4MiB took {took:.1f} s")
+    assert r.returncode == 0, r.stderr
+    assert "all checks passed" in r.stdout and r.stdout.count(" OK") == 2
+    assert "paused at" in r.stdout and "matches the server's hash" in r.stdout
