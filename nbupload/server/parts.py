@@ -58,12 +58,37 @@ class PartHead:
         return "filename" in self.params
 
 
+def _param_names(text: str) -> list[str]:
+    """Lower-cased parameter names of a header value, quoted strings skipped."""
+    names, quoted, escaped, start = [], False, False, text.find(";")
+    if start < 0:
+        return names
+    segment = ""
+    for ch in text[start + 1 :] + ";":
+        if quoted:
+            quoted = escaped or ch != '"'
+            escaped = not escaped and ch == "\\"
+        elif ch == '"':
+            quoted = True
+        elif ch == ";":
+            names.append(segment.partition("=")[0].strip().lower())
+            segment = ""
+        else:
+            segment += ch
+    return names
+
+
 def parse_disposition(raw: bytes) -> tuple[str, dict[str, str]]:
     """``form-data; name="a"; filename="b"`` -> ``("form-data", {"name": "a", ...})``.
 
     Header bytes are UTF-8 (what browsers and curl send); parameter values are unquoted and
-    their HTML5 escapes undone.
+    their HTML5 escapes undone. A parameter given twice (``range="0-5/10"; range="5-10/10"``)
+    is refused: which one counts is ambiguous (RFC 6266 4.1).
     """
+    names = [n for n in _param_names(raw.decode("latin-1")) if n]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ProtocolError(f"Content-Disposition gives {', '.join(duplicated)} more than once")
     kind, options = parse_options_header(raw.decode("latin-1"))
     params = {_text(k).lower(): _unescape(_text(v)) for k, v in options.items()}
     return _text(kind).strip().lower(), params
