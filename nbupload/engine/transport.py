@@ -38,11 +38,15 @@ class Reply:
         return parse_retry_after(self.headers.get("retry-after"))
 
 
-def build_client(config: EngineConfig, extra_connections: int = 2) -> httpx.Client:
+def build_client(
+    config: EngineConfig, extra_connections: int = 2, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """The shared client: pool sized to the workers, explicit timeouts, no redirects."""
     from .._version import __version__
 
     n = config.workers + extra_connections
     return httpx.Client(
+        transport=transport,
         limits=httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0),
         timeout=build_timeout(config),
         follow_redirects=False,
