@@ -155,7 +155,7 @@ class _ChunkPart:
 
     async def abort(self) -> None:
         if self.writer is not None:
-            self.writer.discard()
+            await self.writer.discard()
         was_open = self.open
         self._close()
         if was_open:
@@ -212,7 +212,7 @@ class _PlainPart:
         return {"name": self.name, "range": str(RangeSet([(0, size)])), "complete": True, "stored": self.filename}
 
     async def abort(self) -> None:
-        self.writer.discard()
+        await self.writer.discard()
         if self.open:
             self.open = False
             os.close(self.writer.fd)

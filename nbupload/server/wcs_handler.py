@@ -298,6 +298,8 @@ async def handle_append(state: ServerState, scope: dict[str, Any], receive: Any,
             try:
                 status, headers, body = await append.run(boundary)
             finally:
+                if append.writer is not None:
+                    await append.writer.discard()  # no write in flight when rolling back
                 await asyncio.to_thread(append.cleanup)
         await respond(send, status, body, headers, content_type="text/plain; charset=utf-8")
         return
