@@ -67,17 +67,18 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path):
         assert (tmp_path / "srv" / "picked.txt").read_bytes() == b"hello"
 
         # a failing upload shows the server's code inline
-        big = tmp_path / "big.bin"
+        big = tmp_path / "panel-big.bin"
         big.write_bytes(os.urandom(3 << 20))
         form.path.value = str(big)
         form.start.click()
-        (failed,) = [t for t in session.engine.tasks() if t.name == "big.bin"]
+        (failed,) = [t for t in session.engine.tasks() if t.name == "panel-big.bin"]
         pump_until(session, lambda: failed.id in session.rows and session.rows[failed.id].snapshot.state
                    is TaskState.FAILED)
         err = session.rows[failed.id].error.value
         assert 'class="nbupload-error"' in err and 'data-code="4002"' in err and "File exceeded max_file_size" in err
         assert not session.rows[failed.id].buttons["retry"].disabled
-        assert "tasks:" in panel.summary.value and "1 failed" in panel.summary.value
+        failed_count = sum(r.snapshot.state is TaskState.FAILED for r in session.rows.values())
+        assert f"{len(session.rows)} tasks:" in panel.summary.value and f"{failed_count} failed" in panel.summary.value
 
         form.path.value = str(tmp_path / "nope.bin")
         form.start.click()
