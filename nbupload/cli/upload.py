@@ -276,7 +276,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise CommandError("give task ids or --all, not both")
     engine = _make_engine(args)
     again = {"token": args.token, "access_key": args.access_key, "secret_key": args.secret_key,
-             "headers": dict(args.header) or None, "fields": dict(args.field) or None}
+             "headers": dict(args.header) or None, "fields": dict(args.field) or None, "url": args.url}
     try:
         tasks = []
         if args.all:
@@ -293,7 +293,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                     tasks += engine.resume(task_id, **again)
                 except KeyError:
                     raise CommandError(f"no unfinished task {task_id} (see: nbupload ls)", EXIT_FAILED) from None
-                except TaskLockedError as exc:
+                except (TaskLockedError, ValueError) as exc:
                     raise CommandError(str(exc), EXIT_FAILED) from None
         if not args.quiet:
             for t in tasks:
@@ -361,6 +361,7 @@ def register(subparsers: Any) -> None:
                      help="a secret header to send again (not kept in the journal)")
     res.add_argument("--field", action="append", type=parse_field, default=[], metavar="K=V",
                      help="a secret form field to send again (not kept in the journal)")
+    res.add_argument("--url", help="the full URL again, when its query held a secret (not kept in the journal)")
     _add_common(res)
     res.set_defaults(func=cmd_resume)
 

@@ -19,7 +19,7 @@ from ..protocols.ranges import RangeSet
 from .config import EngineConfig
 from .credentials import CredentialsError, resolve_wcs_credentials
 from .events import Dispatcher
-from .journal import Journal, JournalEntry, TaskLockedError
+from .journal import Journal, JournalEntry, TaskLockedError, redact_url
 from .sources import FileIdentity, open_source
 from .state import ACTIVE_STATES, TaskError, TaskEvent, TaskState
 from .task import PROTOCOLS, Task, TaskSpec
@@ -58,6 +58,11 @@ def _clean_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
             raise ValueError(f"invalid header {k!r}")
         out[k] = v
     return out
+
+
+def _base(url: str) -> tuple[str, str, int | None, str]:
+    u = httpx.URL(url)
+    return (u.scheme, u.host, u.port, u.path)
 
 
 class Engine:
@@ -204,7 +209,7 @@ class Engine:
         url = str(url)
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"invalid URL {url!r}: expected http:// or https:// and a host")
+            raise ValueError(f"invalid URL {redact_url(url)[0]!r}: expected http:// or https:// and a host")
         chunk = int(chunk_size or self.config.chunk_size)
         if chunk <= 0:
             raise ValueError("chunk_size must be positive")
@@ -292,13 +297,16 @@ class Engine:
         secret_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         fields: Mapping[str, str] | None = None,
+        url: str | None = None,
     ) -> list[Task]:
         """Resume one task (by id) or all: paused or failed ones of this process, and journal
         entries left by a previous process. Credentials and secret headers or fields are
         given again here (or come from configuration and environment); the journal never
-        holds them. A task another process is running raises :class:`TaskLockedError` when
+        holds them. ``url`` gives the full URL again when its query carried a secret-looking
+        parameter (the journal keeps the URL without it). A task another process is running raises :class:`TaskLockedError` when
         asked for by id, and is skipped otherwise."""
-        again = dict(token=token, access_key=access_key, secret_key=secret_key, headers=headers, fields=fields)
+        again = dict(token=token, access_key=access_key, secret_key=secret_key, headers=headers, fields=fields,
+                     url=url)
         out: list[Task] = []
         if task_id is not None:
             with self._lock:
@@ -346,12 +354,19 @@ class Engine:
             hdrs = {**(d.get("headers") or {}), **_clean_headers(again.get("headers"))}
             flds = {**(d.get("fields") or {}), **{str(k): str(v) for k, v in (again.get("fields") or {}).items()}}
             problem: TaskError | None = None
-            lacking = [f"header {n}" for n in secret_names.get("headers", []) if n not in hdrs]
+            task_url = str(d["url"])
+            given_url = again.get("url")
+            if given_url:
+                if _base(given_url) != _base(task_url):
+                    raise ValueError(f"url {redact_url(given_url)[0]!r} is not this task's URL {task_url!r}")
+                task_url = given_url
+            lacking = [f"URL parameter {n}" for n in secret_names.get("url", []) if not given_url]
+            lacking += [f"header {n}" for n in secret_names.get("headers", []) if n not in hdrs]
             lacking += [f"field {n}" for n in secret_names.get("fields", []) if n not in flds]
             if lacking:
                 problem = TaskError(
-                    "not written to the journal because they look secret, give them again to resume: "
-                    + ", ".join(lacking), code="needs-secrets")
+                    "not written to the journal because they look secret, give them again to resume "
+                    "(headers=, fields=, url=): " + ", ".join(lacking), code="needs-secrets")
             creds = None
             if d.get("protocol") == "wcs-append":
                 w = d.get("wcs") or {}
@@ -365,7 +380,7 @@ class Engine:
                 except CredentialsError as exc:
                     problem = TaskError(f"{exc} (credentials are never written to the journal)", code="needs-credentials")
             spec = TaskSpec(
-                protocol=str(d["protocol"]), url=str(d["url"]), filename=str(d.get("filename") or entry.name),
+                protocol=str(d["protocol"]), url=task_url, filename=str(d.get("filename") or entry.name),
                 field_name=str(d.get("field_name") or "file"), fields=flds, headers=hdrs, key=d.get("key"),
                 mime=d.get("mime"), chunk_size=int(d.get("chunk_size") or self.config.chunk_size),
                 boundary=str(d["boundary"]), credentials=creds,

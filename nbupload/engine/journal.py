@@ -29,6 +29,7 @@ __all__ = [
     "TaskLock",
     "TaskLockedError",
     "is_secret_name",
+    "redact_url",
     "split_secrets",
 ]
 
@@ -49,6 +50,30 @@ def split_secrets(items: Mapping[str, str] | None) -> tuple[dict[str, str], list
     for k, v in (items or {}).items():
         (secret.append(k) if is_secret_name(k) else kept.__setitem__(k, v))
     return kept, secret
+
+
+def redact_url(url: str, mask: str | None = "***") -> tuple[str, list[str]]:
+    """The URL with secret-looking query values and any password masked (``mask``) or
+    dropped (``mask=None``), and the names of the query parameters concerned."""
+    import httpx
+
+    u = httpx.URL(url)
+    names: list[str] = []
+    kept: list[tuple[str, str]] = []
+    for k, v in u.params.multi_items():
+        if is_secret_name(k):
+            names.append(k)
+            if mask is not None:
+                kept.append((k, mask))
+        else:
+            kept.append((k, v))
+    if not names and not u.password:
+        return url, []
+    clean = u.copy_with(params=httpx.QueryParams(kept)) if names else u
+    if u.password:
+        clean = clean.copy_with(password=mask or "")
+        names.append(":password")
+    return str(clean).replace("%2A%2A%2A", "***"), names
 
 
 class TaskLockedError(RuntimeError):

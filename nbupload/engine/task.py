@@ -18,7 +18,7 @@ from ..protocols.multipart import ShortReadError
 from ..protocols.ranges import RangeSet
 from .errors import Interrupted, StepFailed, UploadCancelled, UploadFailed, UploadPaused
 from .events import RateMeter
-from .journal import TaskLock, split_secrets
+from .journal import TaskLock, redact_url, split_secrets
 from .sources import FileIdentity, OpenedSource, SourceChangedError, reopen_path
 from .state import ACTIVE_STATES, TaskError, TaskEvent, TaskSnapshot, TaskState
 
@@ -53,14 +53,15 @@ class TaskSpec:
         """The JSON-safe, secret-free part of the spec."""
         fields_kept, fields_secret = split_secrets(self.fields)
         headers_kept, headers_secret = split_secrets(self.headers)
+        url, url_secret = redact_url(self.url, mask=None)
         data: dict[str, Any] = {
             "protocol": self.protocol,
-            "url": self.url,
+            "url": url,
             "filename": self.filename,
             "field_name": self.field_name,
             "fields": fields_kept,
             "headers": headers_kept,
-            "secret_names": {"fields": fields_secret, "headers": headers_secret},
+            "secret_names": {"fields": fields_secret, "headers": headers_secret, "url": url_secret},
             "key": self.key,
             "mime": self.mime,
             "chunk_size": self.chunk_size,
@@ -90,7 +91,7 @@ class Task:
     ) -> None:
         self._engine = engine
         self.id = task_id
-        self.spec = spec
+        self._set_spec(spec)
         self._opened = opened
         self._path = path if path is not None else (opened.path if opened else None)
         self._identity = identity if identity is not None else (opened.identity if opened else None)
@@ -127,7 +128,12 @@ class Task:
 
     @property
     def url(self) -> str:
-        return self.spec.url
+        """The URL as shown to people: secret-looking query values and passwords masked."""
+        return self._shown_url
+
+    def _set_spec(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self._shown_url = redact_url(spec.url)[0]
 
     @property
     def state(self) -> TaskState:

@@ -141,3 +141,23 @@ def test_cancel_forgets_the_task(slow_server, make_engine, tmp_path, journal_dir
     assert list(journal_dir.iterdir()) == []  # json and lock gone
     task.resume()  # final: nothing happens
     assert task.state is TaskState.CANCELLED
+
+
+def test_secret_url_parameters_stay_out_of_journal_and_reprs(slow_server, make_engine, tmp_path, journal_dir):
+    src = make_file(tmp_path / "q.bin", 1_000_000)
+    url = slow_server.upload_url + "?token=url-secret-789&team=blue"
+    first = make_engine(chunk_size=CHUNK)
+    task = _start_and_pause(first, src, url)
+    text = (journal_dir / f"{task.id}.json").read_text()
+    assert "url-secret-789" not in text and "team=blue" in text
+    assert "url-secret-789" not in repr(task) and "token=***" in task.snapshot().url
+    first.shutdown()
+    second = make_engine(chunk_size=CHUNK)
+    [again] = second.resume(task.id)
+    snap = again.wait(10)
+    assert snap.error.code == "needs-secrets" and "URL parameter token" in snap.error.message
+    with pytest.raises(ValueError, match="is not this task's URL"):
+        second.resume(task.id, url="http://127.0.0.1:1/other?token=x")
+    [again] = second.resume(task.id, url=url)
+    again.wait(30, raise_on_error=True)
+    assert sha256_file(slow_server.root / "q.bin") == sha256_file(src)
