@@ -40,8 +40,9 @@ class UploadServerApp:
         return self.state.stats.snapshot()
 
     def sweep(self) -> int:
-        """Remove stale partial sessions now; how many were removed."""
-        return self.state.sessions.sweep(self.config.partial_ttl)
+        """Remove stale partial sessions and spooled appends now; how many were removed."""
+        ttl = self.config.partial_ttl
+        return self.state.sessions.sweep(ttl) + self.state.objects.sweep_spool(ttl)
 
     async def _sweep_forever(self) -> None:
         while True:

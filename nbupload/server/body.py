@@ -43,8 +43,12 @@ class Throttle:
 class BodyReader:
     """Pull body pieces from ASGI ``receive``: counts, enforces ``limit``, paces by ``throttle``."""
 
-    def __init__(self, receive: Receive, limit: int | None = None, throttle: Throttle | None = None) -> None:
+    def __init__(
+        self, receive: Receive, limit: int | None = None, throttle: Throttle | None = None, *,
+        expect_continue: bool = False,
+    ) -> None:
         self._receive = receive
+        self.expect_continue = expect_continue
         self.limit = limit
         self.throttle = throttle
         self.received = 0
@@ -85,6 +89,10 @@ class BodyReader:
         """Discard the rest of the body (bounded); whether the whole body was read."""
         if self.done:
             return not self.disconnected
+        if self.expect_continue and self.received == 0:
+            # "Expect: 100-continue" and nothing read yet: the server answers before asking
+            # for the body, so the client never sends it; the connection closes after.
+            return False
         limit, self.limit = self.limit, None
         throttle, self.throttle = self.throttle, None
         start = self.received

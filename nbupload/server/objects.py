@@ -125,6 +125,18 @@ class ObjectStore:
             if entry[1] == 0:
                 del self._locks[oid]
 
+    def sweep_spool(self, ttl: float) -> int:
+        """Remove spooled append bodies left by a crash (untouched for ``ttl`` seconds)."""
+        removed = 0
+        now = time.time()
+        with contextlib.suppress(OSError), os.scandir(self.sidecars / "spool") as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > ttl:
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
+
     # -- sidecar -------------------------------------------------------------------------
     def _meta_path(self, oid: str) -> Path:
         return self.sidecars / f"{oid}.json"

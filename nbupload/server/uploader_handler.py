@@ -353,7 +353,8 @@ async def handle_upload(state: ServerState, scope: dict[str, Any], receive: Any,
     stats = state.stats
     stats.add("uploader", "requests")
     config = state.config
-    reader = BodyReader(receive, config.max_request_size, state.throttle)
+    expect = (header(scope, "expect") or "").strip().lower() == "100-continue"
+    reader = BodyReader(receive, config.max_request_size, state.throttle, expect_continue=expect)
     content_type = header(scope, "content-type") or ""
     kind = content_type.split(";")[0].strip().lower()
     try:

@@ -279,7 +279,8 @@ async def handle_append(state: ServerState, scope: dict[str, Any], receive: Any,
     stats = state.stats
     stats.add("wcs", "requests")
     config = state.config
-    reader = BodyReader(receive, config.max_request_size, state.throttle)
+    expect = (header(scope, "expect") or "").strip().lower() == "100-continue"
+    reader = BodyReader(receive, config.max_request_size, state.throttle, expect_continue=expect)
     try:
         try:
             position = parse_append_path(scope["path"])

@@ -361,3 +361,42 @@ def test_stale_partial_sessions_expire(tmp_path, client):
     with start_server(root, partial_ttl=3600) as srv:  # stale: swept at start
         assert list((root / ".partial").iterdir()) == []
         assert query(client, srv.upload_url, boundary).ranges_for("file") == RangeSet()
+
+
+def test_4001_with_expect_100_continue_answers_before_the_body(tmp_path):
+    """curl sends ``Expect: 100-continue`` for big bodies: the 413 comes without the body."""
+    import subprocess
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(data_of(3 * 1024 * 1024))
+    with start_server(tmp_path / "r", max_request_size=1024 * 1024) as srv:
+        out = subprocess.run(["/usr/bin/curl", "-sS", "-H", "Expect: 100-continue", "-F", f"file=@{big}",
+                              "-w", "\n%{size_upload}", srv.upload_url], capture_output=True, timeout=60, check=True)
+        answer_text, _, uploaded = out.stdout.decode().rpartition("\n")
+        assert json.loads(answer_text)["code"] == 4001
+        assert int(uploaded) == 0  # the body was never sent
+        assert srv.stats()["uploader"]["bytes"] == 0
+        assert not (srv.root / "big.bin").exists()
+
+
+def test_throttle_paces_request_bodies(tmp_path, client):
+    import time
+
+    data = data_of(256 * 1024)
+    with start_server(tmp_path / "r", throttle=512 * 1024) as srv:
+        t0 = time.monotonic()
+        r = client.post(srv.upload_url, files={"file": ("slow.bin", data)})
+        elapsed = time.monotonic() - t0
+    assert r.status_code == 200
+    assert elapsed >= 0.3  # 256 KiB at 512 KiB/s: about half a second, never near-instant
+
+
+def test_stale_sessions_expire_periodically_while_running(tmp_path, client):
+    from .conftest import wait_for
+
+    with start_server(tmp_path / "r", partial_ttl=1.0) as srv:
+        boundary = new_boundary()
+        send_chunk(client, srv.upload_url, boundary, b"abcdef", 0, 3)
+        assert query(client, srv.upload_url, boundary).ranges_for("file") == RangeSet([(0, 3)])
+        assert wait_for(lambda: not any((srv.root / ".partial").iterdir()), timeout=10)
+        assert query(client, srv.upload_url, boundary).ranges_for("file") == RangeSet()
