@@ -82,14 +82,17 @@ def build_parsers() -> dict[str, MagicParser]:
     parsers["server"] = srv
     tok = MagicParser(
         prog="%upload token",
-        description="Make a WCS upload token and bind it to a variable (the secret key is never echoed; "
-        "without --access-key the demo server's key pair is used, else the secret key is asked for).",
+        description="Make a WCS upload token and bind it to a variable (the token and the secret key are "
+        "never echoed). Keys: --ak with --sk, --sk-env VAR or $NBUPLOAD_SECRET_KEY (else the secret is asked "
+        "for); without --ak, the demo server's key pair.",
     )
     tok.add_argument("--scope", default="demo", help="bucket or bucket:key (default: demo)")
     tok.add_argument("--expires", type=float, default=3600.0, metavar="SECONDS", help="lifetime (default 3600)")
     tok.add_argument("--fsize-limit", type=_size, default=0, metavar="SIZE", help="largest object (0: none)")
-    tok.add_argument("--access-key", metavar="AK")
-    tok.add_argument("--secret-key-env", metavar="VAR", help="read the secret key from this environment variable")
+    tok.add_argument("--return-body", metavar="TPL", help="returnBody template, e.g. 'key=$(key)'")
+    tok.add_argument("--ak", dest="access_key", metavar="AK", help="access key")
+    tok.add_argument("--sk", dest="secret_key", metavar="SK", help="secret key (prefer $var or --sk-env)")
+    tok.add_argument("--sk-env", metavar="VAR", help="read the secret key from this environment variable")
     tok.add_argument("--var", default="upload_token", metavar="NAME", help="variable to bind (default upload_token)")
     parsers["token"] = tok
     return parsers
@@ -328,18 +331,21 @@ class UploadMagics(Magics):
         s = self.session
         if args.access_key:
             access_key = args.access_key
-            if args.secret_key_env:
-                secret = os.environ.get(args.secret_key_env)
+            secret = args.secret_key
+            if not secret and args.sk_env:
+                secret = os.environ.get(args.sk_env)
                 if not secret:
-                    raise UsageError(f"environment variable {args.secret_key_env} is not set")
-            else:
-                secret = getpass.getpass(f"WCS secret key for {access_key}: ")
+                    raise UsageError(f"environment variable {args.sk_env} is not set")
+            secret = secret or os.environ.get("NBUPLOAD_SECRET_KEY") or getpass.getpass(
+                f"WCS secret key for {access_key}: ")
         elif s.server is not None:
             access_key, secret = s.server.access_key, s.server.secret_key
         else:
-            raise UsageError("give --access-key (the secret is asked for), or start the demo server first")
+            raise UsageError("give --ak (and --sk-env VAR, or type the secret when asked), "
+                             "or start the demo server first: %upload server start")
         deadline = int((time.time() + args.expires) * 1000)
-        policy = PutPolicy(scope=args.scope, deadline=deadline, fsize_limit=args.fsize_limit)
+        policy = PutPolicy(scope=args.scope, deadline=deadline, fsize_limit=args.fsize_limit,
+                           return_body=args.return_body)
         try:
             token = make_token(access_key, secret, policy)
         except ValueError as exc:

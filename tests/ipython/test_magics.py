@@ -177,11 +177,16 @@ def test_wcs_append_with_the_demo_key_pair_and_token(demo, shell, run, data_file
 
 
 def test_token_needs_keys_without_demo_server(shell, run, monkeypatch):
-    with pytest.raises(UsageError, match="--access-key"):
+    with pytest.raises(UsageError, match="give --ak"):
         run(shell, "%upload token --scope b")
     monkeypatch.setenv("MY_SK", "key")
-    run(shell, "%upload token --scope b:k --access-key UMU --secret-key-env MY_SK --var t2")
-    assert shell.user_ns["t2"].startswith("UMU:")
+    run(shell, "%upload token --scope b:k --ak UMU --sk-env MY_SK --var t2")
+    from nbupload.protocols.wcs import verify_token
+
+    policy = verify_token(shell.user_ns["t2"], {"UMU": "key"}, now_ms=int(time.time() * 1000))
+    assert policy.scope == "b:k"
+    with pytest.raises(UsageError, match="MISSING_VAR is not set"):
+        run(shell, "%upload token --ak UMU --sk-env MISSING_VAR")
 
 
 def test_server_status_and_stop(demo, shell, run, capsys):
