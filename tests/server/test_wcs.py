@@ -210,3 +210,13 @@ def test_success_body_is_urlsafe_base64(server, client):
     assert base64.urlsafe_b64decode(r.content) == b"hash=FpAEzHGOWdh-QAYhattxl1vqHLMw"
     assert r.headers["x-wcs-next-append-position"] == "14"
     assert r.headers["x-wcs-object-type"] == "Appendable"
+
+
+def test_planted_sidecar_symlink_is_refused(server, client, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (server.root / ".wcs").symlink_to(outside)
+    ans = append(client, server.url, 0, b"data", token("bkt"), key="k")
+    assert ans.status == 507
+    assert list(outside.iterdir()) == []
+    assert not (server.root / "bkt" / "k").exists()  # the append was rolled back
