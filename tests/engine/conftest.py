@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.support` 
 from nbupload.engine import Engine, EngineConfig  # noqa: E402
 from nbupload.server import start_server  # noqa: E402
 
-CREDENTIALS = {"AK-test": "SK-very-secret-value"}
+from tests.support.helpers import CREDENTIALS  # noqa: E402
 
 
 @pytest.fixture

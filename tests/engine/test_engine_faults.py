@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 
 from nbupload.engine import TaskState
-from tests.support.helpers import make_file, sha256_file, wait_for
+from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
 from tests.support.proxy import Fault, FaultProxy
-
-from conftest import CREDENTIALS
 
 AK, SK = next(iter(CREDENTIALS.items()))
 CHUNK = 256 << 10

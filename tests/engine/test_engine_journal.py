@@ -8,9 +8,7 @@ import pytest
 
 from nbupload.engine import TaskLockedError, TaskState
 from nbupload.server import start_server
-from tests.support.helpers import make_file, sha256_file, wait_for
-
-from conftest import CREDENTIALS
+from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
 
 AK, SK = next(iter(CREDENTIALS.items()))
 CHUNK = 64 << 10

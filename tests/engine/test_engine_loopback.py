@@ -11,10 +11,8 @@ import pytest
 from nbupload.engine import TaskState, UploadFailed
 from nbupload.protocols import wcs
 from nbupload.server import start_server
-from tests.support.helpers import make_file, sha256_file, wait_for
+from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
 from tests.support.servers import NonsenseQueryServer
-
-from conftest import CREDENTIALS
 
 AK, SK = next(iter(CREDENTIALS.items()))
 

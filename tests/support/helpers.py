@@ -8,7 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["make_file", "sha256_file", "wait_for"]
+__all__ = ["CREDENTIALS", "make_file", "sha256_file", "wait_for"]
+
+#: The WCS key pair the test servers accept.
+CREDENTIALS = {"AK-test": "SK-very-secret-value"}
 
 
 def make_file(path: Path, size: int, seed: int = 0) -> Path:
