@@ -169,7 +169,7 @@ class UploadSession:
                 if task.id not in self.rows:
                     self._new_row(task.snapshot())
             self.form = UploadForm(self, url=self.default_url(self.config.protocol), protocol=self.config.protocol,
-                                   chunk_size=_size_text(self.config.chunk_size))
+                                   chunk_size=_size_text(self.config.chunk_size), default_url=self.default_url)
             self.panel = UploadPanel(self, lambda: list(self.rows.values()), form=self.form)
             self.panel.set_offers(self.offers)
         else:
@@ -286,6 +286,12 @@ class UploadSession:
             options.setdefault("access_key", self.server.access_key)
             options["secret_key"] = self.server.secret_key
             options.setdefault("scope", "demo")
+        if options.get("protocol") == "wcs-append" and not options.get("key"):
+            scope = options.get("scope")
+            name = options.get("filename") or (
+                os.path.basename(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else None)
+            if scope and ":" not in scope and name:
+                options["key"] = name  # the object key defaults to the file's name
         task = self.engine.submit(source, url, **options)
         if spool is not None:
             with self._spool_lock:

@@ -154,8 +154,10 @@ class UploadForm(widgets.VBox):
     """Start an upload: a kernel-side path (with completion) or files picked in the browser."""
 
     def __init__(self, controller: Controller, *, url: str = "", protocol: str = "uploader",
-                 chunk_size: str = "4MiB", protocols: Sequence[str] = ("uploader", "plain", "wcs-append")) -> None:
+                 chunk_size: str = "4MiB", protocols: Sequence[str] = ("uploader", "plain", "wcs-append"),
+                 default_url: Callable[[str], str] | None = None) -> None:
         self.controller = controller
+        self._default_url = default_url
         wide = widgets.Layout(width="100%")
         self.path = widgets.Combobox(placeholder="path on the kernel's filesystem", ensure_option=False,
                                      description="File", layout=wide)
@@ -178,6 +180,7 @@ class UploadForm(widgets.VBox):
                        (self.message, "nbupload-form-message")):
             w.add_class(cls)
         self.path.observe(self._complete, names="value")
+        self.protocol.observe(self._protocol_changed, names="value")
         self.start.on_click(self._on_start)
         self.picker.observe(self._on_pick, names="value")
         wcs = widgets.HBox([self.access_key, self.secret_key, self.scope])
@@ -187,6 +190,13 @@ class UploadForm(widgets.VBox):
             widgets.HBox([self.start, self.picker]), self.message,
         ])
         self.add_class("nbupload-form")
+
+    def _protocol_changed(self, change: Any) -> None:
+        """Keep the URL box on the default endpoint of the chosen protocol, unless typed in."""
+        if self._default_url is None:
+            return
+        if self.url.value.strip() in ("", self._default_url(change["old"])):
+            self.url.value = self._default_url(change["new"])
 
     def _complete(self, change: Any) -> None:
         self.path.options = tuple(complete_path(change["new"]))

@@ -85,3 +85,48 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path):
         assert "nbupload-error" in form.message.value and "no such file" in form.message.value
     finally:
         server.stop()
+
+
+def test_form_wcs_upload_to_the_demo_server(shell, run, tmp_path):
+    run(shell, f"%upload server start --root {tmp_path / 'srv'}")
+    run(shell, "%upload panel")
+    session = current_session(shell)
+    form = session.form
+    assert form.url.value == session.server.handle.upload_url
+    form.protocol.value = "wcs-append"
+    assert form.url.value == session.server.base_url  # followed the protocol
+    src = tmp_path / "form-wcs.bin"
+    data = os.urandom(300 * 1024)
+    src.write_bytes(data)
+    form.path.value = str(src)
+    form.chunk.value = "100KiB"
+    form.start.click()
+    assert "started" in form.message.value, form.message.value
+    (task,) = [t for t in session.engine.tasks() if t.name == "form-wcs.bin"]
+    assert task.wait(20).state is TaskState.DONE, task.error
+    assert (tmp_path / "srv" / "demo" / "form-wcs.bin").read_bytes() == data
+    form.url.value = "http://example.invalid/custom"
+    form.protocol.value = "uploader"
+    assert form.url.value == "http://example.invalid/custom"  # typed URLs are left alone
+
+
+def test_steering_all(shell, run, tmp_path, capsys):
+    server = start_server(root=tmp_path / "srv", throttle=128 * 1024)
+    try:
+        paths = []
+        for i in range(2):
+            p = tmp_path / f"all-{i}.bin"
+            p.write_bytes(os.urandom(512 * 1024))
+            paths.append(p)
+        tasks = [run(shell, f"%upload {p} {server.upload_url} --chunk-size 32KiB -o -q") for p in paths]
+        run(shell, "%upload pause all")
+        for t in tasks:
+            assert t.wait(10).state is TaskState.PAUSED
+        assert "paused 2 tasks" in capsys.readouterr().out
+        run(shell, "%upload cancel all")
+        for t in tasks:
+            assert t.wait(10).state is TaskState.CANCELLED
+        run(shell, f"%upload cancel {tasks[0].id}")  # already cancelled: nothing to do, no error
+        assert not any((tmp_path / "srv" / p.name).exists() for p in paths)
+    finally:
+        server.stop()
