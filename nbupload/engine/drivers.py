@@ -17,7 +17,6 @@ requests, retries and recovery:
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 from ..protocols import uploader, wcs
@@ -340,9 +339,3 @@ class _Empty:
     def pread(self, size: int, offset: int) -> bytes:
         return b""
 
-
-def sha256_of(source: Source, step: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    for off in range(0, source.size, step):
-        h.update(source.pread(min(step, source.size - off), off))
-    return h.hexdigest()

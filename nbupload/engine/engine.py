@@ -4,7 +4,6 @@ the journal, and event delivery to subscribers."""
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import secrets
 import threading

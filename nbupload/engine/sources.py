@@ -15,7 +15,6 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..protocols.multipart import BytesSource, FileSource, Source
@@ -62,7 +61,7 @@ class _LockedSeekSource:
         self._lock = threading.Lock()
         with self._lock:
             here = fileobj.tell()
-            self.size = fileobj.seek(0, io.SEEK_END) - 0
+            self.size = fileobj.seek(0, io.SEEK_END)
             fileobj.seek(here)
 
     def pread(self, size: int, offset: int) -> bytes:
@@ -204,8 +203,6 @@ def open_source(source: Any) -> OpenedSource:
         return OpenedSource(source, size, getattr(source, "filename", None) or "data")
     if hasattr(source, "read"):
         return _file_object(source)
-    if isinstance(source, Path):  # pragma: no cover - PathLike covers it
-        return _open_path(source)
     raise TypeError(
         f"cannot upload a {type(source).__name__}: pass a file path, bytes, a binary file object "
         "or an object with .size and .pread(n, offset)"
