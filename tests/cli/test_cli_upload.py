@@ -133,7 +133,7 @@ def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
 
 
 def test_two_resume_processes_one_wins(cli, slow_server, tmp_path, home):
-    src = make_file(tmp_path / "two.bin", 1_500_000)
+    src = make_file(tmp_path / "two.bin", 3_500_000)  # ~2 s left after the kill: both resumers meet
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
     wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= CHUNK, timeout=20)
     proc.send_signal(signal.SIGKILL)

@@ -4,6 +4,7 @@ the same paths against the real server; these pin exact headers and odd answers)
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ import nbupload
 from nbupload.engine import TaskState, UploadFailed
 from nbupload.engine.transport import build_client
 from nbupload.protocols import uploader
+from tests.support.helpers import wait_for
 
 
 def _mock(engine, handler):
@@ -116,14 +118,17 @@ def test_configure_resizes_workers_and_rejects_unknown_settings(make_engine):
     engine.configure(workers=2)
     _mock(engine, handler)
     tasks = [engine.submit(bytes(10), "http://up.example/u") for _ in range(4)]
-    import time
 
+    def running() -> int:
+        return sum(t.state in (TaskState.CONNECTING, TaskState.UPLOADING) for t in tasks)
+
+    wait_for(lambda: running() == 2)
     time.sleep(0.3)
-    running = sum(t.state in (TaskState.CONNECTING, TaskState.UPLOADING) for t in tasks)
+    still = running()
     gate.set()
     for t in tasks:
         t.wait(10, raise_on_error=True)
-    assert running == 2
+    assert still == 2  # two workers, two tasks at a time
     with pytest.raises(TypeError, match="unknown engine setting"):
         engine.configure(speed=11)
     assert engine.config.workers == 2
