@@ -150,3 +150,14 @@ def test_cancel_is_prompt(tmp_path, make_engine):
         assert snap.state is TaskState.CANCELLED
         assert not (srv.root / "c.bin").exists()
     assert engine._journal.read(task.id) is None
+
+
+@pytest.mark.parametrize("protocol", ["uploader", "plain", "wcs-append"])
+def test_empty_file(server, engine, tmp_path, protocol):
+    src = tmp_path / "empty.txt"
+    src.write_bytes(b"")
+    wcs_opts = dict(access_key=AK, secret_key=SK, scope="b:empty.txt") if protocol == "wcs-append" else {}
+    url = server.url if wcs_opts else server.upload_url
+    snap = engine.submit(src, url, protocol=protocol, **wcs_opts).wait(30, raise_on_error=True)
+    stored = server.root / ("b/empty.txt" if wcs_opts else "empty.txt")
+    assert snap.fraction == 1.0 and stored.exists() and stored.stat().st_size == 0
