@@ -28,8 +28,22 @@ def get_engine() -> Engine:
     with _default_lock:
         if _default is None or _default._closed:
             _default = Engine(EngineConfig())
-            atexit.register(_default.shutdown, True, 5.0)
+            atexit.register(_pause_at_exit, _default)
         return _default
+
+
+def _pause_at_exit(engine: Engine) -> None:
+    """Interpreter exit: pause what still runs (the journal keeps it) and say so."""
+    from .engine import TaskState
+
+    running = [t for t in engine.tasks() if t.state in (TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING)]
+    engine.shutdown(True, 5.0)
+    kept = [t.id for t in running if t.persistent]
+    if kept:
+        import sys
+
+        print(f"nbupload: {len(kept)} upload(s) paused at exit; resume with: nbupload resume {' '.join(kept)}",
+              file=sys.stderr)
 
 
 def upload(
