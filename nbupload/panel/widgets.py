@@ -80,7 +80,7 @@ class TaskRow(_FullText, widgets.VBox):
     def __init__(self, snap: TaskSnapshot, on_action: Callable[[str, str], None]) -> None:
         self.task_id = snap.id
         self._snap = snap
-        self.name = widgets.HTML(layout=widgets.Layout(width="16em"))
+        self.name = widgets.HTML(layout=widgets.Layout(width="12em"))
         self.bar = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="160px"))
         self.stats = widgets.Label(layout=widgets.Layout(width="22em"))
         self.state = widgets.HTML(layout=widgets.Layout(width="7em"))
@@ -158,7 +158,7 @@ class UploadForm(widgets.VBox):
                  default_url: Callable[[str], str] | None = None) -> None:
         self.controller = controller
         self._default_url = default_url
-        wide = widgets.Layout(width="100%")
+        wide = widgets.Layout(width="96%")
         self.path = widgets.Combobox(placeholder="path on the kernel's filesystem", ensure_option=False,
                                      description="File", layout=wide)
         self.url = widgets.Text(value=url, placeholder="upload URL", description="URL", layout=wide)

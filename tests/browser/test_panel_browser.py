@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 
-from conftest import ARTIFACTS, write_notebook
+from browser_support import ARTIFACTS, write_notebook
 
 THROTTLE = 384 * 1024  # bytes/s: a 2 MiB upload takes ~5 s, time enough to pause it
 
@@ -41,11 +41,14 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
     good = lab.root / "good.bin"
     good_data = os.urandom(2 * 1024 * 1024)
     good.write_bytes(good_data)
+    background = lab.root / "background.bin"
+    background.write_bytes(os.urandom(5 * 512 * 1024))
     big = lab.root / "too-big.bin"
     big.write_bytes(os.urandom(4 * 1024 * 1024))
     write_notebook(lab.root / "panel.ipynb", [
         "%load_ext nbupload",
         f"%upload server start --root {srv} --throttle {THROTTLE} --max-file-size 3MiB",
+        f"%upload {background} --chunk-size 256KiB -q",  # a second task shares the server meanwhile
         "%upload panel",
     ])
 
@@ -73,6 +76,7 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
     first = _wait(lambda: _acked(row) or None)
     _wait(lambda: _acked(row) > first)
     assert row.locator(".nbupload-segment").count() >= 1
+    _wait(lambda: _acked(row) >= len(good_data) // 4)
     page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / "panel-mid-upload.png"))
 
     # pause mid-upload, then resume
@@ -98,4 +102,7 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
     assert error.inner_text().startswith("4002 File exceeded max_file_size")
     assert _state(bad) == "failed" and bad.locator(".nbupload-retry").is_enabled()
     assert not (srv / "too-big.bin").exists()
+    other = page.locator(".nbupload-row").filter(has_text="background.bin")
+    _wait(lambda: _state(other) == "done", timeout=60)
+    assert (srv / "background.bin").read_bytes() == background.read_bytes()
     page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / "panel-done-and-failed.png"))
