@@ -45,11 +45,19 @@ def run_driver(task: Task) -> Any:
     cfg = task._engine.config
     backoff = Backoff(cfg.retries, cfg.backoff_base, cfg.backoff_cap, cfg.retry_deadline)
     if task.protocol == "wcs-append":
-        return _WcsDriver(task, opened.source, backoff).run()
-    return _UploaderDriver(task, opened.source, backoff, plain=task.protocol == "plain").run()
+        driver: _Driver = _WcsDriver(task, opened.source, backoff)
+    else:
+        driver = _UploaderDriver(task, opened.source, backoff, plain=task.protocol == "plain")
+    driver.check_source = opened.check_unchanged
+    return driver.run()
 
 
 class _Driver:
+    #: Raises SourceChangedError once the file differs from when the task started. Called
+    #: after each piece is read and before it is sent, so no byte read after a change (the
+    #: kernel updates mtime before the data) ever goes out: never a silently mixed file.
+    check_source: Any = staticmethod(lambda: None)
+
     def __init__(self, task: Task, source: Source, backoff: Backoff) -> None:
         self.task = task
         self.source = source
@@ -73,13 +81,17 @@ class _Driver:
                 headers={**task.spec.headers, **headers},
                 body=body,
                 timeout=self.engine._timeout(),
-                check=task.check,
+                check=self.check,
                 stall_timeout=self.cfg.stall_timeout,
                 file_len=file_len,
                 on_file=counted,
             )
         finally:
             task.end_request()
+
+    def check(self) -> None:
+        self.task.check()
+        self.check_source()
 
     def failed(self, exc: StepFailed) -> None:
         """Back off after a failed step, or give up with its error."""
