@@ -62,6 +62,7 @@ def upload(
     secret_key: str | None = None,
     scope: str | None = None,
     mime: str | None = None,
+    position: int = 0,
     wait: bool = False,
     engine: Engine | None = None,
 ) -> Task:
@@ -73,12 +74,14 @@ def upload(
     if it failed. ``protocol`` is ``"uploader"`` (resumable, plain fallback),
     ``"plain"`` or ``"wcs-append"`` (``url`` is the upload domain; give ``token=`` or
     ``access_key=`` + ``secret_key=`` + ``scope=``, and ``key=`` unless the scope names it).
+    For a file that grew since an earlier WCS upload, ``position=`` (the size the object has)
+    appends just the new bytes.
     """
     eng = engine or get_engine()
     task = eng.submit(
         source, url, protocol=protocol, chunk_size=chunk_size, name=name, filename=filename,
         fields=fields, headers=headers, key=key, token=token, access_key=access_key,
-        secret_key=secret_key, scope=scope, mime=mime,
+        secret_key=secret_key, scope=scope, mime=mime, position=position,
     )
     if wait:
         task.wait(raise_on_error=True)

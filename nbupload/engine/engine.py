@@ -200,9 +200,15 @@ class Engine:
         secret_key: str | None = None,
         scope: str | None = None,
         mime: str | None = None,
+        position: int = 0,
         start: bool = True,
     ) -> Task:
-        """Start uploading ``source`` to ``url``; returns at once with the queued task."""
+        """Start uploading ``source`` to ``url``; returns at once with the queued task.
+
+        ``position`` (wcs-append only): the object already holds the source's first
+        ``position`` bytes (an earlier upload of a file that has grown since), so appends
+        start there; the final hash check still covers the whole object.
+        """
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
         url = str(url)
@@ -223,8 +229,12 @@ class Engine:
                 raise CredentialsError("wcs-append needs a key: give key=... or a scope of the form bucket:key")
         elif token or access_key or secret_key or scope:
             raise ValueError("token, access_key, secret_key and scope are for protocol='wcs-append'")
+        if position and protocol != "wcs-append":
+            raise ValueError("position is for protocol='wcs-append'")
         opened = open_source(source)
         try:
+            if not 0 <= int(position) <= opened.size:
+                raise ValueError(f"position {position} is outside the source (0 to {opened.size} bytes)")
             spec = TaskSpec(
                 protocol=protocol,
                 url=url,
@@ -242,7 +252,9 @@ class Engine:
             lock = None
             if self._journal is not None and opened.persistent:
                 lock = self._journal.lock(task_id)
-            task = Task(self, task_id, spec, opened, total=opened.size, lock=lock)
+            held = RangeSet([(0, int(position))]) if position else None
+            task = Task(self, task_id, spec, opened, total=opened.size, lock=lock, acked=held,
+                        extra={"position": int(position)} if position else None)
         except BaseException:
             opened.close()
             raise
