@@ -92,14 +92,25 @@ class _Append:
             self.policy = verify_token(token, credentials, int(time.time() * 1000))
             self.bucket, self.key = resolve_object(self.policy, self.fields.get("key") or None)
         except TokenError as exc:
-            hint = "" if credentials else " (this server has no credentials: start it with --credentials AK:SK)"
-            raise AppendError(401, f"{exc}{hint}") from None
+            raise self._token_error(exc) from None
         except ProtocolError as exc:
             raise AppendError(400, str(exc)) from None
         try:
             self.comps = split_key(self.bucket, self.key)
         except UnsafeNameError as exc:
             raise AppendError(400, f"invalid object name: {exc}") from None
+
+    def _peek_policy(self) -> PutPolicy:
+        """The verified policy (401 now if the token is bad)."""
+        token = self.fields.get("token", "").strip()
+        try:
+            return verify_token(token, self.state.config.credentials, int(time.time() * 1000))
+        except TokenError as exc:
+            raise self._token_error(exc) from None
+
+    def _token_error(self, exc: TokenError) -> AppendError:
+        hint = "" if self.state.config.credentials else " (this server has no credentials: start it with --credentials AK:SK)"
+        return AppendError(401, f"{exc}{hint}")
 
     def _limit(self) -> int | None:
         """The largest size the object may reach with this append."""
@@ -149,7 +160,12 @@ class _Append:
         if self.writer is not None or self.file_done:
             raise AppendError(400, "more than one file part")
         self.filename = head.filename or ""
+        direct = False
         if "token" in self.fields:
+            # a bad token is refused at once; the object is known once there is a key
+            # (a later "key" field would be missed, so without one the bytes are spooled)
+            direct = "key" in self.fields or self._peek_policy().key is not None
+        if direct:
             await self._open_target()
             target = self.target
             assert target is not None

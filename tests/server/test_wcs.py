@@ -220,3 +220,18 @@ def test_planted_sidecar_symlink_is_refused(server, client, tmp_path):
     assert ans.status == 507
     assert list(outside.iterdir()) == []
     assert not (server.root / "bkt" / "k").exists()  # the append was rolled back
+
+
+def test_key_field_after_the_file_part_is_honoured(server, client):
+    tok = token("bkt")
+    enc = MultipartEncoder([Field("token", tok), FilePart("file", "f", BytesSource(b"late key")), Field("key", "late")])
+    r = client.post(f"{server.url}/append/0", content=iter(enc), headers=enc.headers)
+    assert r.status_code == 200, r.text
+    assert (server.root / "bkt" / "late").read_bytes() == b"late key"
+
+
+def test_scope_key_without_key_field_streams_directly(server, client):
+    tok = token("bkt:scoped.bin")
+    ans = append(client, server.url, 0, b"scoped", tok)
+    assert ans.ok and (server.root / "bkt" / "scoped.bin").read_bytes() == b"scoped"
+    assert not (server.root / ".wcs" / "spool").exists()  # never spooled
