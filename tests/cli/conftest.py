@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # `tests.support` importable
+
+from tests.support.helpers import child_env  # noqa: E402
 
 
 @pytest.fixture
@@ -21,22 +22,15 @@ def home(tmp_path, monkeypatch):
     return h
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("COLUMNS", None)
-    return env
-
-
 @pytest.fixture
 def cli(home):
     """Run ``nbupload ARGS`` in a child process: ``cli("put", ...)`` -> CompletedProcess."""
 
     def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "nbupload", *args], capture_output=True, text=True,
-                              timeout=timeout, env=_env(), cwd=ROOT)
+                              timeout=timeout, env=child_env(), cwd=ROOT)
 
     run.popen = lambda *args: subprocess.Popen(  # type: ignore[attr-defined]
         [sys.executable, "-m", "nbupload", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env(), cwd=ROOT)
+        env=child_env(), cwd=ROOT)
     return run

@@ -11,7 +11,7 @@ import pytest
 from nbupload.cli import CommandError
 from nbupload.cli.upload import put_options, put_parser
 from nbupload.server import start_server
-from tests.support.helpers import make_file, sha256_file, wait_for
+from tests.support.helpers import child_env, make_file, sha256_file, wait_for
 
 AK, SK = "AK-cli", "SK-cli-secret"
 CHUNK = 256 << 10
@@ -173,3 +173,22 @@ def test_demo_runs_quickly(cli):
     assert r.returncode == 0, r.stderr
     assert "all checks passed" in r.stdout and r.stdout.count(" OK") == 2
     assert "paused at" in r.stdout and "matches the server's hash" in r.stdout
+
+
+def test_python_api_pauses_at_exit_and_the_cli_resumes(cli, slow_server, tmp_path, home):
+    import subprocess
+    import sys
+
+    src = make_file(tmp_path / "api.bin", 1_500_000)
+    script = (
+        "import time, nbupload\n"
+        f"t = nbupload.upload({str(src)!r}, {slow_server.upload_url!r}, chunk_size=256 << 10)\n"
+        "while t.acked < 256 << 10: time.sleep(0.02)\n"
+        "print(t.id)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=child_env())
+    task_id = r.stdout.strip()
+    assert r.returncode == 0 and f"paused at exit; resume with: nbupload resume {task_id}" in r.stderr
+    r = cli("resume", task_id, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(slow_server.root / "api.bin") == sha256_file(src)

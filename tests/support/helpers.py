@@ -8,7 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["CREDENTIALS", "make_file", "sha256_file", "wait_for"]
+__all__ = ["CREDENTIALS", "ROOT", "child_env", "make_file", "sha256_file", "wait_for"]
+
+#: The repository root.
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The WCS key pair the test servers accept.
 CREDENTIALS = {"AK-test": "SK-very-secret-value"}
@@ -46,3 +49,11 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
         if time.monotonic() > end:
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
         time.sleep(interval)
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child ``python -m nbupload``: this checkout first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("COLUMNS", None)
+    return env
