@@ -8,7 +8,7 @@ httpx nor ipywidgets; serving needs the ``server`` extra (uvicorn, python-multip
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .config import ServerConfig
 from .runner import ServerHandle, start_server

@@ -109,7 +109,9 @@ class _Append:
             raise self._token_error(exc) from None
 
     def _token_error(self, exc: TokenError) -> AppendError:
-        hint = "" if self.state.config.credentials else " (this server has no credentials: start it with --credentials AK:SK)"
+        hint = ""
+        if not self.state.config.credentials:
+            hint = " (this server has no credentials: start it with --credentials AK:SK)"
         return AppendError(401, f"{exc}{hint}")
 
     def _limit(self) -> int | None:

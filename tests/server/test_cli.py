@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from nbupload.protocols import wcs
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from nbupload.protocols import uploader
-from nbupload.protocols.multipart import BytesSource, Field, FilePart, MultipartEncoder, new_boundary
+from nbupload.protocols.multipart import BytesSource, Field, MultipartEncoder, new_boundary
 from nbupload.protocols.ranges import RangeSet
 from nbupload.server import start_server
 
