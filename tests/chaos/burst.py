@@ -1,0 +1,219 @@
+"""An HTTP-aware front that answers bursts of 5xx, for the fault campaign.
+
+``tests/support/proxy.py`` misbehaves at the TCP level (cuts, swallowed answers, stalls,
+slowness). A 5xx burst needs a real HTTP answer from "the server" without the server ever
+seeing the request, so this front parses request and response framing (Content-Length,
+which the engine and uvicorn always send) and, while a burst is armed, answers the next
+requests itself: ``503`` (or another 5xx) with or without ``Retry-After``, then closes.
+Everything else is passed through byte for byte, keep-alive included.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["BurstFront", "Burst"]
+
+
+@dataclass(frozen=True)
+class Burst:
+    status: int = 503
+    retry_after: str | None = None
+
+
+_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def _read_head(sock: socket.socket, buf: bytearray) -> bytes | None:
+    """Bytes up to and including the blank line; ``buf`` keeps whatever came after."""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        buf += data
+        if len(buf) > 1 << 20:
+            return None
+    end = buf.index(b"\r\n\r\n") + 4
+    head = bytes(buf[:end])
+    del buf[:end]
+    return head
+
+
+def _content_length(head: bytes) -> int | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+        if name.strip().lower() == b"transfer-encoding":
+            return None
+    return 0
+
+
+def _relay(src: socket.socket, dst: socket.socket, buf: bytearray, n: int) -> bool:
+    """Forward exactly ``n`` body bytes (``buf`` first); False if a side closed."""
+    if buf:
+        take = bytes(buf[:n])
+        del buf[: len(take)]
+        dst.sendall(take)
+        n -= len(take)
+    while n > 0:
+        data = src.recv(min(n, 65536))
+        if not data:
+            return False
+        dst.sendall(data)
+        n -= len(data)
+    return True
+
+
+class BurstFront:
+    """``front = BurstFront(("127.0.0.1", port)); front.arm(3, Burst(503, "1"))``."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._bursts: deque[Burst] = deque()
+        self._lock = threading.Lock()
+        self.injected: list[Burst] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._socks: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, name="burst-front", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def arm(self, count: int, burst: Burst) -> None:
+        """The next ``count`` requests get ``burst`` instead of reaching the server."""
+        with self._lock:
+            self._bursts.extend([burst] * count)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._bursts)
+
+    def _take(self) -> Burst | None:
+        with self._lock:
+            if self._bursts:
+                burst = self._bursts.popleft()
+                self.injected.append(burst)
+                return burst
+            return None
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._socks.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        cbuf, ubuf = bytearray(), bytearray()
+        try:
+            while not self._stop.is_set():
+                head = _read_head(client, cbuf)
+                if head is None:
+                    return
+                length = _content_length(head)
+                burst = self._take()
+                if burst is not None:
+                    if length is not None:
+                        _relay(client, _Sink(), cbuf, length)
+                    self._answer(client, burst)
+                    return
+                if upstream is None:
+                    upstream = socket.create_connection(self.target, timeout=30)
+                    with self._lock:
+                        self._socks.append(upstream)
+                upstream.sendall(head)
+                if length is None:  # chunked: no framing help, just pipe from here on
+                    self._pipe(client, upstream, cbuf)
+                    return
+                if not _relay(client, upstream, cbuf, length):
+                    return
+                rhead = _read_head(upstream, ubuf)
+                if rhead is None:
+                    return
+                client.sendall(rhead)
+                rlength = _content_length(rhead)
+                if rlength is None:
+                    self._pipe(upstream, client, ubuf)
+                    return
+                if not _relay(upstream, client, ubuf, rlength):
+                    return
+        except OSError:
+            return
+        finally:
+            for s in (client, upstream):
+                if s is not None:
+                    _close(s)
+
+    @staticmethod
+    def _answer(client: socket.socket, burst: Burst) -> None:
+        body = b'{"result":"ERROR","code":%d,"message":"injected by the fault campaign"}' % burst.status
+        lines = [f"HTTP/1.1 {burst.status} {_REASONS.get(burst.status, 'Error')}", "Content-Type: application/json",
+                 f"Content-Length: {len(body)}", "Connection: close"]
+        if burst.retry_after is not None:
+            lines.append(f"Retry-After: {burst.retry_after}")
+        client.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    def _pipe(self, a: socket.socket, b: socket.socket, buf: bytearray) -> None:
+        if buf:
+            b.sendall(bytes(buf))
+        back = threading.Thread(target=_copy, args=(b, a), daemon=True)
+        back.start()
+        _copy(a, b)
+        back.join(5)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(2)
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            _close(s)
+
+    def __enter__(self) -> BurstFront:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Sink:
+    def sendall(self, data: bytes) -> None:
+        pass
+
+
+def _copy(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        _close(dst)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass

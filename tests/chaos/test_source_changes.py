@@ -1,0 +1,72 @@
+"""A source file modified mid-upload is detected and reported, never stored mixed.
+
+The link is slowed by the fault proxy so the change lands while chunks are still going
+out; the change is made both in a region already sent and in one not sent yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+from campaign import ACCESS_KEY, BUCKET, SECRET_KEY, sha256_path
+from hostile_net import ServerProcess
+
+from nbupload.engine import Engine, EngineConfig
+from tests.support.proxy import Fault, FaultProxy
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def slow_link(tmp_path_factory):
+    base = tmp_path_factory.mktemp("changes")
+    server = ServerProcess(base / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning").start()
+    proxy = FaultProxy(*server.address, default=Fault(rate=2 * MiB))
+    try:
+        yield server, proxy, base
+    finally:
+        proxy.close()
+        server.stop()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("protocol", ["uploader", "wcs-append"])
+@pytest.mark.parametrize("where", ["already-sent", "not-sent-yet"])
+def test_modified_source_fails_with_a_clear_error(slow_link, tmp_path, protocol, where):
+    server, proxy, base = slow_link
+    src = tmp_path / f"{protocol}-{where}.bin"
+    original = os.urandom(3 * MiB)
+    src.write_bytes(original)
+    time.sleep(0.02)  # the change below must get a later mtime than the file's creation
+    engine = Engine(EngineConfig(journal_dir=tmp_path / "journal", chunk_size=256 * 1024, workers=2,
+                                 backoff_base=0.05, backoff_cap=0.3, stall_timeout=5))
+    try:
+        if protocol == "uploader":
+            task = engine.submit(str(src), proxy.url + "/upload", filename=src.name)
+            target = server.root / src.name
+        else:
+            task = engine.submit(str(src), proxy.url, protocol="wcs-append", access_key=ACCESS_KEY,
+                                 secret_key=SECRET_KEY, scope=BUCKET, key=src.name)
+            target = server.root / BUCKET / src.name
+        deadline = time.monotonic() + 30
+        while task.acked < MiB and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert task.acked >= MiB
+        offset = 1000 if where == "already-sent" else len(original) - 1000
+        with open(src, "r+b") as f:  # same size, a few bytes changed in place
+            f.seek(offset)
+            f.write(b"CHANGED!")
+        snap = task.wait(60)
+    finally:
+        engine.shutdown(wait=True, timeout=10)
+    assert snap.state.value == "failed", f"a changed source was uploaded: {snap.state} {snap.error}"
+    assert "changed" in str(snap.error) and str(src) in str(snap.error)
+    if protocol == "uploader":
+        assert not target.exists(), "a file is under its final name although its source changed mid-upload"
+    else:  # appends already made stay, but only as a prefix of the original bytes
+        data = target.read_bytes() if target.exists() else b""
+        assert original.startswith(data)
+    assert sha256_path(src) != hashlib.sha256(original).hexdigest()
