@@ -17,6 +17,8 @@ from collections.abc import Callable
 __all__ = ["BATCH_BYTES", "OffsetWriter", "pwrite_all", "pwritev_all"]
 
 BATCH_BYTES = 1024 * 1024
+#: A last batch this small is written on the loop: a thread hop costs more than the write.
+INLINE_BYTES = 64 * 1024
 _MAX_PIECES = 512  # well under IOV_MAX (1024 on Linux)
 
 
@@ -103,7 +105,10 @@ class OffsetWriter:
         await self._wait()
         if self._buf:
             batch, size = self._take()
-            await asyncio.to_thread(self._write_batch, batch, self.offset + self.written)
+            if size <= INLINE_BYTES:
+                self._write_batch(batch, self.offset + self.written)
+            else:
+                await asyncio.to_thread(self._write_batch, batch, self.offset + self.written)
             self.written += size
 
     def _write_batch(self, batch: list[memoryview], offset: int) -> None:
