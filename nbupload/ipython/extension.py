@@ -140,8 +140,8 @@ class UploadSession:
                 row = self._new_row(snap)
                 added = True
             row.update(snap)
-        if self.panel is not None:
-            self.panel.refresh() if added or len(self.rows) > 1 else None
+        if self.panel is not None and (added or len(self.rows) > 1):
+            self.panel.refresh()  # new rows, and the summary line
 
     def _new_row(self, snap: TaskSnapshot) -> Any:
         from ..panel.widgets import TaskRow

@@ -220,7 +220,13 @@ class UploadForm(widgets.VBox):
         except Exception as exc:  # noqa: BLE001 - shown in the form, never as a traceback
             self._say(str(exc) or type(exc).__name__, error=True)
         else:
-            self._say(f"started {task_id}")
+            note = ""
+            if self.secret_key.value:
+                # the widget's value lives in the frontend's model (and in saved widget state):
+                # keep the secret there no longer than needed
+                self.secret_key.value = ""
+                note = " (secret key cleared from the form)"
+            self._say(f"started {task_id}{note}")
 
     def _on_start(self, _button: Any) -> None:
         path = self.path.value.strip()

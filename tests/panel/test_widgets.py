@@ -92,6 +92,10 @@ def test_form_submits_paths_and_picked_files_and_shows_errors(tmp_path):
     req = rec.requests[-1]
     assert req["source"] == str(f) and req["url"] == "http://srv/upload" and req["filename"] == "x.bin"
     assert req["fields"] == "a=1\nb=2" and "started new1" in form.message.value
+    form.secret_key.value = "s3cret"
+    form.start.click()
+    assert rec.requests[-1]["secret_key"] == "s3cret" and form.secret_key.value == ""
+    assert "s3cret" not in form.message.value and "secret key cleared" in form.message.value
     form.url.value = "bad"
     form.start.click()
     assert "nbupload-error" in form.message.value and "bad URL" in form.message.value
