@@ -250,14 +250,31 @@ class EtagHasher:
                 self._block = hashlib.sha1()
                 self._block_len = 0
 
-    def hexdigest(self) -> str:  # pragma: no cover - convenience
-        return self.etag()
+    @classmethod
+    def from_blocks(cls, digests: Sequence[bytes]) -> EtagHasher:
+        """Resume after ``len(digests)`` complete 4 MiB blocks whose SHA1s were kept.
+
+        The server keeps these per appendable object so an append re-hashes at most the
+        last partial block, not the whole object.
+        """
+        hasher = cls()
+        hasher._blocks = [bytes(d) for d in digests]
+        hasher.size = len(hasher._blocks) * BLOCK_SIZE
+        return hasher
+
+    def block_digests(self) -> list[bytes]:
+        """SHA1s of every complete block seen so far (a full last block included)."""
+        if self._block_len == BLOCK_SIZE:
+            return [*self._blocks, self._block.digest()]
+        return list(self._blocks)
 
     def etag(self) -> str:
-        if not self._blocks:
-            return _b64(b"\x16" + self._block.digest())
-        digests = b"".join(self._blocks) + self._block.digest()
-        return _b64(b"\x96" + hashlib.sha1(digests).digest())
+        blocks = list(self._blocks)
+        if self._block_len or not blocks:
+            blocks.append(self._block.digest())
+        if len(blocks) == 1:
+            return _b64(b"\x16" + blocks[0])
+        return _b64(b"\x96" + hashlib.sha1(b"".join(blocks)).digest())
 
 
 def etag_of(source: Source | bytes, piece_size: int = BLOCK_SIZE) -> str:

@@ -56,23 +56,6 @@ class NotAppendable(Exception):
         self.size = size
 
 
-def _hasher_resumed(digests: list[bytes], covered: int) -> EtagHasher:
-    # EtagHasher has no public "resume" constructor; it keeps complete block digests in
-    # ``_blocks`` and the byte count in ``size``, which is all a resumed state needs.
-    hasher = EtagHasher()
-    hasher._blocks = list(digests)
-    hasher.size = covered
-    return hasher
-
-
-def _complete_digests(hasher: EtagHasher) -> list[bytes]:
-    """Digests of every complete block the hasher has seen (a full last block included)."""
-    digests = list(hasher._blocks)
-    if hasher._block_len == BLOCK_SIZE:
-        digests.append(hasher._block.digest())
-    return digests
-
-
 @dataclass
 class ObjectProbe:
     """What an object is before an append: its committed size and sidecar."""
@@ -236,7 +219,7 @@ class ObjectStore:
                 digests = [raw[i : i + _DIGEST] for i in range(0, len(raw), _DIGEST)]
         if len(digests) != prefix:
             prefix = 0
-        hasher = _hasher_resumed(digests, prefix * BLOCK_SIZE)
+        hasher = EtagHasher.from_blocks(digests)
         offset = prefix * BLOCK_SIZE
         while offset < size:
             data = os.pread(fd, min(_READ, size - offset), offset)
@@ -255,7 +238,7 @@ class ObjectStore:
         """Make the append durable in the sidecar; the new size and the object's etag."""
         oid = target.probe.oid
         size = target.start + target.written
-        digests = _complete_digests(target.hasher)
+        digests = target.hasher.block_digests()
         keep = min(target.kept_blocks, len(digests))
         private_dir(self.sidecars)
         bfd = os.open(self._blocks_path(oid), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC, 0o600)
