@@ -186,12 +186,12 @@ def _make_engine(args: argparse.Namespace):
 
 def _wait_all(engine, tasks, quiet: bool) -> int:
     """Wait for tasks; Ctrl-C pauses them (the journal keeps them) and says how to resume."""
-    from ..engine import TaskState
+    from ..engine import TaskEvent, TaskState
 
     bars = ProgressBars(enabled=not quiet)
     unsubscribe = engine.subscribe(bars)
     for t in tasks:  # draw the bars at once
-        bars(type("E", (), {"kind": "state", "snapshot": t.snapshot()})())
+        bars(TaskEvent("state", t.snapshot()))
     try:
         try:
             while any(t.state not in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.PAUSED)

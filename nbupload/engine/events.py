@@ -57,6 +57,8 @@ class Dispatcher:
             else:
                 self._progress.pop(event.snapshot.id, None)
                 self._ordered.append(event)
+                if event.snapshot.state.value in ("done", "failed", "cancelled"):
+                    self._last.pop(event.snapshot.id, None)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="nbupload-events", daemon=True)
                 self._thread.start()
