@@ -6,6 +6,7 @@ key at most.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -23,9 +24,11 @@ class CredentialsError(ValueError):
 
 
 def _token_policy(token: str) -> wcs.PutPolicy | None:
+    """The policy a token carries (unverified: only the server knows the secret)."""
     try:
         _, _, encoded = wcs.parse_token(token)
-        return wcs.PutPolicy.from_obj(json.loads(wcs._unb64(encoded).decode("utf-8")))
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        return wcs.PutPolicy.from_obj(json.loads(raw.decode("utf-8")))
     except (ProtocolError, ValueError, UnicodeDecodeError):
         return None
 
