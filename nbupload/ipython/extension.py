@@ -60,7 +60,8 @@ class EmbeddedServer:
         return str(self.handle.url).rstrip("/")
 
     def serves(self, url: str) -> bool:
-        return str(url).startswith(self.base_url)
+        url = str(url)
+        return url == self.base_url or url.startswith(self.base_url + "/")
 
     def __repr__(self) -> str:
         return f"EmbeddedServer(url={self.base_url!r}, root={str(self.handle.root)!r}, access_key={self.access_key!r})"

@@ -10,6 +10,7 @@ acknowledged bytes).
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -112,8 +113,6 @@ class TaskRow(_FullText, widgets.VBox):
         self._snap = snap
         parts = [self.name, self.bar, self.stats, self.state, self.error, *self.buttons.values()]
         with _hold_all(parts):
-            import html
-
             self.name.value = (
                 f'<span class="nbupload-name" data-task-id="{html.escape(snap.id)}" '
                 f'title="{html.escape(snap.url)}">{html.escape(snap.name)}</span>'
@@ -209,8 +208,6 @@ class UploadForm(widgets.VBox):
         )
 
     def _say(self, text: str, error: bool = False) -> None:
-        import html
-
         cls = "nbupload-error" if error else "nbupload-info"
         self.message.value = f'<span class="{cls}">{html.escape(text)}</span>' if text else ""
 
@@ -276,8 +273,6 @@ class UploadPanel(_FullText, widgets.VBox):
         text = summary_text(snaps) if len(snaps) > 1 else ""
         if not snaps:
             text = "No uploads yet."
-        import html
-
         self.summary.value = f'<span class="nbupload-summary-text">{html.escape(text)}</span>' if text else ""
 
     def set_offers(self, offers: Sequence[tuple[str, str]]) -> None:
