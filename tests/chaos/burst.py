@@ -1,10 +1,13 @@
-"""An HTTP-aware front that answers bursts of 5xx, for the fault campaign.
+"""An HTTP-aware front that answers bursts of 5xx and cuts answers mid-way, for the campaign.
 
 ``tests/support/proxy.py`` misbehaves at the TCP level (cuts, swallowed answers, stalls,
 slowness). A 5xx burst needs a real HTTP answer from "the server" without the server ever
 seeing the request, so this front parses request and response framing (Content-Length,
 which the engine and uvicorn always send) and, while a burst is armed, answers the next
 requests itself: ``503`` (or another 5xx) with or without ``Retry-After``, then closes.
+Armed with :meth:`BurstFront.cut_answer`, it forwards a request and then resets the
+connection after a given number of bytes of the server's answer (server-to-client reset
+at a random offset: the server has applied the request, the client hears part of it).
 Everything else is passed through byte for byte, keep-alive included.
 """
 
@@ -74,6 +77,8 @@ class BurstFront:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self._bursts: deque[Burst] = deque()
+        self._cuts: deque[int] = deque()
+        self.answers_cut = 0
         self._lock = threading.Lock()
         self.injected: list[Burst] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -92,6 +97,18 @@ class BurstFront:
         """The next ``count`` requests get ``burst`` instead of reaching the server."""
         with self._lock:
             self._bursts.extend([burst] * count)
+
+    def cut_answer(self, *offsets: int) -> None:
+        """The answers to the next requests are reset after ``offsets[i]`` bytes each."""
+        with self._lock:
+            self._cuts.extend(offsets)
+
+    def _take_cut(self) -> int | None:
+        with self._lock:
+            if self._cuts:
+                self.answers_cut += 1
+                return self._cuts.popleft()
+            return None
 
     @property
     def pending(self) -> int:
@@ -145,6 +162,11 @@ class BurstFront:
                     return
                 rhead = _read_head(upstream, ubuf)
                 if rhead is None:
+                    return
+                cut = self._take_cut()
+                if cut is not None:  # forward the first `cut` bytes of the answer, then reset
+                    client.sendall((rhead + bytes(ubuf))[:cut])
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                     return
                 client.sendall(rhead)
                 rlength = _content_length(rhead)

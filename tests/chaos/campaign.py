@@ -3,7 +3,8 @@
 Topology (loopback only)::
 
     engine (in this process, or `nbupload put`/`resume` children, or a Jupyter kernel)
-      -> BurstFront (5xx bursts, with or without Retry-After)        tests/chaos/burst.py
+      -> BurstFront (5xx bursts, with or without Retry-After;        tests/chaos/burst.py
+                     answers reset at a random byte offset)
       -> FaultProxy (resets at random byte offsets, swallowed        tests/support/proxy.py
                      answers, stalls, slowness)
       -> the reference server, a child process (SIGKILLed and restarted on the same root)
@@ -49,7 +50,7 @@ SECRET_KEY = "chaos-secret-" + hashlib.sha256(b"chaos").hexdigest()[:16]
 BUCKET = "chaos"
 REPO = Path(__file__).resolve().parents[2]
 
-NETWORK_KINDS = ("reset-up", "answer-swallowed", "5xx-burst", "5xx-burst-retry-after", "slow-response", "stall")
+NETWORK_KINDS = ("reset-up", "reset-down", "answer-swallowed", "5xx-burst", "5xx-burst-retry-after", "slow-response", "stall")
 PROCESS_KINDS = ("server-sigkill", "client-sigkill", "kernel-restart", "two-resumers", "source-modified")
 KINDS = NETWORK_KINDS + PROCESS_KINDS
 #: Kinds that replace the in-process engine by other processes (at most one per run).
@@ -187,12 +188,13 @@ class Campaign:
             self.proxy._queue.clear()
         with self.front._lock:
             self.front._bursts.clear()
+            self.front._cuts.clear()
         self.proxy.default = Fault()
 
     def _counters(self) -> Counter:
         c = self.proxy.counters
         slow = sum(1 for f in list(c.faults_used) if f.delay > 0)
-        return Counter({"reset-up": c.cuts, "answer-swallowed": c.swallowed, "stall": c.stalls, "slow-response": slow,
+        return Counter({"reset-up": c.cuts, "reset-down": self.front.answers_cut, "answer-swallowed": c.swallowed, "stall": c.stalls, "slow-response": slow,
                         "5xx-burst": sum(1 for b in self.front.injected if b.retry_after is None),
                         "5xx-burst-retry-after": sum(1 for b in self.front.injected if b.retry_after is not None),
                         "server-sigkill": self.kills})
@@ -228,14 +230,19 @@ class Campaign:
 
     def _timed_faults(self, spec: RunSpec, rng: random.Random) -> list[tuple[float, str]]:
         """(fraction of the file acknowledged, kind) for faults triggered by progress."""
+        # Leave at least a chunk and a half to go, so a request is still to come when it fires
+        # (a file of one or two chunks gets it before the first byte).
+        latest = max(0.0, 1 - 1.5 * spec.chunk / max(spec.size, 1))
         out = []
         for kind in spec.kinds:
-            if kind in ("5xx-burst", "5xx-burst-retry-after", "server-sigkill", "source-modified"):
-                out.append((rng.uniform(0.05, 0.8), kind))
+            if kind in ("reset-down", "5xx-burst", "5xx-burst-retry-after", "server-sigkill", "source-modified"):
+                out.append((rng.uniform(0.0, min(0.8, latest)), kind))
         return sorted(out)
 
     def _fire(self, kind: str, spec: RunSpec, rng: random.Random, source: Path, note: dict) -> None:
-        if kind.startswith("5xx-burst"):
+        if kind == "reset-down":  # the answer to the next request, cut after 0-200 of its bytes
+            self.front.cut_answer(*[rng.randint(0, 200) for _ in range(rng.randint(1, 2))])
+        elif kind.startswith("5xx-burst"):
             retry_after = rng.choice(["0", "1"]) if kind.endswith("retry-after") else None
             self.front.arm(rng.randint(1, 4), Burst(rng.choice([500, 502, 503, 504]), retry_after))
         elif kind == "server-sigkill":
@@ -258,7 +265,7 @@ class Campaign:
         def loop() -> None:
             while timed and not stop.is_set():
                 done = progress() / max(spec.size, 1)
-                if done >= timed[0][0]:
+                if done >= timed[0][0] or timed[0][0] == 0.0:
                     _, kind = timed.pop(0)
                     self._fire(kind, spec, rng, source, note)
                     note.setdefault("fired", []).append(kind)
