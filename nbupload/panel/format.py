@@ -42,6 +42,7 @@ BAR_CSS = """
 .nbupload-bar[data-state="paused"] .nbupload-segment{background:#bf8700}
 .nbupload-bar[data-state="failed"] .nbupload-segment{background:#cf222e}
 .nbupload-error{color:#cf222e;font-weight:600}
+.nbupload-warning{color:#9a6700}
 .nbupload-state{font-variant:small-caps}
 .nbupload-name{font-weight:600;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 """
@@ -150,12 +151,17 @@ def error_text(snap: TaskSnapshot) -> str:
 
 
 def error_html(snap: TaskSnapshot) -> str:
+    """The failure, styled as an error; while the task is still going, a retried error as a warning."""
     if snap.error is None:
         return ""
     code = "" if snap.error.code in (None, "") else html.escape(str(snap.error.code))
+    failed = snap.state is TaskState.FAILED
+    cls, prefix = ("nbupload-error", "") if failed else ("nbupload-warning", "retrying after: ")
+    if not failed and snap.state not in (TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING):
+        return ""
     return (
-        f'<span class="nbupload-error" data-code="{code}" data-retryable="{str(snap.error.retryable).lower()}">'
-        f"{html.escape(error_text(snap))}</span>"
+        f'<span class="{cls}" data-code="{code}" data-retryable="{str(snap.error.retryable).lower()}">'
+        f"{html.escape(prefix + error_text(snap))}</span>"
     )
 
 

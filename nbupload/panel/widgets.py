@@ -120,7 +120,7 @@ class TaskRow(_FullText, widgets.VBox):
             self.bar.value = bar_html(snap)
             self.stats.value = stats_text(snap)
             self.state.value = state_html(snap)
-            self.error.value = error_html(snap) if snap.state is TaskState.FAILED or snap.error else ""
+            self.error.value = error_html(snap)
             for action, _, _, states in _BUTTONS:
                 self.buttons[action].disabled = snap.state not in states
 

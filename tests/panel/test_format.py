@@ -125,3 +125,11 @@ def test_error_text_says_each_thing_once():
         "failed: 4002 File exceeded max_file_size: 3 bytes over (HTTP 413)")
     plain = TaskError("connection refused")
     assert text_line(snap(state=TaskState.FAILED, error=plain)).endswith("failed: connection refused")
+
+
+def test_a_retried_error_is_a_warning_until_the_task_fails():
+    err = TaskError("connection reset", retryable=True)
+    assert 'class="nbupload-warning"' in error_html(snap(error=err))
+    assert "retrying after: connection reset" in error_html(snap(error=err))
+    assert error_html(snap(state=TaskState.DONE, error=err)) == ""
+    assert 'class="nbupload-error"' in error_html(snap(state=TaskState.FAILED, error=err))
