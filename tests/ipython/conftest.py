@@ -6,7 +6,9 @@ the journal of these tests never touches the user's.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 
 _HOME = tempfile.mkdtemp(prefix="nbupload-ipython-tests-")
 os.environ["NBUPLOAD_HOME"] = _HOME
+atexit.register(shutil.rmtree, _HOME, True)
 
 
 @pytest.fixture(scope="session")
