@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ from .clients import select_clients
 from .files import make_dense
 from .machine import describe_machine, load_average, machine_line
 from .report import write_results
-from .servers import REPO_ROOT, Target, start_reference, start_sink
+from .servers import REPO_ROOT, Target, set_bench_home, start_reference, start_sink
 from .targets import check_targets
 
 __all__ = ["SECTIONS", "build_parser", "main"]
@@ -36,6 +37,16 @@ def _sizes(text: str) -> list[int]:
         return [parse_size(t) for t in text.split(",") if t.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _one_size(text: str) -> str:
+    """A size, validated; kept as text (the sections parse it)."""
+    try:
+        if parse_size(text) <= 0:
+            raise ValueError(f"size must be positive: {text!r}")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _csv(choices: Sequence[str]):  # type: ignore[no-untyped-def]
@@ -58,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, help="measured runs per figure after the warm-up (default 5; --quick 1)")
     p.add_argument("--sizes", type=_sizes, help="throughput file sizes (default 256MiB,1GiB)")
     p.add_argument("--rss-sizes", type=_sizes, help="the two sizes of the RSS growth run (default 256MiB,4GiB)")
+    p.add_argument("--resume-size", type=_one_size, help="file size of the resume and cancel runs (default 256MiB)")
+    p.add_argument("--panel-size", type=_one_size, help="file size of the panel runs (default 1GiB)")
+    p.add_argument("--ingest-size", type=_one_size, help="file size of each upload in the ingest runs (default 256MiB)")
     p.add_argument("--only", help="clients, comma-separated (names or prefixes, e.g. nbupload,curl-F)")
     p.add_argument("--servers", type=_csv(("sink", "reference")), default=["sink", "reference"])
     p.add_argument("--sections", type=_csv(SECTIONS), default=list(SECTIONS), help=f"of {', '.join(SECTIONS)}")
@@ -76,13 +90,22 @@ def _now() -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    preset = QUICK if args.quick else FULL
-    runs = args.runs or int(preset["runs"])
+    preset = dict(QUICK if args.quick else FULL)
+    for name in ("resume_size", "panel_size", "ingest_size"):
+        value = getattr(args, name)
+        if value:
+            preset[name] = value
+    runs = args.runs if args.runs is not None else int(preset["runs"])
     sizes = args.sizes or _sizes(str(preset["sizes"]))
     rss_sizes = args.rss_sizes or _sizes(str(preset["rss_sizes"]))
-    if len(rss_sizes) != 2:
-        raise SystemExit("--rss-sizes takes exactly two sizes")
-    clients = select_clients(args.only)
+    if len(rss_sizes) != 2 or not all(rss_sizes) or not all(sizes):
+        raise SystemExit("python -m benchmarks: --rss-sizes takes two sizes, and every size must be positive")
+    if runs < 1:
+        raise SystemExit("python -m benchmarks: --runs must be at least 1")
+    try:
+        clients = select_clients(args.only)
+    except ValueError as exc:
+        raise SystemExit(f"python -m benchmarks: {exc}") from None
     machine = describe_machine()
     results: dict[str, Any] = {
         "command": "python -m benchmarks " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
@@ -90,13 +113,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "started_at": _now(),
         "load_before": load_average(),
         "options": {"runs": runs, "sizes": sizes, "rss_sizes": rss_sizes, "quick": args.quick,
-                    "clients": [c.name for c in clients], "servers": args.servers, "sections": args.sections},
+                    "clients": [c.name for c in clients], "servers": args.servers, "sections": args.sections,
+                    "resume_size": preset["resume_size"], "panel_size": preset["panel_size"],
+                    "ingest_size": preset["ingest_size"]},
     }  # fmt: skip
     _log(f"machine: {machine_line(machine)}")
     _log(f"load average before: {results['load_before']}")
     own_workdir = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="nbupload-bench-")) if own_workdir else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
+    set_bench_home(workdir / "nbupload-home")
     targets: list[Target] = []
     t_start = time.monotonic()
     try:
@@ -149,9 +175,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: servers stopped, big temp files removed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     args.argv = None if argv is None else list(argv)
     results = run(args)
     checks = check_targets(results)

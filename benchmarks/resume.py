@@ -36,6 +36,7 @@ MiB = float(1 << 20)
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 #: one request in flight per task (nbupload.engine.drivers: "one request in flight per task")
 WORKERS_PER_TASK = 1
+THROTTLE = "64MiB"
 
 
 def _bytes(target: Target, protocol: str) -> int:
@@ -138,12 +139,16 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
     own = ref is None
     if ref is None:
         ref = start_reference(workdir / "resume-root")
+    # The kill must land inside a request, as it would on a real link: the reference
+    # server reads at THROTTLE, so a 4 MiB chunk takes about 60 ms to go out.
+    slow = start_reference(workdir / "resume-slow-root", throttle=THROTTLE)
     path = make_dense(workdir / "resume.bin", size)
     warm(path)
     trials = max(1, min(runs, 3) if not quick else 1)
     rows: list[dict[str, Any]] = []
     md = [
-        f"File {size / MiB:.0f} MiB, reference server, 4 MiB chunks; {trials} trial(s) each. "
+        f"File {size / MiB:.0f} MiB, reference server reading at {THROTTLE}/s (`--throttle`, so that the kill lands "
+        f"inside a request as on a real link), 4 MiB chunks; {trials} trial(s) each. "
         "`nbupload put` is killed with SIGKILL once the server has counted half the file plus half a "
         "chunk (so a request is cut short), then "
         "`nbupload resume --all` finishes the upload; *re-sent* is the server's file-byte count for the "
@@ -157,7 +162,7 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
             results, errors = [], []
             for i in range(trials):
                 try:
-                    r = kill_and_resume(ref, path, size, protocol, workdir / f"home-{protocol}-{i}")
+                    r = kill_and_resume(slow, path, size, protocol, workdir / f"home-{protocol}-{i}")
                     results.append(r)
                     log(f"  resume {protocol:10} killed at {r['at_kill'] / MiB:7.1f} MiB, re-sent "
                         f"{r['resent'] / MiB:6.2f} MiB, first new byte after {r['resume_first_byte'] * 1000:.0f} ms")
@@ -206,7 +211,7 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
         }
         md += [
             "",
-            f"In one process (`benchmarks/control.py`, uploader protocol, {len(controls)} trial(s), "
+            f"In one process, against the unthrottled reference server (`benchmarks/control.py`, uploader protocol, {len(controls)} trial(s), "
             "median (min–max)):",
             "",
             "| figure | measured |",
@@ -218,9 +223,10 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
         ]
     finally:
         path.unlink(missing_ok=True)
+        slow.stop()
         if own:
             ref.stop()
-    return {"rows": rows, "cancel": cancel, "markdown": md}
+    return {"rows": rows, "cancel": cancel, "markdown": md, "throttle": THROTTLE}
 
 
 def _d(s: Any) -> dict[str, float] | None:

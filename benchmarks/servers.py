@@ -24,13 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO_ROOT", "ServerProcess", "Target", "child_env", "start_reference", "start_sink"]
+__all__ = ["REPO_ROOT", "ServerProcess", "Target", "child_env", "set_bench_home", "start_reference", "start_sink"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _URL = re.compile(r"(https?://[0-9.:\[\]a-zA-Z-]+)")
 
-#: nbupload's journal for benchmark children, unless NBUPLOAD_HOME is set (see set_home).
-BENCH_HOME = os.path.join(tempfile.gettempdir(), "nbupload-bench-home")
+_home = [os.path.join(tempfile.gettempdir(), "nbupload-bench-home")]
+
+
+def set_bench_home(path: Path) -> None:
+    """Where nbupload children keep their journal (the run's temp dir, never the user's)."""
+    _home[0] = str(path)
 
 #: Credentials the reference server is started with for WCS append (benchmark-only values).
 BENCH_ACCESS_KEY = "bench-ak"
@@ -42,7 +46,7 @@ def child_env(**extra: str) -> dict[str, str]:
     """The environment for child processes: this repository importable, no proxies, and
     nbupload's journal in a directory of the benchmark's own (``NBUPLOAD_HOME``)."""
     env = dict(os.environ)
-    env.setdefault("NBUPLOAD_HOME", BENCH_HOME)
+    env["NBUPLOAD_HOME"] = _home[0]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         env.pop(name, None)
@@ -170,12 +174,15 @@ def start_sink() -> Target:
     return Target("sink", server, server.url + "/upload", server.url + "/upload", server.url)
 
 
-def start_reference(root: Path) -> Target:
-    """``python -m nbupload serve --port 0 --root DIR`` with the benchmark's WCS credentials."""
+def start_reference(root: Path, throttle: str | None = None) -> Target:
+    """``python -m nbupload serve --port 0 --root DIR`` with the benchmark's WCS credentials
+    (and ``--throttle RATE`` when given)."""
     root.mkdir(parents=True, exist_ok=True)
     creds = root.parent / f"{root.name}.credentials"
     creds.write_text(f"{BENCH_ACCESS_KEY}:{BENCH_SECRET_KEY}\n", encoding="utf-8")
     argv = [sys.executable, "-m", "nbupload", "serve", "--port", "0", "--root", str(root), "--credentials-file", str(creds)]
+    if throttle:
+        argv += ["--throttle", throttle]
     server = _spawn(argv, child_env())
     _wait_ready(server.url + "/_nbupload/stats")
     return Target("reference", server, server.url + "/upload", None, server.url, root=root)

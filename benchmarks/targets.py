@@ -28,6 +28,10 @@ class Check:
         return asdict(self)
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.0f} GiB" if n >= 2**30 else f"{n / MiB:.0f} MiB"
+
+
 def _rows(results: dict[str, Any], section: str) -> list[dict[str, Any]]:
     return list((results.get(section) or {}).get("rows") or [])
 
@@ -75,7 +79,8 @@ def check_targets(results: dict[str, Any]) -> list[Check]:
     for row in _rows(results, "rss_growth"):
         if row["client"].startswith("nbupload") and row.get("growth") is not None:
             g = float(row["growth"])
-            checks.append(Check(f"RSS growth 256 MiB -> 4 GiB, {row['client']}", f"{g * 100:+.1f}%", "<= 5%", abs(g) <= 0.05))
+            span = f"{_size(row['small'])} -> {_size(row['large'])}"
+            checks.append(Check(f"RSS growth {span}, {row['client']}", f"{g * 100:+.1f}%", "<= 5%", abs(g) <= 0.05))
     resume = results.get("resume") or {}
     for row in resume.get("rows") or []:
         if row.get("resent") is None:
