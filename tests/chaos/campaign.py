@@ -299,6 +299,9 @@ class Campaign:
             contract = f"harness error: {type(exc).__name__}: {exc}"
         finally:
             self._drain_proxy_queue()
+            # Runs are independent: a task a run left failed (a changed source) must not be
+            # resumed by the next run's `resume --all`.
+            shutil.rmtree(self.home / "tasks", ignore_errors=True)
         seconds = time.monotonic() - t0
         injected = self._counters() - before
         if "source-modified" in note.get("fired", []):
@@ -476,12 +479,14 @@ class Campaign:
             kc.start_channels()
             kc.wait_for_ready(timeout=60)
             line = " ".join(_quote(a) for a in self._put_args(spec, source))
-            reply = _execute(kc, f"%load_ext nbupload\n%upload {line}")
+            reply, _ = _execute(kc, f"%load_ext nbupload\n%upload {line}")
             if reply:
                 return f"kernel: %upload failed: {reply}"
-            entry = self._wait_acked(name, fraction, spec, lambda: True)
-            if entry is None:  # done before the restart
-                note["state"] = "done" if self._wait_file(spec) else "failed"
+            entry = self._wait_acked(name, fraction, spec, lambda: "modified" not in note)
+            if entry is None and "modified" in note:  # the change came first: restart all the same
+                entry = next((e for e in self._journal() if e.get("filename") == name), None)
+            if entry is None:  # done (or failed) before the restart
+                self._kernel_outcome(kc, note)
                 return None
             kc.stop_channels()
             km.restart_kernel(now=True)
@@ -489,32 +494,33 @@ class Campaign:
             kc = km.client()
             kc.start_channels()
             kc.wait_for_ready(timeout=60)
-            reply = _execute(kc, "%load_ext nbupload\n%upload resume all")
-            if reply:
+            reply, out = _execute(kc, "%load_ext nbupload\n%upload resume all")
+            if reply and "changed" not in reply:  # a changed source is reported here: fine
                 return f"kernel: %upload resume all failed: {reply}"
-            finished = self._wait_file(spec) and _wait(lambda: not self._journal(entry["id"]), 30)
-            note["state"] = "done" if finished else "failed"
-            if not finished:
-                note["error"] = _execute(kc, "%upload list") or "still unfinished"
+            self._kernel_outcome(kc, note, reply)
+            if note["state"] == "done" and self._journal(entry["id"]):
+                return "kernel: the task finished but its journal entry is still there"
             kc.stop_channels()
             return None
         finally:
             km.shutdown_kernel(now=True)
 
-    def _wait_file(self, spec: RunSpec) -> bool:
-        target = self.target(spec)
-        return _wait(lambda: target.is_file() and target.stat().st_size == spec.size
-                     and (spec.protocol != "wcs-append" or not any(e.get("filename") == self.filename(spec)
-                                                                   for e in self._journal())), RUN_TIMEOUT)
-
-
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
+    @staticmethod
+    def _kernel_outcome(kc: Any, note: dict, reply: str = "") -> None:
+        """Wait until the kernel's tasks are all finished; their states and errors into ``note``."""
+        code = ("import json; from nbupload.api import get_engine; print('TASKS', json.dumps("
+                "[(t.state.value, str(t.error or '')) for t in get_engine().tasks()]))")
+        end = time.monotonic() + RUN_TIMEOUT
+        tasks: list = []
+        while time.monotonic() < end:
+            _, out = _execute(kc, code)
+            tasks = json.loads(out.split("TASKS", 1)[1]) if "TASKS" in out else []
+            if not any(state in ("queued", "connecting", "uploading") for state, _ in tasks):
+                break
+            time.sleep(0.2)
+        states = [state for state, _ in tasks]
+        note["state"] = "done" if states and all(s == "done" for s in states) else "failed"
+        note["error"] = " | ".join([reply, *(err for _, err in tasks if err)]).strip(" |") or f"tasks {states}"
 
 
 def _quote(arg: str) -> str:
@@ -523,10 +529,11 @@ def _quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def _execute(kc: Any, code: str, timeout: float = 60) -> str:
-    """Run ``code`` in the kernel; the error text ('' when it succeeded)."""
+def _execute(kc: Any, code: str, timeout: float = 60) -> tuple[str, str]:
+    """Run ``code`` in the kernel: (error text, '' when it succeeded; stdout)."""
     msg_id = kc.execute(code)
     output: list[str] = []
+    stdout: list[str] = []
     while True:
         msg = kc.get_iopub_msg(timeout=timeout)
         if msg["parent_header"].get("msg_id") != msg_id:
@@ -536,12 +543,14 @@ def _execute(kc: Any, code: str, timeout: float = 60) -> str:
             output.append("\n".join(msg["content"]["traceback"])[-500:])
         elif kind == "stream" and msg["content"]["name"] == "stderr":
             output.append(msg["content"]["text"])
+        elif kind == "stream":
+            stdout.append(msg["content"]["text"])
         elif kind == "status" and msg["content"]["execution_state"] == "idle":
             break
     reply = kc.get_shell_msg(timeout=timeout)
     if reply["content"]["status"] != "ok":
-        return "".join(output) or reply["content"].get("evalue", "error")
-    return ""
+        return "".join(output) or reply["content"].get("evalue", "error"), "".join(stdout)
+    return "", "".join(stdout)
 
 
 def _is_prefix(target: Path, original_path: Path) -> bool:
