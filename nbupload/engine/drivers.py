@@ -172,11 +172,11 @@ class _UploaderDriver(_Driver):
         if 300 <= reply.status < 400:
             where = reply.headers.get("location", "?")
             raise StepFailed(TaskError(f"the server redirects to {where}: use that URL", status=reply.status))
-        failure = status_failure(reply, answer.describe(), answer.code)
+        failure = status_failure(reply, answer.text, answer.code)
         if answer.code in FATAL_UPLOADER_CODES or reply.status in (401, 403, 404, 413):
-            failure.error = TaskError(answer.describe(), answer.code, reply.status, retryable=False)
+            failure.error = TaskError(answer.text, answer.code, reply.status, retryable=False)
         elif answer.code == uploader.ErrorCode.PARTIAL_UPLOAD or answer.code in (4006, 4007):
-            failure.error = TaskError(answer.describe(), answer.code, reply.status, retryable=True)
+            failure.error = TaskError(answer.text, answer.code, reply.status, retryable=True)
         raise failure
 
     def plain(self) -> Any:
@@ -308,11 +308,10 @@ class _WcsDriver(_Driver):
             return StepFailed(TaskError("the object exists and is not appendable (x-wcs-object-type: Normal)",
                                         code=answer.code or "409", status=409))
         if reply.status == 401 and not refreshed and creds.refresh():
-            return StepFailed(TaskError(answer.describe(), code=answer.code, status=401, retryable=True))
+            return StepFailed(TaskError(answer.text, code=answer.code, status=401, retryable=True))
         if reply.status in (400, 401, 403, 404, 409, 413):
-            return StepFailed(TaskError(answer.message or answer.describe(), code=answer.code or str(reply.status),
-                                        status=reply.status))
-        return status_failure(reply, answer.message or answer.describe(), answer.code)
+            return StepFailed(TaskError(answer.text, code=answer.code or str(reply.status), status=reply.status))
+        return status_failure(reply, answer.text, answer.code)
 
     def rehash(self, end: int) -> wcs.EtagHasher:
         """The etag state of ``source[0:end]`` (after a restart or a replayed append)."""

@@ -129,25 +129,8 @@ def state_html(snap: TaskSnapshot) -> str:
 
 
 def error_text(snap: TaskSnapshot) -> str:
-    """The server's code and message, e.g. ``4002 File exceeded max_file_size``.
-
-    Tolerates messages that already start with the code, or repeat their first phrase
-    (``"4002 X: X: detail"``), so the user reads each thing once.
-    """
-    err = snap.error
-    if err is None:
-        return ""
-    message = err.message.strip()
-    code = "" if err.code in (None, "") else str(err.code)
-    if code and message.startswith(code + " "):
-        message = message[len(code) + 1 :]
-    head, sep, rest = message.partition(": ")
-    if sep and rest.startswith(head):
-        message = rest
-    text = f"{code} {message}" if code else message
-    if err.status and str(err.status) != code:
-        text += f" (HTTP {err.status})"
-    return text
+    """The server's code and message, e.g. ``4002 File exceeded max_file_size``."""
+    return "" if snap.error is None else str(snap.error)
 
 
 def error_html(snap: TaskSnapshot) -> str:

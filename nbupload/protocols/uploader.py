@@ -226,13 +226,22 @@ class ChunkAnswer:
     complete: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def text(self) -> str:
+        """The failure in words, without the code: the seed's phrase, then the server's detail.
+
+        Servers often repeat the phrase in their message; it is said once.
+        """
+        phrase = ERROR_MESSAGES.get(self.code) if self.code else None
+        message = self.message.strip()
+        if phrase and message and not message.startswith(phrase):
+            return f"{phrase}: {message}"
+        return message or phrase or _reason(self.status) or f"HTTP {self.status}"
+
     def describe(self) -> str:
         """Human text: ``4002 File exceeded max_file_size`` or ``HTTP 502 Bad Gateway``."""
         if self.code:
-            base = describe_code(self.code)
-            if self.message and self.message != ERROR_MESSAGES.get(self.code):
-                return f"{base}: {self.message}"
-            return base
+            return f"{self.code} {self.text}"
         if self.message:
             return f"HTTP {self.status}: {self.message}"
         return f"HTTP {self.status} {_reason(self.status)}".rstrip()

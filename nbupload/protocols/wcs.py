@@ -27,6 +27,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from .errors import ProtocolError, TokenError
@@ -346,6 +347,16 @@ class AppendAnswer:
     fields: Mapping[str, str] = field(default_factory=dict)
     code: str | None = None
     message: str = ""
+
+    @property
+    def text(self) -> str:
+        """The failure in words, without code or status."""
+        if self.message:
+            return self.message
+        try:
+            return HTTPStatus(self.status).phrase
+        except ValueError:
+            return f"HTTP {self.status}"
 
     def describe(self) -> str:
         text = f"HTTP {self.status}"

@@ -7,6 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nbupload.protocols.uploader import process_chunk_answer
 from nbupload.engine.state import TaskError, TaskSnapshot, TaskState
 from nbupload.panel.format import (
     bar_html,
@@ -119,8 +120,9 @@ def test_css_token():
 
 
 def test_error_text_says_each_thing_once():
-    err = TaskError("4002 File exceeded max_file_size: File exceeded max_file_size: 3 bytes over", code=4002,
-                    status=413)
+    # As the engine builds it from the server's answer (ChunkAnswer.text: no code in the message).
+    answer = process_chunk_answer(413, b'{"result":"ERROR","code":4002,"message":"File exceeded max_file_size: 3 bytes over"}')
+    err = TaskError(answer.text, answer.code, 413)
     assert text_line(snap(state=TaskState.FAILED, error=err)).endswith(
         "failed: 4002 File exceeded max_file_size: 3 bytes over (HTTP 413)")
     plain = TaskError("connection refused")

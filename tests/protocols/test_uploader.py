@@ -162,3 +162,14 @@ def test_parse_query_request_rejects_other_forms():
     body = up.prepare_query("----a b")[1]
     assert parse_qs(body.decode())["boundary"] == ["----a b"]
     assert up.parse_query_request(body) == "----a b"
+
+
+def test_error_text_says_each_thing_once():
+    # Servers (ours included) often repeat the seed's phrase in their message.
+    answer = up.process_chunk_answer(413, b'{"result":"ERROR","code":4002,"message":"File exceeded max_file_size: 300 > 200"}')
+    assert answer.text == "File exceeded max_file_size: 300 > 200"
+    assert answer.describe() == "4002 File exceeded max_file_size: 300 > 200"
+    answer = up.process_chunk_answer(507, b'{"result":"ERROR","code":4007,"message":"disk full"}')
+    assert answer.text == "Upload failed: Cannot write to disk: disk full"
+    assert up.process_chunk_answer(502, b"").text == "Bad Gateway"
+    assert up.process_chunk_answer(200, b'{"result":"ERROR","code":9,"message":"odd"}').describe() == "9 odd"
