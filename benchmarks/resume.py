@@ -104,6 +104,7 @@ def kill_and_resume(target: Target, path: Path, size: int, protocol: str, home: 
         raise RuntimeError(f"nbupload resume failed (exit {res.returncode}): {rerr.strip()[-300:]}")
     total = _bytes(target, protocol) - base
     stored = target.received_file_bytes(size)
+    target.clear_root()
     if stored != size:
         raise RuntimeError(f"after resume the server holds {stored} bytes of {size}")
     return {"at_kill": at_kill, "total": total, "resent": total - size, "resume_first_byte": first - t0}
@@ -119,6 +120,7 @@ def control_trial(target: Target, path: Path, size: int, protocol: str, home: Pa
                  "--scope", f"{target.bucket}:{path.name}", "--key", path.name]  # fmt: skip
     home.mkdir(parents=True, exist_ok=True)
     child = run_child(argv, env=child_env(NBUPLOAD_HOME=str(home)), timeout=600)
+    target.clear_root()
     if not child.ok or not child.report:
         raise RuntimeError(f"control run failed: {child.describe_failure()}")
     return child.report
@@ -223,6 +225,7 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
         ]
     finally:
         path.unlink(missing_ok=True)
+        slow.clear_root()
         slow.stop()
         if own:
             ref.stop()
