@@ -5,7 +5,10 @@
 
 Each notebook runs top to bottom in a fresh kernel of this environment (cwd: its folder) and
 is saved with its outputs but without execution timestamps or widget state, so diffs show
-only what changed. A cell that raises stops the refresh and leaves the file untouched.
+only what changed. Widget outputs keep their text form only: without the widgets' state, a
+stored view would render as "model not found" in JupyterLab, while the text (one line per
+upload) reads well everywhere, GitHub included; running the notebook brings the live widgets
+back. A cell that raises stops the refresh and leaves the file untouched.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[2]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 __all__ = ["refresh"]
 
@@ -32,6 +36,8 @@ def refresh(path: Path) -> float:
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
     nbformat.write(nb, path)
     return took
 
