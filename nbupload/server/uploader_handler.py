@@ -114,7 +114,7 @@ class _ChunkPart:
             )
         self.received += n
         self.rx.state.stats.add("uploader", "bytes", n)
-        if self.writer is not None:
+        if self.writer is not None and not self.entry.complete:  # complete: it is in place, hands off
             try:
                 await self.writer.write(piece)
             except OSError as exc:
@@ -135,7 +135,9 @@ class _ChunkPart:
                 f"File only partially uploaded: the part holds {self.received} bytes, "
                 f"its range {self.start}-{self.end_} says {want}",
             )
-        if self.writer is not None:
+        if self.writer is not None and self.entry.complete:  # completed meanwhile by another request
+            await self.writer.discard()
+        elif self.writer is not None:
             try:
                 await self.writer.flush()
             except OSError as exc:
@@ -239,8 +241,13 @@ class _Receiver:
             raise _write_error(exc, "saving the session") from None
 
     def finalize(self, session: Session, entry: FileEntry) -> None:
-        """Move a whole file into place, once, when no chunk of it is being written."""
-        if entry.complete or entry.writers or not entry.held.covers(entry.total):
+        """Move a whole file into place, once, as soon as its held ranges cover it.
+
+        A chunk of it may still be open then (typically a retry's first attempt, stuck on a
+        connection the client gave up on): waiting for it could mean waiting forever, so it
+        is not waited for; once the file is complete, such a part writes nothing more.
+        """
+        if entry.complete or not entry.held.covers(entry.total):
             return
         try:
             os.replace(session.part_path(entry), entry.filename, dst_dir_fd=self.state.root_fd)
