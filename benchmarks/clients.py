@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .servers import Target
 
-__all__ = ["CHUNK_SIZE", "CLIENTS", "REFERENCE_CLIENT", "Client", "select_clients"]
+__all__ = ["CHUNK_SIZE", "CLIENTS", "Client", "REFERENCE_CLIENT", "select_clients"]
 
 CHUNK_SIZE = 4 << 20
 REFERENCE_CLIENT = "curl-F"
