@@ -504,3 +504,18 @@ def test_scope_resolution_never_escapes_the_scope(scope, key):
         assert resolved == scope.partition(":")[2]
     else:
         assert resolved == key
+
+
+# --------------------------------------------------------------------------- engine: Retry-After
+@FUZZ
+@given(st.one_of(st.none(), st.text(max_size=40), st.integers(-(10**30), 10**30).map(str),
+                 st.datetimes().map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT"))))
+@example("\u00b2")  # superscript two: str.isdigit() is true, float() refuses it
+@example("\u0663")
+@example("9" * 400)
+@example("Fri, 31 Dec 9999 23:59:59 GMT")
+def test_retry_after_header_never_raises(value):
+    from nbupload.engine.retry import parse_retry_after
+
+    delay = parse_retry_after(value, now=1_700_000_000.0)
+    assert delay is None or delay >= 0

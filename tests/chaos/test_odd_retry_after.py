@@ -1,0 +1,37 @@
+"""A 503 whose ``Retry-After`` is odd (a superscript digit, an absurd number, a date far
+ahead) is still a 503: the engine retries and the upload lands, instead of failing the task
+with an internal error."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from burst import Burst, BurstFront
+from campaign import ACCESS_KEY, SECRET_KEY
+from hostile_net import ServerProcess
+
+from nbupload.engine import Engine, EngineConfig
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("retry_after", ["\u00b2", "9" * 400, "Fri, 31 Dec 9999 23:59:59 GMT", "soon"])
+def test_odd_retry_after_is_retried(tmp_path, retry_after):
+    server = ServerProcess(tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning").start()
+    front = BurstFront(server.address)
+    front.arm(2, Burst(503, retry_after))
+    src = tmp_path / "odd.bin"
+    data = os.urandom(100_000)
+    src.write_bytes(data)
+    engine = Engine(EngineConfig(journal_dir=tmp_path / "journal", chunk_size=64 * 1024, backoff_base=0.05,
+                                 backoff_cap=0.1, retries=5))
+    try:
+        task = engine.submit(str(src), front.url + "/upload", filename=src.name)
+        snap = task.wait(60)
+        assert snap.state.value == "done", snap.error
+        assert len(front.injected) == 2
+        assert (server.root / src.name).read_bytes() == data
+    finally:
+        engine.shutdown(wait=True, timeout=10)
+        front.close()
+        server.stop()
