@@ -47,11 +47,23 @@ def test_marked_commands_are_intact() -> None:
     assert "<!-- test-command -->\n```\nmake test\n```\n<!-- /test-command -->" in README
 
 
-def test_links_point_at_files_that_exist() -> None:
-    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README):
-        if target.startswith("http"):
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "CONTRIBUTING.md", "CHANGELOG.md", "docs/index.md", "docs/errors.md",
+                                 "docs/troubleshooting.md"])
+def test_links_point_at_files_and_headings_that_exist(doc: str) -> None:
+    source = ROOT / doc
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", source.read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://")):
             continue
-        assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+        path = (source.parent / target).resolve() if target else source
+        assert path.exists(), f"{doc} links to {target}, which does not exist"
+        if anchor and path.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), flags=re.M)
+            assert anchor in {_anchor(h) for h in headings}, f"{doc} links to {target}#{anchor}: no such heading"
 
 
 def test_python_api_block_runs_and_prints_what_its_comments_say(tmp_path: Path) -> None:
