@@ -19,7 +19,7 @@ from nbupload.units import parse_size
 from .clients import select_clients
 from .files import make_dense
 from .machine import describe_machine, load_average, machine_line
-from .report import write_results
+from .report import update_doc, write_results
 from .servers import REPO_ROOT, Target, set_bench_home, start_reference, start_sink
 from .targets import check_targets
 
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sections", type=_csv(SECTIONS), default=list(SECTIONS), help=f"of {', '.join(SECTIONS)}")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results", help="results directory")
     p.add_argument("--workdir", type=Path, help="where the big temporary files go (default: a new temp dir)")
+    p.add_argument("--update-docs", action="store_true", help="also put the tables into docs/benchmarks.md")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up round (smoke tests only)")
     return p
 
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "started_at": _now(),
         "load_before": load_average(),
-        "options": {"runs": runs, "sizes": sizes, "rss_sizes": rss_sizes, "quick": args.quick,
+        "options": {"runs": runs, "warmup": not args.no_warmup, "sizes": sizes, "rss_sizes": rss_sizes, "quick": args.quick,
                     "clients": [c.name for c in clients], "servers": args.servers, "sections": args.sections,
                     "resume_size": preset["resume_size"], "panel_size": preset["panel_size"],
                     "ingest_size": preset["ingest_size"]},
@@ -194,4 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         met = "n/a" if c.met is None else ("met" if c.met else "MISSED")
         print(f"{c.figure:<{width}}  {c.value:>12}  target {c.target:<24} {met}")
     print(f"results: {md} and {js}")
+    if args.update_docs:
+        doc = REPO_ROOT / "docs" / "benchmarks.md"
+        if update_doc(doc, md.read_text(encoding="utf-8")):
+            print(f"updated {doc}")
+        else:
+            print(f"{doc}: no <!-- latest-results --> markers, not updated", file=sys.stderr)
     return 0

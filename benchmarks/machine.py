@@ -42,7 +42,8 @@ def _curl_version() -> str | None:
         out = subprocess.run([curl, "--version"], capture_output=True, text=True, timeout=5).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.split("\n", 1)[0].split(" (")[0] if out else None
+    first = out.split("\n", 1)[0].split(" (")[0] if out else ""
+    return first.removeprefix("curl ").strip() or None
 
 
 def load_average() -> list[float]:

@@ -72,7 +72,7 @@ def _toolbelt(args: argparse.Namespace) -> Callable[[], Any]:
 
 
 def _nbupload(args: argparse.Namespace) -> Callable[[], Any]:
-    import nbupload
+    from nbupload import upload  # the lazy import of the API (engine, httpx) happens here, like the peers'
 
     kwargs: dict[str, Any] = {"protocol": args.protocol}
     if args.chunk_size:
@@ -83,7 +83,7 @@ def _nbupload(args: argparse.Namespace) -> Callable[[], Any]:
             kwargs[name] = value
 
     def run() -> Any:
-        task = nbupload.upload(args.file, args.url, wait=True, **kwargs)  # raises if it failed
+        task = upload(args.file, args.url, wait=True, **kwargs)  # raises if it failed
         if str(task.state) != "done":
             raise RuntimeError(f"upload ended {task.state}: {task.error}")
         return str(task.state)

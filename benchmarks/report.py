@@ -11,7 +11,7 @@ from .clients import CLIENTS, REFERENCE_CLIENT
 from .machine import machine_line
 from .targets import Check
 
-__all__ = ["render_markdown", "write_results"]
+__all__ = ["render_markdown", "update_doc", "write_results"]
 
 MiB = float(1 << 20)
 
@@ -89,7 +89,9 @@ def render_markdown(results: dict[str, Any], checks: Sequence[Check]) -> str:
         f"- Load average (1/5/15 min) before: {results['load_before']}, after: {results['load_after']}"
         + (f" — {results['busy_note']}" if results.get("busy_note") else ""),
         f"- Versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v),
-        f"- Each figure: median of {results['options']['runs']} run(s) after a warm-up, clients run "
+        f"- Each figure: median of {results['options']['runs']} run(s)"
+        + (" after a warm-up" if results["options"].get("warmup", True) else " (no warm-up)")
+        + ", clients run "
         "side by side in rotated order, each as its own process; ratios are against the median of "
         f"`{REFERENCE_CLIENT}` in the same table.",
         "",
@@ -137,3 +139,15 @@ def write_results(out_dir: Path, results: dict[str, Any], checks: Sequence[Check
     json_path.write_text(json.dumps(data, indent=1, sort_keys=False, default=str) + "\n", encoding="utf-8")
     md_path.write_text(render_markdown(results, checks), encoding="utf-8")
     return md_path, json_path
+
+
+def update_doc(doc: Path, markdown: str, start: str = "<!-- latest-results -->", end: str = "<!-- /latest-results -->") -> bool:
+    """Put ``markdown`` (minus its title) between the markers in ``doc``; False if they are missing."""
+    text = doc.read_text(encoding="utf-8")
+    a, b = text.find(start), text.find(end)
+    if a < 0 or b < a:
+        return False
+    body = markdown.split("\n", 1)[1].lstrip("\n") if markdown.startswith("# ") else markdown
+    body = body.replace("\n## ", "\n### ").replace("\n#### ", "\n##### ")
+    doc.write_text(text[: a + len(start)] + "\n" + body.rstrip() + "\n" + text[b:], encoding="utf-8")
+    return True
