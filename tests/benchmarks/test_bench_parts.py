@@ -76,3 +76,17 @@ def test_summary_and_ratio() -> None:
     assert summarize([]) is None
     assert ratio(summarize([6.0]), summarize([3.0])) == 2.0
     assert ratio(None, s) is None
+
+
+def test_update_doc_replaces_only_between_the_markers(tmp_path) -> None:
+    from benchmarks.report import update_doc
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Doc\n\nbefore\n<!-- latest-results -->\nold table\n<!-- /latest-results -->\nafter\n")
+    assert update_doc(doc, "# nbupload benchmark results\n\n- Machine: x\n\n## Targets\n\n| a |\n")
+    text = doc.read_text()
+    assert "old table" not in text and "- Machine: x" in text and "### Targets" in text
+    assert text.startswith("# Doc\n\nbefore\n") and text.endswith("<!-- /latest-results -->\nafter\n")
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers\n")
+    assert not update_doc(bare, "# t\n") and bare.read_text() == "no markers\n"
