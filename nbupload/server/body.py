@@ -15,6 +15,10 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 #: beyond this many bytes or seconds the server answers anyway and closes.
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_MAX_SECONDS = 10.0
+#: A body that sends no byte for this long is given up as cut short: its client has gone but
+#: its connection lingers (a dead link, a lost FIN), and a WCS append would hold its object's
+#: lock, a chunk its session, for as long (nginx's client_body_timeout is 60 s too).
+BODY_IDLE_TIMEOUT = 60.0
 
 
 class BodyCutShort(Exception):
@@ -59,7 +63,12 @@ class BodyReader:
         """The next piece (possibly empty), or ``None`` once the body is complete."""
         if self.done:
             return None
-        message = await self._receive()
+        try:
+            message = await asyncio.wait_for(self._receive(), BODY_IDLE_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.disconnected = True
+            self.done = True
+            raise BodyCutShort(f"no byte of the request body came for {BODY_IDLE_TIMEOUT:g} s") from None
         if message["type"] == "http.disconnect":
             self.disconnected = True
             self.done = True
