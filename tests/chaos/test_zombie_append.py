@@ -1,0 +1,49 @@
+"""An append stuck on a dead connection must not lock its object for that connection's life.
+
+The WCS handler serializes appends to one object with a lock held for the whole request.
+When the engine's stall watchdog gives up on a connection whose peer went silent (a dead
+link, a lost FIN, here a stalled proxy) and sends the append again on a new connection,
+the server is still reading the first attempt's body, which holds the lock; the new
+attempt waits behind it for as long as the dead connection lives, on a real network
+possibly forever, and the engine eventually gave up ("gave up after 9 tries without
+progress"). The server now gives up a body that sends nothing for
+``nbupload.server.body.BODY_IDLE_TIMEOUT`` seconds (60; 1 here).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from campaign import ACCESS_KEY, BUCKET, SECRET_KEY
+from hostile_net import ServerProcess
+
+from nbupload.engine import Engine, EngineConfig
+from tests.support.proxy import Fault, FaultProxy
+
+
+@pytest.mark.timeout(120)
+def test_a_dead_connection_does_not_hold_the_object_lock(tmp_path):
+    server = ServerProcess(tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning",
+                           body_idle_timeout=1.0)  # the server's 60 s, shortened for the test
+    server.start()
+    proxy = FaultProxy(*server.address)
+    proxy.add(Fault(stall_after=50_000, stall_for=20))  # the first append freezes mid-body for 20 s
+    src = tmp_path / "zombie.log"
+    data = os.urandom(300_000)
+    src.write_bytes(data)
+    engine = Engine(EngineConfig(journal_dir=tmp_path / "journal", chunk_size=128 * 1024, stall_timeout=1.0,
+                                 read_timeout=5, backoff_base=0.05, backoff_cap=0.2))
+    try:
+        t0 = time.monotonic()
+        task = engine.submit(str(src), proxy.url, protocol="wcs-append", access_key=ACCESS_KEY,
+                             secret_key=SECRET_KEY, scope=BUCKET, key=src.name)
+        snap = task.wait(60)
+        assert snap.state.value == "done", snap.error
+        assert time.monotonic() - t0 < 10, "the retry waited for the dead connection's lock"
+        assert (server.root / BUCKET / src.name).read_bytes() == data
+    finally:
+        engine.shutdown(wait=True, timeout=10)
+        proxy.close()
+        server.stop()
