@@ -18,8 +18,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "hostile"))  # hostile_net: server process, raw HTTP
 sys.path.insert(0, str(HERE.parents[1]))  # tests.support: the fault-injecting proxy
 
-TABLES: list[str] = []
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "chaos: the long randomized fault campaign (make chaos; NBUPLOAD_CHAOS_RUNS, "
@@ -38,6 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's own type
-    for table in TABLES:
+    campaign = sys.modules.get("chaos_campaign")
+    for table in getattr(campaign, "REPORTS", []):
         terminalreporter.write_sep("=", "fault campaign")
         terminalreporter.write_line(table)

@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from campaign import KINDS, Campaign, format_table, plan
-from conftest import TABLES
+from chaos_campaign import KINDS, REPORTS, Campaign, format_table, plan
 
 SHORT_SEED = 20261121
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +21,7 @@ def _campaign(tmp_path: Path, seed: int, runs: int) -> list:
     finally:
         campaign.close()
     table = format_table(campaign.results, seed)
-    TABLES.append(table)
+    REPORTS.append(table)
     out = REPO / "test-artifacts"
     out.mkdir(exist_ok=True)
     (out / f"chaos-seed{seed}-runs{runs}.md").write_text(table + "\n")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from burst import Burst, BurstFront
-from campaign import ACCESS_KEY, SECRET_KEY
+from chaos_burst import Burst, BurstFront
+from chaos_campaign import ACCESS_KEY, SECRET_KEY
 from hostile_net import ServerProcess
 
 from nbupload.engine import Engine, EngineConfig

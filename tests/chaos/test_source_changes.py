@@ -11,7 +11,7 @@ import os
 import time
 
 import pytest
-from campaign import ACCESS_KEY, BUCKET, SECRET_KEY, sha256_path
+from chaos_campaign import ACCESS_KEY, BUCKET, SECRET_KEY, sha256_path
 from hostile_net import ServerProcess
 
 from nbupload.engine import Engine, EngineConfig

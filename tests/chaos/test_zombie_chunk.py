@@ -15,7 +15,7 @@ import os
 import time
 
 import pytest
-from campaign import ACCESS_KEY, SECRET_KEY
+from chaos_campaign import ACCESS_KEY, SECRET_KEY
 from hostile_net import ServerProcess
 
 from nbupload.engine import Engine, EngineConfig

@@ -12,7 +12,7 @@ import json
 import time
 
 import pytest
-from conftest import ACCESS_KEY, CREDENTIALS, SECRET_KEY
+from hostile_fixtures import ACCESS_KEY, CREDENTIALS, SECRET_KEY
 from hostile_client import append, make_token
 
 from nbupload.protocols import wcs

@@ -14,8 +14,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from catalogue import BUCKETS, FILENAMES, KEYS, HostileKey, HostileName, catalogue_size
-from conftest import ACCESS_KEY, SECRET_KEY, HostileServer
+from hostile_catalogue import BUCKETS, FILENAMES, KEYS, HostileKey, HostileName, catalogue_size
+from hostile_fixtures import ACCESS_KEY, SECRET_KEY, HostileServer
 from hostile_client import append, make_token, plain_body, post_multipart, upload_resumable
 from hostile_net import raw_exchange
 

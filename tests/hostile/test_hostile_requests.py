@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import ACCESS_KEY, MAX_REQUEST_SIZE, SECRET_KEY, HostileServer
+from hostile_fixtures import ACCESS_KEY, MAX_REQUEST_SIZE, SECRET_KEY, HostileServer
 from hostile_client import append, append_body, chunk_body, make_token, plain_body, post_multipart, query
 from hostile_net import RawResponse, form_part, http_request, multipart, raw_exchange
 

@@ -109,20 +109,24 @@ def test_engine_logs_reprs_errors_events_and_journal(link, tmp_path):
             except Exception as exc:  # noqa: BLE001 - its text is what is checked
                 texts += [str(exc), repr(exc)]
         # a paused task leaves a journal entry: it must hold nothing secret either
-        proxy.default = Fault(rate=1 * MiB)
-        slow = engine.submit(str(src), proxy.url + "/upload", filename="paused.bin",
-                             headers={"X-Api-Key": BEARER, "Cookie": f"s={BEARER}"}, fields={"password": FIELD_SECRET})
-        slow_wcs = engine.submit(str(src), proxy.url, protocol="wcs-append", token=explicit)
-        deadline = time.monotonic() + 30
-        while (slow.acked < 256 * 1024 or slow_wcs.acked < 256 * 1024) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        slow.pause()
-        slow_wcs.pause()
-        slow.wait(10)
-        slow_wcs.wait(10)
+        slow_link = FaultProxy(*server.address, default=Fault(rate=1 * MiB))  # fresh, slow connections
+        explicit_slow = make_token("bkt:explicit-slow.bin", access_key=AK, secret_key=SK)
+        try:
+            slow = engine.submit(str(src), slow_link.url + "/upload", filename="paused.bin",
+                                 headers={"X-Api-Key": BEARER, "Cookie": f"s={BEARER}"},
+                                 fields={"password": FIELD_SECRET})
+            slow_wcs = engine.submit(str(src), slow_link.url, protocol="wcs-append", token=explicit_slow)
+            deadline = time.monotonic() + 30
+            while (slow.acked < 256 * 1024 or slow_wcs.acked < 256 * 1024) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            slow.pause()
+            slow_wcs.pause()
+            assert [slow.wait(10).state.value, slow_wcs.wait(10).state.value] == ["paused", "paused"]
+        finally:
+            slow_link.close()
         texts += [repr(engine), repr(engine.config), str(engine.config), repr(slow), repr(slow_wcs)]
         journal_files = sorted(p for p in journal.rglob("*") if p.is_file())
-        assert any(p.suffix == ".json" for p in journal_files)
+        assert {slow.id, slow_wcs.id} <= {p.stem for p in journal_files if p.suffix == ".json"}
         for path in journal_files:
             texts.append(path.read_text("utf-8", "replace"))
         engine.flush_events()
@@ -133,7 +137,8 @@ def test_engine_logs_reprs_errors_events_and_journal(link, tmp_path):
     texts += events + handler.lines
     assert any(line.startswith(("httpx DEBUG", "httpcore")) for line in handler.lines), "no DEBUG log captured"
     everything = "\n".join(texts)
-    assert not leaks(everything, (explicit, expired, explicit.split(":")[1])), leaks(everything, (explicit,))
+    secrets_ = (explicit, expired, explicit_slow, explicit.split(":")[1], explicit_slow.split(":")[1])
+    assert not leaks(everything, secrets_), leaks(everything, secrets_)
     server_log = server.log_text()
     assert "DEBUG" in server_log
     assert not leaks(server_log, (explicit, expired)), leaks(server_log, (explicit, expired))

@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from burst import Burst, BurstFront
+from chaos_burst import Burst, BurstFront
 from hostile_net import ServerProcess, http_request, raw_exchange
 
 from tests.support.proxy import Fault, FaultProxy
 
-__all__ = ["KINDS", "Campaign", "RunResult", "RunSpec", "format_table", "plan"]
+__all__ = ["KINDS", "REPORTS", "Campaign", "RunResult", "RunSpec", "format_table", "plan"]
 
 MiB = 1024 * 1024
 ACCESS_KEY = "AKchaos"
@@ -60,6 +60,8 @@ SIZES = (0, 1, 65_537, 300_000, 1 * MiB, 2_500_000, 4 * MiB + 3)
 CHUNKS = (64 * 1024, 128 * 1024, 256 * 1024, 512 * 1024)
 STALL_TIMEOUT = 1.0
 RUN_TIMEOUT = 90.0
+#: The tables of the campaigns run in this session, printed at its end by conftest.
+REPORTS: list[str] = []
 
 
 @dataclass(frozen=True)
