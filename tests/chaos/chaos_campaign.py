@@ -195,8 +195,11 @@ class Campaign:
 
     def _counters(self) -> Counter:
         c = self.proxy.counters
-        slow = sum(1 for f in list(c.faults_used) if f.delay > 0)
-        return Counter({"reset-up": c.cuts, "reset-down": self.front.answers_cut, "answer-swallowed": c.swallowed, "stall": c.stalls, "slow-response": slow,
+        used = list(c.faults_used)
+        slow = sum(1 for f in used if 0 < f.delay < STALL_TIMEOUT)
+        held = sum(1 for f in used if f.delay >= STALL_TIMEOUT)  # answers held back past the watchdog
+        return Counter({"reset-up": c.cuts, "reset-down": self.front.answers_cut, "answer-swallowed": c.swallowed,
+                        "stall": c.stalls + held, "slow-response": slow,
                         "5xx-burst": sum(1 for b in self.front.injected if b.retry_after is None),
                         "5xx-burst-retry-after": sum(1 for b in self.front.injected if b.retry_after is not None),
                         "server-sigkill": self.kills})
@@ -220,8 +223,11 @@ class Campaign:
                 faults += [Fault(cut_after=rng.randint(1, span)) for _ in range(rng.randint(1, 3))]
             elif kind == "answer-swallowed":
                 faults += [Fault(swallow_after=rng.randint(1, span)) for _ in range(rng.randint(1, 2))]
-            elif kind == "stall":
-                faults.append(Fault(stall_after=rng.randint(1, span), stall_for=STALL_TIMEOUT * 2.5))
+            elif kind == "stall":  # the request stops half-way, or its answer is held back
+                if rng.random() < 0.5:
+                    faults.append(Fault(stall_after=rng.randint(1, span), stall_for=STALL_TIMEOUT * 2.5))
+                else:
+                    faults.append(Fault(delay=STALL_TIMEOUT * 2.5))
             elif kind == "slow-response":
                 faults += [Fault(delay=rng.uniform(0.05, 0.3), rate=rng.uniform(1, 6) * MiB) for _ in range(2)]
         rng.shuffle(faults)
