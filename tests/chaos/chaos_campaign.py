@@ -432,8 +432,9 @@ class Campaign:
 
     def _run_children(self, spec: RunSpec, rng: random.Random, source: Path, note: dict,
                       scenario: str) -> str | None:
-        # Slow the link so the interruption lands mid-upload (2-4 MiB/s).
-        self.proxy.default = Fault(rate=rng.uniform(2, 4) * MiB)
+        # Slow the link so the interruption lands mid-upload (0.75-1.5 MiB/s: a 1 MiB file
+        # takes longer than the journal's first acknowledged chunk).
+        self.proxy.default = Fault(rate=rng.uniform(0.75, 1.5) * MiB)
         name = self.filename(spec)
         fraction = rng.uniform(0.1, 0.7)
         stop = threading.Event()
