@@ -335,7 +335,7 @@ class Engine:
                 raise KeyError(f"no unfinished task {task_id!r}")
             return [self._adopt(entry, **again)]
         for task in self.tasks():
-            if task.state in (TaskState.PAUSED, TaskState.FAILED):
+            if task.can_resume:
                 task.resume()
                 out.append(task)
         for info in self.unfinished():

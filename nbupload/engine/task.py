@@ -100,6 +100,9 @@ class Task:
         self._state = TaskState.QUEUED
         self._gen = 0
         self._want: str | None = None
+        # resume() arrived while a pause was pending: the worker queues the task again
+        # instead of settling in PAUSED (a quick Pause then Resume must not end paused).
+        self._resume_pending = False
         self._wake = threading.Event()
         self.total = total
         self._sent = 0
@@ -212,6 +215,7 @@ class Task:
                 self._set_state_locked(TaskState.PAUSED)
             elif self._state in ACTIVE_STATES:
                 self._want = "pause"
+                self._resume_pending = False
                 self._wake.set()
 
     def cancel(self) -> None:
@@ -227,9 +231,21 @@ class Task:
             self._cleanup(remove_journal=True)
             self._set_state_locked(TaskState.CANCELLED)
 
-    def resume(self) -> None:
-        """Paused or failed: queue the task again. No-op otherwise."""
+    @property
+    def can_resume(self) -> bool:
+        """Whether :meth:`resume` would do something: paused, failed, or a pause still pending."""
         with self._cond:
+            return self._state in (TaskState.PAUSED, TaskState.FAILED) or (
+                self._state in ACTIVE_STATES and self._want == "pause"
+            )
+
+    def resume(self) -> None:
+        """Paused or failed: queue the task again; pausing: withdraw the pause. No-op otherwise."""
+        with self._cond:
+            if self._state in ACTIVE_STATES and self._want == "pause":
+                self._want = None
+                self._resume_pending = True
+                return
             if self._state not in (TaskState.PAUSED, TaskState.FAILED):
                 return
             self._error = None
@@ -375,6 +391,7 @@ class Task:
             if self._gen != gen or self._state is not TaskState.QUEUED:
                 return
             self._want = None
+            self._resume_pending = False
             self._sent = 0
             self._inflight = 0
             self._attempts = 0
@@ -387,8 +404,15 @@ class Task:
             if exc.reason == "cancel":
                 self._cleanup(remove_journal=True)
                 self._set_state(TaskState.CANCELLED)
-            else:
-                self._set_state(TaskState.PAUSED)
+                return
+            with self._cond:
+                if not self._resume_pending:
+                    self._set_state_locked(TaskState.PAUSED)
+                    return
+                self._resume_pending = False
+                self._set_state_locked(TaskState.QUEUED)
+                gen = self._gen = self._gen + 1
+            self._engine._enqueue(self, gen)
             return
         except StepFailed as exc:
             self.end_request()

@@ -212,7 +212,7 @@ class UploadSession:
         engine = self.engine
         if task_id is not None:
             return list(engine.resume(task_id, **self._credentials_for(self._url_of(task_id))))
-        wanted = [t.id for t in engine.tasks() if t.state in (TaskState.PAUSED, TaskState.FAILED)]
+        wanted = [t.id for t in engine.tasks() if t.can_resume]
         wanted += [u.id for u in engine.unfinished() if not u.locked]
         out: list[Any] = []
         for one in wanted:
