@@ -25,7 +25,7 @@ from .options import HelpShown, MagicParser, add_put_arguments, put_options
 if TYPE_CHECKING:
     from .extension import UploadSession
 
-__all__ = ["UploadMagics", "build_parsers", "usage_text"]
+__all__ = ["UploadMagics", "build_parsers", "strip_comment", "usage_text"]
 
 _SUBCOMMANDS = ("list", "ls", "pause", "resume", "cancel", "retry", "panel", "server", "token")
 _SIZE_UNITS = "bytes or a unit such as 512KiB, 4MiB"
@@ -116,6 +116,28 @@ def usage_text() -> str:
     return "\n".join(out)
 
 
+def strip_comment(line: str) -> str:
+    """Drop a trailing ``# comment`` as a shell would: only a ``#`` that starts a word,
+    outside quotes (``http://h/u#frag`` and ``k=#v`` keep theirs)."""
+    quote = None
+    word_start = True
+    escaped = False
+    for i, ch in enumerate(line):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and word_start:
+            return line[:i]
+        word_start = quote is None and not escaped and ch.isspace()
+    return line
+
+
 @magics_class
 class UploadMagics(Magics):
     """``%upload``; see ``%upload?``."""
@@ -128,7 +150,7 @@ class UploadMagics(Magics):
     @line_magic
     def upload(self, line: str = "") -> Any:
         try:
-            argv = shlex.split(line)
+            argv = shlex.split(strip_comment(line))
         except ValueError as exc:
             raise UsageError(f"%upload: {exc}") from None
         if not argv:

@@ -197,3 +197,23 @@ def test_server_status_and_stop(demo, shell, run, capsys):
     assert session.server is None
     run(shell, "%upload server status")
     assert "not running" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("server start   # the embedded server", "server start   "),
+    ("f.bin http://h/u#frag --field k=#v", "f.bin http://h/u#frag --field k=#v"),
+    ("f.bin '# not a comment' \"#nor this\" \\#nor-this # but this", "f.bin '# not a comment' \"#nor this\" \\#nor-this "),
+    ("# all comment", ""),
+])
+def test_strip_comment_like_a_shell(line, expected):
+    from nbupload.ipython.magics import strip_comment
+
+    assert strip_comment(line) == expected
+
+
+def test_trailing_comment_on_a_magic_line(demo, shell, run, data_file, tmp_path):
+    session, root = demo
+    path, data = data_file
+    task = run(shell, f"%upload {path} --wait -o   # push the payload")
+    assert task.state is TaskState.DONE
+    assert sha((root / "payload.bin").read_bytes()) == sha(data)
