@@ -44,7 +44,7 @@ class Uploader(Configurable):
     """Settings of nbupload's engine and of the ``%upload`` magics."""
 
     chunk_size = Int(_D.chunk_size, help="Bytes per uploader chunk or WCS append.").tag(config=True)
-    workers = Int(_D.workers, help="Chunks in flight at once per task.").tag(config=True)
+    workers = Int(_D.workers, help="Uploads running at once (each task sends one request at a time).").tag(config=True)
     retries = Int(_D.retries, help="Failed attempts in a row, without progress, before a task fails.").tag(
         config=True
     )
