@@ -165,6 +165,9 @@ class UploadSession:
     def get_panel(self) -> Any:
         from ..panel.widgets import UploadForm, UploadPanel
 
+        # Rows shown earlier may hold stale snapshots: with no event loop (terminal IPython)
+        # nothing flushes the pump by itself. This runs on the UI thread, so apply now.
+        self.pump.flush(force=True)
         if self.panel is None:
             for task in self.engine.tasks():
                 if task.id not in self.rows:
@@ -174,7 +177,6 @@ class UploadSession:
             self.panel = UploadPanel(self, lambda: list(self.rows.values()), form=self.form)
             self.panel.set_offers(self.offers)
         else:
-            self.pump.flush(force=True)
             self.panel.refresh()
         return self.panel
 

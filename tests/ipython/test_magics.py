@@ -217,3 +217,17 @@ def test_trailing_comment_on_a_magic_line(demo, shell, run, data_file, tmp_path)
     task = run(shell, f"%upload {path} --wait -o   # push the payload")
     assert task.state is TaskState.DONE
     assert sha((root / "payload.bin").read_bytes()) == sha(data)
+
+
+def test_panel_in_a_terminal_shell_shows_current_states(demo, shell, run, data_file):
+    # No event loop here: nothing flushes the UI pump by itself, so the panel must not
+    # show the state a row had when %upload displayed it.
+    session, root = demo
+    path, data = data_file
+    task = run(shell, f"%upload {path} -o")  # displays its row at once (queued/connecting)
+    task.wait(20)
+    assert task.state is TaskState.DONE
+    panel = session.get_panel()
+    row = session.rows[task.id]
+    assert row._snap.state is TaskState.DONE and row._snap.acked == len(data)
+    assert "done" in repr(panel)
