@@ -166,7 +166,9 @@ class UploadSession:
         from ..panel.widgets import UploadForm, UploadPanel
 
         # Rows shown earlier may hold stale snapshots: with no event loop (terminal IPython)
-        # nothing flushes the pump by itself. This runs on the UI thread, so apply now.
+        # nothing flushes the pump by itself. Let the engine deliver the state events posted
+        # so far (briefly: this is the kernel's thread), then apply them here, in order.
+        self.engine.flush_events(0.5)
         self.pump.flush(force=True)
         if self.panel is None:
             for task in self.engine.tasks():
