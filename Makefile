@@ -35,5 +35,13 @@ demo: venv
 serve: venv
 	$(PY) -m nbupload serve
 
+# Side-by-side figures against curl and Python peers (docs/benchmarks.md); BENCH_ARGS=--quick etc.
+bench: venv
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# The long randomized fault campaign (docs/reliability.md); NBUPLOAD_CHAOS_RUNS, NBUPLOAD_CHAOS_SEED.
+chaos: venv
+	$(PY) -m pytest tests/chaos -m chaos -p no:cacheprovider
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis test-artifacts
