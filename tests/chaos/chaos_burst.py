@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["BurstFront", "Burst"]
@@ -55,19 +56,24 @@ def _content_length(head: bytes) -> int | None:
     return 0
 
 
-def _relay(src: socket.socket, dst: socket.socket, buf: bytearray, n: int) -> bool:
+def _relay(src: socket.socket, dst: socket.socket, buf: bytearray, n: int,
+           count: Callable[[int], None] | None = None) -> bool:
     """Forward exactly ``n`` body bytes (``buf`` first); False if a side closed."""
     if buf:
         take = bytes(buf[:n])
         del buf[: len(take)]
         dst.sendall(take)
         n -= len(take)
+        if count is not None:
+            count(len(take))
     while n > 0:
         data = src.recv(min(n, 65536))
         if not data:
             return False
         dst.sendall(data)
         n -= len(data)
+        if count is not None:
+            count(len(data))
     return True
 
 
@@ -79,6 +85,8 @@ class BurstFront:
         self._bursts: deque[Burst] = deque()
         self._cuts: deque[int] = deque()
         self.answers_cut = 0
+        self.forwarded = 0  # request bytes passed on to the server, all connections
+        self._triggers: list[tuple[int, Callable[[], None]]] = []
         self._lock = threading.Lock()
         self.injected: list[Burst] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -97,6 +105,30 @@ class BurstFront:
         """The next ``count`` requests get ``burst`` instead of reaching the server."""
         with self._lock:
             self._bursts.extend([burst] * count)
+
+    def at_bytes(self, threshold: int, action: Callable[[], None]) -> None:
+        """Run ``action`` once :attr:`forwarded` reaches ``threshold``, in the forwarding
+        thread, before another byte of that request goes on: a fault lands at an exact point
+        of the upload, whatever the speed of the machine."""
+        with self._lock:
+            self._triggers.append((threshold, action))
+            self._triggers.sort(key=lambda t: t[0])
+
+    def clear(self) -> None:
+        """Forget armed bursts, cuts and triggers (the end of a run)."""
+        with self._lock:
+            self._bursts.clear()
+            self._cuts.clear()
+            self._triggers.clear()
+
+    def _count(self, n: int) -> None:
+        due = []
+        with self._lock:
+            self.forwarded += n
+            while self._triggers and self.forwarded >= self._triggers[0][0]:
+                due.append(self._triggers.pop(0)[1])
+        for action in due:
+            action()
 
     def cut_answer(self, *offsets: int) -> None:
         """The answers to the next requests are reset after ``offsets[i]`` bytes each."""
@@ -144,6 +176,7 @@ class BurstFront:
                 if head is None:
                     return
                 length = _content_length(head)
+                self._count(0)  # a trigger at 0 bytes fires before the first request
                 burst = self._take()
                 if burst is not None:
                     if length is not None:
@@ -155,10 +188,11 @@ class BurstFront:
                     with self._lock:
                         self._socks.append(upstream)
                 upstream.sendall(head)
+                self._count(len(head))
                 if length is None:  # chunked: no framing help, just pipe from here on
                     self._pipe(client, upstream, cbuf)
                     return
-                if not _relay(client, upstream, cbuf, length):
+                if not _relay(client, upstream, cbuf, length, self._count):
                     return
                 rhead = _read_head(upstream, ubuf)
                 if rhead is None:

@@ -147,6 +147,7 @@ class Campaign:
         self.children: list[subprocess.Popen] = []
         self.results: list[RunResult] = []
         self.kills = 0
+        self._firing = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -190,9 +191,7 @@ class Campaign:
     def _drain_proxy_queue(self) -> None:
         with self.proxy._lock:  # faults queued for connections that never came
             self.proxy._queue.clear()
-        with self.front._lock:
-            self.front._bursts.clear()
-            self.front._cuts.clear()
+        self.front.clear()
         self.proxy.default = Fault()
 
     def _counters(self) -> Counter:
@@ -266,24 +265,19 @@ class Campaign:
                 f.write(bytes(b ^ 0xFF for b in old) or b"x")
                 f.flush()
                 os.fsync(f.fileno())
-            note["modified"] = sha256_path(source)
+            note["modified"] = True
 
-    def _watch(self, progress: Callable[[], int], spec: RunSpec, rng: random.Random, source: Path,
-               note: dict, stop: threading.Event) -> threading.Thread:
-        timed = self._timed_faults(spec, rng)
-
-        def loop() -> None:
-            while timed and not stop.is_set():
-                done = progress() / max(spec.size, 1)
-                if done >= timed[0][0] or timed[0][0] == 0.0:
-                    _, kind = timed.pop(0)
-                    self._fire(kind, spec, rng, source, note)
+    def _arm_timed_faults(self, spec: RunSpec, rng: random.Random, source: Path, note: dict) -> None:
+        """Timed faults fire when the request bytes the front has passed on reach their share
+        of the file: at an exact point of the upload, on a fast or a loaded machine alike."""
+        base = self.front.forwarded
+        for fraction, kind in self._timed_faults(spec, rng):
+            def action(kind: str = kind) -> None:
+                with self._firing:  # run() waits for a fault being fired before judging
                     note.setdefault("fired", []).append(kind)
-                stop.wait(0.01)
+                    self._fire(kind, spec, rng, source, note)
 
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        return thread
+            self.front.at_bytes(base + int(fraction * spec.size), action)
 
     # -- one run --------------------------------------------------------------------------------
     def run(self, spec: RunSpec) -> RunResult:
@@ -309,6 +303,8 @@ class Campaign:
             contract = f"harness error: {type(exc).__name__}: {exc}"
         finally:
             self._drain_proxy_queue()
+            with self._firing:  # a fault fired from the front's thread has finished
+                pass
             # Runs are independent: a task a run left failed (a changed source) must not be
             # resumed by the next run's `resume --all`.
             shutil.rmtree(self.home / "tasks", ignore_errors=True)
@@ -318,7 +314,9 @@ class Campaign:
             injected["source-modified"] += 1
         for kind in ("client-sigkill", "kernel-restart", "two-resumers"):
             injected[kind] += note.get(kind, 0)
-        if injected["stall"] and scenario is None and not note.get("watchdog") and contract is None:
+        # (A server SIGKILL in the same run may end the stalled request before the watchdog.)
+        if (injected["stall"] and scenario is None and "server-sigkill" not in spec.kinds
+                and not note.get("watchdog") and contract is None):
             contract = "a stall was injected but the stall watchdog never fired"
         result = self._judge(spec, source, original, note, contract)
         result.injected, result.seconds = injected, seconds
@@ -376,13 +374,10 @@ class Campaign:
         errors: list[str] = []
         engine = Engine(EngineConfig(**self._engine_config(spec)))
         engine.subscribe(lambda ev: errors.append(str(ev.snapshot.error)) if ev.kind == "error" else None)
-        stop = threading.Event()
+        self._arm_timed_faults(spec, rng, source, note)
         try:
             task = engine.submit(str(source), url, **self._submit_kwargs(spec))
-            watcher = self._watch(lambda: task.acked, spec, rng, source, note, stop)
             snap = task.wait(RUN_TIMEOUT)
-            stop.set()
-            watcher.join(5)
             engine.flush_events()
             note["state"] = str(snap.state)
             if snap.error is not None:
@@ -390,7 +385,6 @@ class Campaign:
             if snap.state.value not in ("done", "failed", "cancelled"):
                 task.cancel()
         finally:
-            stop.set()
             engine.shutdown(wait=True, timeout=10)
         note["watchdog"] = sum(1 for e in errors if "stall" in e or "timed out" in e)
         return None
@@ -439,9 +433,7 @@ class Campaign:
         self.proxy.default = Fault(rate=rng.uniform(0.75, 1.5) * MiB)
         name = self.filename(spec)
         fraction = rng.uniform(0.1, 0.7)
-        stop = threading.Event()
-        watcher = self._watch(lambda: max((e.get("acked", 0) for e in self._journal()
-                                           if e.get("filename") == name), default=0), spec, rng, source, note, stop)
+        self._arm_timed_faults(spec, rng, source, note)
         try:
             if scenario == "kernel-restart":
                 return self._run_kernel(spec, source, note, name, fraction)
@@ -476,8 +468,6 @@ class Campaign:
                 return f"two resumers: the loser's error is not clear: {loser.strip()[-200:]}"
             return None
         finally:
-            stop.set()
-            watcher.join(5)
             self.proxy.default = Fault()
 
     def _run_kernel(self, spec: RunSpec, source: Path, note: dict, name: str, fraction: float) -> str | None:
