@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["BurstFront", "Burst"]
+__all__ = ["Burst", "BurstFront"]
 
 
 @dataclass(frozen=True)

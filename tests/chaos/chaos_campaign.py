@@ -42,7 +42,7 @@ from hostile_net import ServerProcess, http_request, raw_exchange
 
 from tests.support.proxy import Fault, FaultProxy
 
-__all__ = ["KINDS", "REPORTS", "Campaign", "RunResult", "RunSpec", "format_table", "plan"]
+__all__ = ["Campaign", "KINDS", "REPORTS", "RunResult", "RunSpec", "format_table", "plan"]
 
 MiB = 1024 * 1024
 ACCESS_KEY = "AKchaos"

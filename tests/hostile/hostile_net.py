@@ -1,6 +1,7 @@
 """Test-side plumbing for hostile and fault tests: a real server process, raw HTTP over sockets.
 
-``ServerProcess`` runs ``python -m nbupload serve`` as a child (so its RSS can be measured, a
+``ServerProcess`` runs the reference server (``start_server``, as ``nbupload serve`` does) in a
+child process, logging at DEBUG (so its RSS can be measured, its log scanned for secrets, a
 ``RLIMIT_FSIZE`` set on it alone, and it can be killed with SIGKILL and restarted on the
 same root). ``raw_exchange`` writes exact bytes to a socket, optionally dribbled with
 pauses, and reads the answer with :mod:`http.client`'s parser: requests httpx would refuse
@@ -64,7 +65,8 @@ threading.Event().wait()
 
 
 class ServerProcess:
-    """``nbupload serve`` in a child process on an ephemeral loopback port."""
+    """The reference server in a child process on an ephemeral loopback port; keyword
+    options go to ``start_server``."""
 
     def __init__(
         self,
