@@ -182,6 +182,11 @@ class ObjectStore:
 
     def begin(self, probe: ObjectProbe) -> AppendTarget:
         """Open the object for writing at its committed size, with the etag state resumed."""
+        if not probe.exists:
+            # The sidecar first: a crash before this append commits then leaves an appendable
+            # object of committed size 0 (truncated back at the next append), not an object
+            # file without a sidecar, which would pass for a Normal one and refuse every append.
+            self._write_meta(probe.oid, {"appendable": True, "size": 0, "created": time.time()})
         dir_fd = open_dir_chain(self.root_fd, probe.comps[:-1], create=True)
         try:
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC
@@ -276,6 +281,7 @@ class ObjectStore:
                     os.unlink(target.probe.comps[-1], dir_fd=dir_fd)
                 finally:
                     os.close(dir_fd)
+                self._forget(target.probe.oid)
             else:
                 os.ftruncate(target.fd, target.start)
         finally:
