@@ -81,6 +81,7 @@ class RunResult:
     outcome: str  # ok | detected | corrupted | lost | duplicated | failed-contract
     injected: Counter = field(default_factory=Counter)
     resent: int | None = None
+    wire: int | None = None  # request bytes (heads, forms, file) beyond the file size
     seconds: float = 0.0
     detail: str = ""
 
@@ -194,6 +195,26 @@ class Campaign:
         self.front.clear()
         self.proxy.default = Fault()
 
+    def _quiesce(self) -> None:
+        """End the run's leftover connections (a stalled one would deliver its held bytes
+        seconds later, counted against the next run) and wait for the server's counters to
+        settle, so the re-sent bytes of a run are its own."""
+        for owner in (self.front, self.proxy):
+            with owner._lock:
+                socks, owner._socks = list(owner._socks), []
+            for sock in socks:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+        last, end = None, time.monotonic() + 5
+        while time.monotonic() < end:
+            now = self._stats_now()
+            if now == last:
+                break
+            last = now
+            time.sleep(0.1)
+
     def _counters(self) -> Counter:
         c = self.proxy.counters
         used = list(c.faults_used)
@@ -286,6 +307,7 @@ class Campaign:
         _write_source(source, spec.size, spec.seed)
         original = sha256_path(source)
         before_received = self.received(spec.protocol)
+        before_wire = self.front.forwarded
         before = self._counters()
         note: dict[str, Any] = {}
         if "source-modified" in spec.kinds:
@@ -305,6 +327,7 @@ class Campaign:
             self._drain_proxy_queue()
             with self._firing:  # a fault fired from the front's thread has finished
                 pass
+            self._quiesce()
             # Runs are independent: a task a run left failed (a changed source) must not be
             # resumed by the next run's `resume --all`.
             shutil.rmtree(self.home / "tasks", ignore_errors=True)
@@ -322,9 +345,11 @@ class Campaign:
         result.injected, result.seconds = injected, seconds
         if result.outcome in ("ok",) and "source-modified" not in spec.kinds:
             result.resent = max(0, self.received(spec.protocol) - before_received - spec.size)
+            result.wire = max(0, self.front.forwarded - before_wire - spec.size)
         self.results.append(result)
         self.log(f"run {spec.index:3d} {spec.protocol:10s} {spec.size:>8d} B chunk {spec.chunk >> 10:>3d} KiB "
                  f"x{spec.workers} {'+'.join(spec.kinds):45s} -> {result.outcome:10s} re-sent {result.resent} "
+                 f"wire+{result.wire} "
                  f"({seconds:.1f} s) {result.detail}")
         return result
 
@@ -572,6 +597,7 @@ def format_table(results: list[RunResult], seed: int) -> str:
         injected.update(r.injected)
     outcomes = Counter(r.outcome for r in results)
     resent = [r.resent for r in results if r.resent is not None]
+    wire = [r.wire for r in results if r.wire is not None]
     protocols = Counter(r.spec.protocol for r in results)
     sizes = sorted({r.spec.size for r in results})
     lines = [f"nbupload fault campaign: seed {seed}, {len(results)} runs "
@@ -579,11 +605,12 @@ def format_table(results: list[RunResult], seed: int) -> str:
              "", "| fault kind | injected |", "|---|---:|"]
     lines += [f"| {kind} | {injected[kind]} |" for kind in KINDS]
     lines += ["", "| runs | ok | change detected | corrupted | lost | duplicated | contract failures |"
-              " re-sent bytes median | re-sent bytes max |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+              " re-sent bytes median | re-sent bytes max | extra wire bytes median | extra wire bytes max |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
               f"| {len(results)} | {outcomes['ok']} | {outcomes['detected']} | {outcomes['corrupted']} | "
               f"{outcomes['lost']} | {outcomes['duplicated']} | {outcomes['failed-contract']} | "
-              f"{int(statistics.median(resent)) if resent else 0} | {max(resent) if resent else 0} |"]
+              f"{int(statistics.median(resent)) if resent else 0} | {max(resent) if resent else 0} | "
+              f"{int(statistics.median(wire)) if wire else 0} | {max(wire) if wire else 0} |"]
     bad = [r for r in results if r.outcome in ("corrupted", "lost", "duplicated", "failed-contract")]
     if bad:
         lines += ["", "failures:"] + [f"- run {r.spec.index} {r.spec.protocol} {r.spec.size} B "
