@@ -41,7 +41,7 @@ bench: venv
 
 # The long randomized fault campaign (docs/reliability.md); NBUPLOAD_CHAOS_RUNS, NBUPLOAD_CHAOS_SEED.
 chaos: venv
-	$(PY) -m pytest tests/chaos -m chaos -p no:cacheprovider
+	$(PY) -m pytest tests/chaos -m chaos -s
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis test-artifacts
