@@ -107,6 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
             deny_extensions=args.deny_extensions or (),
             partial_ttl=args.partial_ttl,
             throttle=args.throttle,
+            body_timeout=args.body_timeout,
             log_level=args.log_level,
         )
     except RuntimeError as exc:
@@ -189,6 +190,8 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument("--partial-ttl", type=parse_duration, default=86400.0, metavar="DURATION",
                        help="drop partial uploads untouched this long (default 24h)")
+    serve.add_argument("--body-timeout", type=parse_duration, default=60.0, metavar="DURATION",
+                       help="give up a request body that sends nothing this long (default 60s)")
     serve.add_argument("--throttle", type=_rate, metavar="RATE", help="read request bodies at most this fast, e.g. 1MiB")
     serve.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=_serve)

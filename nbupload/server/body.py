@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-__all__ = ["BodyCutShort", "BodyReader", "BodyTooLarge", "Throttle"]
+from .http import header
+
+if TYPE_CHECKING:
+    from .config import ServerConfig
+
+__all__ = ["BodyCutShort", "BodyReader", "BodyTooLarge", "Throttle", "request_body"]
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -15,9 +20,10 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 #: beyond this many bytes or seconds the server answers anyway and closes.
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_MAX_SECONDS = 10.0
-#: A body that sends no byte for this long is given up as cut short: its client has gone but
-#: its connection lingers (a dead link, a lost FIN), and a WCS append would hold its object's
-#: lock, a chunk its session, for as long (nginx's client_body_timeout is 60 s too).
+#: The default of ``ServerConfig.body_timeout``: a body that sends no byte for this long is
+#: given up as cut short: its client has gone but its connection lingers (a dead link, a lost
+#: FIN), and a WCS append would hold its object's lock, a chunk its session, for as long
+#: (nginx's client_body_timeout is 60 s too).
 BODY_IDLE_TIMEOUT = 60.0
 
 
@@ -49,9 +55,10 @@ class BodyReader:
 
     def __init__(
         self, receive: Receive, limit: int | None = None, throttle: Throttle | None = None, *,
-        expect_continue: bool = False,
+        expect_continue: bool = False, idle_timeout: float = BODY_IDLE_TIMEOUT,
     ) -> None:
         self._receive = receive
+        self.idle_timeout = idle_timeout
         self.expect_continue = expect_continue
         self.limit = limit
         self.throttle = throttle
@@ -64,11 +71,11 @@ class BodyReader:
         if self.done:
             return None
         try:
-            message = await asyncio.wait_for(self._receive(), BODY_IDLE_TIMEOUT)
+            message = await asyncio.wait_for(self._receive(), self.idle_timeout)
         except asyncio.TimeoutError:
             self.disconnected = True
             self.done = True
-            raise BodyCutShort(f"no byte of the request body came for {BODY_IDLE_TIMEOUT:g} s") from None
+            raise BodyCutShort(f"no byte of the request body came for {self.idle_timeout:g} s") from None
         if message["type"] == "http.disconnect":
             self.disconnected = True
             self.done = True
@@ -119,3 +126,10 @@ class BodyReader:
             return False
         finally:
             self.limit, self.throttle = limit, throttle
+
+
+def request_body(scope: dict[str, Any], receive: Receive, config: ServerConfig, throttle: Throttle | None) -> BodyReader:
+    """This request's body under the server's limits; answers ``Expect: 100-continue``."""
+    expect = (header(scope, "expect") or "").strip().lower() == "100-continue"
+    return BodyReader(receive, config.max_request_size, throttle, expect_continue=expect,
+                      idle_timeout=config.body_timeout)

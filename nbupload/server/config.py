@@ -17,7 +17,9 @@ class ServerConfig:
 
     Sizes are bytes (``None``: no limit); ``throttle`` is the total rate, in bytes per second,
     at which the server reads request bodies (``None``: as fast as they come);
-    ``partial_ttl`` is how long, in seconds, an untouched partial session is kept.
+    ``partial_ttl`` is how long, in seconds, an untouched partial session is kept;
+    ``body_timeout`` how long a request body may send nothing before it is given up as cut
+    short (a dead link must not hold a WCS object's lock, or a session, for ever).
     ``credentials`` maps WCS access keys to secret keys and never appears in a repr.
     """
 
@@ -29,6 +31,7 @@ class ServerConfig:
     partial_ttl: float = 86400.0
     throttle: float | None = None
     expiry_interval: float | None = None
+    body_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).expanduser().resolve()
@@ -40,6 +43,8 @@ class ServerConfig:
                 raise ValueError(f"{name} must not be negative")
         if self.partial_ttl <= 0:
             raise ValueError("partial_ttl must be positive")
+        if self.body_timeout <= 0:
+            raise ValueError("body_timeout must be positive")
         if self.throttle is not None and self.throttle <= 0:
             raise ValueError("throttle must be a positive rate in bytes per second")
 

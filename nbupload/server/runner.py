@@ -89,6 +89,7 @@ def start_server(
     deny_extensions: Iterable[str] = (),
     partial_ttl: float = 86400.0,
     throttle: float | None = None,
+    body_timeout: float = 60.0,
     log_level: str = "warning",
 ) -> ServerHandle:
     """Start the reference server in a daemon thread; return once it accepts connections.
@@ -114,6 +115,7 @@ def start_server(
             deny_extensions=deny_extensions,
             partial_ttl=partial_ttl,
             throttle=throttle,
+            body_timeout=body_timeout,
         )
         app = create_app(config)
         sock = _bind(host, port)

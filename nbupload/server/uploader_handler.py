@@ -16,7 +16,7 @@ from typing import Any
 from ..protocols.errors import ProtocolError
 from ..protocols.ranges import RangeSet, parse_range_attr
 from ..protocols.uploader import ErrorCode, format_error, format_ok, format_query_answer, parse_query_request
-from .body import BodyCutShort, BodyReader, BodyTooLarge
+from .body import BodyCutShort, BodyReader, BodyTooLarge, request_body
 from .diskio import OffsetWriter
 from .http import Send, header, respond
 from .names import has_denied_extension, sanitize_filename
@@ -360,8 +360,7 @@ async def handle_upload(state: ServerState, scope: dict[str, Any], receive: Any,
     stats = state.stats
     stats.add("uploader", "requests")
     config = state.config
-    expect = (header(scope, "expect") or "").strip().lower() == "100-continue"
-    reader = BodyReader(receive, config.max_request_size, state.throttle, expect_continue=expect)
+    reader = request_body(scope, receive, config, state.throttle)
     content_type = header(scope, "content-type") or ""
     kind = content_type.split(";")[0].strip().lower()
     try:

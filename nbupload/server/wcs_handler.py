@@ -27,7 +27,7 @@ from ..protocols.wcs import (
     resolve_object,
     verify_token,
 )
-from .body import BodyCutShort, BodyReader, BodyTooLarge
+from .body import BodyCutShort, BodyReader, BodyTooLarge, request_body
 from .diskio import OffsetWriter
 from .http import Send, header, respond
 from .names import UnsafeNameError, split_key
@@ -297,8 +297,7 @@ async def handle_append(state: ServerState, scope: dict[str, Any], receive: Any,
     stats = state.stats
     stats.add("wcs", "requests")
     config = state.config
-    expect = (header(scope, "expect") or "").strip().lower() == "100-continue"
-    reader = BodyReader(receive, config.max_request_size, state.throttle, expect_continue=expect)
+    reader = request_body(scope, receive, config, state.throttle)
     try:
         try:
             position = parse_append_path(scope["path"])

@@ -7,7 +7,7 @@ the server is still reading the first attempt's body, which holds the lock; the 
 attempt waits behind it for as long as the dead connection lives, on a real network
 possibly forever, and the engine eventually gave up ("gave up after 9 tries without
 progress"). The server now gives up a body that sends nothing for
-``nbupload.server.body.BODY_IDLE_TIMEOUT`` seconds (60; 1 here).
+the server's ``body_timeout`` seconds (60 by default; 1 here).
 """
 
 from __future__ import annotations

@@ -51,8 +51,7 @@ logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
 idle = opts.pop("body_idle_timeout", None)
 if idle is not None:  # a test's short stand-in for the server's 60 s body idle timeout
-    import nbupload.server.body
-    nbupload.server.body.BODY_IDLE_TIMEOUT = idle
+    opts["body_timeout"] = idle
 from nbupload.server import start_server
 handle = start_server(**opts, log_level=level)
 def stop(*_):

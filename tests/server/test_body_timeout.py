@@ -1,0 +1,50 @@
+"""A request body that goes silent is given up after ``body_timeout``: nothing is held."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nbupload.protocols import uploader
+from nbupload.server import start_server
+
+
+def test_a_silent_body_is_cut_short_after_body_timeout(tmp_path):
+    with start_server(root=tmp_path, body_timeout=0.5) as srv:
+        boundary = "----timeout-test"
+        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.bin"; '
+                f'range="0-1000/1000"\r\n\r\n').encode()
+        request = (f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+                   f"Content-Length: {len(head) + 1000 + 40}\r\n\r\n").encode() + head + b"x" * 100
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(request)  # ... then nothing more
+            started = time.monotonic()
+            reply = sock.recv(65536)
+            waited = time.monotonic() - started
+        status = int(reply.split(b" ", 2)[1])
+        body = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+        assert (status, body["code"]) == (400, uploader.ErrorCode.PARTIAL_UPLOAD)
+        assert 0.4 <= waited < 5
+        assert not (tmp_path / "x.bin").exists()
+        answer = uploader.process_query_answer(200, _query(srv, boundary), boundary)
+        assert answer.resumable and not answer.ranges_for("file")  # the silent chunk holds nothing
+
+
+def _query(srv, boundary: str) -> bytes:
+    import httpx
+
+    headers, body = uploader.prepare_query(boundary)
+    return httpx.post(srv.upload_url, headers=headers, content=body).content
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "soon"])
+def test_serve_rejects_a_bad_body_timeout(tmp_path, bad):
+    done = subprocess.run([sys.executable, "-m", "nbupload", "serve", "--root", str(tmp_path), "--port", "0",
+                           "--body-timeout", bad], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "--body-timeout" in done.stderr and "Traceback" not in done.stderr
