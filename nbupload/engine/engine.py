@@ -160,7 +160,7 @@ class Engine:
         self._dispatcher.flush(timeout)
 
     # ------------------------------------------------------------------ journal
-    def _journal_save(self, task: Task) -> None:
+    def _journal_save(self, task: Task, *, durable: bool = True) -> None:
         if self._journal is None or task._path is None or task.state is TaskState.CANCELLED:
             return
         data = task.spec.journal_data()
@@ -174,7 +174,7 @@ class Engine:
             extra={k: v for k, v in task.extra.items() if isinstance(v, (str, int, float, bool, type(None)))},
         )
         try:
-            self._journal.write(task.id, data)
+            self._journal.write(task.id, data, durable=durable)
         except OSError as exc:  # the upload goes on; only a restart would lose ground
             log.warning("nbupload: cannot write the journal for task %s: %s", task.id, exc)
 

@@ -331,7 +331,10 @@ class Task:
             self._inflight = 0
             self._rate.update(self._acked)
         if grew:
-            self._engine._journal_save(self)
+            # Uploader progress need not be durable: a resume asks the server which ranges it
+            # holds. A WCS position is the client's own record that judges a replay (B5): kept
+            # durable, so a power loss cannot turn our own appends into a "conflict".
+            self._engine._journal_save(self, durable=self.protocol == "wcs-append")
         self._progress(force=True)
 
     def set_acked_exact(self, ranges: RangeSet) -> None:

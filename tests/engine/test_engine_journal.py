@@ -159,3 +159,34 @@ def test_secret_url_parameters_stay_out_of_journal_and_reprs(slow_server, make_e
     [again] = second.resume(task.id, url=url)
     again.wait(30, raise_on_error=True)
     assert sha256_file(slow_server.root / "q.bin") == sha256_file(src)
+
+
+@pytest.mark.parametrize("protocol", ["uploader", "wcs-append"])
+def test_progress_journal_writes_are_durable_only_where_they_must_be(server, make_engine, tmp_path, monkeypatch,
+                                                                    journal_dir, protocol):
+    # 16 chunks. Uploader progress skips fsync (a resume asks the server what it holds); a
+    # WCS position is the client's own record for judging a replay, so it stays durable.
+    import os as _os
+
+    calls = []
+    real_fsync = _os.fsync
+    journal = str(journal_dir.resolve())
+
+    def counting_fsync(fd):  # the embedded server fsyncs too: count the journal's files only
+        if _os.readlink(f"/proc/self/fd/{fd}").startswith(journal):
+            calls.append(fd)
+        return real_fsync(fd)
+
+    monkeypatch.setattr(_os, "fsync", counting_fsync)
+    engine = make_engine(chunk_size=64 << 10)
+    src = make_file(tmp_path / "j.bin", 16 * (64 << 10))
+    kw = dict(access_key=AK, secret_key=SK, scope="b", key="j.bin") if protocol == "wcs-append" else {}
+    url = server.url if protocol == "wcs-append" else server.upload_url
+    task = engine.submit(src, url, protocol=protocol, **kw)
+    assert task.wait(30).state is TaskState.DONE
+    if protocol == "uploader":
+        assert sha256_file(server.root / "j.bin") == sha256_file(src)
+        assert len(calls) <= 6  # creation and the mode switch, not one pair per chunk
+    else:
+        assert sha256_file(server.root / "b" / "j.bin") == sha256_file(src)
+        assert len(calls) >= 16
