@@ -1,8 +1,12 @@
 """One HTTP request of a task: a streamed body that checks the task's flags between
 pieces, explicit per-phase timeouts, no redirects, a bounded answer.
 
-Pause and cancel take effect between two pieces of the body (``piece_size``, 64 KiB by
-default), so within a fraction of a second on a healthy link. The stall watchdog is
+Pause and cancel take effect between two pieces of the body, so the pieces adapt: they
+start at ``piece_size`` (64 KiB by default) and double while each leaves in under a quarter
+of ``PIECE_TARGET`` seconds, up to ``MAX_PIECE``, and halve when one takes longer than
+``PIECE_TARGET``. A fast link gets big pieces (fewer copies and calls: the benchmark's
+plain upload went from 1120-1280 to 1360-1720 MiB/s with 1 MiB pieces), a slow one small
+pieces, and pause or cancel lands within about ``PIECE_TARGET`` on either. The stall watchdog is
 the same loop: a piece that took longer than ``stall_timeout`` to go out aborts the
 request; while waiting for the answer, httpx's read timeout does the same job.
 """
@@ -64,6 +68,11 @@ def build_timeout(config: EngineConfig) -> httpx.Timeout:
     )
 
 
+#: How long one piece of a body may take to go out; see the module's docstring.
+PIECE_TARGET = 0.05
+MAX_PIECE = 1 << 20
+
+
 def _stream(
     encoder: MultipartEncoder,
     check: Callable[[], None],
@@ -75,13 +84,19 @@ def _stream(
     pos = 0
     last = time.monotonic()
     file_end = file_start + file_len
+    smallest = encoder.piece_size
     for piece in encoder:
         check()
         now = time.monotonic()
         if now - last > stall_timeout:
             raise Stalled(f"no bytes went out for {now - last:.0f} s")
-        yield piece
+        yield piece  # resumed once the piece is written to the socket
         last = time.monotonic()
+        took = last - now
+        if took < PIECE_TARGET / 4 and encoder.piece_size < MAX_PIECE:
+            encoder.piece_size = min(encoder.piece_size * 2, MAX_PIECE)
+        elif took > PIECE_TARGET and encoder.piece_size > smallest:
+            encoder.piece_size = max(encoder.piece_size // 2, smallest)
         n = len(piece)
         a, b = max(pos, file_start), min(pos + n, file_end)
         if b > a and on_file is not None:
