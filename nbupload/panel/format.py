@@ -25,6 +25,7 @@ __all__ = [
     "css_token",
     "error_html",
     "error_text",
+    "progress_html",
     "segments",
     "state_html",
     "stats_text",
@@ -41,6 +42,9 @@ BAR_CSS = """
 .nbupload-bar[data-state="done"] .nbupload-segment{background:#2da44e}
 .nbupload-bar[data-state="paused"] .nbupload-segment{background:#bf8700}
 .nbupload-bar[data-state="failed"] .nbupload-segment{background:#cf222e}
+.nbupload-progress{display:flex;align-items:center;gap:0.8em;width:100%}
+.nbupload-progress .nbupload-bar{flex:1 1 auto}
+.nbupload-stats{white-space:nowrap;min-width:22em}
 .nbupload-error{color:#cf222e;font-weight:600}
 .nbupload-warning{color:#9a6700}
 .nbupload-state{font-variant:small-caps}
@@ -107,6 +111,18 @@ def bar_html(snap: TaskSnapshot) -> str:
         f'<div class="nbupload-bar" data-task-id="{html.escape(snap.id)}" data-state="{snap.state.value}" '
         f'data-acked="{snap.acked}" data-total="{snap.total}" data-segments="{len(segs)}" '
         f'title="{html.escape(str(snap.ranges) or "nothing acknowledged yet")}">{inner}</div>'
+    )
+
+
+def progress_html(snap: TaskSnapshot) -> str:
+    """The bar and the bytes/rate/ETA text in one HTML value.
+
+    They change together on every progress update; as one widget value that is one comm
+    message per update instead of two (the benchmark counted ~20 messages/s per task).
+    """
+    return (
+        f'<div class="nbupload-progress">{bar_html(snap)}'
+        f'<span class="nbupload-stats">{html.escape(stats_text(snap))}</span></div>'
     )
 
 

@@ -21,11 +21,10 @@ import ipywidgets as widgets
 from ..engine.state import TaskSnapshot, TaskState
 from .format import (
     BAR_CSS,
-    bar_html,
     css_token,
     error_html,
+    progress_html,
     state_html,
-    stats_text,
     summary_text,
     text_line,
 )
@@ -82,8 +81,8 @@ class TaskRow(_FullText, widgets.VBox):
         self.task_id = snap.id
         self._snap = snap
         self.name = widgets.HTML(layout=widgets.Layout(width="12em"))
+        # bar and bytes/rate/ETA in one widget: one comm message per progress update
         self.bar = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="160px"))
-        self.stats = widgets.Label(layout=widgets.Layout(width="22em"))
         self.state = widgets.HTML(layout=widgets.Layout(width="7em"))
         self.error = widgets.HTML()
         self.buttons: dict[str, widgets.Button] = {}
@@ -95,10 +94,10 @@ class TaskRow(_FullText, widgets.VBox):
             button.on_click(lambda _b, a=action: on_action(self.task_id, a))
             self.buttons[action] = button
         for w, cls in ((self.name, "nbupload-name-cell"), (self.bar, "nbupload-bar-cell"),
-                       (self.stats, "nbupload-stats"), (self.state, "nbupload-state-cell"),
+                       (self.state, "nbupload-state-cell"),
                        (self.error, "nbupload-error-cell")):
             w.add_class(cls)
-        line = widgets.HBox([self.name, self.bar, self.stats, self.state, *self.buttons.values()],
+        line = widgets.HBox([self.name, self.bar, self.state, *self.buttons.values()],
                             layout=widgets.Layout(align_items="center", width="100%"))
         super().__init__([line, self.error], layout=widgets.Layout(width="100%"))
         self.add_class("nbupload-row")
@@ -111,14 +110,13 @@ class TaskRow(_FullText, widgets.VBox):
 
     def update(self, snap: TaskSnapshot) -> None:
         self._snap = snap
-        parts = [self.name, self.bar, self.stats, self.state, self.error, *self.buttons.values()]
+        parts = [self.name, self.bar, self.state, self.error, *self.buttons.values()]
         with _hold_all(parts):
             self.name.value = (
                 f'<span class="nbupload-name" data-task-id="{html.escape(snap.id)}" '
                 f'title="{html.escape(snap.url)}">{html.escape(snap.name)}</span>'
             )
-            self.bar.value = bar_html(snap)
-            self.stats.value = stats_text(snap)
+            self.bar.value = progress_html(snap)
             self.state.value = state_html(snap)
             self.error.value = error_html(snap)
             for action, _, _, states in _BUTTONS:

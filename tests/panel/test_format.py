@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nbupload.protocols.uploader import process_chunk_answer
 from nbupload.engine.state import TaskError, TaskSnapshot, TaskState
 from nbupload.panel.format import (
     bar_html,
     css_token,
     error_html,
+    progress_html,
     segments,
     stats_text,
     summary_text,
@@ -20,6 +21,7 @@ from nbupload.panel.format import (
     text_line,
 )
 from nbupload.protocols.ranges import RangeSet
+from nbupload.protocols.uploader import process_chunk_answer
 
 
 def snap(**kw):
@@ -135,3 +137,10 @@ def test_a_retried_error_is_a_warning_until_the_task_fails():
     assert "retrying after: connection reset" in error_html(snap(error=err))
     assert error_html(snap(state=TaskState.DONE, error=err)) == ""
     assert 'class="nbupload-error"' in error_html(snap(state=TaskState.FAILED, error=err))
+
+
+def test_progress_html_holds_the_bar_and_the_stats_in_one_value():
+    s = snap(acked=10, rate=100.0, eta=3.0)
+    out = progress_html(s)
+    assert bar_html(s) in out and html.escape(stats_text(s)) in out
+    assert out.startswith('<div class="nbupload-progress">')
