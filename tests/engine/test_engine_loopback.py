@@ -136,10 +136,11 @@ def test_pause_resume_and_progress_events(tmp_path, make_engine):
     assert any(e.snapshot.rate > 0 for e in progress)
 
 
-@pytest.mark.parametrize("gap", [0.0, 0.3])
-def test_resume_right_after_pause_does_not_end_paused(tmp_path, make_engine, gap):
-    # gap 0: resume() withdraws a pause the worker has not seen yet; 0.3 s: the worker has
-    # usually seen it already and must queue the task again instead of settling in PAUSED.
+@pytest.mark.parametrize("how", ["at once", "after 0.3 s", "resume all"])
+def test_resume_right_after_pause_does_not_end_paused(tmp_path, make_engine, how):
+    # At once: resume() withdraws a pause the worker has not seen yet. After 0.3 s: the
+    # worker has usually acted on it and the task is queued again. "resume all" must take a
+    # task whose pause is still pending.
     engine = make_engine(chunk_size=64 << 10)
     src = make_file(tmp_path / "slow.bin", 600_000)
     with start_server(root=tmp_path / "r", throttle=1_000_000) as srv:
@@ -147,23 +148,15 @@ def test_resume_right_after_pause_does_not_end_paused(tmp_path, make_engine, gap
         wait_for(lambda: task.acked >= 100_000)
         task.pause()
         assert task.can_resume
-        time.sleep(gap)
-        task.resume()
+        if how == "resume all":
+            assert task in engine.resume()
+        else:
+            time.sleep(0.3 if how == "after 0.3 s" else 0.0)
+            task.resume()
         snap = task.wait(30)
         assert snap.state is TaskState.DONE, snap
-        assert sha256_file(srv.root / "slow.bin") == sha256_file(src)
-
-
-def test_resume_all_takes_a_task_whose_pause_is_pending(tmp_path, make_engine):
-    engine = make_engine(chunk_size=64 << 10)
-    src = make_file(tmp_path / "slow.bin", 600_000)
-    with start_server(root=tmp_path / "r", throttle=1_000_000) as srv:
-        task = engine.submit(src, srv.upload_url)
-        wait_for(lambda: task.acked >= 100_000)
-        task.pause()
-        assert task in engine.resume()
-        assert task.wait(30).state is TaskState.DONE
         assert not task.can_resume
+        assert sha256_file(srv.root / "slow.bin") == sha256_file(src)
 
 
 def test_cancel_is_prompt(tmp_path, make_engine):
