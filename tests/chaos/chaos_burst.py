@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tests.support.front import LoopbackFront, shutdown_and_close
+
 __all__ = ["Burst", "BurstFront"]
 
 
@@ -77,8 +79,10 @@ def _relay(src: socket.socket, dst: socket.socket, buf: bytearray, n: int,
     return True
 
 
-class BurstFront:
+class BurstFront(LoopbackFront):
     """``front = BurstFront(("127.0.0.1", port)); front.arm(3, Burst(503, "1"))``."""
+
+    thread_name = "burst-front"
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -87,19 +91,8 @@ class BurstFront:
         self.answers_cut = 0
         self.forwarded = 0  # request bytes passed on to the server, all connections
         self._triggers: list[tuple[int, Callable[[], None]]] = []
-        self._lock = threading.Lock()
         self.injected: list[Burst] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._socks: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, name="burst-front", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__()
 
     def arm(self, count: int, burst: Burst) -> None:
         """The next ``count`` requests get ``burst`` instead of reaching the server."""
@@ -155,17 +148,9 @@ class BurstFront:
                 return burst
             return None
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self._socks.append(client)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+    def _handle(self, client: socket.socket) -> None:
+        self.track(client)
+        threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
         upstream: socket.socket | None = None
@@ -185,8 +170,7 @@ class BurstFront:
                     return
                 if upstream is None:
                     upstream = socket.create_connection(self.target, timeout=30)
-                    with self._lock:
-                        self._socks.append(upstream)
+                    self.track(upstream)
                 upstream.sendall(head)
                 self._count(len(head))
                 if length is None:  # chunked: no framing help, just pipe from here on
@@ -214,7 +198,7 @@ class BurstFront:
         finally:
             for s in (client, upstream):
                 if s is not None:
-                    _close(s)
+                    shutdown_and_close(s)
 
     @staticmethod
     def _answer(client: socket.socket, burst: Burst) -> None:
@@ -233,21 +217,6 @@ class BurstFront:
         _copy(a, b)
         back.join(5)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        self._thread.join(2)
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            _close(s)
-
-    def __enter__(self) -> BurstFront:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 class _Sink:
     def sendall(self, data: bytes) -> None:
@@ -261,15 +230,4 @@ def _copy(src: socket.socket, dst: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        _close(dst)
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass
+        shutdown_and_close(dst)

@@ -190,8 +190,7 @@ class Campaign:
         self.proxy.target = self.server.address
 
     def _drain_proxy_queue(self) -> None:
-        with self.proxy._lock:  # faults queued for connections that never came
-            self.proxy._queue.clear()
+        self.proxy.clear()  # faults queued for connections that never came
         self.front.clear()
         self.proxy.default = Fault()
 
@@ -200,13 +199,7 @@ class Campaign:
         seconds later, counted against the next run) and wait for the server's counters to
         settle, so the re-sent bytes of a run are its own."""
         for owner in (self.front, self.proxy):
-            with owner._lock:
-                socks, owner._socks = list(owner._socks), []
-            for sock in socks:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+            owner.close_connections()
         last, end = None, time.monotonic() + 5
         while time.monotonic() < end:
             now = self._stats_now()

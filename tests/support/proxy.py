@@ -14,6 +14,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from .front import LoopbackFront, shutdown_and_close
+
 __all__ = ["Fault", "FaultProxy"]
 
 
@@ -40,22 +42,17 @@ class _Counters:
     faults_used: list[Fault] = field(default_factory=list)
 
 
-class FaultProxy:
+class FaultProxy(LoopbackFront):
     """``with FaultProxy(host, port) as proxy: proxy.url``."""
+
+    thread_name = "fault-proxy"
 
     def __init__(self, target_host: str, target_port: int, default: Fault | None = None) -> None:
         self.target = (target_host, target_port)
         self.default = default or Fault()
         self._queue: deque[Fault] = deque()
-        self._lock = threading.Lock()
         self.counters = _Counters()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._socks: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, name="fault-proxy", daemon=True)
-        self._thread.start()
+        super().__init__()
 
     @classmethod
     def for_url(cls, url: str, default: Fault | None = None) -> FaultProxy:
@@ -64,14 +61,15 @@ class FaultProxy:
         u = httpx.URL(url)
         return cls(u.host, u.port or 80, default)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def add(self, *faults: Fault) -> None:
         """Faults for the next connections, in order."""
         with self._lock:
             self._queue.extend(faults)
+
+    def clear(self) -> None:
+        """Forget faults queued for connections that never came."""
+        with self._lock:
+            self._queue.clear()
 
     def _next_fault(self) -> Fault:
         with self._lock:
@@ -80,53 +78,19 @@ class FaultProxy:
             self.counters.faults_used.append(fault)
             return fault
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                return
-            fault = self._next_fault()
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            client.settimeout(None)
-            with self._lock:
-                self._socks += [client, upstream]
-            conn = _Connection(self, client, upstream, fault)
-            threading.Thread(target=conn.pump_up, daemon=True).start()
-            threading.Thread(target=conn.pump_down, daemon=True).start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        self._thread.join(2)
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            _kill(s)
-
-    def __enter__(self) -> FaultProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _kill(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass
+    def _handle(self, client: socket.socket) -> None:
+        fault = self._next_fault()
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        client.settimeout(None)
+        self.track(client, upstream)
+        conn = _Connection(self, client, upstream, fault)
+        threading.Thread(target=conn.pump_up, daemon=True).start()
+        threading.Thread(target=conn.pump_down, daemon=True).start()
 
 
 class _Connection:
@@ -141,8 +105,8 @@ class _Connection:
 
     def _close(self) -> None:
         self.dead.set()
-        _kill(self.client)
-        _kill(self.upstream)
+        shutdown_and_close(self.client)
+        shutdown_and_close(self.upstream)
 
     def pump_up(self) -> None:
         f = self.fault
