@@ -58,6 +58,16 @@ def _wait(pred: Callable[[], bool], timeout: float, step: float = 0.002) -> floa
     return time.monotonic()
 
 
+def _end(proc: subprocess.Popen) -> str:
+    """SIGKILL ``proc`` if it still runs, reap it, and return what it wrote to stderr."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    return err
+
 def kill_and_resume(target: Target, path: Path, size: int, protocol: str, home: Path, timeout: float = 300.0) -> dict[str, Any]:
     """One trial: put, SIGKILL at half, resume; bytes counted by the server."""
     target.clear_root()
@@ -77,12 +87,7 @@ def kill_and_resume(target: Target, path: Path, size: int, protocol: str, home: 
     try:
         _wait(lambda: _bytes(target, protocol) - base >= kill_at or proc.poll() is not None, timeout)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
+        err = _end(proc)
     if proc.returncode != -signal.SIGKILL:
         raise RuntimeError(f"nbupload put ended before the kill (exit {proc.returncode}): {err.strip()[-300:]}")
     time.sleep(0.3)  # the server notices the dead connection
@@ -94,12 +99,7 @@ def kill_and_resume(target: Target, path: Path, size: int, protocol: str, home: 
         first = _wait(lambda: _bytes(target, protocol) - base > at_kill or res.poll() is not None, timeout, 0.001)
         res.wait(timeout)
     finally:
-        if res.poll() is None:
-            os.kill(res.pid, signal.SIGKILL)
-            res.wait()
-        rerr = res.stderr.read().decode("utf-8", "replace") if res.stderr else ""
-        if res.stderr:
-            res.stderr.close()
+        rerr = _end(res)
     if res.returncode != 0:
         raise RuntimeError(f"nbupload resume failed (exit {res.returncode}): {rerr.strip()[-300:]}")
     total = _bytes(target, protocol) - base
