@@ -2,18 +2,16 @@
 
 Front ends (API, CLI, magics, panel) never touch a running task's internals: they read
 immutable :class:`TaskSnapshot` values, delivered as :class:`TaskEvent` to subscribers,
-and call the task's pause/resume/cancel methods.
+and call the task's pause/resume/cancel/retry methods.
 
-State machine::
-
-    queued -> connecting -> uploading -> done
-                 |  ^           |
-                 v  |           v
-               paused <------ (any active) ---> failed | cancelled
-
-``connecting`` covers the query (uploader) or the position probe (WCS); ``paused`` can be
-resumed (back to ``queued``); ``failed`` can be retried (back to ``queued``); ``done`` and
-``cancelled`` are final.
+Theory of operation. Everything that decides which state may follow which, and which user
+action is allowed in which state, lives in the two tables below (:data:`TRANSITIONS` and
+:data:`ACTIONS`); nothing else in the package spells out a set of states. The task refuses a
+transition the table does not list, and the panel's buttons, the magics and the CLI ask
+:func:`can` instead of keeping state sets of their own. ``connecting`` covers the query
+(uploader) or the position probe (WCS); ``paused`` and ``failed`` go back to ``queued`` on
+resume/retry; ``done`` and ``cancelled`` are final. The diagram in ``docs/engine.md`` is
+printed from :data:`TRANSITIONS` by :func:`describe_transitions` (a test keeps them equal).
 """
 
 from __future__ import annotations
@@ -24,7 +22,19 @@ from typing import Any
 
 from ..protocols.ranges import RangeSet
 
-__all__ = ["ACTIVE_STATES", "FINAL_STATES", "TaskError", "TaskEvent", "TaskSnapshot", "TaskState"]
+__all__ = [
+    "ACTIONS",
+    "ACTIVE_STATES",
+    "FINAL_STATES",
+    "SETTLED_STATES",
+    "TRANSITIONS",
+    "TaskError",
+    "TaskEvent",
+    "TaskSnapshot",
+    "TaskState",
+    "can",
+    "describe_transitions",
+]
 
 
 class TaskState(str, enum.Enum):
@@ -42,6 +52,48 @@ class TaskState(str, enum.Enum):
 
 ACTIVE_STATES = frozenset({TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING})
 FINAL_STATES = frozenset({TaskState.DONE, TaskState.CANCELLED})
+#: States in which a task is not moving and :meth:`Task.wait` returns.
+SETTLED_STATES = frozenset({TaskState.PAUSED, TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
+
+_Q, _C, _U = TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING
+_P, _D, _F, _X = TaskState.PAUSED, TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED
+
+#: Every legal state change. A worker takes a queued task (queued -> connecting), learns what
+#: the server holds and sends (-> uploading); a pause, a cancel or a failure can end any active
+#: state; a task whose resume arrived while its run was ending goes back to queued; a queued
+#: task can fail before it runs (a journaled task whose secrets are missing).
+TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    _Q: frozenset({_C, _P, _X, _F}),
+    _C: frozenset({_U, _D, _P, _X, _F, _Q}),
+    _U: frozenset({_C, _D, _P, _X, _F, _Q}),
+    _P: frozenset({_Q, _X}),
+    _F: frozenset({_Q, _X}),
+    _D: frozenset(),
+    _X: frozenset(),
+}
+
+#: Which user action is allowed in which state (the panel's buttons, ``%upload pause`` ...).
+ACTIONS: dict[str, frozenset[TaskState]] = {
+    "pause": frozenset({_Q, _C, _U}),
+    "resume": frozenset({_P}),
+    "cancel": frozenset({_Q, _C, _U, _P, _F}),
+    "retry": frozenset({_F}),
+}
+
+
+def can(action: str, state: TaskState) -> bool:
+    """Whether the user action ``action`` ("pause", "resume", "cancel", "retry") applies."""
+    return state in ACTIONS[action]
+
+
+def describe_transitions() -> str:
+    """The transition table as text, one ``state -> next, next`` line per state (for the docs)."""
+    order = list(TaskState)
+    lines = []
+    for state in order:
+        nexts = [s.value for s in order if s in TRANSITIONS[state]]
+        lines.append(f"{state.value:<10} -> {', '.join(nexts) if nexts else '(final)'}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
