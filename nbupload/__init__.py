@@ -15,6 +15,12 @@ from ._version import __version__
 
 # public name -> module that defines it (relative to this package)
 _LAZY = {
+    "AppendConflict": ".append",
+    "AppendHandler": ".append",
+    "AppendHashMismatch": ".append",
+    "AppendStream": ".append",
+    "AppendStreamError": ".append",
+    "open_append": ".append",
     "Task": ".api",
     "get_engine": ".api",
     "resume": ".api",
