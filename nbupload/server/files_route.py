@@ -42,8 +42,10 @@ from .http import Send, header, respond
 from .names import UnsafeNameError, check_components, open_dir_chain
 from .state import ServerState
 
-__all__ = ["FILES_PREFIX", "WCS_PREFIX", "handle_read", "is_read_path"]
+__all__ = ["FILES_PREFIX", "ROUTE_HEADER", "WCS_PREFIX", "handle_read", "is_read_path"]
 
+#: On every answer of these routes, so a client can tell "no such file" from "no such route".
+ROUTE_HEADER = "x-nbupload-read"
 FILES_PREFIX = "/files/"
 WCS_PREFIX = "/wcs/"
 _PIECE = 1024 * 1024
@@ -184,6 +186,7 @@ async def _answer(state: ServerState, scope: dict[str, Any], send: Send, prefix:
         common = {
             "last-modified": email.utils.formatdate(opened.mtime, usegmt=True),
             OBJECT_TYPE_HEADER: "Appendable" if opened.appendable else "Normal",
+            ROUTE_HEADER: "1",
         }
         if "stat" in query:
             etag = await asyncio.to_thread(_etag, state, opened)
@@ -227,5 +230,6 @@ async def handle_read(state: ServerState, scope: dict[str, Any], send: Send) -> 
         headers = dict(error.headers)
         obj = {"result": "ERROR", "code": error.status, "message": error.message}
         body = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    headers[ROUTE_HEADER] = "1"
     with contextlib.suppress(Exception):
         await respond(send, error.status, body if scope["method"] != "HEAD" else b"", headers)

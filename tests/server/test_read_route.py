@@ -38,9 +38,14 @@ def test_a_relative_name_keeps_its_folders(server, client):
 
 
 def test_names_leaving_the_root_are_reduced_inside_it(server, client, tmp_path):
-    for raw, stored in [("../../escape.csv", "escape.csv"), ("/etc/abs.csv", "abs.csv"),
-                        ("a/../b.csv", "b.csv"), ("C:\\Users\\x\\win.csv", "win.csv"),
-                        ("run1/.hidden/h.csv", "h.csv"), ("a//b.csv", "b.csv")]:
+    for raw, stored in [
+        ("../../escape.csv", "escape.csv"),
+        ("/etc/abs.csv", "abs.csv"),
+        ("a/../b.csv", "b.csv"),
+        ("C:\\Users\\x\\win.csv", "win.csv"),
+        ("run1/.hidden/h.csv", "h.csv"),
+        ("a//b.csv", "b.csv"),
+    ]:
         r = _plain(client, server.upload_url, raw.encode(), raw)
         assert r.status_code == 200, r.text
         assert json.loads(r.content)["stored"] == stored
@@ -128,11 +133,22 @@ def test_hostile_read_paths_are_refused(server, client, tmp_path):
     append(client, server.url, 0, b"x", token("logs"), key="k")  # creates .wcs/ sidecars
     os.symlink(tmp_path / "secret.txt", server.root / "link.txt")
     os.symlink(tmp_path, server.root / "linkdir")
-    for target in [b"/files/../secret.txt", b"/files/a/../../secret.txt", b"/files/%2e%2e/secret.txt",
-                   b"/files/a%2F..%2F..%2Fsecret.txt", b"/files/.wcs/spool", b"/files/.partial",
-                   b"/files/a/%00", b"/files/a\\..\\..\\secret.txt", b"/files//etc/passwd",
-                   b"/files/link.txt", b"/files/linkdir/secret.txt", b"/files/a", b"/files/",
-                   b"/wcs/logs/..%2F..%2Fsecret.txt"]:
+    for target in [
+        b"/files/../secret.txt",
+        b"/files/a/../../secret.txt",
+        b"/files/%2e%2e/secret.txt",
+        b"/files/a%2F..%2F..%2Fsecret.txt",
+        b"/files/.wcs/spool",
+        b"/files/.partial",
+        b"/files/a/%00",
+        b"/files/a\\..\\..\\secret.txt",
+        b"/files//etc/passwd",
+        b"/files/link.txt",
+        b"/files/linkdir/secret.txt",
+        b"/files/a",
+        b"/files/",
+        b"/wcs/logs/..%2F..%2Fsecret.txt",
+    ]:
         status = _raw_get(server, target)
         assert status in (400, 404), (target, status)
     assert _raw_get(server, b"/files/a/ok.txt") == 200
