@@ -80,7 +80,8 @@ def _add_credentials(parser: argparse.ArgumentParser) -> None:
 def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """The ``put`` options (FILE URL and the rest); the magic reuses them."""
     if source:
-        parser.add_argument("file", metavar="FILE", help="file to upload")
+        parser.add_argument("file", metavar="PATH", nargs="+",
+                            help="file(s) to upload; folders (recursive) and globs make a batch")
     parser.add_argument("url", metavar="URL", help="upload URL (for wcs-append: the upload domain)")
     parser.add_argument("--protocol", "-p", choices=("uploader", "plain", "wcs-append"), default="uploader")
     parser.add_argument("--chunk-size", type=_size, metavar="SIZE", help="bytes per request, e.g. 4MiB (default)")
@@ -252,12 +253,14 @@ def _done_line(snap) -> str:
 
 def cmd_put(args: argparse.Namespace) -> int:
     opts = put_options(args)
-    if not os.path.isfile(args.file):
-        raise CommandError(f"no such file: {args.file}")
+    paths = list(args.file)
+    single = len(paths) == 1 and os.path.isfile(paths[0]) and not args.prefix
+    if not single:
+        return _put_batch(args, paths, opts)
     engine = _make_engine(args)
     try:
         try:
-            task = engine.submit(args.file, args.url, **opts)
+            task = engine.submit(paths[0], args.url, **opts)
         except (ValueError, TypeError, OSError) as exc:
             raise CommandError(str(exc)) from None
         if not args.quiet:
@@ -265,6 +268,65 @@ def cmd_put(args: argparse.Namespace) -> int:
         return _wait_all(engine, [task], args.quiet)
     finally:
         engine.shutdown(wait=True, timeout=5)
+
+
+def _put_batch(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]) -> int:
+    """Several paths, folders or globs: one batch (nbupload/batch.py), one progress line."""
+    from ..batch import upload_many
+    from ..batchpaths import NameClashError
+
+    if opts.get("filename") or opts.get("key"):
+        raise CommandError("--filename and --key name one file; for several use --prefix FOLDER")
+    opts = {k: v for k, v in opts.items() if k not in ("filename", "key")}
+    engine = _make_engine(args)
+    try:
+        try:
+            batch = upload_many(paths, args.url, prefix=args.prefix or "", hidden=args.hidden,
+                                skip_unchanged=not args.no_skip, engine=engine, **opts)
+        except (NameClashError, FileNotFoundError, ValueError, TypeError, OSError) as exc:
+            raise CommandError(str(exc)) from None
+        return _wait_batch(batch, args.quiet)
+    finally:
+        engine.shutdown(wait=True, timeout=5)
+
+
+def _wait_batch(batch: Any, quiet: bool) -> int:
+    """Wait with one aggregate bar; Ctrl-C pauses (the same command resumes and skips)."""
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        total = batch.snapshot().bytes_total
+        print(f"nbupload: batch of {len(batch)} files -> {batch.url.split('?')[0]}", file=sys.stderr)
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True)
+    started = time.monotonic()
+    try:
+        while True:
+            snap = batch.snapshot()
+            if bar is not None:
+                bar.n = min(snap.bytes_done, snap.bytes_total)
+                bar.set_postfix_str(f"{snap.files_done + snap.files_skipped}/{snap.files_total} files", refresh=False)
+                bar.refresh()
+            if snap.settled:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        batch.pause()
+        batch.wait(15)
+        if bar is not None:
+            bar.close()
+        print("nbupload: paused; run the same command again to resume (finished files are skipped)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        batch.close()
+    if bar is not None:
+        bar.close()
+    took = time.monotonic() - started
+    print(f"nbupload: {snap.describe()} in {took:.1f} s", file=sys.stderr)
+    for failure in snap.failures:
+        print(f"nbupload: failed: {failure}", file=sys.stderr)
+    return 0 if snap.state == "done" else EXIT_FAILED
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -347,9 +409,15 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    put = subparsers.add_parser("put", help="upload a file (resumable) and wait for it",
-                                description="Upload FILE to URL and wait; Ctrl-C pauses (resume later).")
+    put = subparsers.add_parser("put", help="upload files, folders or globs (resumable) and wait",
+                                description="Upload PATH... to URL and wait; Ctrl-C pauses (resume later). "
+                                "Several paths, folders (recursive) or globs are one batch: names keep "
+                                "their relative folders; a re-run skips files already uploaded.")
     add_put_arguments(put)
+    # batch options: only here (the magic shares add_put_arguments, not these)
+    put.add_argument("--prefix", metavar="FOLDER", help="batch: a folder (uploader) or key prefix (WCS) for every name")
+    put.add_argument("--hidden", action="store_true", help="batch: include dot files and folders")
+    put.add_argument("--no-skip", action="store_true", help="batch: send files again even if unchanged")
     put.set_defaults(func=cmd_put)
 
     res = subparsers.add_parser("resume", help="resume unfinished uploads (see nbupload ls)",
