@@ -514,6 +514,12 @@ class AppendStream(io.BufferedIOBase):
             )
         self.verified = True
 
+    def server_hash(self) -> str | None:
+        """Send what is buffered, then ask the server for the object's etag now (an empty
+        append at the end, B3). ``None`` when the server answers none."""
+        self._drain()
+        return self._sender.append(self.position, b"").hash
+
     @property
     def unsent(self) -> int:
         """Bytes written that the server does not hold yet."""
@@ -644,7 +650,9 @@ def open_append(
     compared with the etag of everything written. When it starts at a position > 0, nothing
     is fetched from the server: give ``prefix=`` (a path or bytes holding the object's first
     ``position`` bytes, e.g. the local file a log is appended from) to have the comparison
-    made; without it ``verified`` stays ``False`` and only the server's ``hash`` is kept.
+    made (and checked at once: an empty append returns the object's hash, which must be the
+    prefix's, else :class:`AppendHashMismatch` and nothing is appended); without it
+    ``verified`` stays ``False`` and only the server's ``hash`` is kept.
 
     ``with nbupload.open_append(url, key="run.log", token=tok) as w: w.write(b"...")``;
     text: ``io.TextIOWrapper(w, encoding="utf-8", write_through=True)``.
@@ -679,6 +687,15 @@ def open_append(
             hasher = wcs.EtagHasher()
         elif prefix is not None:
             hasher = _hash_prefix(prefix, start)
+            # An empty append at the start returns the object's hash: the prefix must be its bytes.
+            held = sender.append(start, b"").hash
+            if held is not None and held != hasher.etag():
+                raise AppendHashMismatch(
+                    f"prefix= is not what {sender._name()} holds: its first {start} bytes have etag "
+                    f"{hasher.etag()}, the object {held}; nothing was appended",
+                    server_hash=held,
+                    local_hash=hasher.etag(),
+                )
         else:
             hasher = None
     except BaseException:

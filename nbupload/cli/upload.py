@@ -254,6 +254,8 @@ def _done_line(snap) -> str:
 def cmd_put(args: argparse.Namespace) -> int:
     opts = put_options(args)
     paths = list(args.file)
+    if args.follow:
+        return _put_follow(args, paths, opts)
     single = len(paths) == 1 and os.path.isfile(paths[0]) and not args.prefix
     if not single:
         return _put_batch(args, paths, opts)
@@ -268,6 +270,54 @@ def cmd_put(args: argparse.Namespace) -> int:
         return _wait_all(engine, [task], args.quiet)
     finally:
         engine.shutdown(wait=True, timeout=5)
+
+
+def _put_follow(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]) -> int:
+    """``--follow``: append what one file gains (nbupload/follow.py) until Ctrl-C or --idle."""
+    from ..append import AppendStreamError
+    from ..follow import follow
+
+    if opts["protocol"] != "wcs-append" or len(paths) != 1:
+        raise CommandError("--follow needs one FILE and --protocol wcs-append")
+    if not os.path.isfile(paths[0]):
+        raise CommandError(f"no such file: {paths[0]}")
+    keep = ("token", "access_key", "secret_key", "scope", "mime")
+    stream_opts = {k: opts[k] for k in keep if opts.get(k) is not None}
+    if not stream_opts.get("token"):  # as the engine does: options, then the environment
+        for name, env in (("token", "NBUPLOAD_TOKEN"), ("access_key", "NBUPLOAD_ACCESS_KEY"),
+                          ("secret_key", "NBUPLOAD_SECRET_KEY")):
+            if not stream_opts.get(name) and os.environ.get(env):
+                stream_opts[name] = os.environ[env]
+        if stream_opts.get("access_key") and stream_opts.get("secret_key"):
+            stream_opts.pop("token", None)
+    if args.timeout:
+        stream_opts["timeout"] = args.timeout
+    if args.retries is not None:
+        stream_opts["retries"] = args.retries
+    try:
+        f = follow(paths[0], args.url, key=opts.get("key"), interval=args.interval, idle=args.idle,
+                   on_append=None if args.quiet else _say_position, **stream_opts)
+    except (AppendStreamError, ValueError, OSError) as exc:
+        raise CommandError(str(exc), EXIT_FAILED if isinstance(exc, AppendStreamError) else 2) from None
+    if not args.quiet:
+        idle = f", until idle for {args.idle:g} s" if args.idle else ""
+        print(f"nbupload: following {paths[0]} from byte {f.started} (every {args.interval:g} s{idle}; "
+              "Ctrl-C stops)", file=sys.stderr)
+    try:
+        f.wait()
+    except KeyboardInterrupt:
+        f.stop()
+    if f.error is not None:
+        print(f"nbupload: follow ended ({f.state}): {f.error}", file=sys.stderr)
+        return EXIT_FAILED
+    check = "hash verified" if f.verified else "hash not verified"
+    print(f"nbupload: {paths[0]}: {f.position} bytes in the object ({f.state}, {check}, etag {f.hash})",
+          file=sys.stderr)
+    return 0
+
+
+def _say_position(position: int) -> None:
+    print(f"nbupload: appended, object now {format_size(position)}", file=sys.stderr)
 
 
 def _put_batch(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]) -> int:
@@ -418,6 +468,11 @@ def register(subparsers: Any) -> None:
     put.add_argument("--prefix", metavar="FOLDER", help="batch: a folder (uploader) or key prefix (WCS) for every name")
     put.add_argument("--hidden", action="store_true", help="batch: include dot files and folders")
     put.add_argument("--no-skip", action="store_true", help="batch: send files again even if unchanged")
+    put.add_argument("--follow", action="store_true",
+                     help="wcs-append: keep appending what FILE gains until Ctrl-C or --idle")
+    put.add_argument("--interval", type=_positive_float, default=2.0, metavar="S",
+                     help="--follow: seconds between checks (default 2)")
+    put.add_argument("--idle", type=_positive_float, metavar="S", help="--follow: stop after S seconds without growth")
     put.set_defaults(func=cmd_put)
 
     res = subparsers.add_parser("resume", help="resume unfinished uploads (see nbupload ls)",

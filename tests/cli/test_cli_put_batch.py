@@ -65,3 +65,25 @@ def test_batch_failures_exit_1_with_codes_and_usage_errors(cli, tmp_path, home):
         (tmp_path / "b" / "x.csv").write_text("2")
         r = cli("put", str(tmp_path / "a" / "x.csv"), str(tmp_path / "b" / "x.csv"), srv.upload_url)
         assert r.returncode == 2 and "two files would be stored as 'x.csv'" in r.stderr
+
+
+def test_put_follow_appends_until_idle_and_refuses_misuse(cli, tmp_path, home):
+    log = tmp_path / "train.log"
+    log.write_bytes(b"line 1\nline 2\n")
+    with start_server(root=tmp_path / "root", credentials={AK: SK}) as srv:
+        args = ("-p", "wcs-append", "--ak", AK, "--sk", SK, "--scope", "bkt", "--key", "run/train.log")
+        r = cli("put", str(log), srv.url, *args, "--follow", "--interval", "0.1", "--idle", "0.5")
+        assert r.returncode == 0, r.stderr
+        assert "idle, hash verified" in r.stderr
+        assert (srv.root / "bkt" / "run" / "train.log").read_bytes() == log.read_bytes()
+        with open(log, "ab") as f:
+            f.write(b"line 3\n")
+        r = cli("put", str(log), srv.url, *args, "--follow", "--interval", "0.1", "--idle", "0.5")
+        assert r.returncode == 0 and "from byte 14" in r.stderr, r.stderr
+        assert (srv.root / "bkt" / "run" / "train.log").read_bytes() == log.read_bytes()
+        r = cli("put", str(log), srv.upload_url, "--follow")
+        assert r.returncode == 2 and "wcs-append" in r.stderr
+        other = tmp_path / "other.log"
+        other.write_bytes(b"not the same file at all, longer than 21 bytes\n")
+        r = cli("put", str(other), srv.url, *args, "--follow", "--idle", "0.5")
+        assert r.returncode == 1 and "nothing was appended" in r.stderr and SK not in r.stderr

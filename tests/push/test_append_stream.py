@@ -215,3 +215,14 @@ def test_dataframes_written_in_pieces(server, creds):
     stored = _stored(server, "metrics.csv").read_bytes()
     assert stored == pd.concat(frames).to_csv(index=False).encode()
     assert w.verified
+
+
+def test_a_prefix_that_is_not_the_objects_is_refused_at_open(server, creds, tmp_path):
+    assert _other_append(server, 0, b"the object's own bytes\n") == 200
+    local = tmp_path / "other.log"
+    local.write_bytes(b"something else entirely\n")
+    with pytest.raises(nbupload.AppendHashMismatch, match="nothing was appended"):
+        nbupload.open_append(server.url, key="run/out.log", prefix=local, **creds)
+    assert _stored(server).read_bytes() == b"the object's own bytes\n"
+    with nbupload.open_append(server.url, key="run/out.log", **creds) as w:
+        assert w.server_hash() == wcs.etag_of(b"the object's own bytes\n")
