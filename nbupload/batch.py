@@ -243,7 +243,7 @@ class Batch:
         self._adopted = 0
         self._planning = 0  # files taken from the queue, not yet skipped or submitted
         self._started_feeding = False
-        self._unsubscribe = engine.subscribe(self._on_event)
+        self._unsubscribe: Any = None  # the engine event subscription, while the feeder runs
         self._thread: threading.Thread | None = None
         with self._cond:
             self._ensure_feeder(adopt=True)
@@ -254,6 +254,8 @@ class Batch:
         if self._thread is not None and self._thread.is_alive() and not self._feeder_ending:
             return
         self._feeder_ending = False
+        if self._unsubscribe is None:
+            self._unsubscribe = self.engine.subscribe(self._on_event)
         self._thread = threading.Thread(target=self._run, args=(adopt,), name="nbupload-batch", daemon=True)
         self._thread.start()
 
@@ -429,11 +431,15 @@ class Batch:
                 for plan in self._plan(take):
                     self._start(plan)
         finally:
+            unsubscribe = None
             with self._cond:
                 if self._thread is threading.current_thread():
                     self._planning = 0
                     self._feeder_ending = True
+                    unsubscribe, self._unsubscribe = self._unsubscribe, None
                 self._cond.notify_all()
+            if unsubscribe is not None:
+                unsubscribe()
 
     def _settle(self) -> None:
         """Move settled tasks out of the active set (under the lock)."""
@@ -658,7 +664,10 @@ class Batch:
             self._cond.notify_all()
         if thread is not None and threading.current_thread() is not thread:
             thread.join(10)
-        self._unsubscribe()
+        with self._cond:
+            unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
         with self._cond:
             http, self._http = self._http, None
         if http is not None:
