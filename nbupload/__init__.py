@@ -15,6 +15,20 @@ from ._version import __version__
 
 # public name -> module that defines it (relative to this package)
 _LAZY = {
+    "AppendConflict": ".append",
+    "AppendHandler": ".append",
+    "AppendHashMismatch": ".append",
+    "AppendStream": ".append",
+    "AppendStreamError": ".append",
+    "Batch": ".batch",
+    "BatchError": ".batch",
+    "BatchSnapshot": ".batch",
+    "expand_paths": ".batchpaths",
+    "follow": ".follow",
+    "Follower": ".follow",
+    "FollowError": ".follow",
+    "upload_many": ".batch",
+    "open_append": ".append",
     "Task": ".api",
     "get_engine": ".api",
     "resume": ".api",

@@ -76,7 +76,18 @@ def upload(
     ``access_key=`` + ``secret_key=`` + ``scope=``, and ``key=`` unless the scope names it).
     For a file that grew since an earlier WCS upload, ``position=`` (the size the object has)
     appends just the new bytes.
+
+    A list or tuple of paths, a folder, or a glob is uploaded as one batch: this returns a
+    :class:`~nbupload.batch.Batch` (see :func:`~nbupload.batch.upload_many`).
     """
+    if _is_batch(source):  # a list, a folder or a glob: nbupload.upload_many (a Batch, not a Task)
+        from .batch import upload_many
+
+        if filename or key or position:
+            raise ValueError("a batch names each file itself: use nbupload.upload_many(..., prefix=...)")
+        return upload_many(source, url, protocol=protocol, chunk_size=chunk_size, name=name, fields=fields,  # type: ignore[return-value]
+                           headers=headers, token=token, access_key=access_key, secret_key=secret_key,
+                           scope=scope, mime=mime, wait=wait, engine=engine)
     eng = engine or get_engine()
     task = eng.submit(
         source, url, protocol=protocol, chunk_size=chunk_size, name=name, filename=filename,
@@ -86,6 +97,22 @@ def upload(
     if wait:
         task.wait(raise_on_error=True)
     return task
+
+
+def _is_batch(source: Any) -> bool:
+    """A list/tuple of paths, an existing folder, or a glob that is not an existing file."""
+    import os
+
+    if isinstance(source, (list, tuple)):
+        return True
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        if os.path.isdir(text):
+            return True
+        from .batchpaths import has_magic
+
+        return has_magic(text) and not os.path.lexists(text)
+    return False
 
 
 def tasks(engine: Engine | None = None) -> list[Task]:

@@ -80,7 +80,8 @@ def _add_credentials(parser: argparse.ArgumentParser) -> None:
 def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """The ``put`` options (FILE URL and the rest); the magic reuses them."""
     if source:
-        parser.add_argument("file", metavar="FILE", help="file to upload")
+        parser.add_argument("file", metavar="PATH", nargs="+",
+                            help="file(s) to upload; folders (recursive) and globs make a batch")
     parser.add_argument("url", metavar="URL", help="upload URL (for wcs-append: the upload domain)")
     parser.add_argument("--protocol", "-p", choices=("uploader", "plain", "wcs-append"), default="uploader")
     parser.add_argument("--chunk-size", type=_size, metavar="SIZE", help="bytes per request, e.g. 4MiB (default)")
@@ -252,12 +253,16 @@ def _done_line(snap) -> str:
 
 def cmd_put(args: argparse.Namespace) -> int:
     opts = put_options(args)
-    if not os.path.isfile(args.file):
-        raise CommandError(f"no such file: {args.file}")
+    paths = list(args.file)
+    if args.follow:
+        return _put_follow(args, paths, opts)
+    single = len(paths) == 1 and os.path.isfile(paths[0]) and not args.prefix
+    if not single:
+        return _put_batch(args, paths, opts)
     engine = _make_engine(args)
     try:
         try:
-            task = engine.submit(args.file, args.url, **opts)
+            task = engine.submit(paths[0], args.url, **opts)
         except (ValueError, TypeError, OSError) as exc:
             raise CommandError(str(exc)) from None
         if not args.quiet:
@@ -265,6 +270,113 @@ def cmd_put(args: argparse.Namespace) -> int:
         return _wait_all(engine, [task], args.quiet)
     finally:
         engine.shutdown(wait=True, timeout=5)
+
+
+def _put_follow(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]) -> int:
+    """``--follow``: append what one file gains (nbupload/follow.py) until Ctrl-C or --idle."""
+    from ..append import AppendStreamError
+    from ..follow import follow
+
+    if opts["protocol"] != "wcs-append" or len(paths) != 1:
+        raise CommandError("--follow needs one FILE and --protocol wcs-append")
+    if not os.path.isfile(paths[0]):
+        raise CommandError(f"no such file: {paths[0]}")
+    keep = ("token", "access_key", "secret_key", "scope", "mime")
+    stream_opts = {k: opts[k] for k in keep if opts.get(k) is not None}
+    if not stream_opts.get("token"):  # as the engine does: options, then the environment
+        for name, env in (("token", "NBUPLOAD_TOKEN"), ("access_key", "NBUPLOAD_ACCESS_KEY"),
+                          ("secret_key", "NBUPLOAD_SECRET_KEY")):
+            if not stream_opts.get(name) and os.environ.get(env):
+                stream_opts[name] = os.environ[env]
+        if stream_opts.get("access_key") and stream_opts.get("secret_key"):
+            stream_opts.pop("token", None)
+    if args.timeout:
+        stream_opts["timeout"] = args.timeout
+    if args.retries is not None:
+        stream_opts["retries"] = args.retries
+    try:
+        f = follow(paths[0], args.url, key=opts.get("key"), interval=args.interval, idle=args.idle,
+                   on_append=None if args.quiet else _say_position, **stream_opts)
+    except (AppendStreamError, ValueError, OSError) as exc:
+        raise CommandError(str(exc), EXIT_FAILED if isinstance(exc, AppendStreamError) else 2) from None
+    if not args.quiet:
+        idle = f", until idle for {args.idle:g} s" if args.idle else ""
+        print(f"nbupload: following {paths[0]} from byte {f.started} (every {args.interval:g} s{idle}; "
+              "Ctrl-C stops)", file=sys.stderr)
+    try:
+        f.wait()
+    except KeyboardInterrupt:
+        f.stop()
+    if f.error is not None:
+        print(f"nbupload: follow ended ({f.state}): {f.error}", file=sys.stderr)
+        return EXIT_FAILED
+    check = "hash verified" if f.verified else "hash not verified"
+    print(f"nbupload: {paths[0]}: {f.position} bytes in the object ({f.state}, {check}, etag {f.hash})",
+          file=sys.stderr)
+    return 0
+
+
+def _say_position(position: int) -> None:
+    print(f"nbupload: appended, object now {format_size(position)}", file=sys.stderr)
+
+
+def _put_batch(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]) -> int:
+    """Several paths, folders or globs: one batch (nbupload/batch.py), one progress line."""
+    from ..batch import upload_many
+    from ..batchpaths import NameClashError
+
+    if opts.get("filename") or opts.get("key"):
+        raise CommandError("--filename and --key name one file; for several use --prefix FOLDER")
+    opts = {k: v for k, v in opts.items() if k not in ("filename", "key")}
+    engine = _make_engine(args)
+    try:
+        try:
+            batch = upload_many(paths, args.url, prefix=args.prefix or "", hidden=args.hidden,
+                                skip_unchanged=not args.no_skip, engine=engine, **opts)
+        except (NameClashError, FileNotFoundError, ValueError, TypeError, OSError) as exc:
+            raise CommandError(str(exc)) from None
+        return _wait_batch(batch, args.quiet)
+    finally:
+        engine.shutdown(wait=True, timeout=5)
+
+
+def _wait_batch(batch: Any, quiet: bool) -> int:
+    """Wait with one aggregate bar; Ctrl-C pauses (the same command resumes and skips)."""
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        total = batch.snapshot().bytes_total
+        print(f"nbupload: batch of {len(batch)} files -> {batch.url.split('?')[0]}", file=sys.stderr)
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True)
+    started = time.monotonic()
+    try:
+        while True:
+            snap = batch.snapshot()
+            if bar is not None:
+                bar.n = min(snap.bytes_done, snap.bytes_total)
+                bar.set_postfix_str(f"{snap.files_done + snap.files_skipped}/{snap.files_total} files", refresh=False)
+                bar.refresh()
+            if snap.settled:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        batch.pause()
+        batch.wait(15)
+        if bar is not None:
+            bar.close()
+        print("nbupload: paused; run the same command again to resume (finished files are skipped)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        batch.close()
+    if bar is not None:
+        bar.close()
+    took = time.monotonic() - started
+    print(f"nbupload: {snap.describe()} in {took:.1f} s", file=sys.stderr)
+    for failure in snap.failures:
+        print(f"nbupload: failed: {failure}", file=sys.stderr)
+    return 0 if snap.state == "done" else EXIT_FAILED
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -347,9 +459,20 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    put = subparsers.add_parser("put", help="upload a file (resumable) and wait for it",
-                                description="Upload FILE to URL and wait; Ctrl-C pauses (resume later).")
+    put = subparsers.add_parser("put", help="upload files, folders or globs (resumable) and wait",
+                                description="Upload PATH... to URL and wait; Ctrl-C pauses (resume later). "
+                                "Several paths, folders (recursive) or globs are one batch: names keep "
+                                "their relative folders; a re-run skips files already uploaded.")
     add_put_arguments(put)
+    # batch options: only here (the magic shares add_put_arguments, not these)
+    put.add_argument("--prefix", metavar="FOLDER", help="batch: a folder (uploader) or key prefix (WCS) for every name")
+    put.add_argument("--hidden", action="store_true", help="batch: include dot files and folders")
+    put.add_argument("--no-skip", action="store_true", help="batch: send files again even if unchanged")
+    put.add_argument("--follow", action="store_true",
+                     help="wcs-append: keep appending what FILE gains until Ctrl-C or --idle")
+    put.add_argument("--interval", type=_positive_float, default=2.0, metavar="S",
+                     help="--follow: seconds between checks (default 2)")
+    put.add_argument("--idle", type=_positive_float, metavar="S", help="--follow: stop after S seconds without growth")
     put.set_defaults(func=cmd_put)
 
     res = subparsers.add_parser("resume", help="resume unfinished uploads (see nbupload ls)",

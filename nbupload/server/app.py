@@ -14,6 +14,7 @@ from typing import Any
 
 from .._version import __version__
 from .config import ServerConfig
+from .files_route import handle_read, is_read_path
 from .http import Send, respond
 from .state import ServerState
 from .uploader_handler import handle_upload
@@ -97,6 +98,8 @@ class UploadServerApp:
                     await respond(send, 405, _json({"code": "405", "message": "use POST"}), {"allow": "POST"})
                 else:
                     await handle_append(self.state, scope, receive, send)
+            elif is_read_path(path):  # GET/HEAD /files/<path>, /wcs/<bucket>/<key> (files_route.py)
+                await handle_read(self.state, scope, send)
             elif path == "/_nbupload/stats" and method in ("GET", "HEAD"):
                 await respond(send, 200, _json(self.stats()))
             elif path == "/" and method in ("GET", "HEAD"):

@@ -1,7 +1,7 @@
 """Turning names from the wire into paths under the server root, safely.
 
-Two kinds of names arrive: an uploader ``filename`` (one flat name, stored as
-``ROOT/<name>``) and a WCS ``bucket``/``key`` (``ROOT/<bucket>/<key>``, where the key may
+Two kinds of names arrive: an uploader ``filename`` (stored as ``ROOT/<name>``; a clean
+relative path such as ``run1/metrics.csv`` keeps its folders, PROTOCOLS.md A8) and a WCS ``bucket``/``key`` (``ROOT/<bucket>/<key>``, where the key may
 hold ``/``-separated directories). A filename is *rewritten* into something harmless, as
 browsers' own downloads do; a key is *refused* when unsafe, because rewriting could map two
 different keys to one object.
@@ -23,12 +23,18 @@ from collections.abc import Iterable
 __all__ = [
     "MAX_COMPONENT_BYTES",
     "UnsafeNameError",
+    "check_components",
     "has_denied_extension",
     "normalize_extensions",
     "open_dir_chain",
+    "replace_into",
     "sanitize_filename",
+    "sanitize_relpath",
     "split_key",
 ]
+
+#: Folders an uploader filename may keep (deeper names are reduced to their last component).
+MAX_DEPTH = 32
 
 MAX_COMPONENT_BYTES = 255
 _RESERVED = frozenset(
@@ -81,6 +87,38 @@ def sanitize_filename(name: str | None, default: str = "upload") -> str:
     return text
 
 
+def sanitize_relpath(name: str | None, default: str = "upload") -> str:
+    """A client's filename as a safe ``/``-separated path under the root (PROTOCOLS.md A8).
+
+    A *clean* relative path keeps its folders: every component is one that
+    :func:`sanitize_filename` leaves unchanged (so no ``.``/``..``/empty component, no
+    leading dot, no backslash, control character or reserved name), at most
+    :data:`MAX_DEPTH` deep. Anything else (a ``..`` component, an absolute, drive or
+    backslash path, a NUL, a hidden folder) is reduced to its sanitized last component, as
+    before A8: the upload succeeds under a harmless name, never outside the root.
+    """
+    text = unicodedata.normalize("NFC", name or "")
+    comps = text.split("/")
+    clean = 1 < len(comps) <= MAX_DEPTH and "\\" not in text
+    if clean and all(comp and sanitize_filename(comp, "") == comp for comp in comps):
+        return "/".join(comps)
+    return sanitize_filename(text, default)
+
+
+def replace_into(root_fd: int, src: str | os.PathLike[str], relname: str) -> None:
+    """``os.replace(src, ROOT/relname)``, creating the folders of a relative name (never
+    through a symlink). A folder that is a symlink or a file is ``NotADirectoryError``."""
+    comps = relname.split("/")
+    try:
+        dir_fd = open_dir_chain(root_fd, comps[:-1], create=True)
+    except UnsafeNameError as exc:
+        raise NotADirectoryError(errno.ENOTDIR, str(exc)) from None
+    try:
+        os.replace(src, comps[-1], dst_dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def normalize_extensions(extensions: Iterable[str] | str) -> tuple[str, ...]:
     """``"exe, .BAT"`` -> ``(".exe", ".bat")``."""
     if isinstance(extensions, str):
@@ -112,6 +150,15 @@ def _check_component(comp: str, what: str, *, top: bool) -> None:
         raise UnsafeNameError(f"{what} has a path component longer than {MAX_COMPONENT_BYTES} bytes")
     if comp.split(".")[0].strip().lower() in _RESERVED:
         raise UnsafeNameError(f"{what} uses a reserved name ({comp!r})")
+
+
+def check_components(comps: list[str], what: str) -> None:
+    """:class:`UnsafeNameError` unless ``comps`` is a safe path under the root, checked as a
+    WCS bucket (the first) and key (the rest) are."""
+    if not comps:
+        raise UnsafeNameError(f"{what} is empty")
+    for i, comp in enumerate(comps):
+        _check_component(comp, what, top=i == 0)
 
 
 def split_key(bucket: str, key: str) -> list[str]:

@@ -19,7 +19,7 @@ from ..protocols.uploader import ErrorCode, format_error, format_ok, format_quer
 from .body import BodyCutShort, BodyReader, BodyTooLarge, request_body
 from .diskio import OffsetWriter
 from .http import Send, header, respond
-from .names import has_denied_extension, sanitize_filename
+from .names import has_denied_extension, replace_into, sanitize_relpath
 from .parts import DATA, HEAD, PartHead, PartStream, multipart_boundary
 from .sessions import FileEntry, Session
 from .state import ServerState
@@ -205,7 +205,7 @@ class _PlainPart:
             await self.writer.flush()
             os.close(self.writer.fd)
             self.open = False
-            os.replace(self.tmp, self.filename, dst_dir_fd=self.rx.state.root_fd)
+            replace_into(self.rx.state.root_fd, self.tmp, self.filename)
         except OSError as exc:
             await self.abort()
             raise _write_error(exc, f"storing {self.filename!r}") from None
@@ -250,7 +250,7 @@ class _Receiver:
         if entry.complete or not entry.held.covers(entry.total):
             return
         try:
-            os.replace(session.part_path(entry), entry.filename, dst_dir_fd=self.state.root_fd)
+            replace_into(self.state.root_fd, session.part_path(entry), entry.filename)
         except OSError as exc:
             raise _write_error(exc, f"storing {entry.filename!r}") from None
         entry.complete = True
@@ -279,7 +279,7 @@ class _Receiver:
         if not head.filename and rng is None:
             return _SkipPart(head.name or "")
         name = head.name or "file"
-        filename = sanitize_filename(head.filename or name)
+        filename = sanitize_relpath(head.filename or name)
         config = self.state.config
         if has_denied_extension(filename, config.deny_extensions):
             ext = next(e for e in config.deny_extensions if filename.lower().endswith(e))

@@ -1,7 +1,8 @@
 """Hostile filenames, keys and buckets, and symlinks planted under the root.
 
 Every catalogue entry goes to a real server process over a raw socket. Uploader filenames
-must be stored under one harmless name directly in the root; unsafe WCS keys and buckets
+must be stored under harmless names inside the root (a clean relative path keeps its
+folders, PROTOCOLS.md A8); unsafe WCS keys and buckets
 must be refused with 400; nothing may be written outside the root (``fence``).
 """
 
@@ -34,12 +35,15 @@ def test_the_catalogue_is_big_enough():
 
 
 def _assert_safe_stored_name(root: Path, stored: str, data: bytes) -> None:
-    assert stored and "/" not in stored and "\\" not in stored and "\x00" not in stored
-    assert not stored.startswith("."), stored
-    assert len(stored.encode("utf-8")) <= 255
-    assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in stored), repr(stored)
+    # A clean relative path keeps its folders (PROTOCOLS.md A8); every component is safe.
+    assert stored and "\\" not in stored and "\x00" not in stored
+    for comp in stored.split("/"):
+        assert comp and not comp.startswith("."), stored
+        assert len(comp.encode("utf-8")) <= 255
+        assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in comp), repr(stored)
     path = root / stored
-    assert path.parent == root and path.is_file() and not path.is_symlink()
+    assert root in path.parents and path.is_file() and not path.is_symlink()
+    assert path.resolve().is_relative_to(root.resolve())
     assert path.read_bytes() == data
 
 
