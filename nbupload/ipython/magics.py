@@ -19,11 +19,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
-from ..engine.state import ACTIVE_STATES, TaskState
+from ..engine.state import ACTIVE_STATES, TaskState, can
 from .options import HelpShown, MagicParser, add_put_arguments, put_options
 
 if TYPE_CHECKING:
-    from .extension import UploadSession
+    from .session import UploadSession
 
 __all__ = ["UploadMagics", "build_parsers", "strip_comment", "usage_text"]
 
@@ -222,15 +222,15 @@ class UploadMagics(Magics):
         try:
             while task.state in ACTIVE_STATES:
                 _wait_briefly(task, 0.1)
-                s.pump.flush()
+                s.panel_controller.flush()
         except KeyboardInterrupt:
             task.pause()
             s.pump.push(task.snapshot())
-            s.pump.flush(force=True)
+            s.panel_controller.flush(force=True)
             print(f"nbupload: paused {task.id}; `%upload resume {task.id}` goes on where it stopped",
                   file=sys.stderr)
             return
-        s.pump.flush(force=True)
+        s.panel_controller.flush(force=True)
         snap = task.snapshot()
         if getattr(self.shell, "kernel", None) is None:  # a console: no live row, say how it ended
             from ..panel.format import text_line
@@ -250,11 +250,11 @@ class UploadMagics(Magics):
             print(text_line(snap))
         offers = self.session.find_unfinished()
         here = {snap.id for snap in snaps}
-        offers = [(i, text) for i, text in offers if i not in here]
+        offers = [o for o in offers if o.id not in here]
         if offers:
             print(f"unfinished in the journal ({len(offers)}; `%upload resume all`):")
-            for _, text in offers:
-                print(f"  {text}")
+            for offer in offers:
+                print(f"  {offer.text}")
         if not snaps and not offers:
             print("no uploads yet")
 
@@ -270,10 +270,12 @@ class UploadMagics(Magics):
                 raise UsageError(f"no task {task_id!r} in this kernel (see %upload list)") from None
         return tasks
 
-    def _steer(self, args: argparse.Namespace, verb: str, states: set[TaskState]) -> None:
+    def _steer(self, args: argparse.Namespace, verb: str) -> None:
         acted = []
         for task in self._targets(args.ids, verb):
-            if args.ids == ["all"] and task.state not in states:
+            if not can(verb, task.state):
+                if args.ids != ["all"]:
+                    print(f"nothing to {verb} for {task.id}: it is {task.state.value}")
                 continue
             try:
                 if verb == "retry":
@@ -287,13 +289,13 @@ class UploadMagics(Magics):
         print(f"{_past(verb)} {len(acted)} task{'s' if len(acted) != 1 else ''}" + (f": {', '.join(acted)}" if acted else ""))
 
     def _do_pause(self, args: argparse.Namespace) -> None:
-        self._steer(args, "pause", set(ACTIVE_STATES))
+        self._steer(args, "pause")
 
     def _do_cancel(self, args: argparse.Namespace) -> None:
-        self._steer(args, "cancel", {*ACTIVE_STATES, TaskState.PAUSED, TaskState.FAILED})
+        self._steer(args, "cancel")
 
     def _do_retry(self, args: argparse.Namespace) -> None:
-        self._steer(args, "retry", {TaskState.FAILED})
+        self._steer(args, "retry")
 
     def _do_resume(self, args: argparse.Namespace) -> None:
         s = self.session
@@ -309,9 +311,7 @@ class UploadMagics(Magics):
                 except (RuntimeError, ValueError, OSError) as exc:
                     raise UsageError(f"cannot resume {task_id}: {exc}") from None
         done = {t.id for t in tasks}
-        s.offers = [o for o in s.offers if o[0] not in done]
-        if s.panel is not None:
-            s.panel.set_offers(s.offers)
+        s.panel_controller.set_offers([o for o in s.offers if o.id not in done])
         for task in tasks:
             s.pump.push(task.snapshot())
         print(f"resumed {len(tasks)} task{'s' if len(tasks) != 1 else ''}" + (f": {', '.join(sorted(done))}" if done else ""))
@@ -343,7 +343,14 @@ class UploadMagics(Magics):
                   f"  WCS append:   {server.base_url}  access key {server.access_key} (demo secret kept in the kernel)\n"
                   f"  files land in {server.handle.root}")
         elif args.action == "stop":
-            print("stopped" if s.stop_server() else "not running")
+            paused = s.stop_server()
+            if paused is None:
+                print("not running")
+            elif paused:
+                print(f"stopped the demo server; paused {len(paused)} upload{'s' if len(paused) != 1 else ''} to it "
+                      f"({', '.join(paused)}): `%upload resume ID` once a server runs at the same URL")
+            else:
+                print("stopped the demo server (no upload was running to it)")
         else:
             print(repr(s.server) if s.server is not None else "not running (`%upload server start`)")
 

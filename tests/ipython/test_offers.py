@@ -37,7 +37,9 @@ def open_session(ip, journal, **config):
     session = UploadSession(ip, engine_factory=lambda: engine)
     for name, value in config.items():
         setattr(session.config, name, value)
-    session.open()
+    from nbupload.ipython.magics import UploadMagics
+
+    session.open(UploadMagics(ip, session))
     return session, engine
 
 
@@ -48,9 +50,11 @@ def test_resume_button_in_the_panel(ip, leftover, capsys):
         out = capsys.readouterr().out
         assert f"1 unfinished upload from a previous session ({task_id})" in out
         panel = session.get_panel()
-        buttons = [w for box in panel.offers.children[1:] for w in getattr(box, "children", ())
-                   if "nbupload-offer-resume" in getattr(w, "_dom_classes", ())]
-        assert len(buttons) == 1 and f"left.bin [{task_id}]" in panel.offers.children[1].children[1].value
+        line = panel.offers.children[1]
+        buttons = [w for w in line.children[0].children if "nbupload-offer-resume" in w._dom_classes]
+        text = line.children[1].value
+        assert len(buttons) == 1 and f"left.bin [{task_id}]" in text
+        assert "KiB" in text and "(" in text and "to 127.0.0.1:" in text and "stopped" in text
         buttons[0].click()
         assert panel.offers.children == ()
         task = engine.get(task_id)
