@@ -43,7 +43,10 @@ __all__ = [
 #: dark theme's background). ``body[data-jp-theme-light="false"]`` covers dark and
 #: high-contrast themes. The row is a container (``container-type: inline-size``): below
 #: 760 px of row width the buttons collapse to their icons (the label stays in the tooltip),
-#: and every part may shrink or wrap but never overlaps another.
+#: and every part may shrink or wrap but never overlaps another. A clicked (focused, still
+#: enabled) button makes the state read "pausing…" in the browser itself, before the kernel
+#: has seen the click: a kernel busy with a cell takes comm messages only when the cell ends
+#: unless the frontend routes them to a subshell.
 ROW_CSS = """
 .nbupload-row,.nbupload-panel{--nbu-track:var(--jp-layout-color3,#d0d0d0);
   --nbu-fill:var(--jp-brand-color1,#1976d2);--nbu-done:var(--jp-success-color1,#2e7d32);
@@ -82,6 +85,18 @@ body[data-jp-theme-light="false"] .nbupload-row,body[data-jp-theme-light="false"
 .nbupload-state-paused{color:var(--nbu-warn-text)}
 .nbupload-state-cancelled{color:var(--nbu-muted)}
 .nbupload-pending{font-style:italic}
+.nbupload-row:has(.nbupload-pause:focus:enabled) .nbupload-state:not(.nbupload-pending){font-size:0}
+.nbupload-row:has(.nbupload-pause:focus:enabled) .nbupload-state:not(.nbupload-pending)::after{
+  content:"pausing…";font-size:var(--jp-ui-font-size1,13px);font-style:italic}
+.nbupload-row:has(.nbupload-resume:focus:enabled) .nbupload-state:not(.nbupload-pending){font-size:0}
+.nbupload-row:has(.nbupload-resume:focus:enabled) .nbupload-state:not(.nbupload-pending)::after{
+  content:"resuming…";font-size:var(--jp-ui-font-size1,13px);font-style:italic}
+.nbupload-row:has(.nbupload-cancel:focus:enabled) .nbupload-state:not(.nbupload-pending){font-size:0}
+.nbupload-row:has(.nbupload-cancel:focus:enabled) .nbupload-state:not(.nbupload-pending)::after{
+  content:"cancelling…";font-size:var(--jp-ui-font-size1,13px);font-style:italic}
+.nbupload-row:has(.nbupload-retry:focus:enabled) .nbupload-state:not(.nbupload-pending){font-size:0}
+.nbupload-row:has(.nbupload-retry:focus:enabled) .nbupload-state:not(.nbupload-pending)::after{
+  content:"retrying…";font-size:var(--jp-ui-font-size1,13px);font-style:italic}
 .nbupload-buttons{display:flex!important;flex:0 0 auto;flex-wrap:nowrap;gap:4px;margin-left:auto}
 .nbupload-buttons>.jupyter-widgets{margin:0}
 .nbupload-button{width:auto!important;min-width:0;padding:0 8px;flex:0 0 auto}
