@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import shlex
 import sys
 import time
@@ -25,7 +26,7 @@ from .options import HelpShown, MagicParser, add_put_arguments, put_options
 if TYPE_CHECKING:
     from .session import UploadSession
 
-__all__ = ["UploadMagics", "build_parsers", "strip_comment", "usage_text"]
+__all__ = ["UploadMagics", "build_parsers", "help_transformer", "strip_comment", "usage_text"]
 
 _SUBCOMMANDS = ("list", "ls", "pause", "resume", "cancel", "retry", "panel", "server", "token")
 _SIZE_UNITS = "bytes or a unit such as 512KiB, 4MiB"
@@ -44,7 +45,7 @@ def build_parsers() -> dict[str, MagicParser]:
     """One parser per form of ``%upload``; ``put`` is the default form."""
     put = MagicParser(
         prog="%upload",
-        usage="%%upload FILE URL [options]   |   %%upload --var NAME [URL] --as FILENAME [options]",
+        usage="%%upload FILE [URL] [options]   |   %%upload --var NAME [URL] --as FILENAME [options]",
         description="Upload a file from the kernel's filesystem (or an in-memory object with --var) in the "
         "background and show its live row. URL defaults to Uploader.default_url or the demo server.",
     )
@@ -100,8 +101,19 @@ def build_parsers() -> dict[str, MagicParser]:
 
 def usage_text() -> str:
     parsers = build_parsers()
+    examples = [
+        "Examples:",
+        "  %upload server start                 a local demo server (becomes the default URL)",
+        "  %upload data.bin                     upload to the default URL, show a live row",
+        "  %upload data.bin https://host/upload --chunk-size 8MiB",
+        "  %upload --var df --as df.parquet     upload a DataFrame (or bytes, an array, JSON)",
+        "  %upload panel                        every upload, with buttons and a form",
+        "  %upload pause all    /    %upload resume ID",
+        "  %upload server?   %upload token?   %upload list?     help on one form",
+        "",
+    ]
     forms = [
-        "%upload FILE URL [options]        upload a file in the background, show its live row",
+        "%upload FILE [URL] [options]      upload a file in the background, show its live row",
         "%upload --var NAME URL --as F     upload an in-memory object (bytes/str, DataFrame, array, JSON)",
         "%upload list                      the kernel's tasks (and unfinished ones in the journal)",
         "%upload pause|resume|cancel|retry ID|all",
@@ -109,11 +121,30 @@ def usage_text() -> str:
         "%upload server start|stop|status  the embedded reference server (demo, no account needed)",
         "%upload token --scope BUCKET      make a WCS upload token",
     ]
-    out = ["Resumable uploads from the notebook.", "", *forms, ""]
+    out = ["Resumable uploads from the notebook.", "", *examples, *forms, ""]
     for name in ("put", "server", "token"):
         out += [parsers[name].format_help(), ""]
     out.append("Settings: %config Uploader  (e.g. %config Uploader.chunk_size = 8 * 2**20)")
     return "\n".join(out)
+
+
+_HELP_LINE = re.compile(r"^(\s*)%upload((?:\s+[A-Za-z-]+)*)\s*\?{1,2}\s*$")
+
+
+def help_transformer(lines: list[str]) -> list[str]:
+    """``%upload server?`` -> ``%upload server --help`` (IPython would look for an object ``server``).
+
+    Registered in ``shell.input_transformers_cleanup``, which runs before IPython's own
+    ``?`` handling; ``%upload?`` alone keeps IPython's help (the magic's docstring).
+    """
+    out = []
+    for line in lines:
+        m = _HELP_LINE.match(line)
+        words = m.group(2).split() if m else []
+        if m and words and words[0] in _SUBCOMMANDS:
+            line = f"{m.group(1)}%upload {' '.join(words)} --help\n"
+        out.append(line)
+    return out
 
 
 def strip_comment(line: str) -> str:

@@ -303,6 +303,11 @@ class UploadSession:
             shell.configurables.append(self.config)
         self.magics = magics
         shell.register_magics(magics)
+        from .magics import help_transformer
+
+        cleanup = getattr(shell, "input_transformers_cleanup", None)
+        if cleanup is not None and help_transformer not in cleanup:
+            cleanup.append(help_transformer)
         handover, self._handover = self._handover, None
         if handover is not None:
             self.engine  # noqa: B018 - subscribe before adopting, so no event is missed
@@ -342,6 +347,10 @@ class UploadSession:
             self.magics = None
         with contextlib.suppress(ValueError):
             shell.configurables.remove(self.config)
+        from .magics import help_transformer
+
+        with contextlib.suppress(ValueError, AttributeError):
+            shell.input_transformers_cleanup.remove(help_transformer)
 
     def hand_over(self) -> Handover:
         """Unload for a reload: keep the server, the rows and the spools for the next session."""
