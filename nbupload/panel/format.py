@@ -118,6 +118,10 @@ body[data-jp-theme-light="false"] .nbupload-row,body[data-jp-theme-light="false"
 .nbupload-form .widget-dropdown{width:100%;max-width:100%;box-sizing:border-box}
 .nbupload-form-line{display:flex!important;flex-wrap:wrap;gap:4px}
 .nbupload-form-line>.jupyter-widgets{flex:1 1 16em;min-width:0}
+.nbupload-form-sources>.jupyter-widgets{flex:0 0 auto;width:auto}
+.nbupload-head{display:flex!important;flex-wrap:wrap;align-items:center;gap:6px;width:100%}
+.nbupload-head>.nbupload-summary{flex:1 1 auto;min-width:0}
+.nbupload-head>.nbupload-clear-finished{flex:0 0 auto;width:auto}
 """
 
 #: Kept for callers of the earlier name.

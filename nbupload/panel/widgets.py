@@ -322,7 +322,7 @@ class UploadPanel(_FullText, widgets.VBox):
         self.clear_done.add_class("nbupload-clear-finished")
         self.clear_done.on_click(lambda _b: self.controller.clear_finished(None))
         head = widgets.HBox([self.summary, self.clear_done])
-        head.add_class("nbupload-form-line")
+        head.add_class("nbupload-head")
         self.offers = widgets.VBox()
         self.offers.add_class("nbupload-offers")
         self.rows_box = widgets.VBox(layout=widgets.Layout(width="100%"))
