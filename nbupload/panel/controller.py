@@ -257,11 +257,22 @@ class PanelController:
         """Remove one journal entry, or (``None``) every offer that cannot resume as is."""
         engine = self.session.engine
         with self.lock:
-            targets = [o for o in self.offers if (o.id == task_id if task_id is not None else bool(o.note))]
+            targets = [
+                o
+                for o in self.offers
+                if (o.id == task_id if task_id is not None else o.forgettable_as_failed)
+            ]
+            gone = set()
             for offer in targets:
-                with contextlib.suppress(KeyError):
+                try:
                     engine.discard(offer.id)
-            gone = {o.id for o in targets}
+                except KeyError:
+                    pass  # already gone from the journal
+                except Exception as exc:  # noqa: BLE001 - e.g. locked by another kernel: say so, keep the offer
+                    if self.form is not None:
+                        self.form.say(f"cannot forget {offer.id}: {exc}", error=True)
+                    continue
+                gone.add(offer.id)
             self.offers = [o for o in self.offers if o.id not in gone]
             if self.panel is not None:
                 self.panel.set_offers(self.offers)
@@ -325,7 +336,8 @@ def describe_offer(entry: Any, *, now: float | None = None) -> Any:
     note = ""
     resumable = True
     path = getattr(entry, "path", None)
-    if getattr(entry, "locked", False):
+    locked = bool(getattr(entry, "locked", False))
+    if locked:
         note, resumable = "another kernel or process is running it", False
     elif path and not os.path.exists(path):
         note = "its source file is gone"
@@ -339,4 +351,4 @@ def describe_offer(entry: Any, *, now: float | None = None) -> Any:
             )
             resumable = False
     text = "  ".join(parts) + (f"  - {note}" if note else "")
-    return Offer(entry.id, name, url, text, note=note, resumable=resumable)
+    return Offer(entry.id, name, url, text, note=note, resumable=resumable, locked=locked)

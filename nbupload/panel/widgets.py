@@ -362,7 +362,7 @@ class UploadPanel(_FullText, widgets.VBox):
             resume.add_class("nbupload-offer-resume")
             resume.on_click(lambda _b, t=offer.id: self.controller.resume_offer(t))
             forget = widgets.Button(description="Forget", icon="trash", layout=widgets.Layout(width="auto"),
-                                    tooltip=f"forget {offer.name} (removes its journal entry)")
+                                    tooltip=f"forget {offer.name} (removes its journal entry)", disabled=offer.locked)
             forget.add_class("nbupload-offer-forget")
             forget.on_click(lambda _b, t=offer.id: self.controller.forget_offer(t))
             cls = "nbupload-offer-text" + (" nbupload-offer-dead" if offer.note else "")
@@ -380,7 +380,7 @@ class UploadPanel(_FullText, widgets.VBox):
             every.add_class("nbupload-offer-resume-all")
             every.on_click(lambda _b: self.controller.resume_offer(None))
             buttons.append(every)
-        if any(o.note for o in offers):
+        if any(o.forgettable_as_failed for o in offers):
             dead = widgets.Button(description="Forget unresumable", icon="trash", layout=widgets.Layout(width="auto"),
                                   tooltip="forget the offers that cannot resume (their server is gone)")
             dead.add_class("nbupload-offer-forget-failed")
@@ -402,13 +402,20 @@ class UploadPanel(_FullText, widgets.VBox):
 class Offer:
     """An unfinished task from the journal as the panel shows it (see ``describe_offer``)."""
 
-    def __init__(self, id: str, name: str, url: str, text: str, *, note: str = "", resumable: bool = True) -> None:
+    def __init__(self, id: str, name: str, url: str, text: str, *, note: str = "", resumable: bool = True,
+                 locked: bool = False) -> None:
         self.id = id
         self.name = name
         self.url = url
         self.text = text
         self.note = note  # why it cannot resume as is ("its demo server is gone"), or ""
         self.resumable = resumable
+        self.locked = locked  # another kernel or process runs it: neither resumed nor forgotten here
+
+    @property
+    def forgettable_as_failed(self) -> bool:
+        """Cannot resume as is, and nobody else is running it ("Forget unresumable")."""
+        return bool(self.note) and not self.locked
 
     def __repr__(self) -> str:
         return f"Offer({self.id!r}, {self.text!r})"

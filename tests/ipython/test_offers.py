@@ -121,7 +121,7 @@ def test_offers_say_when_their_server_is_gone_and_can_be_forgotten(ip, tmp_path,
 
 
 def test_forget_one_offer(ip, leftover):
-    journal, task_id, _server, _data = leftover
+    journal, _task_id, _server, _data = leftover
     session, engine = open_session(ip, journal)
     try:
         panel = session.get_panel()

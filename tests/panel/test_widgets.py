@@ -162,3 +162,12 @@ def test_plain_text_of_a_big_panel_is_not_cut():
     panel = UploadPanel(rec, lambda: rows)
     text = panel._repr_mimebundle_()["text/plain"]
     assert len(text.splitlines()) == 6 and "file-4.bin [t4]" in text
+
+
+def test_an_offer_another_kernel_runs_can_be_neither_resumed_nor_forgotten_here():
+    panel = UploadPanel(Recorder(), list)
+    panel.set_offers([Offer("busy", "b.bin", "http://h/u", "b.bin [busy]  - another kernel or process is running it",
+                            note="another kernel or process is running it", resumable=False, locked=True)])
+    resume, forget = panel.offers.children[1].children[0].children
+    assert resume.disabled and forget.disabled
+    assert len(panel.offers.children) == 2  # no "Resume all" / "Forget unresumable" line for it
