@@ -35,13 +35,16 @@ def parse_size(text: str | int) -> int:
 
 
 def format_size(n: float) -> str:
-    """Binary units, three significant digits: ``1.50 MiB``."""
+    """Binary units in plain notation, about three significant digits: ``1.50 MiB``,
+    ``12.5 MiB``, ``1000 MiB`` (never ``1e+03``)."""
     n = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             if unit == "B":
                 return f"{int(n)} B"
-            return f"{n:.3g} {unit}" if abs(n) >= 100 else f"{n:.2f} {unit}" if abs(n) < 10 else f"{n:.1f} {unit}"
+            if abs(n) >= 99.95:
+                return f"{n:.0f} {unit}"
+            return f"{n:.2f} {unit}" if abs(n) < 9.995 else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
 

@@ -1,7 +1,7 @@
 """``nbupload put``, ``resume``, ``ls`` and ``rm``: the engine on the command line.
 
-:func:`add_put_arguments` and :func:`put_options` are shared with the ``%upload`` magic,
-which takes the same options as ``put``.
+The put options are declared once in :mod:`nbupload.options` (shared with the ``%upload``
+magic, which takes the same options as ``put``); this module re-exports them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import sys
 import time
 from typing import Any
 
-from ..units import format_size, parse_size
+from ..options import OptionError, _add_common, _add_credentials, add_put_arguments, parse_field, parse_header
+from ..options import put_options as _put_options
+from ..units import format_size
 from . import CommandError
 
 __all__ = [
@@ -30,74 +32,6 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
-def parse_field(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"invalid field {text!r}: expected NAME=VALUE")
-    return name.strip(), value
-
-
-def parse_header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip() or any(c in name for c in " \t\r\n"):
-        raise argparse.ArgumentTypeError(f"invalid header {text!r}: expected 'Name: value'")
-    return name.strip(), value.strip()
-
-
-def _size(text: str) -> int:
-    try:
-        n = parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError("chunk size must be positive")
-    return n
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return v
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--retries", type=int, metavar="N", help="tries without progress before giving up (default 8)")
-    parser.add_argument("--timeout", type=_positive_float, metavar="S",
-                        help="network timeout per phase (connect, send, answer) and stall limit, seconds")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-
-
-def _add_credentials(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--token", help="WCS upload token (or NBUPLOAD_TOKEN)")
-    parser.add_argument("--ak", dest="access_key", metavar="AK", help="WCS access key (or NBUPLOAD_ACCESS_KEY)")
-    parser.add_argument("--sk", dest="secret_key", metavar="SK", help="WCS secret key (or NBUPLOAD_SECRET_KEY)")
-
-
-def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
-    """The ``put`` options (FILE URL and the rest); the magic reuses them."""
-    if source:
-        parser.add_argument("file", metavar="PATH", nargs="+",
-                            help="file(s) to upload; folders (recursive) and globs make a batch")
-    parser.add_argument("url", metavar="URL", help="upload URL (for wcs-append: the upload domain)")
-    parser.add_argument("--protocol", "-p", choices=("uploader", "plain", "wcs-append"), default="uploader")
-    parser.add_argument("--chunk-size", type=_size, metavar="SIZE", help="bytes per request, e.g. 4MiB (default)")
-    parser.add_argument("--name", default="file", metavar="FIELD", help="form field of the file (default: file)")
-    parser.add_argument("--filename", metavar="NAME", help="file name sent to the server")
-    parser.add_argument("--field", action="append", type=parse_field, default=[], metavar="K=V",
-                        help="extra form field (repeatable; x:NAME variables for WCS)")
-    parser.add_argument("--header", action="append", type=parse_header, default=[], metavar="'K: V'",
-                        help="extra HTTP header (repeatable)")
-    _add_credentials(parser)
-    parser.add_argument("--scope", help="WCS scope, bucket or bucket:key (with --ak/--sk)")
-    parser.add_argument("--key", help="WCS object key")
-    parser.add_argument("--mime", metavar="TYPE", help="content type of the file")
-    _add_common(parser)
-
-
 def put_parser(prog: str = "nbupload put") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Upload a file and wait for it.")
     add_put_arguments(parser)
@@ -106,26 +40,10 @@ def put_parser(prog: str = "nbupload put") -> argparse.ArgumentParser:
 
 def put_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for ``Engine.submit`` / ``nbupload.upload`` from parsed put options."""
-    if args.token and (args.access_key or args.secret_key):
-        raise CommandError("give either --token or --ak/--sk/--scope, not both")
-    if args.protocol != "wcs-append" and (args.token or args.access_key or args.secret_key or args.scope or args.key):
-        raise CommandError("--token, --ak, --sk, --scope and --key are for --protocol wcs-append")
-    opts: dict[str, Any] = {
-        "protocol": args.protocol,
-        "name": args.name,
-        "filename": args.filename,
-        "fields": dict(args.field) or None,
-        "headers": dict(args.header) or None,
-        "key": args.key,
-        "token": args.token,
-        "access_key": args.access_key,
-        "secret_key": args.secret_key,
-        "scope": args.scope,
-        "mime": args.mime,
-    }
-    if args.chunk_size:
-        opts["chunk_size"] = args.chunk_size
-    return opts
+    try:
+        return _put_options(args)
+    except OptionError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def engine_settings(args: argparse.Namespace) -> dict[str, Any]:

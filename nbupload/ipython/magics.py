@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import shlex
 import sys
 import time
@@ -19,13 +20,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
-from ..engine.state import ACTIVE_STATES, TaskState
+from ..engine.state import ACTIVE_STATES, TaskState, can
 from .options import HelpShown, MagicParser, add_put_arguments, put_options
 
 if TYPE_CHECKING:
-    from .extension import UploadSession
+    from .session import UploadSession
 
-__all__ = ["UploadMagics", "build_parsers", "strip_comment", "usage_text"]
+__all__ = ["UploadMagics", "build_parsers", "help_transformer", "strip_comment", "usage_text"]
 
 _SUBCOMMANDS = ("list", "ls", "pause", "resume", "cancel", "retry", "panel", "server", "token")
 _SIZE_UNITS = "bytes or a unit such as 512KiB, 4MiB"
@@ -44,7 +45,7 @@ def build_parsers() -> dict[str, MagicParser]:
     """One parser per form of ``%upload``; ``put`` is the default form."""
     put = MagicParser(
         prog="%upload",
-        usage="%%upload FILE URL [options]   |   %%upload --var NAME [URL] --as FILENAME [options]",
+        usage="%%upload FILE [URL] [options]   |   %%upload --var NAME [URL] --as FILENAME [options]",
         description="Upload a file from the kernel's filesystem (or an in-memory object with --var) in the "
         "background and show its live row. URL defaults to Uploader.default_url or the demo server.",
     )
@@ -100,8 +101,19 @@ def build_parsers() -> dict[str, MagicParser]:
 
 def usage_text() -> str:
     parsers = build_parsers()
+    examples = [
+        "Examples:",
+        "  %upload server start                 a local demo server (becomes the default URL)",
+        "  %upload data.bin                     upload to the default URL, show a live row",
+        "  %upload data.bin https://host/upload --chunk-size 8MiB",
+        "  %upload --var df --as df.parquet     upload a DataFrame (or bytes, an array, JSON)",
+        "  %upload panel                        every upload, with buttons and a form",
+        "  %upload pause all    /    %upload resume ID",
+        "  %upload server?   %upload token?   %upload list?     help on one form",
+        "",
+    ]
     forms = [
-        "%upload FILE URL [options]        upload a file in the background, show its live row",
+        "%upload FILE [URL] [options]      upload a file in the background, show its live row",
         "%upload --var NAME URL --as F     upload an in-memory object (bytes/str, DataFrame, array, JSON)",
         "%upload list                      the kernel's tasks (and unfinished ones in the journal)",
         "%upload pause|resume|cancel|retry ID|all",
@@ -109,11 +121,30 @@ def usage_text() -> str:
         "%upload server start|stop|status  the embedded reference server (demo, no account needed)",
         "%upload token --scope BUCKET      make a WCS upload token",
     ]
-    out = ["Resumable uploads from the notebook.", "", *forms, ""]
+    out = ["Resumable uploads from the notebook.", "", *examples, *forms, ""]
     for name in ("put", "server", "token"):
         out += [parsers[name].format_help(), ""]
     out.append("Settings: %config Uploader  (e.g. %config Uploader.chunk_size = 8 * 2**20)")
     return "\n".join(out)
+
+
+_HELP_LINE = re.compile(r"^(\s*)%upload((?:\s+[A-Za-z-]+)*)\s*\?{1,2}\s*$")
+
+
+def help_transformer(lines: list[str]) -> list[str]:
+    """``%upload server?`` -> ``%upload server --help`` (IPython would look for an object ``server``).
+
+    Registered in ``shell.input_transformers_cleanup``, which runs before IPython's own
+    ``?`` handling; ``%upload?`` alone keeps IPython's help (the magic's docstring).
+    """
+    out = []
+    for line in lines:
+        m = _HELP_LINE.match(line)
+        words = m.group(2).split() if m else []
+        if m and words and words[0] in _SUBCOMMANDS:
+            line = f"{m.group(1)}%upload {' '.join(words)} --help\n"
+        out.append(line)
+    return out
 
 
 def strip_comment(line: str) -> str:
@@ -222,15 +253,15 @@ class UploadMagics(Magics):
         try:
             while task.state in ACTIVE_STATES:
                 _wait_briefly(task, 0.1)
-                s.pump.flush()
+                s.panel_controller.flush()
         except KeyboardInterrupt:
             task.pause()
             s.pump.push(task.snapshot())
-            s.pump.flush(force=True)
+            s.panel_controller.flush(force=True)
             print(f"nbupload: paused {task.id}; `%upload resume {task.id}` goes on where it stopped",
                   file=sys.stderr)
             return
-        s.pump.flush(force=True)
+        s.panel_controller.flush(force=True)
         snap = task.snapshot()
         if getattr(self.shell, "kernel", None) is None:  # a console: no live row, say how it ended
             from ..panel.format import text_line
@@ -250,11 +281,11 @@ class UploadMagics(Magics):
             print(text_line(snap))
         offers = self.session.find_unfinished()
         here = {snap.id for snap in snaps}
-        offers = [(i, text) for i, text in offers if i not in here]
+        offers = [o for o in offers if o.id not in here]
         if offers:
             print(f"unfinished in the journal ({len(offers)}; `%upload resume all`):")
-            for _, text in offers:
-                print(f"  {text}")
+            for offer in offers:
+                print(f"  {offer.text}")
         if not snaps and not offers:
             print("no uploads yet")
 
@@ -270,10 +301,12 @@ class UploadMagics(Magics):
                 raise UsageError(f"no task {task_id!r} in this kernel (see %upload list)") from None
         return tasks
 
-    def _steer(self, args: argparse.Namespace, verb: str, states: set[TaskState]) -> None:
+    def _steer(self, args: argparse.Namespace, verb: str) -> None:
         acted = []
         for task in self._targets(args.ids, verb):
-            if args.ids == ["all"] and task.state not in states:
+            if not can(verb, task.state):
+                if args.ids != ["all"]:
+                    print(f"nothing to {verb} for {task.id}: it is {task.state.value}")
                 continue
             try:
                 if verb == "retry":
@@ -287,13 +320,13 @@ class UploadMagics(Magics):
         print(f"{_past(verb)} {len(acted)} task{'s' if len(acted) != 1 else ''}" + (f": {', '.join(acted)}" if acted else ""))
 
     def _do_pause(self, args: argparse.Namespace) -> None:
-        self._steer(args, "pause", set(ACTIVE_STATES))
+        self._steer(args, "pause")
 
     def _do_cancel(self, args: argparse.Namespace) -> None:
-        self._steer(args, "cancel", {*ACTIVE_STATES, TaskState.PAUSED, TaskState.FAILED})
+        self._steer(args, "cancel")
 
     def _do_retry(self, args: argparse.Namespace) -> None:
-        self._steer(args, "retry", {TaskState.FAILED})
+        self._steer(args, "retry")
 
     def _do_resume(self, args: argparse.Namespace) -> None:
         s = self.session
@@ -309,9 +342,7 @@ class UploadMagics(Magics):
                 except (RuntimeError, ValueError, OSError) as exc:
                     raise UsageError(f"cannot resume {task_id}: {exc}") from None
         done = {t.id for t in tasks}
-        s.offers = [o for o in s.offers if o[0] not in done]
-        if s.panel is not None:
-            s.panel.set_offers(s.offers)
+        s.panel_controller.set_offers([o for o in s.offers if o.id not in done])
         for task in tasks:
             s.pump.push(task.snapshot())
         print(f"resumed {len(tasks)} task{'s' if len(tasks) != 1 else ''}" + (f": {', '.join(sorted(done))}" if done else ""))
@@ -343,7 +374,14 @@ class UploadMagics(Magics):
                   f"  WCS append:   {server.base_url}  access key {server.access_key} (demo secret kept in the kernel)\n"
                   f"  files land in {server.handle.root}")
         elif args.action == "stop":
-            print("stopped" if s.stop_server() else "not running")
+            paused = s.stop_server()
+            if paused is None:
+                print("not running")
+            elif paused:
+                print(f"stopped the demo server; paused {len(paused)} upload{'s' if len(paused) != 1 else ''} to it "
+                      f"({', '.join(paused)}): `%upload resume ID` once a server runs at the same URL")
+            else:
+                print("stopped the demo server (no upload was running to it)")
         else:
             print(repr(s.server) if s.server is not None else "not running (`%upload server start`)")
 

@@ -1,7 +1,7 @@
 """Argument parsing for ``%upload``: argparse that reports a short usage error, never exits.
 
-The put options come from the CLI (``nbupload put``) when its reusable builder exists, so
-``%upload FILE URL [options]`` and the command line accept the same options.
+The put options are declared once in :mod:`nbupload.options`, shared with the command line
+(``nbupload put``), so ``%upload FILE [URL] [options]`` and the CLI accept the same options.
 """
 
 from __future__ import annotations
@@ -73,20 +73,20 @@ class _OptionsOnly:
 
 
 def add_put_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``nbupload put`` (the CLI's own builder), so both accept the same."""
-    from ..cli.upload import add_put_arguments as cli_put_arguments
+    """The options of ``nbupload put`` (:mod:`nbupload.options`), so both accept the same."""
+    from ..options import add_put_arguments as shared_put_arguments
 
-    cli_put_arguments(_OptionsOnly(parser), source=False)  # type: ignore[arg-type]
+    shared_put_arguments(_OptionsOnly(parser), source=False)  # type: ignore[arg-type]
 
 
 def put_options(args: argparse.Namespace, default_protocol: str = "uploader") -> dict[str, Any]:
     """``engine.submit`` keywords from parsed put arguments (``None`` values left out)."""
-    from ..cli import CommandError
-    from ..cli.upload import put_options as cli_put_options
+    from ..options import OptionError
+    from ..options import put_options as shared_put_options
 
     args.protocol = args.protocol or default_protocol
     try:
-        options = cli_put_options(args)
-    except CommandError as exc:
+        options = shared_put_options(args)
+    except OptionError as exc:
         raise UsageError(str(exc)) from None
     return {k: v for k, v in options.items() if v is not None}

@@ -20,6 +20,7 @@ from ..units import format_duration, format_rate, format_size
 
 __all__ = [
     "BAR_CSS",
+    "ROW_CSS",
     "Segment",
     "bar_html",
     "css_token",
@@ -34,22 +35,97 @@ __all__ = [
     "text_line",
 ]
 
-#: Classes the panel and the browser test rely on (kept here so both agree).
-BAR_CSS = """
-.nbupload-bar{position:relative;height:14px;min-width:160px;width:100%;background:#e6e6e6;
-  border-radius:3px;overflow:hidden}
-.nbupload-segment{position:absolute;top:0;bottom:0;background:#2f81f7}
-.nbupload-bar[data-state="done"] .nbupload-segment{background:#2da44e}
-.nbupload-bar[data-state="paused"] .nbupload-segment{background:#bf8700}
-.nbupload-bar[data-state="failed"] .nbupload-segment{background:#cf222e}
-.nbupload-progress{display:flex;align-items:center;gap:0.8em;width:100%}
-.nbupload-progress .nbupload-bar{flex:1 1 auto}
-.nbupload-stats{white-space:nowrap;min-width:22em}
-.nbupload-error{color:#cf222e;font-weight:600}
-.nbupload-warning{color:#9a6700}
-.nbupload-state{font-variant:small-caps}
-.nbupload-name{font-weight:600;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+#: The stylesheet of a row and of the panel. Every row carries it (a ``<style>`` in its own
+#: HTML child), so a row displayed alone by ``%upload FILE`` is styled without the panel being
+#: on the page. Colours follow JupyterLab's theme variables where those meet WCAG AA (bars,
+#: tracks, text) and use our own per-theme values for error and warning text, whose theme
+#: counterparts fall below 4.5:1 (``--jp-warn-color0`` on white, ``--jp-error-color0`` on the
+#: dark theme's background). ``body[data-jp-theme-light="false"]`` covers dark and
+#: high-contrast themes. The row is a container (``container-type: inline-size``): below
+#: 760 px of row width the buttons collapse to their icons (the label stays in the tooltip),
+#: and every part may shrink or wrap but never overlaps another. A clicked (focused, still
+#: enabled) button makes the state read "pausing…" in the browser itself, before the kernel
+#: has seen the click: a kernel busy with a cell takes comm messages only when the cell ends
+#: unless the frontend routes them to a subshell.
+ROW_CSS = """
+.nbupload-row,.nbupload-panel{--nbu-track:var(--jp-layout-color3,#d0d0d0);
+  --nbu-fill:var(--jp-brand-color1,#1976d2);--nbu-done:var(--jp-success-color1,#2e7d32);
+  --nbu-paused:var(--jp-warn-color1,#f57c00);--nbu-failed:var(--jp-error-color1,#d32f2f);
+  --nbu-cancelled:var(--jp-layout-color4,#8a8a8a);
+  --nbu-error-text:#b3261e;--nbu-warn-text:#8a5300;--nbu-muted:var(--jp-ui-font-color2,#616161)}
+body[data-jp-theme-light="false"] .nbupload-row,body[data-jp-theme-light="false"] .nbupload-panel{
+  --nbu-error-text:#ff8a80;--nbu-warn-text:#ffc44d}
+.nbupload-style{display:none!important}
+.nbupload-row{container-type:inline-size;box-sizing:border-box;max-width:100%}
+.nbupload-line{display:flex!important;flex-wrap:wrap;align-items:center;column-gap:6px;row-gap:2px;
+  width:100%;min-width:0}
+.nbupload-line>.jupyter-widgets{margin-left:0;margin-right:0}
+.nbupload-name-cell{flex:0 1 14em;min-width:4em;overflow:hidden}
+.nbupload-name-cell .widget-html-content,.nbupload-bar-cell .widget-html-content,
+.nbupload-state-cell .widget-html-content{min-width:0;max-width:100%}
+.nbupload-name{display:block;font-weight:600;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.nbupload-bar-cell{flex:1 1 16em;min-width:10em;overflow:hidden}
+.nbupload-progress{display:flex;flex-wrap:wrap;align-items:center;column-gap:0.8em;width:100%;min-width:0}
+.nbupload-bar{position:relative;box-sizing:border-box;height:14px;flex:1 1 8em;min-width:6em;
+  background:var(--nbu-track);border-radius:3px;overflow:hidden}
+.nbupload-segment{position:absolute;top:0;bottom:0;background:var(--nbu-fill)}
+.nbupload-bar[data-state="done"] .nbupload-segment{background:var(--nbu-done)}
+.nbupload-bar[data-state="paused"] .nbupload-segment{background:var(--nbu-paused)}
+.nbupload-bar[data-state="failed"] .nbupload-segment{background:var(--nbu-failed)}
+.nbupload-bar[data-state="cancelled"] .nbupload-segment{background:var(--nbu-cancelled)}
+.nbupload-bar[data-state="paused"]{background-image:repeating-linear-gradient(135deg,transparent 0 6px,
+  rgba(127,127,127,.25) 6px 12px)}
+.nbupload-bar[data-state="cancelled"]{opacity:.6}
+.nbupload-bar[data-state="failed"]{outline:1px solid var(--nbu-failed);outline-offset:-1px}
+.nbupload-stats{flex:0 1 auto;white-space:nowrap;min-width:0;font-variant-numeric:tabular-nums}
+.nbupload-state-cell{flex:0 0 6.5em;min-width:6.5em}
+.nbupload-state{font-variant:small-caps;white-space:nowrap}
+.nbupload-state-failed,.nbupload-state-cancelled{font-weight:600}
+.nbupload-state-failed{color:var(--nbu-error-text)}
+.nbupload-state-paused{color:var(--nbu-warn-text)}
+.nbupload-state-cancelled{color:var(--nbu-muted)}
+.nbupload-pending{font-style:italic}
+.nbupload-row:has(.nbupload-pause:focus:enabled) .nbupload-state:not(.nbupload-pending){font-size:0}
+.nbupload-row:has(.nbupload-pause:focus:enabled) .nbupload-state:not(.nbupload-pending)::after{
+  content:"pausing…";font-size:var(--jp-ui-font-size1,13px);font-style:italic}
+.nbupload-row:has(.nbupload-resume:focus:enabled) .nbupload-state:not(.nbupload-pending){font-size:0}
+.nbupload-row:has(.nbupload-resume:focus:enabled) .nbupload-state:not(.nbupload-pending)::after{
+  content:"resuming…";font-size:var(--jp-ui-font-size1,13px);font-style:italic}
+.nbupload-row:has(.nbupload-cancel:focus:enabled) .nbupload-state:not(.nbupload-pending){font-size:0}
+.nbupload-row:has(.nbupload-cancel:focus:enabled) .nbupload-state:not(.nbupload-pending)::after{
+  content:"cancelling…";font-size:var(--jp-ui-font-size1,13px);font-style:italic}
+.nbupload-row:has(.nbupload-retry:focus:enabled) .nbupload-state:not(.nbupload-pending){font-size:0}
+.nbupload-row:has(.nbupload-retry:focus:enabled) .nbupload-state:not(.nbupload-pending)::after{
+  content:"retrying…";font-size:var(--jp-ui-font-size1,13px);font-style:italic}
+.nbupload-buttons{display:flex!important;flex:0 0 auto;flex-wrap:nowrap;gap:4px;margin-left:auto}
+.nbupload-buttons>.jupyter-widgets{margin:0}
+.nbupload-button{width:auto!important;min-width:0;padding:0 8px;flex:0 0 auto}
+@container (max-width: 760px){
+  .nbupload-button{font-size:0!important;padding:0 6px;min-width:28px}
+  .nbupload-button i{font-size:var(--jp-widgets-font-size,13px);margin:0!important}
+  .nbupload-name-cell{flex-basis:9em}
+}
+.nbupload-error{color:var(--nbu-error-text);font-weight:600;overflow-wrap:anywhere}
+.nbupload-warning{color:var(--nbu-warn-text);overflow-wrap:anywhere}
+.nbupload-error-cell .widget-html-content{white-space:normal}
+.nbupload-info{color:var(--nbu-muted)}
+.nbupload-offer{display:flex!important;flex-wrap:wrap;align-items:center;gap:6px}
+.nbupload-offer-text{flex:1 1 20em;min-width:0;overflow-wrap:anywhere}
+.nbupload-offer-dead{color:var(--nbu-warn-text)}
+.nbupload-offer-actions{display:flex!important;flex-wrap:wrap;gap:4px}
+.nbupload-offer-actions>.jupyter-widgets{margin:0}
+.nbupload-form .widget-text,.nbupload-form .widget-combobox,.nbupload-form .widget-textarea,
+.nbupload-form .widget-dropdown{width:100%;max-width:100%;box-sizing:border-box}
+.nbupload-form-line{display:flex!important;flex-wrap:wrap;gap:4px}
+.nbupload-form-line>.jupyter-widgets{flex:1 1 16em;min-width:0}
+.nbupload-form-sources>.jupyter-widgets{flex:0 0 auto;width:auto}
+.nbupload-head{display:flex!important;flex-wrap:wrap;align-items:center;gap:6px;width:100%}
+.nbupload-head>.nbupload-summary{flex:1 1 auto;min-width:0}
+.nbupload-head>.nbupload-clear-finished{flex:0 0 auto;width:auto}
 """
+
+#: Kept for callers of the earlier name.
+BAR_CSS = ROW_CSS
 
 
 @dataclass(frozen=True)
@@ -129,6 +205,8 @@ def progress_html(snap: TaskSnapshot) -> str:
 def stats_text(snap: TaskSnapshot) -> str:
     """``1.50 MiB / 4.00 MiB  37%  512 KiB/s  ETA 0:05``."""
     done = f"{format_size(snap.acked)} / {format_size(snap.total)}  {snap.fraction * 100:3.0f}%"
+    if snap.state in (TaskState.UPLOADING, TaskState.CONNECTING) and snap.error is not None:
+        return f"{done}  retrying"  # no stale rate or ETA while the task retries
     if snap.state in (TaskState.UPLOADING, TaskState.CONNECTING):
         return f"{done}  {format_rate(snap.rate)}  ETA {format_duration(snap.eta)}"
     if snap.state is TaskState.DONE and snap.started_at and snap.finished_at:
@@ -137,7 +215,13 @@ def stats_text(snap: TaskSnapshot) -> str:
     return done
 
 
-def state_html(snap: TaskSnapshot) -> str:
+def state_html(snap: TaskSnapshot, pending: str | None = None) -> str:
+    """The state word; ``pending`` ("pausing…") while a click waits for the engine."""
+    if pending:
+        return (
+            f'<span class="nbupload-state nbupload-state-{snap.state.value} nbupload-pending" '
+            f'data-state="{snap.state.value}" data-pending="{html.escape(pending)}">{html.escape(pending)}</span>'
+        )
     return (
         f'<span class="nbupload-state nbupload-state-{snap.state.value}" data-state="{snap.state.value}">'
         f"{snap.state.value}</span>"
@@ -179,7 +263,7 @@ def text_line(snap: TaskSnapshot, width: int = 20) -> str:
     head = f"{snap.name} [{snap.id}] {snap.fraction * 100:3.0f}%{text_bar(snap.fraction, width)}"
     size = f"{format_size(snap.acked)}/{format_size(snap.total)}"
     tail = snap.state.value
-    if snap.state in (TaskState.UPLOADING, TaskState.CONNECTING):
+    if snap.state in (TaskState.UPLOADING, TaskState.CONNECTING) and snap.error is None:
         tail = f"{format_rate(snap.rate)} ETA {format_duration(snap.eta)} {tail}"
     if snap.error is not None and snap.state is TaskState.FAILED:
         tail = f"{tail}: {error_text(snap)}"
@@ -195,8 +279,10 @@ def summary_text(snaps: Iterable[TaskSnapshot]) -> str:
     order = [TaskState.UPLOADING, TaskState.CONNECTING, TaskState.QUEUED, TaskState.PAUSED, TaskState.FAILED,
              TaskState.CANCELLED, TaskState.DONE]
     parts = ", ".join(f"{counts[s]} {s.value}" for s in order if counts[s])
-    acked = sum(s.acked for s in snaps)
-    total = sum(s.total for s in snaps)
+    # failed and cancelled uploads are not on their way: their bytes are not in the total
+    going = [s for s in snaps if s.state not in (TaskState.FAILED, TaskState.CANCELLED)]
+    acked = sum(s.acked for s in going)
+    total = sum(s.total for s in going)
     rate = sum(s.rate for s in snaps if s.state is TaskState.UPLOADING)
     noun = "task" if len(snaps) == 1 else "tasks"
     line = f"{len(snaps)} {noun}: {parts} - {format_size(acked)} / {format_size(total)}"

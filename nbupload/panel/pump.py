@@ -1,15 +1,36 @@
 """The UI pump: engine events in (any thread), coalesced widget updates out (one thread).
 
-Engine callbacks run on worker threads, where touching a widget would race the kernel.
-The pump only records the latest snapshot per task there, then asks a *scheduler* to run
-:meth:`UIPump.flush` on the UI thread (the kernel's event loop). A flush applies at most
-one update per task per ``interval`` (state changes go through at once) in a single batch,
-so a fast upload costs the frontend about ten messages a second per task, not thousands.
+Theory of operation
+-------------------
+Engine callbacks run on worker threads. The pump only records the latest snapshot per task
+there and asks a *scheduler* to run :meth:`UIPump.flush` later; a flush applies at most one
+update per task per ``interval`` (0.1 s: ~10 updates/s per task; state changes go through at
+once) in a single batch.
+
+Under a kernel the scheduler is :class:`ThreadScheduler`: one daemon thread of our own
+("nbupload-ui") that sleeps until something is due and then flushes. Widget updates are comm
+messages on IOPub; ipykernel's IOPub socket is thread-safe (its IOPubThread queues sends), so
+they leave the kernel while a cell keeps the main thread busy (``time.sleep(15)``) instead of
+waiting for the main loop as they did when the pump scheduled on it. The *parent* of those
+messages: ipykernel < 7 reads one kernel-wide attribute (the latest request) from any thread.
+ipykernel 7 keeps the parent in ContextVars; 7.0.0 raised from threads that had none
+(ipykernel#1450, ipywidgets#4001, rich#3868), and since 7.0.1 (ipykernel#1451) a thread
+without its own parent falls back on the shell's current one, which is what widget state
+messages want: they are routed by comm id, not by cell. So the pump thread sets no parent of
+its own and never captures a cell's parent (which would pin output to that cell). What
+touches widgets (flushes here, button callbacks on the main thread or, with subshells, on a
+subshell thread) holds the controller's one lock, so two threads never change one widget.
+
+Without a kernel (terminal IPython, tests) :class:`ManualScheduler` runs what is due when
+someone calls :meth:`ManualScheduler.run_due`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +38,7 @@ from typing import Any, Protocol
 
 from ..engine.state import TaskEvent, TaskSnapshot
 
-__all__ = ["LoopScheduler", "ManualScheduler", "Scheduler", "UIPump", "kernel_scheduler"]
+__all__ = ["LoopScheduler", "ManualScheduler", "Scheduler", "ThreadScheduler", "UIPump", "kernel_scheduler"]
 
 
 class Scheduler(Protocol):
@@ -59,17 +80,61 @@ class ManualScheduler:
         return len(ready)
 
 
-def kernel_scheduler(shell: Any) -> LoopScheduler | ManualScheduler:
-    """The kernel's main loop when running under ipykernel, else a manual scheduler."""
-    kernel = getattr(shell, "kernel", None)
-    io_loop = getattr(kernel, "io_loop", None)
-    loop = getattr(io_loop, "asyncio_loop", None)
-    if loop is None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-    return LoopScheduler(loop) if loop is not None else ManualScheduler()
+class ThreadScheduler:
+    """Runs callbacks on one daemon thread of its own, at their due time (see the module doc).
+
+    ``call_later`` is callable from any thread; :meth:`close` stops the thread and waits for it.
+    A callback that raises is reported on stderr once and does not stop the thread.
+    """
+
+    def __init__(self, name: str = "nbupload-ui", clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            heapq.heappush(self._heap, (self.clock() + max(delay, 0.0), next(self._seq), fn))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (not self._heap or self._heap[0][0] > self.clock()):
+                    timeout = None if not self._heap else max(self._heap[0][0] - self.clock(), 0.0)
+                    self._cond.wait(timeout)
+                if self._closed:
+                    return
+                _, _, fn = heapq.heappop(self._heap)
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - a broken update must not stop the display
+                print(f"nbupload: a panel update failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._closed = True
+            self._heap.clear()
+            self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+
+def kernel_scheduler(shell: Any) -> ThreadScheduler | ManualScheduler:
+    """A pump thread when running under a kernel (a frontend to update), else a manual scheduler."""
+    if getattr(shell, "kernel", None) is not None:
+        return ThreadScheduler()
+    return ManualScheduler()
 
 
 class UIPump:

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 import ipywidgets as widgets
 
-from ..engine.state import TaskSnapshot, TaskState
+from ..engine.state import FINAL_STATES, TaskSnapshot, can
 from .format import (
-    BAR_CSS,
+    ROW_CSS,
     css_token,
     error_html,
     progress_html,
@@ -29,17 +29,25 @@ from .format import (
     text_line,
 )
 
-__all__ = ["Controller", "StartRequest", "TaskRow", "UploadForm", "UploadPanel", "complete_path"]
+__all__ = ["PENDING", "Controller", "Offer", "StartRequest", "TaskRow", "UploadForm", "UploadPanel", "complete_path", "style_widget"]
 
 
 class Controller(Protocol):
-    """What the panel asks of the extension (all calls on the kernel's main thread)."""
+    """What the panel asks of its controller (:class:`~nbupload.panel.controller.PanelController`).
+
+    Calls come from button callbacks: on the kernel's main thread, or on a subshell thread
+    when the frontend sends comm messages to subshells (JupyterLab 4.4+ with ipykernel 7).
+    """
 
     def task_action(self, task_id: str, action: str) -> None: ...
 
     def start_from_form(self, request: StartRequest) -> str: ...
 
     def resume_offer(self, task_id: str | None) -> None: ...
+
+    def forget_offer(self, task_id: str | None) -> None: ...
+
+    def clear_finished(self, task_id: str | None) -> None: ...
 
 
 class StartRequest(dict):
@@ -48,13 +56,16 @@ class StartRequest(dict):
     ``access_key``, ``secret_key``, ``scope``, ``token``."""
 
 
+#: action, label, icon; which states enable each comes from the engine's table (``can``).
 _BUTTONS = (
-    ("pause", "Pause", "pause", {TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING}),
-    ("resume", "Resume", "play", {TaskState.PAUSED}),
-    ("cancel", "Cancel", "stop", {TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING, TaskState.PAUSED,
-                                  TaskState.FAILED}),
-    ("retry", "Retry", "redo", {TaskState.FAILED}),
+    ("pause", "Pause", "pause"),
+    ("resume", "Resume", "play"),
+    ("cancel", "Cancel", "stop"),
+    ("retry", "Retry", "redo"),
 )
+
+#: What a row says between a click and the engine's answer.
+PENDING = {"pause": "pausing…", "resume": "resuming…", "cancel": "cancelling…", "retry": "retrying…"}
 
 
 def _hold_all(ws: Iterable[widgets.Widget]) -> contextlib.ExitStack:
@@ -62,6 +73,13 @@ def _hold_all(ws: Iterable[widgets.Widget]) -> contextlib.ExitStack:
     for w in ws:
         stack.enter_context(w.hold_sync())
     return stack
+
+
+def style_widget() -> widgets.HTML:
+    """The row/panel stylesheet as a hidden HTML child: each row and the panel carry one."""
+    style = widgets.HTML(f"<style>{ROW_CSS}</style>")
+    style.add_class("nbupload-style")
+    return style
 
 
 class _FullText:
@@ -75,31 +93,39 @@ class _FullText:
 
 
 class TaskRow(_FullText, widgets.VBox):
-    """One task: name, segmented bar, bytes/rate/ETA, state, error, buttons."""
+    """One task: name, segmented bar, bytes/rate/ETA, state, error, buttons.
+
+    Not thread-safe by itself: its controller calls :meth:`update` and :meth:`set_pending`
+    under one lock (from the pump thread and from button callbacks).
+    """
 
     def __init__(self, snap: TaskSnapshot, on_action: Callable[[str, str], None]) -> None:
         self.task_id = snap.id
         self._snap = snap
-        self.name = widgets.HTML(layout=widgets.Layout(width="12em"))
+        self._pending: str | None = None
+        self._on_action = on_action
+        self.name = widgets.HTML()
         # bar and bytes/rate/ETA in one widget: one comm message per progress update
-        self.bar = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", min_width="160px"))
-        self.state = widgets.HTML(layout=widgets.Layout(width="7em"))
+        self.bar = widgets.HTML()
+        self.state = widgets.HTML()
         self.error = widgets.HTML()
         self.buttons: dict[str, widgets.Button] = {}
-        for action, label, icon, _ in _BUTTONS:
+        for action, label, icon in (*_BUTTONS, ("clear", "Clear", "times")):
             button = widgets.Button(description=label, icon=icon, layout=widgets.Layout(width="auto"),
                                     tooltip=f"{label} {snap.name}")
             button.add_class("nbupload-button")
             button.add_class(f"nbupload-{action}")
-            button.on_click(lambda _b, a=action: on_action(self.task_id, a))
+            button.on_click(lambda _b, a=action: self._on_action(self.task_id, a))
             self.buttons[action] = button
         for w, cls in ((self.name, "nbupload-name-cell"), (self.bar, "nbupload-bar-cell"),
                        (self.state, "nbupload-state-cell"),
                        (self.error, "nbupload-error-cell")):
             w.add_class(cls)
-        line = widgets.HBox([self.name, self.bar, self.state, *self.buttons.values()],
-                            layout=widgets.Layout(align_items="center", width="100%"))
-        super().__init__([line, self.error], layout=widgets.Layout(width="100%"))
+        self.button_box = widgets.HBox(list(self.buttons.values()))
+        self.button_box.add_class("nbupload-buttons")
+        line = widgets.HBox([self.name, self.bar, self.state, self.button_box])
+        line.add_class("nbupload-line")
+        super().__init__([style_widget(), line, self.error], layout=widgets.Layout(width="100%"))
         self.add_class("nbupload-row")
         self.add_class(f"nbupload-task-{css_token(snap.id)}")
         self.update(snap)
@@ -108,19 +134,44 @@ class TaskRow(_FullText, widgets.VBox):
     def snapshot(self) -> TaskSnapshot:
         return self._snap
 
+    def rebind(self, on_action: Callable[[str, str], None]) -> None:
+        """Send clicks to a new controller (after ``%reload_ext nbupload``)."""
+        self._on_action = on_action
+
+    @property
+    def pending(self) -> str | None:
+        """The action clicked and not yet taken effect (``"pause"`` ...), if any."""
+        return self._pending
+
+    def set_pending(self, action: str | None) -> None:
+        """Show at once that a click was taken ("pausing…"), before the engine answers."""
+        self._pending = action
+        self.update(self._snap)
+
     def update(self, snap: TaskSnapshot) -> None:
+        if self._pending is not None and (snap.state is not self._snap.state or not can(self._pending, snap.state)):
+            self._pending = None  # the engine moved on: the click took effect (or cannot)
         self._snap = snap
         parts = [self.name, self.bar, self.state, self.error, *self.buttons.values()]
+        settled = snap.state in FINAL_STATES
         with _hold_all(parts):
             self.name.value = (
                 f'<span class="nbupload-name" data-task-id="{html.escape(snap.id)}" '
-                f'title="{html.escape(snap.url)}">{html.escape(snap.name)}</span>'
+                f'title="{html.escape(snap.name)}&#10;{html.escape(snap.url)}">{html.escape(snap.name)}</span>'
             )
             self.bar.value = progress_html(snap)
-            self.state.value = state_html(snap)
+            self.state.value = state_html(snap, PENDING.get(self._pending or ""))
             self.error.value = error_html(snap)
-            for action, _, _, states in _BUTTONS:
-                self.buttons[action].disabled = snap.state not in states
+            for action, button in self.buttons.items():
+                if action == "clear":
+                    enabled = shown = settled
+                else:
+                    shown = not settled
+                    enabled = self._pending is None and can(action, snap.state)
+                    if action == "retry" and snap.error is not None and not snap.error.retryable:
+                        enabled = False  # e.g. 4002: trying again cannot succeed
+                button.disabled = not enabled
+                button.layout.display = None if shown else "none"
 
     def __repr__(self) -> str:
         return text_line(self._snap)
@@ -155,12 +206,12 @@ class UploadForm(widgets.VBox):
                  default_url: Callable[[str], str] | None = None) -> None:
         self.controller = controller
         self._default_url = default_url
-        wide = widgets.Layout(width="96%")
+        wide = widgets.Layout(width="100%")
         self.path = widgets.Combobox(placeholder="path on the kernel's filesystem", ensure_option=False,
                                      description="File", layout=wide)
         self.url = widgets.Text(value=url, placeholder="upload URL", description="URL", layout=wide)
         self.protocol = widgets.Dropdown(options=list(protocols), value=protocol, description="Protocol")
-        self.chunk = widgets.Text(value=chunk_size, description="Chunk", layout=widgets.Layout(width="14em"))
+        self.chunk = widgets.Text(value=chunk_size, description="Chunk")
         self.fields = widgets.Textarea(placeholder="name=value, one per line", description="Fields",
                                        layout=widgets.Layout(width="100%", height="4em"))
         self.access_key = widgets.Text(description="Access key", placeholder="WCS (optional)")
@@ -181,12 +232,26 @@ class UploadForm(widgets.VBox):
         self.start.on_click(self._on_start)
         self.picker.observe(self._on_pick, names="value")
         wcs = widgets.HBox([self.access_key, self.secret_key, self.scope])
+        settings = widgets.HBox([self.protocol, self.chunk])
+        #: the row of ways to start an upload; :meth:`add_source` appends to it
+        self.sources = widgets.HBox([self.start, self.picker])
+        for box in (wcs, settings, self.sources):
+            box.add_class("nbupload-form-line")
+        self.sources.add_class("nbupload-form-sources")
         super().__init__([
             widgets.HTML("<b>New upload</b>"),
-            self.path, self.url, widgets.HBox([self.protocol, self.chunk]), self.fields, wcs,
-            widgets.HBox([self.start, self.picker]), self.message,
-        ])
+            self.path, self.url, settings, self.fields, wcs, self.sources, self.message,
+        ], layout=widgets.Layout(width="100%"))
         self.add_class("nbupload-form")
+
+    def add_source(self, widget: widgets.Widget) -> None:
+        """Add one more way to start uploads (e.g. the browser file picker) next to "Start upload".
+
+        The widget starts uploads through ``self.controller.start_from_form(request)``, with
+        ``self.request(source=..., filename=...)`` carrying the form's URL, protocol and options,
+        and reports through :meth:`say`.
+        """
+        self.sources.children = (*self.sources.children, widget)
 
     def _protocol_changed(self, change: Any) -> None:
         """Keep the URL box on the default endpoint of the chosen protocol, unless typed in."""
@@ -198,14 +263,15 @@ class UploadForm(widgets.VBox):
     def _complete(self, change: Any) -> None:
         self.path.options = tuple(complete_path(change["new"]))
 
-    def _request(self, **source: Any) -> StartRequest:
+    def request(self, **source: Any) -> StartRequest:
         return StartRequest(
             url=self.url.value.strip(), protocol=self.protocol.value, chunk_size=self.chunk.value.strip(),
             fields=self.fields.value, access_key=self.access_key.value.strip(),
             secret_key=self.secret_key.value, scope=self.scope.value.strip(), **source,
         )
 
-    def _say(self, text: str, error: bool = False) -> None:
+    def say(self, text: str, error: bool = False) -> None:
+        """Show a line under the form (an error in the error style)."""
         cls = "nbupload-error" if error else "nbupload-info"
         self.message.value = f'<span class="{cls}">{html.escape(text)}</span>' if text else ""
 
@@ -213,7 +279,7 @@ class UploadForm(widgets.VBox):
         try:
             task_id = self.controller.start_from_form(request)
         except Exception as exc:  # noqa: BLE001 - shown in the form, never as a traceback
-            self._say(str(exc) or type(exc).__name__, error=True)
+            self.say(str(exc) or type(exc).__name__, error=True)
         else:
             note = ""
             if self.secret_key.value:
@@ -221,22 +287,22 @@ class UploadForm(widgets.VBox):
                 # keep the secret there no longer than needed
                 self.secret_key.value = ""
                 note = " (secret key cleared from the form)"
-            self._say(f"started {task_id}{note}")
+            self.say(f"started {task_id}{note}")
 
     def _on_start(self, _button: Any) -> None:
         path = self.path.value.strip()
         if not path:
-            self._say("choose a file first", error=True)
+            self.say("choose a file first", error=True)
             return
         full = Path(os.path.expanduser(path))
-        self._submit(self._request(source=str(full), filename=full.name))
+        self._submit(self.request(source=str(full), filename=full.name))
 
     def _on_pick(self, change: Any) -> None:
         files = change["new"]
         if not files:
             return
         for item in files:
-            self._submit(self._request(source=item["content"], filename=item["name"]))
+            self._submit(self.request(source=item["content"], filename=item["name"]))
         self.picker.value = ()
 
 
@@ -247,15 +313,22 @@ class UploadPanel(_FullText, widgets.VBox):
                  form: UploadForm | None = None) -> None:
         self.controller = controller
         self._rows = rows
-        self.style = widgets.HTML(f"<style>{BAR_CSS}</style>")
+        self.style = style_widget()
         self.summary = widgets.HTML()
         self.summary.add_class("nbupload-summary")
+        self.clear_done = widgets.Button(description="Clear finished", icon="times",
+                                         layout=widgets.Layout(width="auto", display="none"),
+                                         tooltip="remove done and cancelled rows")
+        self.clear_done.add_class("nbupload-clear-finished")
+        self.clear_done.on_click(lambda _b: self.controller.clear_finished(None))
+        head = widgets.HBox([self.summary, self.clear_done])
+        head.add_class("nbupload-head")
         self.offers = widgets.VBox()
         self.offers.add_class("nbupload-offers")
         self.rows_box = widgets.VBox(layout=widgets.Layout(width="100%"))
         self.rows_box.add_class("nbupload-rows")
         self.form = form
-        children = [self.style, self.summary, self.offers, self.rows_box]
+        children = [self.style, head, self.offers, self.rows_box]
         if form is not None:
             children.append(form)
         super().__init__(children, layout=widgets.Layout(width="100%"))
@@ -263,7 +336,7 @@ class UploadPanel(_FullText, widgets.VBox):
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-read the row list (a task was added) and the summary."""
+        """Re-read the row list (a task was added or cleared) and the summary."""
         rows = list(self._rows())
         if tuple(rows) != tuple(self.rows_box.children):
             self.rows_box.children = rows
@@ -272,26 +345,51 @@ class UploadPanel(_FullText, widgets.VBox):
         if not snaps:
             text = "No uploads yet."
         self.summary.value = f'<span class="nbupload-summary-text">{html.escape(text)}</span>' if text else ""
+        self.clear_done.layout.display = None if any(s.state in FINAL_STATES for s in snaps) else "none"
 
-    def set_offers(self, offers: Sequence[tuple[str, str]]) -> None:
-        """``offers``: (task id, description) of unfinished tasks found in the journal."""
+    def set_offers(self, offers: Sequence[Offer]) -> None:
+        """Unfinished tasks found in the journal, each with Resume and Forget."""
         if not offers:
             self.offers.children = ()
             return
+        n = len(offers)
         items: list[widgets.Widget] = [widgets.HTML(
-            f"<b>{len(offers)} unfinished upload{'s' if len(offers) != 1 else ''} from a previous session</b>"
+            f"<b>{n} unfinished upload{'s' if n != 1 else ''} from a previous session</b>"
         )]
-        for task_id, text in offers:
-            button = widgets.Button(description="Resume", icon="play", layout=widgets.Layout(width="auto"))
-            button.add_class("nbupload-offer-resume")
-            button.on_click(lambda _b, t=task_id: self.controller.resume_offer(t))
-            label = widgets.Label(text)
-            items.append(widgets.HBox([button, label]))
-        if len(offers) > 1:
+        for offer in offers:
+            resume = widgets.Button(description="Resume", icon="play", layout=widgets.Layout(width="auto"),
+                                    tooltip=f"resume {offer.name}", disabled=not offer.resumable)
+            resume.add_class("nbupload-offer-resume")
+            resume.on_click(lambda _b, t=offer.id: self.controller.resume_offer(t))
+            forget = widgets.Button(description="Forget", icon="trash", layout=widgets.Layout(width="auto"),
+                                    tooltip=f"forget {offer.name} (removes its journal entry)", disabled=offer.locked)
+            forget.add_class("nbupload-offer-forget")
+            forget.on_click(lambda _b, t=offer.id: self.controller.forget_offer(t))
+            cls = "nbupload-offer-text" + (" nbupload-offer-dead" if offer.note else "")
+            label = widgets.HTML(f'<span class="{cls}" title="{html.escape(offer.url)}">{html.escape(offer.text)}</span>')
+            label.add_class("nbupload-offer-text")
+            actions = widgets.HBox([resume, forget])
+            actions.add_class("nbupload-offer-actions")
+            line = widgets.HBox([actions, label])
+            line.add_class("nbupload-offer")
+            line.add_class(f"nbupload-offer-{css_token(offer.id)}")
+            items.append(line)
+        buttons: list[widgets.Widget] = []
+        if n > 1:
             every = widgets.Button(description="Resume all", icon="play", layout=widgets.Layout(width="auto"))
             every.add_class("nbupload-offer-resume-all")
             every.on_click(lambda _b: self.controller.resume_offer(None))
-            items.append(every)
+            buttons.append(every)
+        if any(o.forgettable_as_failed for o in offers):
+            dead = widgets.Button(description="Forget unresumable", icon="trash", layout=widgets.Layout(width="auto"),
+                                  tooltip="forget the offers that cannot resume (their server is gone)")
+            dead.add_class("nbupload-offer-forget-failed")
+            dead.on_click(lambda _b: self.controller.forget_offer(None))
+            buttons.append(dead)
+        if buttons:
+            box = widgets.HBox(buttons, layout=widgets.Layout(width="auto", align_self="flex-start"))
+            box.add_class("nbupload-offer-actions")
+            items.append(box)
         self.offers.children = items
 
     def __repr__(self) -> str:
@@ -299,3 +397,25 @@ class UploadPanel(_FullText, widgets.VBox):
         lines = [summary_text(snaps) or "No uploads yet."] if len(snaps) != 1 else []
         lines += [text_line(s) for s in snaps]
         return "\n".join(lines)
+
+
+class Offer:
+    """An unfinished task from the journal as the panel shows it (see ``describe_offer``)."""
+
+    def __init__(self, id: str, name: str, url: str, text: str, *, note: str = "", resumable: bool = True,
+                 locked: bool = False) -> None:
+        self.id = id
+        self.name = name
+        self.url = url
+        self.text = text
+        self.note = note  # why it cannot resume as is ("its demo server is gone"), or ""
+        self.resumable = resumable
+        self.locked = locked  # another kernel or process runs it: neither resumed nor forgotten here
+
+    @property
+    def forgettable_as_failed(self) -> bool:
+        """Cannot resume as is, and nobody else is running it ("Forget unresumable")."""
+        return bool(self.note) and not self.locked
+
+    def __repr__(self) -> str:
+        return f"Offer({self.id!r}, {self.text!r})"

@@ -101,7 +101,9 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
     error.wait_for(timeout=30_000)
     assert error.get_attribute("data-code") == "4002"
     assert error.inner_text().startswith("4002 File exceeded max_file_size")
-    assert _state(bad) == "failed" and bad.locator(".nbupload-retry").is_enabled()
+    # 4002 cannot succeed on a retry: Retry is disabled, Cancel is not
+    assert _state(bad) == "failed" and not bad.locator(".nbupload-retry").is_enabled()
+    assert bad.locator(".nbupload-cancel").is_enabled()
     assert not (srv / "too-big.bin").exists()
     # the row %upload displayed in its cell and the panel's row are views of one live widget
     other = page.locator(".nbupload-row").filter(has_text="background.bin")

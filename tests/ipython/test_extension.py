@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from IPython.core.error import UsageError
@@ -113,7 +114,7 @@ def test_usage_error_shows_no_traceback(shell, capsys):
 def test_help_is_argparse_style(shell, capsys, run):
     shell.run_cell("%upload?")
     help_text = shell.magics_manager.magics["line"]["upload"].__doc__
-    assert "%upload FILE URL [options]" in help_text and "--chunk-size SIZE" in help_text
+    assert "%upload FILE [URL] [options]" in help_text and "--chunk-size SIZE" in help_text
     assert "%upload server start|stop|status" in help_text
     run(shell, "%upload server --help")
     out = capsys.readouterr().out
@@ -133,3 +134,26 @@ def test_no_url_anywhere_is_explained(shell, tmp_path, run):
     f.write_bytes(b"x")
     with pytest.raises(UsageError, match="no URL"):
         run(shell, f"%upload {f}")
+
+
+def test_unload_stops_the_server_quietly_and_says_what_it_paused(ip, tmp_path, capfd):
+    import os as _os
+
+    from nbupload.engine.state import TaskState as _TaskState
+
+    ip.run_line_magic("load_ext", "nbupload")
+    try:
+        ip.run_line_magic("upload", f"server start --root {tmp_path / 'srv'} --throttle 64KiB")
+        src = tmp_path / "slow.bin"
+        src.write_bytes(_os.urandom(1024 * 1024))
+        task = ip.run_line_magic("upload", f"{src} --chunk-size 32KiB -q -o")
+        end = time.monotonic() + 20
+        while task.snapshot().acked == 0 and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        ip.run_line_magic("unload_ext", "nbupload")
+    out, err = capfd.readouterr()
+    assert f"nbupload unloaded: stopped the demo server, pausing 1 upload to it ({task.id})" in out, out
+    assert task.state is _TaskState.PAUSED
+    task.cancel()  # leave nothing for `%upload resume all` in later tests
+    assert "Traceback" not in err and "CancelledError" not in err, err

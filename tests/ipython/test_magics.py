@@ -231,3 +231,24 @@ def test_panel_in_a_terminal_shell_shows_current_states(demo, shell, run, data_f
     row = session.rows[task.id]
     assert row._snap.state is TaskState.DONE and row._snap.acked == len(data)
     assert "done" in repr(panel)
+
+
+def test_help_on_one_form_and_examples_first(shell, capsys):
+    from nbupload.ipython.magics import usage_text
+
+    for form, words in (("server", "--throttle"), ("token", "--sk-env"), ("list", "journal")):
+        result = shell.run_cell(f"%upload {form}?", store_history=False)
+        out = capsys.readouterr().out
+        assert result.error_in_exec is None and result.error_before_exec is None
+        assert f"%upload {form}" in out and words in out and "not found" not in out, out
+    text = usage_text()
+    assert text.splitlines()[2] == "Examples:" and "%upload FILE [URL] [options]" in text
+
+
+def test_server_start_sets_default_url_and_stop_clears_it(shell, run, capsys):
+    session = current_session(shell)
+    run(shell, "%upload server start")
+    assert session.config.default_url == session.server.upload_url
+    run(shell, "%upload server stop")
+    assert "stopped the demo server" in capsys.readouterr().out
+    assert session.config.default_url == ""

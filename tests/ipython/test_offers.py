@@ -37,7 +37,9 @@ def open_session(ip, journal, **config):
     session = UploadSession(ip, engine_factory=lambda: engine)
     for name, value in config.items():
         setattr(session.config, name, value)
-    session.open()
+    from nbupload.ipython.magics import UploadMagics
+
+    session.open(UploadMagics(ip, session))
     return session, engine
 
 
@@ -48,9 +50,11 @@ def test_resume_button_in_the_panel(ip, leftover, capsys):
         out = capsys.readouterr().out
         assert f"1 unfinished upload from a previous session ({task_id})" in out
         panel = session.get_panel()
-        buttons = [w for box in panel.offers.children[1:] for w in getattr(box, "children", ())
-                   if "nbupload-offer-resume" in getattr(w, "_dom_classes", ())]
-        assert len(buttons) == 1 and f"left.bin [{task_id}]" in panel.offers.children[1].children[1].value
+        line = panel.offers.children[1]
+        buttons = [w for w in line.children[0].children if "nbupload-offer-resume" in w._dom_classes]
+        text = line.children[1].value
+        assert len(buttons) == 1 and f"left.bin [{task_id}]" in text
+        assert "KiB" in text and "(" in text and "to 127.0.0.1:" in text and "stopped" in text
         buttons[0].click()
         assert panel.offers.children == ()
         task = engine.get(task_id)
@@ -69,6 +73,62 @@ def test_auto_resume(ip, leftover, capsys):
         assert "resumed 1 unfinished upload(s) from the journal" in capsys.readouterr().out
         assert engine.get(task_id).wait(30).state is TaskState.DONE
         assert (server.root / "left.bin").read_bytes() == data
+    finally:
+        session.close()
+        engine.shutdown()
+
+
+def test_offers_say_when_their_server_is_gone_and_can_be_forgotten(ip, tmp_path, capsys):
+    """Two stale entries from another kernel: one whose (embedded) server died, one alive."""
+    journal = tmp_path / "journal"
+    dead_srv = start_server(root=tmp_path / "dead", throttle=256 * 1024)
+    live_srv = start_server(root=tmp_path / "live", throttle=256 * 1024)
+    try:
+        old = Engine(EngineConfig(journal_dir=journal))
+        tasks = []
+        for name, srv in (("dead.bin", dead_srv), ("alive.bin", live_srv)):
+            src = tmp_path / name
+            src.write_bytes(os.urandom(256 * 1024))
+            tasks.append(old.submit(src, srv.upload_url, chunk_size=32 * 1024))
+        end = time.monotonic() + 20
+        while any(t.snapshot().acked == 0 for t in tasks) and time.monotonic() < end:
+            time.sleep(0.02)
+        old.shutdown(wait=True)
+        dead_srv.stop()  # the other kernel's demo server ended with it
+
+        session, engine = open_session(ip, journal)
+        try:
+            capsys.readouterr()
+            by_name = {o.name: o for o in session.offers}
+            dead, alive = by_name["dead.bin"], by_name["alive.bin"]
+            assert "server is not running" in dead.text and not dead.resumable
+            assert alive.resumable and not alive.note and "KiB / 256 KiB" in alive.text
+            panel = session.get_panel()
+            assert "nbupload-offer-dead" in panel.offers.children[1].children[1].value + \
+                panel.offers.children[2].children[1].value
+            # "Resume all" skips the dead one; "Forget unresumable" removes its journal entry
+            session.panel_controller.resume_offer(None)
+            assert [o.name for o in session.offers] == ["dead.bin"]
+            session.panel_controller.forget_offer(None)
+            assert session.offers == [] and panel.offers.children == ()
+            assert [u.id for u in engine.unfinished()] == []
+            assert engine.get(alive.id).wait(30).state is TaskState.DONE
+        finally:
+            session.close()
+            engine.shutdown()
+    finally:
+        live_srv.stop()
+
+
+def test_forget_one_offer(ip, leftover):
+    journal, _task_id, _server, _data = leftover
+    session, engine = open_session(ip, journal)
+    try:
+        panel = session.get_panel()
+        forget = panel.offers.children[1].children[0].children[1]
+        assert "nbupload-offer-forget" in forget._dom_classes
+        forget.click()
+        assert session.offers == [] and engine.unfinished() == []
     finally:
         session.close()
         engine.shutdown()

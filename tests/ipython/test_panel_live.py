@@ -14,7 +14,7 @@ from nbupload.server import start_server
 def pump_until(session, predicate, timeout=30.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        session.scheduler.run_due()
+        session.panel_controller.flush()
         if predicate():
             return
         time.sleep(0.02)
@@ -76,7 +76,9 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path):
                    is TaskState.FAILED)
         err = session.rows[failed.id].error.value
         assert 'class="nbupload-error"' in err and 'data-code="4002"' in err and "File exceeded max_file_size" in err
-        assert not session.rows[failed.id].buttons["retry"].disabled
+        # 4002 can never succeed: Retry is disabled, Cancel is not
+        assert session.rows[failed.id].buttons["retry"].disabled
+        assert not session.rows[failed.id].buttons["cancel"].disabled
         failed_count = sum(r.snapshot.state is TaskState.FAILED for r in session.rows.values())
         assert f"{len(session.rows)} tasks:" in panel.summary.value and f"{failed_count} failed" in panel.summary.value
 

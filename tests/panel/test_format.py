@@ -113,7 +113,8 @@ def test_stats_text_shows_rate_and_eta_only_while_moving():
 def test_summary_counts_states_and_bytes():
     snaps = [snap(id="a", acked=1000, state=TaskState.DONE), snap(id="b", acked=200, rate=2048.0),
              snap(id="c", state=TaskState.FAILED)]
-    assert summary_text(snaps) == "3 tasks: 1 uploading, 1 failed, 1 done - 1.17 KiB / 2.93 KiB  2.00 KiB/s"
+    # the failed task's bytes are not on their way: not in the total
+    assert summary_text(snaps) == "3 tasks: 1 uploading, 1 failed, 1 done - 1.17 KiB / 1.95 KiB  2.00 KiB/s"
     assert summary_text([]) == ""
 
 
@@ -144,3 +145,34 @@ def test_progress_html_holds_the_bar_and_the_stats_in_one_value():
     out = progress_html(s)
     assert bar_html(s) in out and html.escape(stats_text(s)) in out
     assert out.startswith('<div class="nbupload-progress">')
+
+
+def test_sizes_and_rates_are_always_in_plain_notation():
+    from nbupload.units import format_rate, format_size
+
+    assert format_size(1000 * 2**20) == "1000 MiB"
+    assert format_rate(1000 * 1024) == "1000 KiB/s"
+    assert format_rate(1.02e3 * 1024) == "1020 KiB/s"
+    for n in [0, 1, 999, 1023, 1024, 10 * 1024 - 1, 100 * 1024 - 1, 1000 * 1024, 1023.9 * 1024, 5 * 2**30, 3 * 2**50]:
+        assert "e+" not in format_size(n) and "e-" not in format_size(n), n
+
+
+def test_a_click_shows_its_pending_state_and_retrying_hides_rate_and_eta():
+    from nbupload.engine.state import TaskError
+
+    from nbupload.panel.format import state_html
+
+    pending = state_html(snap(), "pausing…")
+    assert 'data-pending="pausing…"' in pending and ">pausing…<" in pending and 'data-state="uploading"' in pending
+    retrying = snap(rate=4096.0, eta=3.0, error=TaskError("connection reset", retryable=True))
+    assert stats_text(retrying).endswith("retrying") and "/s" not in stats_text(retrying)
+    assert "ETA" not in text_line(retrying)
+
+
+def test_the_stylesheet_uses_theme_variables_and_styles_every_end_state():
+    from nbupload.panel.format import ROW_CSS
+
+    for var in ("--jp-layout-color3", "--jp-brand-color1", 'data-jp-theme-light="false"', "container-type"):
+        assert var in ROW_CSS
+    for state in ("done", "paused", "failed", "cancelled"):
+        assert f'.nbupload-bar[data-state="{state}"] .nbupload-segment' in ROW_CSS

@@ -110,3 +110,55 @@ def test_worker_threads_push_and_the_loop_thread_applies():
     loop.close()
     assert applied_on == {loop_thread.ident}
     assert pump.applied_updates < 4 * 5000 / 10
+
+
+def test_thread_scheduler_runs_callbacks_on_its_own_thread_in_due_order():
+    import threading
+
+    from nbupload.panel.pump import ThreadScheduler
+
+    sched = ThreadScheduler(name="nbupload-ui-test")
+    ran: list[tuple[str, str]] = []
+    done = threading.Event()
+    try:
+        sched.call_later(0.2, lambda: (ran.append(("late", threading.current_thread().name)), done.set()))
+        sched.call_later(0.0, lambda: ran.append(("soon", threading.current_thread().name)))
+        sched.call_later(0.0, lambda: 1 / 0)  # reported, and the thread goes on
+        assert done.wait(10)
+    finally:
+        sched.close()
+    assert [r[0] for r in ran] == ["soon", "late"]
+    assert {r[1] for r in ran} == {"nbupload-ui-test"}
+    assert not sched.thread.is_alive()
+    sched.call_later(0.0, lambda: ran.append(("after close", "")))  # ignored
+    assert len(ran) == 2
+
+
+def test_pump_on_a_thread_scheduler_coalesces_to_about_ten_updates_a_second():
+    import threading
+
+    from nbupload.panel.pump import ThreadScheduler
+
+    applied: list[int] = []
+    seen = threading.Event()
+
+    def apply(snaps):
+        applied.append(len(snaps))
+        if snaps[0].acked >= 999:
+            seen.set()
+
+    import time
+
+    sched = ThreadScheduler()
+    pump = UIPump(apply, sched, interval=0.1)
+    start = time.monotonic()
+    try:
+        for i in range(1000):
+            pump.push(snap(acked=i))
+        assert seen.wait(10)
+        elapsed = time.monotonic() - start
+    finally:
+        pump.close()
+        sched.close()
+    # one update per 0.1 s at most (plus the first, at once), however fast the pushes came
+    assert sum(applied) <= elapsed / 0.1 + 2, (applied, elapsed)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nbupload.engine.state import TaskError, TaskSnapshot, TaskState
-from nbupload.panel.widgets import TaskRow, UploadForm, UploadPanel, complete_path
+from nbupload.panel.widgets import Offer, TaskRow, UploadForm, UploadPanel, complete_path
 from nbupload.protocols.ranges import RangeSet
 
 
@@ -31,9 +31,19 @@ class Recorder:
     def resume_offer(self, task_id):
         self.actions.append((task_id, "offer"))
 
+    def forget_offer(self, task_id):
+        self.actions.append((task_id, "forget"))
+
+    def clear_finished(self, task_id):
+        self.actions.append((task_id, "clear"))
+
 
 def enabled(row):
     return {a for a, b in row.buttons.items() if not b.disabled}
+
+
+def shown(row):
+    return {a for a, b in row.buttons.items() if b.layout.display != "none"}
 
 
 def test_row_classes_buttons_and_updates():
@@ -51,11 +61,17 @@ def test_row_classes_buttons_and_updates():
     assert row.bar.value.count("nbupload-segment") == 2 and 'data-state="paused"' in row.state.value
 
     row.update(snap(state=TaskState.FAILED, error=TaskError("File exceeded max_file_size", code=4002)))
+    assert enabled(row) == {"cancel"}  # 4002 is not retryable: Retry stays disabled
+    row.update(snap(state=TaskState.FAILED, error=TaskError("server busy", code=4001, retryable=True)))
     assert enabled(row) == {"retry", "cancel"}
+    row.update(snap(state=TaskState.FAILED, error=TaskError("File exceeded max_file_size", code=4002)))
     assert 'class="nbupload-error"' in row.error.value and "4002 File exceeded max_file_size" in row.error.value
 
     row.update(snap(state=TaskState.DONE, acked=1000, ranges=RangeSet.parse("0-1000")))
-    assert enabled(row) == set() and row.error.value == ""
+    # a finished row drops its four buttons for one that clears it
+    assert enabled(row) == shown(row) == {"clear"} and row.error.value == ""
+    row.buttons["clear"].click()
+    assert rec.actions[-1] == ("ab12", "clear")
     assert repr(row).startswith("data.bin [ab12] 100%|####################| 1000 B/1000 B done")
     bundle = row._repr_mimebundle_()
     assert bundle["text/plain"].startswith("data.bin [ab12] 100%")
@@ -72,11 +88,35 @@ def test_panel_summary_rows_and_offers():
     assert panel.rows_box.children == tuple(rows)
     assert "3 tasks: 3 uploading" in panel.summary.value
     assert repr(panel).splitlines()[0].startswith("3 tasks:") and len(repr(panel).splitlines()) == 4
-    panel.set_offers([("old1", "a.bin"), ("old2", "b.bin")])
-    buttons = [w for box in panel.offers.children[1:-1] for w in box.children if hasattr(w, "click")]
-    buttons[1].click()
-    panel.offers.children[-1].click()
-    assert rec.actions[-2:] == [("old2", "offer"), (None, "offer")]
+    panel.set_offers([Offer("old1", "a.bin", "http://h/u", "a.bin [old1]"),
+                      Offer("old2", "b.bin", "http://h/u", "b.bin [old2]  - its server is not running",
+                            note="its server is not running", resumable=False)])
+    lines = panel.offers.children[1:3]
+    resume2, forget2 = lines[1].children[0].children
+    assert resume2.disabled and "nbupload-offer-dead" in lines[1].children[1].value
+    forget2.click()
+    lines[0].children[0].children[0].click()
+    every, forget_dead = panel.offers.children[-1].children
+    every.click()
+    forget_dead.click()
+    assert rec.actions[-4:] == [("old2", "forget"), ("old1", "offer"), (None, "offer"), (None, "forget")]
+
+
+def test_a_click_shows_pending_at_once_until_the_engine_moves():
+    rec = Recorder()
+    row = TaskRow(snap(), rec.task_action)
+    row.set_pending("pause")
+    assert "pausing…" in row.state.value and enabled(row) == set()
+    row.update(snap(acked=10))  # still uploading: the click is still pending
+    assert "pausing…" in row.state.value
+    row.update(snap(state=TaskState.PAUSED))
+    assert row.pending is None and "pausing" not in row.state.value and enabled(row) == {"resume", "cancel"}
+
+
+def test_every_row_carries_its_own_stylesheet():
+    row = TaskRow(snap(), Recorder().task_action)
+    style = row.children[0]
+    assert "nbupload-style" in style._dom_classes and ".nbupload-bar{" in style.value
 
 
 def test_form_submits_paths_and_picked_files_and_shows_errors(tmp_path):
@@ -122,3 +162,12 @@ def test_plain_text_of_a_big_panel_is_not_cut():
     panel = UploadPanel(rec, lambda: rows)
     text = panel._repr_mimebundle_()["text/plain"]
     assert len(text.splitlines()) == 6 and "file-4.bin [t4]" in text
+
+
+def test_an_offer_another_kernel_runs_can_be_neither_resumed_nor_forgotten_here():
+    panel = UploadPanel(Recorder(), list)
+    panel.set_offers([Offer("busy", "b.bin", "http://h/u", "b.bin [busy]  - another kernel or process is running it",
+                            note="another kernel or process is running it", resumable=False, locked=True)])
+    resume, forget = panel.offers.children[1].children[0].children
+    assert resume.disabled and forget.disabled
+    assert len(panel.offers.children) == 2  # no "Resume all" / "Forget unresumable" line for it

@@ -1,0 +1,289 @@
+"""A row shown by ``%upload FILE`` alone, in JupyterLab 4 + headless Chromium.
+
+No ``%upload panel`` anywhere: the row must be styled by itself (a bar with height that
+grows, an error styled with AA contrast), keep updating while another cell sleeps (the pump
+has its own thread), show a Pause click at once ("pausing…") and act on it before the
+sleeping cell ends (JupyterLab sends comm messages to a subshell; ipykernel 7 runs it on a
+thread). Then a row layout check at 1280/1400/1600 px in light and dark themes with a long
+file name, and ``%upload server stop`` / ``%reload_ext nbupload`` under a slow upload without
+a traceback. Screenshots go to test-artifacts/ (and docs/images/panel.png).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from browser_support import ARTIFACTS, write_notebook
+
+KIB = 1024
+MIB = 1024 * KIB
+REPO = Path(__file__).resolve().parents[2]
+
+_KERNEL = ("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+           " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+           " return k ? k.status : null; }")
+
+
+def _wait(predicate, timeout=60.0, step=0.1, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"{what} not reached in the browser in time")
+
+
+def _open(page, lab, name: str) -> None:
+    page.goto(f"{lab.url}/doc/tree/{name}")
+    page.wait_for_function(_KERNEL.replace("return k ? k.status : null;", "return k && k.status === 'idle';"),
+                           timeout=90_000)
+
+
+def _run_all(page) -> None:
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def _run_above(page, index: int) -> None:
+    """Run the cells above cell ``index`` (the last one waits for its turn)."""
+    page.evaluate(f"() => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = {index};"
+                  " return window.jupyterapp.commands.execute('notebook:run-all-above'); }")
+
+
+def _run_cell(page, index: int) -> None:
+    """Start running cell ``index`` (not waiting for it to end)."""
+    page.evaluate(f"() => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = {index};"
+                  " window.jupyterapp.commands.execute('notebook:run-cell'); }")
+
+
+def _cell_running(page, index: int) -> bool:
+    """The cell's prompt shows ``[*]`` while it executes (what a user sees)."""
+    prompt = page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputPrompt")
+    return "*" in prompt.inner_text()
+
+
+def _kernel_status(page) -> str | None:
+    return page.evaluate(_KERNEL)
+
+
+def _outputs(page) -> str:
+    return "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+
+
+def _acked(row) -> int:
+    return int(row.locator(".nbupload-bar").first.get_attribute("data-acked"))
+
+
+def _state(row) -> str:
+    return row.locator(".nbupload-state").first.get_attribute("data-state")
+
+
+# Contrast of an element's text against the first opaque background behind it (WCAG 2).
+_CONTRAST_JS = """(el) => {
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => { const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  let bg = null, node = el;
+  while (node && node.nodeType === 1) { const c = rgb(getComputedStyle(node).backgroundColor);
+    if (c.length >= 3 && (c.length < 4 || c[3] > 0.9)) { bg = c; break; } node = node.parentElement; }
+  if (!bg) bg = [255, 255, 255];
+  const fg = rgb(getComputedStyle(el).color);
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return {ratio: (a + 0.05) / (b + 0.05), color: getComputedStyle(el).color, background: bg.join(',')};
+}"""
+
+# Boxes of a row's parts: they must stay inside the row and never overlap each other.
+_LAYOUT_JS = """(row) => {
+  const box = e => { const r = e.getBoundingClientRect(); return {x: r.left, y: r.top, r: r.right, b: r.bottom, w: r.width, h: r.height}; };
+  const sel = ['.nbupload-name-cell', '.nbupload-bar-cell', '.nbupload-state-cell'];
+  const parts = [];
+  for (const s of sel) { const e = row.querySelector(s); if (e) parts.push([s, e]); }
+  row.querySelectorAll('.nbupload-button').forEach((e, i) => { if (getComputedStyle(e).display !== 'none') parts.push(['button' + i, e]); });
+  const stats = row.querySelector('.nbupload-stats');
+  const bar = row.querySelector('.nbupload-bar');
+  const out = {row: box(row), parts: parts.map(([n, e]) => [n, box(e), e.scrollWidth, e.clientWidth]),
+               stats: stats ? [box(stats), stats.scrollWidth, stats.clientWidth] : null,
+               bar: bar ? box(bar) : null,
+               statsCell: row.querySelector('.nbupload-bar-cell') ? box(row.querySelector('.nbupload-bar-cell')) : null};
+  return out;
+}"""
+
+
+def _check_layout(page, row, label: str) -> None:
+    geo = row.evaluate(_LAYOUT_JS)
+    outer = geo["row"]
+    eps = 0.75
+    boxes = geo["parts"]
+    assert len(boxes) >= 4, (label, boxes)  # name, bar, state and at least one button
+    for name, b, scroll_w, client_w in boxes:
+        assert b["w"] > 0 and b["h"] > 0, (label, name, b)
+        assert b["x"] >= outer["x"] - eps and b["r"] <= outer["r"] + eps, (label, name, "outside the row", b, outer)
+        if name.startswith("button"):
+            assert scroll_w <= client_w + 1, (label, name, "button text clipped", scroll_w, client_w)
+    for i, (n1, a, _, _) in enumerate(boxes):
+        for n2, b, _, _ in boxes[i + 1:]:
+            overlap_x = min(a["r"], b["r"]) - max(a["x"], b["x"])
+            overlap_y = min(a["b"], b["b"]) - max(a["y"], b["y"])
+            assert overlap_x <= eps or overlap_y <= eps, (label, "overlap", n1, a, n2, b)
+    stats_box, scroll_w, client_w = geo["stats"]
+    assert scroll_w <= client_w + 1, (label, "stats clipped", scroll_w, client_w)
+    cell = geo["statsCell"]
+    assert stats_box["r"] <= cell["r"] + eps, (label, "stats overflow their cell", stats_box, cell)
+    assert geo["bar"]["h"] > 0 and geo["bar"]["w"] > 20, (label, geo["bar"])
+    # the name is cut with an ellipsis, its full text on hover
+    name = row.locator(".nbupload-name").first
+    assert name.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
+
+
+def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    srv = lab.root / "srv-live"
+    big = lab.root / "live.bin"
+    big.write_bytes(os.urandom(12 * MIB))
+    write_notebook(lab.root / "live.ipynb", [
+        "%load_ext nbupload",
+        f"%upload server start --root {srv} --throttle 256KiB",
+        f"%upload {big} --chunk-size 128KiB",
+        "import time\ntime.sleep(15)\nprint('slept')",
+    ])
+    _open(page, lab, "live.ipynb")
+    _run_above(page, 3)
+    row = page.locator(".nbupload-row").filter(has_text="live.bin").first
+    row.wait_for(timeout=60_000)
+
+    # styled without a panel on the page: the bar has a height and a track colour
+    bar = row.locator(".nbupload-bar").first
+    _wait(lambda: (bar.bounding_box() or {}).get("height", 0) > 0, what="a bar with height")
+    assert page.locator(".nbupload-panel").count() == 0
+    track = bar.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert track not in ("rgba(0, 0, 0, 0)", "transparent"), track
+    _wait(lambda: _acked(row) > 0 and not _cell_running(page, 2), what="the upload under way")
+
+    # live while the sleep cell runs: the displayed bytes grow at least three times
+    _run_cell(page, 3)
+    _wait(lambda: _cell_running(page, 3), what="the sleep cell running")
+    seen = [_acked(row)]
+    end = time.monotonic() + 6
+    while time.monotonic() < end and len(set(seen)) < 4:
+        time.sleep(0.4)
+        seen.append(_acked(row))
+    assert _cell_running(page, 3) and "slept" not in _outputs(page)
+    growth = sorted(set(seen))
+    assert len(growth) >= 4, f"the row did not keep growing during the sleep: {seen}"
+
+    # Pause during the sleep: "pausing…" at once (drawn by the browser from the click, or by the
+    # kernel when a subshell takes the click), paused as soon as the kernel can act on it
+    row.locator(".nbupload-pause").first.click()
+    state = row.locator(".nbupload-state").first
+    shown = "e => e.innerText.trim() === 'pausing…' || getComputedStyle(e, '::after').content === '\"pausing…\"'"
+    _wait(lambda: state.evaluate(shown) or _state(row) == "paused", timeout=3, what="pausing… shown")
+    assert "slept" not in _outputs(page) and _cell_running(page, 3)
+    page.screenshot(path=str(ARTIFACTS / "row-alone-pausing.png"))
+    _wait(lambda: _state(row) == "paused", timeout=40, what="paused")
+    acted_during_sleep = "slept" not in _outputs(page)
+    held = _acked(row)
+    assert 0 < held < 12 * MIB
+    time.sleep(0.6)
+    assert _acked(row) == held and _state(row) == "paused"
+    page.screenshot(path=str(ARTIFACTS / "row-alone-paused.png"))
+    print(f"pause took effect {'during' if acted_during_sleep else 'after'} the sleeping cell")
+    _wait(lambda: "slept" in _outputs(page), timeout=30, what="the sleep cell ending")
+
+
+def test_error_row_is_styled_with_aa_contrast_in_light_and_dark(lab, page):
+    srv = lab.root / "srv-err"
+    huge = lab.root / "over-limit.bin"
+    huge.write_bytes(os.urandom(3 * MIB))
+    write_notebook(lab.root / "error.ipynb", [
+        "%load_ext nbupload",
+        f"%upload server start --root {srv} --max-file-size 1MiB",
+        f"%upload {huge}",
+    ])
+    _open(page, lab, "error.ipynb")
+    _run_all(page)
+    row = page.locator(".nbupload-row").filter(has_text="over-limit.bin").first
+    error = row.locator(".nbupload-error").first
+    error.wait_for(timeout=60_000)
+    assert error.get_attribute("data-code") == "4002"
+    for theme in ("JupyterLab Light", "JupyterLab Dark"):
+        page.evaluate(f"window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{theme}'}})")
+        light = "true" if "Light" in theme else "false"
+        page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=30_000)
+        time.sleep(0.3)  # the theme's stylesheet swaps in after the attribute
+        got = error.evaluate(_CONTRAST_JS)
+        assert got["color"] not in ("rgb(0, 0, 0)",) or light == "false", got
+        assert got["ratio"] >= 4.5, (theme, got)
+        state = row.locator(".nbupload-state").first.evaluate(_CONTRAST_JS)
+        assert state["ratio"] >= 4.5, (theme, state)
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+
+
+def test_rows_fit_at_common_widths_in_light_and_dark(lab, page):
+    srv = lab.root / "srv-fit"
+    long_name = "a-rather-long-file-name-from-the-instrument-run-2026-11-29-detector-B-calibrated-v3.bin"
+    path = lab.root / long_name
+    path.write_bytes(os.urandom(6 * MIB))
+    done = lab.root / "small-done.bin"
+    done.write_bytes(os.urandom(64 * KIB))
+    write_notebook(lab.root / "fit.ipynb", [
+        "%load_ext nbupload",
+        f"%upload server start --root {srv} --throttle 96KiB",
+        f"%upload {done}",
+        f"%upload {path} --chunk-size 64KiB",
+        "%upload panel",
+    ])
+    _open(page, lab, "fit.ipynb")
+    _run_all(page)
+    page.locator(".nbupload-panel").wait_for(timeout=60_000)
+    rows = page.locator(".nbupload-row").filter(has_text="detector-B")
+    _wait(lambda: rows.count() == 2 and _acked(rows.first) > 0, what="two views of the long-named row")
+    _wait(lambda: _state(page.locator(".nbupload-row").filter(has_text="small-done.bin").first) == "done")
+    for theme in ("JupyterLab Light", "JupyterLab Dark"):
+        page.evaluate(f"window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{theme}'}})")
+        light = "true" if "Light" in theme else "false"
+        page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=30_000)
+        for width in (1280, 1400, 1600):
+            page.set_viewport_size({"width": width, "height": 1000})
+            time.sleep(0.4)  # let the layout settle after the resize
+            for i in range(rows.count()):
+                _check_layout(page, rows.nth(i), f"{theme} {width}px view {i}")
+            finished = page.locator(".nbupload-row").filter(has_text="small-done.bin")
+            for i in range(finished.count()):
+                _check_layout(page, finished.nth(i), f"{theme} {width}px done view {i}")
+            tag = "light" if light == "true" else "dark"
+            page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / f"panel-{tag}-{width}.png"))
+            if tag == "light" and width == 1400:
+                page.locator(".nbupload-panel").screenshot(path=str(REPO / "docs" / "images" / "panel.png"))
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+    page.evaluate("window.jupyterapp.commands.execute('notebook:interrupt-kernel')")
+
+
+def test_server_stop_and_reload_during_a_slow_upload_print_no_traceback(lab, page):
+    srv = lab.root / "srv-stop"
+    slow = lab.root / "slow.bin"
+    slow.write_bytes(os.urandom(8 * MIB))
+    write_notebook(lab.root / "stop.ipynb", [
+        "%load_ext nbupload",
+        f"%upload server start --root {srv} --throttle 128KiB",
+        f"%upload {slow} --chunk-size 64KiB",
+        "import time\ntime.sleep(2)",
+        "%reload_ext nbupload",
+        "time.sleep(2)",
+        "%upload server stop",
+        "print('all ran')",
+    ])
+    _open(page, lab, "stop.ipynb")
+    _run_all(page)
+    _wait(lambda: "all ran" in _outputs(page), timeout=120, what="the notebook to finish")
+    joined = _outputs(page)
+    for bad in ("Traceback", "CancelledError", "timeout graceful shutdown", "Error"):
+        assert bad not in joined, (bad, joined[-3000:])
+    assert "nbupload reloaded: 1 running upload kept going" in joined, joined
+    assert "1 displayed row re-attached" in joined
+    assert "paused 1 upload to it" in joined, joined
+    row = page.locator(".nbupload-row").filter(has_text="slow.bin").first
+    # the row displayed before the reload was re-attached: it shows the pause of the server stop
+    _wait(lambda: _state(row) == "paused", timeout=30, what="the re-attached row to show paused")
+    assert _acked(row) > 0
