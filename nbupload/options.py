@@ -44,7 +44,7 @@ def _size(text: str) -> int:
     return n
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
@@ -56,7 +56,7 @@ def _positive_float(text: str) -> float:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, metavar="N", help="tries without progress before giving up (default 8)")
-    parser.add_argument("--timeout", type=_positive_float, metavar="S",
+    parser.add_argument("--timeout", type=positive_float, metavar="S",
                         help="network timeout per phase (connect, send, answer) and stall limit, seconds")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 

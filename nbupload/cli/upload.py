@@ -12,7 +12,15 @@ import sys
 import time
 from typing import Any
 
-from ..options import OptionError, _add_common, _add_credentials, add_put_arguments, parse_field, parse_header
+from ..options import (
+    OptionError,
+    _add_common,
+    _add_credentials,
+    add_put_arguments,
+    parse_field,
+    parse_header,
+    positive_float,
+)
 from ..options import put_options as _put_options
 from ..units import format_size
 from . import CommandError
@@ -388,9 +396,9 @@ def register(subparsers: Any) -> None:
     put.add_argument("--no-skip", action="store_true", help="batch: send files again even if unchanged")
     put.add_argument("--follow", action="store_true",
                      help="wcs-append: keep appending what FILE gains until Ctrl-C or --idle")
-    put.add_argument("--interval", type=_positive_float, default=2.0, metavar="S",
+    put.add_argument("--interval", type=positive_float, default=2.0, metavar="S",
                      help="--follow: seconds between checks (default 2)")
-    put.add_argument("--idle", type=_positive_float, metavar="S", help="--follow: stop after S seconds without growth")
+    put.add_argument("--idle", type=positive_float, metavar="S", help="--follow: stop after S seconds without growth")
     put.set_defaults(func=cmd_put)
 
     res = subparsers.add_parser("resume", help="resume unfinished uploads (see nbupload ls)",
