@@ -9,8 +9,10 @@ held ranges cover ``[0, total)`` the partial file is renamed to ``ROOT/<name>``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ..protocols.errors import ProtocolError
@@ -83,7 +85,12 @@ class _SkipPart(_FieldPart):
 
 
 class _ChunkPart:
-    """One ``range`` of a session's file field, written at its offset."""
+    """One ``range`` of a session's file field, written at its offset.
+
+    The bytes are written outside any lock (chunks land at their own offsets; overlapping
+    chunks hold the same bytes); the held ranges, completion and the move into place are
+    decided at the end under the session's cross-process lock.
+    """
 
     def __init__(self, rx: _Receiver, session: Session, entry: FileEntry, start: int, end: int) -> None:
         self.rx = rx
@@ -103,8 +110,6 @@ class _ChunkPart:
             except OSError as exc:
                 raise _write_error(exc, "opening the partial file") from None
             self.writer = OffsetWriter(fd, start)
-        entry.writers += 1
-        self.open = True
 
     async def data(self, piece: memoryview) -> None:
         n = piece.nbytes
@@ -114,18 +119,16 @@ class _ChunkPart:
             )
         self.received += n
         self.rx.state.stats.add("uploader", "bytes", n)
-        if self.writer is not None and not self.entry.complete:  # complete: it is in place, hands off
+        if self.writer is not None:
             try:
                 await self.writer.write(piece)
             except OSError as exc:
                 raise _write_error(exc, "writing a chunk") from None
 
     def _close(self) -> None:
-        if self.open:
-            self.open = False
-            self.entry.writers -= 1
-            if self.writer is not None:
-                os.close(self.writer.fd)
+        if self.writer is not None and self.writer.fd >= 0:
+            os.close(self.writer.fd)
+            self.writer.fd = -1
 
     async def end(self) -> dict[str, Any]:
         want = self.end_ - self.start
@@ -135,21 +138,29 @@ class _ChunkPart:
                 f"File only partially uploaded: the part holds {self.received} bytes, "
                 f"its range {self.start}-{self.end_} says {want}",
             )
-        if self.writer is not None and self.entry.complete:  # completed meanwhile by another request
-            await self.writer.discard()
-        elif self.writer is not None:
+        if self.writer is not None:
             try:
                 await self.writer.flush()
             except OSError as exc:
                 raise _write_error(exc, "writing a chunk") from None
-        self._close()
+        self._close()  # the bytes are in the file (and, on NFS, flushed by the close) first
         stats = self.rx.state.stats
         stats.add("uploader", "duplicate_bytes", self.duplicate)
-        entry = self.entry
-        if not entry.complete:
-            entry.held = entry.held.add(self.start, self.end_)
-        self.rx.save(self.session)
-        self.rx.finalize(self.session, entry)
+        rx = self.rx
+        async with rx.transaction() as session:
+            entry = session.files.get(self.entry.name)
+            if entry is None or entry.total != self.entry.total:  # swept meanwhile: start it again
+                entry = session.files[self.entry.name] = FileEntry(self.entry.name, self.entry.filename, self.entry.total)
+            if entry.complete:
+                if self.writer is not None:
+                    # completed by another request: an open that came after its move created
+                    # a stray partial file (the real one is in place now)
+                    with contextlib.suppress(OSError):
+                        os.unlink(session.part_path(entry))
+            else:
+                entry.held = entry.held.add(self.start, self.end_)
+                rx.finalize(session, entry)
+            rx.save(session)
         info: dict[str, Any] = {"name": entry.name, "range": str(entry.held), "complete": entry.complete}
         if entry.complete:
             info["stored"] = entry.stored
@@ -158,13 +169,7 @@ class _ChunkPart:
     async def abort(self) -> None:
         if self.writer is not None:
             await self.writer.discard()
-        was_open = self.open
         self._close()
-        if was_open:
-            try:
-                self.rx.finalize(self.session, self.entry)
-            except UploadError:
-                pass
 
 
 class _PlainPart:
@@ -240,12 +245,24 @@ class _Receiver:
         except OSError as exc:
             raise _write_error(exc, "saving the session") from None
 
-    def finalize(self, session: Session, entry: FileEntry) -> None:
-        """Move a whole file into place, once, as soon as its held ranges cover it.
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        """The session under its cross-process lock (:meth:`SessionStore.transaction`)."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                session = await stack.enter_async_context(self.state.sessions.transaction(self.boundary))
+            except OSError as exc:
+                raise _no_temp_dir(exc) from None
+            yield session
 
-        A chunk of it may still be open then (typically a retry's first attempt, stuck on a
-        connection the client gave up on): waiting for it could mean waiting forever, so it
-        is not waited for; once the file is complete, such a part writes nothing more.
+    def finalize(self, session: Session, entry: FileEntry) -> None:
+        """Move a whole file into place, once, as soon as its held ranges cover it (under the
+        session's lock, so exactly one process of those sharing the root does it).
+
+        A chunk of it may still be open then, in this process or another (typically a
+        retry's first attempt, stuck on a connection the client gave up on): waiting for it
+        could mean waiting forever, so it is not waited for. Its bytes land in the moved
+        file at their offset, and they are the same bytes (A3: overlapping chunks agree).
         """
         if entry.complete or not entry.held.covers(entry.total):
             return
@@ -256,21 +273,8 @@ class _Receiver:
         entry.complete = True
         entry.stored = entry.filename
         self.state.stats.add("uploader", "completed")
-        self.save(session)
 
-    def _get_session(self) -> Session:
-        if self.session is None:
-            store = self.state.sessions
-            session = store.get(self.boundary)
-            if session is None:
-                try:
-                    session = store.create(self.boundary)
-                except OSError as exc:
-                    raise _no_temp_dir(exc) from None
-            self.session = session
-        return self.session
-
-    def _begin(self, head: PartHead) -> Any:
+    async def _begin(self, head: PartHead) -> Any:
         if not head.is_file:
             if not head.name:
                 raise _malformed("a form field without a name")
@@ -298,15 +302,18 @@ class _Receiver:
                 ErrorCode.FILE_TOO_LARGE,
                 f"File exceeded max_file_size: {total} bytes is over the server's limit of {config.max_file_size} bytes",
             )
-        session = self._get_session()
-        entry = session.files.get(name)
-        if entry is None:
-            entry = session.files[name] = FileEntry(name, filename, total)
-        elif entry.total != total:
-            raise _malformed(
-                f"range total {total} differs from the {entry.total} bytes this session already has for field {name!r}"
-            )
-        return _ChunkPart(self, session, entry, start, end)
+        async with self.transaction() as session:
+            entry = session.files.get(name)
+            if entry is None:
+                entry = session.files[name] = FileEntry(name, filename, total)
+                self.save(session)
+            elif entry.total != total:
+                raise _malformed(
+                    f"range total {total} differs from the {entry.total} bytes this session already has "
+                    f"for field {name!r}"
+                )
+            self.session = session
+            return _ChunkPart(self, session, entry, start, end)
 
     async def run(self) -> dict[str, Any]:
         stream = PartStream(self.boundary)
@@ -318,7 +325,7 @@ class _Receiver:
                     if kind == DATA:
                         await part.data(value)
                     elif kind == HEAD:
-                        part = self._begin(value)  # type: ignore[arg-type]
+                        part = await self._begin(value)  # type: ignore[arg-type]
                     else:
                         info = await part.end()
                         if isinstance(part, _FieldPart) and not isinstance(part, _SkipPart):
@@ -334,10 +341,10 @@ class _Receiver:
             if part is not None:
                 await part.abort()
             raise
-        session = self.session or (self.state.sessions.get(self.boundary) if self.fields else None)
-        if session is not None and self.fields:
-            session.data.update(self.fields)
-            self.save(session)
+        if self.fields and (self.session is not None or self.state.sessions.get(self.boundary) is not None):
+            async with self.transaction() as session:
+                session.data.update(self.fields)
+                self.save(session)
         if not results:
             raise UploadError(ErrorCode.NO_FILE, "No file uploaded: the request has no file part")
         answer = dict(results[-1])

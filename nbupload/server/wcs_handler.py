@@ -132,7 +132,10 @@ class _Append:
         self._verify()
         store = self.state.objects
         oid = store.object_id(self.bucket, self.key)
-        await self.stack.enter_async_context(store.locked(oid))
+        try:
+            await self.stack.enter_async_context(store.locked(oid))
+        except OSError as exc:
+            raise _cannot_write(exc) from None
         try:
             probe = await asyncio.to_thread(store.probe, self.bucket, self.key, self.comps)
         except NotAppendable as exc:
