@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from typing import Any
 
 from .._version import __version__
@@ -19,7 +20,7 @@ from .state import ServerState
 from .uploader_handler import handle_upload
 from .wcs_handler import handle_append
 
-__all__ = ["UploadServerApp", "create_app"]
+__all__ = ["UploadServerApp", "app_from_environment", "create_app"]
 
 log = logging.getLogger("nbupload.server")
 
@@ -37,7 +38,8 @@ class UploadServerApp:
         self._sweeper: asyncio.Task[None] | None = None
 
     def stats(self) -> dict[str, Any]:
-        return self.state.stats.snapshot()
+        """This process's counters (``pid`` says which process of several answered)."""
+        return {**self.state.stats.snapshot(), "pid": os.getpid()}
 
     def sweep(self) -> int:
         """Remove stale partial sessions and spooled appends now; how many were removed."""
@@ -124,3 +126,15 @@ class UploadServerApp:
 def create_app(config: ServerConfig) -> UploadServerApp:
     """The ASGI app serving ``config`` (run it with any ASGI server, e.g. uvicorn)."""
     return UploadServerApp(config)
+
+
+def app_from_environment() -> UploadServerApp:
+    """The app factory the worker processes of ``nbupload serve --workers N`` import
+    (``uvicorn --factory nbupload.server.app:app_from_environment``): settings from the
+    private JSON file named by ``$NBUPLOAD_SERVER_CONFIG``."""
+    from .runner import CONFIG_ENV, load_config_file
+
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise RuntimeError(f"{CONFIG_ENV} is not set: it names the server's settings file")
+    return UploadServerApp(load_config_file(path))
