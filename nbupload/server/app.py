@@ -104,11 +104,15 @@ class UploadServerApp:
             elif path == "/" and method in ("GET", "HEAD"):
                 await self._status(send, method)
             else:
-                await respond(send, 404, _json({"result": "ERROR", "code": 404, "message": f"no route {path}"}))
+                # not the uploader route: answered in WCS's shape (PROTOCOLS.md B6)
+                await respond(send, 404, _json({"code": "404", "message": f"no route {path}"}))
         except Exception:
             log.exception("unexpected error answering %s %s", method, path)
             with contextlib.suppress(Exception):
-                body = _json({"result": "ERROR", "code": 500, "message": "internal server error"})
+                if path in ("/upload", "/upload/"):
+                    body = _json({"result": "ERROR", "code": 500, "message": "internal server error"})
+                else:
+                    body = _json({"code": "500", "message": "internal server error"})
                 await respond(send, 500, body, close=True)
 
     async def _status(self, send: Send, method: str) -> None:
