@@ -64,6 +64,7 @@ def upload(
     mime: str | None = None,
     position: int = 0,
     wait: bool = False,
+    verify: bool | str | None = None,
     engine: Engine | None = None,
 ) -> Task:
     """Upload ``source`` (a path, bytes-like, binary file object, or anything with ``.size``
@@ -75,9 +76,12 @@ def upload(
     ``"plain"`` or ``"wcs-append"`` (``url`` is the upload domain; give ``token=`` or
     ``access_key=`` + ``secret_key=`` + ``scope=``, and ``key=`` unless the scope names it).
     For a file that grew since an earlier WCS upload, ``position=`` (the size the object has)
-    appends just the new bytes.
+    appends just the new bytes. ``verify`` (HTTPS: ``True``, ``False`` or a CA bundle path)
+    sets the engine's certificate check (``EngineConfig.verify``) for this and later uploads.
     """
     eng = engine or get_engine()
+    if verify is not None and eng.config.verify != verify:
+        eng.configure(verify=verify)
     task = eng.submit(
         source, url, protocol=protocol, chunk_size=chunk_size, name=name, filename=filename,
         fields=fields, headers=headers, key=key, token=token, access_key=access_key,
