@@ -12,16 +12,19 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs
 
-from ..protocols.errors import ProtocolError
+from ..protocols.errors import ProtocolError, TokenError
 from ..protocols.ranges import RangeSet, parse_range_attr
 from ..protocols.uploader import ErrorCode, format_error, format_ok, format_query_answer, parse_query_request
+from ..protocols.wcs import PutPolicy, verify_token
 from .body import BodyCutShort, BodyReader, BodyTooLarge, request_body
 from .diskio import OffsetWriter
 from .http import Send, header, respond
-from .names import has_denied_extension, sanitize_filename
+from .names import UnsafeNameError, has_denied_extension, open_dir_chain, sanitize_filename, split_key
 from .parts import DATA, HEAD, PartHead, PartStream, multipart_boundary
 from .sessions import FileEntry, Session
 from .state import ServerState
@@ -58,6 +61,55 @@ def _write_error(exc: OSError, what: str) -> UploadError:
 def _no_temp_dir(exc: OSError) -> UploadError:
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     return UploadError(ErrorCode.NO_TEMP_DIR, f"Cannot upload file: No temp directory ({reason})")
+
+
+def _unauthorized(message: str) -> UploadError:
+    return UploadError(401, message, status=401)
+
+
+def upload_token(scope: dict[str, Any]) -> str | None:
+    """The request's upload token: ``Authorization: UpToken <token>`` or ``?token=`` (A9)."""
+    auth = header(scope, "authorization")
+    if auth is not None:
+        kind, _, value = auth.strip().partition(" ")
+        if kind.lower() == "uptoken" and value.strip():
+            return value.strip()
+    query = scope.get("query_string", b"").decode("latin-1")
+    values = parse_qs(query).get("token")
+    return values[0].strip() if values and values[0].strip() else None
+
+
+def check_upload_token(state: ServerState, scope: dict[str, Any]) -> PutPolicy:
+    """The verified policy of the request's token, or a 401 :class:`UploadError` saying why
+    (never quoting the token)."""
+    token = upload_token(scope)
+    if token is None:
+        raise _unauthorized("an upload token is required: send 'Authorization: UpToken <token>' or ?token=")
+    try:
+        policy = verify_token(token, state.config.credentials, int(time.time() * 1000))
+    except TokenError as exc:
+        raise _unauthorized(f"invalid upload token: {exc}") from None
+    try:
+        split_key(policy.bucket, policy.key or "x")
+    except UnsafeNameError as exc:
+        raise _unauthorized(f"the token's scope is not a folder under the root: {exc}") from None
+    return policy
+
+
+def _move_into_place(state: ServerState, src: Any, target: str) -> None:
+    """``os.replace`` ``src`` to ``ROOT/<target>`` (``folder/name`` under a token's scope)."""
+    folder, _, name = target.rpartition("/")
+    if not folder:
+        os.replace(src, name, dst_dir_fd=state.root_fd)
+        return
+    try:
+        fd = open_dir_chain(state.root_fd, folder.split("/"), create=True)
+    except UnsafeNameError as exc:
+        raise OSError(f"the scope's folder is unsafe: {exc}") from None
+    try:
+        os.replace(src, name, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 class _FieldPart:
@@ -210,7 +262,7 @@ class _PlainPart:
             await self.writer.flush()
             os.close(self.writer.fd)
             self.open = False
-            os.replace(self.tmp, self.filename, dst_dir_fd=self.rx.state.root_fd)
+            _move_into_place(self.rx.state, self.tmp, self.filename)
         except OSError as exc:
             await self.abort()
             raise _write_error(exc, f"storing {self.filename!r}") from None
@@ -232,10 +284,11 @@ class _PlainPart:
 class _Receiver:
     """One multipart request of session ``boundary``, read part by part."""
 
-    def __init__(self, state: ServerState, boundary: str, reader: BodyReader) -> None:
+    def __init__(self, state: ServerState, boundary: str, reader: BodyReader, policy: PutPolicy | None = None) -> None:
         self.state = state
         self.boundary = boundary
         self.reader = reader
+        self.policy = policy
         self.session: Session | None = None
         self.fields: dict[str, str] = {}
 
@@ -267,12 +320,21 @@ class _Receiver:
         if entry.complete or not entry.held.covers(entry.total):
             return
         try:
-            os.replace(session.part_path(entry), entry.filename, dst_dir_fd=self.state.root_fd)
+            _move_into_place(self.state, session.part_path(entry), entry.filename)
         except OSError as exc:
             raise _write_error(exc, f"storing {entry.filename!r}") from None
         entry.complete = True
         entry.stored = entry.filename
         self.state.stats.add("uploader", "completed")
+
+    def _place(self, filename: str) -> str:
+        """Where a file lands, relative to the root: under the token's folder, if any."""
+        policy = self.policy
+        if policy is None:
+            return filename
+        if policy.key is not None and filename != policy.key:
+            raise _unauthorized(f"the token's scope {policy.scope!r} does not cover the file {filename!r}")
+        return f"{policy.bucket}/{filename}"
 
     async def _begin(self, head: PartHead) -> Any:
         if not head.is_file:
@@ -283,7 +345,7 @@ class _Receiver:
         if not head.filename and rng is None:
             return _SkipPart(head.name or "")
         name = head.name or "file"
-        filename = sanitize_filename(head.filename or name)
+        filename = self._place(sanitize_filename(head.filename or name))
         config = self.state.config
         if has_denied_extension(filename, config.deny_extensions):
             ext = next(e for e in config.deny_extensions if filename.lower().endswith(e))
@@ -307,6 +369,8 @@ class _Receiver:
             if entry is None:
                 entry = session.files[name] = FileEntry(name, filename, total)
                 self.save(session)
+            elif entry.filename != filename:
+                raise _unauthorized(f"field {name!r} of this session goes to {entry.filename!r}, out of the token's scope")
             elif entry.total != total:
                 raise _malformed(
                     f"range total {total} differs from the {entry.total} bytes this session already has "
@@ -371,6 +435,7 @@ async def handle_upload(state: ServerState, scope: dict[str, Any], receive: Any,
     content_type = header(scope, "content-type") or ""
     kind = content_type.split(";")[0].strip().lower()
     try:
+        policy = check_upload_token(state, scope) if config.require_token else None
         declared = header(scope, "content-length")
         limit = config.max_request_size
         if limit is not None and declared is not None and declared.strip().isdigit() and int(declared) > limit:
@@ -389,7 +454,7 @@ async def handle_upload(state: ServerState, scope: dict[str, Any], receive: Any,
             return
         if kind == "multipart/form-data":
             boundary = multipart_boundary(content_type)
-            answer = await _Receiver(state, boundary, reader).run()
+            answer = await _Receiver(state, boundary, reader, policy).run()
             await respond(send, 200, format_ok(**answer))
             return
         raise _malformed(
