@@ -85,9 +85,23 @@ class Served:
 
     def __init__(self, root: Path, workers: int, creds: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nbupload", "serve", "--root", str(root), "--port", "0", "--workers", str(workers),
-             "--credentials-file", str(creds)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                sys.executable,
+                "-m",
+                "nbupload",
+                "serve",
+                "--root",
+                str(root),
+                "--port",
+                "0",
+                "--workers",
+                str(workers),
+                "--credentials-file",
+                str(creds),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         m = re.match(r"nbupload: serving on (\S+) ", line)
@@ -147,7 +161,9 @@ def make_file(path: Path, size: int, seed: int) -> str:
     return h.hexdigest()
 
 
-def _timed_post(url: str, content: Any, headers: dict[str, str], report: Report, lock: threading.Lock) -> httpx.Response:
+def _timed_post(
+    url: str, content: Any, headers: dict[str, str], report: Report, lock: threading.Lock
+) -> httpx.Response:
     # a new connection each time: either worker may take it (plain HTTP: no TLS context to build)
     with httpx.Client(timeout=300, verify=False) as client:
         t0 = time.perf_counter()
@@ -197,7 +213,9 @@ def _per_worker(base: str, pids: set[int]) -> dict[int, int]:
     return seen
 
 
-def run(uploads: int, smallest: int, largest: int, workers: int = 2, concurrency: int | None = None) -> Report:
+def run(
+    uploads: int, smallest: int, largest: int, workers: int = 2, concurrency: int | None = None
+) -> Report:
     with tempfile.TemporaryDirectory(prefix="nbupload-load-") as tmp:
         tmpdir = Path(tmp)
         src_dir, root = tmpdir / "src", tmpdir / "root"
@@ -209,7 +227,9 @@ def run(uploads: int, smallest: int, largest: int, workers: int = 2, concurrency
         for i, size in enumerate(sizes(uploads, smallest, largest)):
             name = f"f{i:03d}.bin"
             plan.append((i % 2 == 0, name, size, make_file(src_dir / name, size, i)))
-        tok = wcs.make_token(AK, SK, json.dumps({"scope": "bkt", "deadline": int(time.time() * 1000) + 3600_000}))
+        tok = wcs.make_token(
+            AK, SK, json.dumps({"scope": "bkt", "deadline": int(time.time() * 1000) + 3600_000})
+        )
         report = Report(uploads=uploads, bytes=sum(p[2] for p in plan), seconds=0.0)
         lock = threading.Lock()
         served = Served(root, workers, creds)
@@ -271,7 +291,9 @@ def run(uploads: int, smallest: int, largest: int, workers: int = 2, concurrency
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.server_load", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.server_load", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="16 uploads up to 4 MiB")
     parser.add_argument("--uploads", type=int, help="concurrent uploads (default 64)")
     parser.add_argument("--max-size", type=parse_size, help="largest upload (default 64MiB)")
@@ -285,14 +307,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out, indent=1))
     else:
-        print(f"server load: {uploads} concurrent uploads (uploader and WCS), 1 KiB..{format_size(largest)}, "
-              f"serve --workers {args.workers}")
+        print(
+            f"server load: {uploads} concurrent uploads (uploader and WCS), 1 KiB..{format_size(largest)}, "
+            f"serve --workers {args.workers}"
+        )
         print(f"  {format_size(report.bytes)} in {out['seconds']} s: {out['MB_per_s']} MB/s aggregate")
         print(f"  {out['requests']} requests: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms per answer")
-        print(f"  workers' peak RSS (sum): {out['peak_worker_rss_MiB']} MiB; requests per worker "
-              f"{out['requests_per_worker']}")
-        print(f"  lost {report.lost}, corrupted {report.corrupted}, duplicated {report.duplicated}, "
-              f"failed requests {report.failed_requests}")
+        print(
+            f"  workers' peak RSS (sum): {out['peak_worker_rss_MiB']} MiB; requests per worker "
+            f"{out['requests_per_worker']}"
+        )
+        print(
+            f"  lost {report.lost}, corrupted {report.corrupted}, duplicated {report.duplicated}, "
+            f"failed requests {report.failed_requests}"
+        )
     bad = report.lost + report.corrupted + report.duplicated + report.failed_requests
     return 1 if bad else 0
 

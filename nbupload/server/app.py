@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 from typing import Any
 
 from .._version import __version__
@@ -23,6 +24,25 @@ from .wcs_handler import handle_append
 __all__ = ["UploadServerApp", "app_from_environment", "create_app"]
 
 log = logging.getLogger("nbupload.server")
+_TOKEN_IN_QUERY = re.compile(r"(?i)((?:^|[?&])token=)[^&\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """Masks ``token=...`` in access-log lines (uvicorn logs the path with its query string)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1***", a) if isinstance(a, str) and "token=" in a.lower() else a
+                for a in record.args
+            )
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
 
 
 def _json(obj: Any) -> bytes:
@@ -33,6 +53,7 @@ class UploadServerApp:
     """The reference server as an ASGI app; ``state.stats`` holds its counters."""
 
     def __init__(self, config: ServerConfig) -> None:
+        _redact_access_log()  # a ?token= in a URL must not reach the logs
         self.config = config
         self.state = ServerState(config)
         self._sweeper: asyncio.Task[None] | None = None

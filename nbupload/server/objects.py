@@ -34,7 +34,7 @@ from .diskio import pwrite_all
 from .locks import LockTable
 from .names import UnsafeNameError, open_dir_chain
 
-__all__ = ["AppendTarget", "NotAppendable", "ObjectProbe", "ObjectStore", "WCS_DIR", "private_dir"]
+__all__ = ["WCS_DIR", "AppendTarget", "NotAppendable", "ObjectProbe", "ObjectStore", "private_dir"]
 
 WCS_DIR = ".wcs"
 _DIGEST = 20

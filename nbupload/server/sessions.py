@@ -32,7 +32,7 @@ from typing import Any
 from ..protocols.ranges import RangeSet
 from .locks import LockTable, try_lock_file
 
-__all__ = ["FileEntry", "PARTIAL_DIR", "Session", "SessionStore"]
+__all__ = ["PARTIAL_DIR", "FileEntry", "Session", "SessionStore"]
 
 PARTIAL_DIR = ".partial"
 _META = "session.json"

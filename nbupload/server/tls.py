@@ -25,13 +25,17 @@ class SelfSigned:
     ca_file: Path
 
 
-def self_signed(hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"), directory: Path | None = None) -> SelfSigned:
+def self_signed(
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"), directory: Path | None = None
+) -> SelfSigned:
     """A fresh certificate for ``hosts``; the authority's PEM is written under ``directory``
     (default: a new private temp dir) for clients to trust."""
     try:
         import trustme
     except ImportError:
-        raise RuntimeError("a self-signed certificate needs trustme: pip install 'nbupload[server]'") from None
+        raise RuntimeError(
+            "a self-signed certificate needs trustme: pip install 'nbupload[server]'"
+        ) from None
     ca = trustme.CA()
     cert = ca.issue_cert(*hosts)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -369,7 +369,7 @@ class _Receiver:
             if entry is None:
                 entry = session.files[name] = FileEntry(name, filename, total)
                 self.save(session)
-            elif entry.filename != filename:
+            elif self.policy is not None and entry.filename.rpartition("/")[0] != filename.rpartition("/")[0]:
                 raise _unauthorized(f"field {name!r} of this session goes to {entry.filename!r}, out of the token's scope")
             elif entry.total != total:
                 raise _malformed(

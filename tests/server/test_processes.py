@@ -47,8 +47,15 @@ def test_two_processes_on_one_root_assemble_every_file(tmp_path):
                 # chunk k goes to process k % 2, two at a time, out of order
                 order = starts[1::2] + starts[::2]
                 for i, start in enumerate(order):
-                    r = send_chunk(client, urls[i % 2], boundary, data, start, min(start + CHUNK, len(data)),
-                                   filename=name)
+                    r = send_chunk(
+                        client,
+                        urls[i % 2],
+                        boundary,
+                        data,
+                        start,
+                        min(start + CHUNK, len(data)),
+                        filename=name,
+                    )
                     statuses.append(r.status_code)
             return statuses
 
@@ -90,8 +97,10 @@ def test_same_position_appends_from_two_processes_one_wins_one_gets_409(tmp_path
     creds = _credentials_file(tmp_path)
     tok = token("bkt")
     first, second = data_of(3 << 20, seed=1), data_of(1000, seed=2)
-    with serve("--root", str(root), "--credentials-file", creds) as (url_a, _), \
-            serve("--root", str(root), "--credentials-file", creds) as (url_b, _):
+    with (
+        serve("--root", str(root), "--credentials-file", creds) as (url_a, _),
+        serve("--root", str(root), "--credentials-file", creds) as (url_b, _),
+    ):
         port_a = int(url_a.rsplit(":", 1)[1])
         obj = root / "bkt" / "race.bin"
         with socket.create_connection(("127.0.0.1", port_a), timeout=60) as sock:
@@ -127,8 +136,10 @@ def test_concurrent_same_position_appends_exactly_one_succeeds(tmp_path):
     root = tmp_path / "root"
     creds = _credentials_file(tmp_path)
     tok = token("bkt")
-    with serve("--root", str(root), "--credentials-file", creds) as (url_a, _), \
-            serve("--root", str(root), "--credentials-file", creds) as (url_b, _):
+    with (
+        serve("--root", str(root), "--credentials-file", creds) as (url_a, _),
+        serve("--root", str(root), "--credentials-file", creds) as (url_b, _),
+    ):
         for round_ in range(8):
             key = f"obj{round_}.bin"
             barrier = threading.Barrier(4)
@@ -138,7 +149,9 @@ def test_concurrent_same_position_appends_exactly_one_succeeds(tmp_path):
                 enc = wcs.prepare_append(tok, BytesSource(data), key=key)
                 with httpx.Client(timeout=60) as client:
                     barrier.wait(30)
-                    r = client.post(f"{(url_a, url_b)[i % 2]}/append/0", content=iter(enc), headers=enc.headers)
+                    r = client.post(
+                        f"{(url_a, url_b)[i % 2]}/append/0", content=iter(enc), headers=enc.headers
+                    )
                 return r.status_code, r.headers.get("x-wcs-next-append-position")
 
             with ThreadPoolExecutor(4) as pool:
@@ -159,9 +172,10 @@ def test_query_answers_agree_between_processes_while_chunks_arrive(tmp_path):
     with serve("--root", str(root)) as (url_a, _), serve("--root", str(root)) as (url_b, _):
         with httpx.Client(timeout=30) as client:
             for i, start in enumerate(range(0, CHUNK * 5, CHUNK)):
-                r = send_chunk(client, (url_a, url_b)[i % 2] + "/upload", boundary, data, start, start + CHUNK)
+                r = send_chunk(
+                    client, (url_a, url_b)[i % 2] + "/upload", boundary, data, start, start + CHUNK
+                )
                 assert r.status_code == 200
                 for url in (url_a, url_b):
                     held = query(client, url + "/upload", boundary).ranges_for("file")
                     assert str(held) == f"0-{start + CHUNK}"
-

@@ -12,4 +12,6 @@ def test_short_load_against_two_workers_loses_corrupts_and_duplicates_nothing():
     print(f"\nshort server load: {figures}")
     assert (report.lost, report.corrupted, report.duplicated, report.failed_requests) == (0, 0, 0, 0), figures
     assert len(report.per_worker) == 2  # both workers were up and answering
-    assert sum(report.per_worker.values()) == len(report.latencies)  # every request was answered by one of them
+    assert sum(report.per_worker.values()) == len(
+        report.latencies
+    )  # every request was answered by one of them

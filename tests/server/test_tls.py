@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
@@ -42,7 +41,9 @@ def tls_server(tmp_path, cert):
 
 @pytest.fixture
 def engine(tmp_path, cert):
-    eng = Engine(EngineConfig(verify=str(cert.ca_file), journal_dir=tmp_path / "journal", chunk_size=256 << 10))
+    eng = Engine(
+        EngineConfig(verify=str(cert.ca_file), journal_dir=tmp_path / "journal", chunk_size=256 << 10)
+    )
     yield eng
     eng.shutdown(wait=True, timeout=10)
 
@@ -53,8 +54,17 @@ def test_both_protocols_over_tls(tls_server, engine, tmp_path):
     src.write_bytes(data_of(1_300_000, seed=3))
     nbupload.upload(str(src), tls_server.upload_url, engine=engine, wait=True)
     assert _sha(tls_server.root / "a.bin") == _sha(src)
-    nbupload.upload(str(src), tls_server.url, protocol="wcs-append", access_key=AK, secret_key=SK, scope="bkt",
-                    key="w/a.bin", engine=engine, wait=True)
+    nbupload.upload(
+        str(src),
+        tls_server.url,
+        protocol="wcs-append",
+        access_key=AK,
+        secret_key=SK,
+        scope="bkt",
+        key="w/a.bin",
+        engine=engine,
+        wait=True,
+    )
     assert _sha(tls_server.root / "bkt" / "w" / "a.bin") == _sha(src)
 
 
@@ -104,9 +114,23 @@ def test_sigkill_then_resume_over_tls_with_cacert(tmp_path, cert):
     src = tmp_path / "k.bin"
     src.write_bytes(data_of(3_000_000, seed=6))
     with start_server(tmp_path / "root", ssl=cert.context, throttle=1_500_000) as srv:
-        proc = subprocess.Popen(_cli("put", str(src), srv.upload_url, "--chunk-size", "256KiB", "--quiet",
-                                     "--cacert", str(cert.ca_file), home=home),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(home))
+        proc = subprocess.Popen(
+            _cli(
+                "put",
+                str(src),
+                srv.upload_url,
+                "--chunk-size",
+                "256KiB",
+                "--quiet",
+                "--cacert",
+                str(cert.ca_file),
+                home=home,
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(home),
+        )
         try:
             journal = home / "tasks"
 
@@ -124,8 +148,13 @@ def test_sigkill_then_resume_over_tls_with_cacert(tmp_path, cert):
             proc.stdout.close()
             proc.stderr.close()
         assert not (srv.root / "k.bin").exists()
-        done = subprocess.run(_cli("resume", "--all", "--quiet", "--cacert", str(cert.ca_file), home=home),
-                              capture_output=True, text=True, env=_env(home), timeout=120)
+        done = subprocess.run(
+            _cli("resume", "--all", "--quiet", "--cacert", str(cert.ca_file), home=home),
+            capture_output=True,
+            text=True,
+            env=_env(home),
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert _sha(srv.root / "k.bin") == _sha(src)
 
@@ -134,13 +163,23 @@ def test_an_untrusted_certificate_is_a_clear_error_and_insecure_skips_the_check(
     home = tmp_path / "home"
     src = tmp_path / "u.bin"
     src.write_bytes(data_of(5000))
-    done = subprocess.run(_cli("put", str(src), tls_server.upload_url, "--quiet", "--retries", "0", home=home),
-                          capture_output=True, text=True, env=_env(home), timeout=120)
+    done = subprocess.run(
+        _cli("put", str(src), tls_server.upload_url, "--quiet", "--retries", "0", home=home),
+        capture_output=True,
+        text=True,
+        env=_env(home),
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "CERTIFICATE_VERIFY_FAILED" in done.stderr or "certificate verify failed" in done.stderr
     assert "Traceback" not in done.stderr
-    done = subprocess.run(_cli("put", str(src), tls_server.upload_url, "--quiet", "--insecure", home=home),
-                          capture_output=True, text=True, env=_env(home), timeout=120)
+    done = subprocess.run(
+        _cli("put", str(src), tls_server.upload_url, "--quiet", "--insecure", home=home),
+        capture_output=True,
+        text=True,
+        env=_env(home),
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert _sha(tls_server.root / "u.bin") == _sha(src)
 
@@ -150,8 +189,13 @@ def test_plain_http_to_the_https_port_says_to_use_https(tls_server, tmp_path):
     src = tmp_path / "h.bin"
     src.write_bytes(data_of(5000))
     plain = tls_server.upload_url.replace("https://", "http://")
-    done = subprocess.run(_cli("put", str(src), plain, "--quiet", "--retries", "0", home=home),
-                          capture_output=True, text=True, env=_env(home), timeout=120)
+    done = subprocess.run(
+        _cli("put", str(src), plain, "--quiet", "--retries", "0", home=home),
+        capture_output=True,
+        text=True,
+        env=_env(home),
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "https://" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
@@ -169,10 +213,17 @@ def test_serve_certfile_keyfile_from_the_command_line(tmp_path, cert, engine):
     src = tmp_path / "c.bin"
     src.write_bytes(data_of(700_000, seed=8))
     for workers in ("1", "2"):
-        with serve("--root", str(tmp_path / "root"), "--certfile", str(certfile), "--keyfile", str(keyfile),
-                   "--workers", workers) as (url, _):
+        with serve(
+            "--root",
+            str(tmp_path / "root"),
+            "--certfile",
+            str(certfile),
+            "--keyfile",
+            str(keyfile),
+            "--workers",
+            workers,
+        ) as (url, _):
             assert url.startswith("https://")
             engine.configure(verify=str(cafile))
             nbupload.upload(str(src), url + "/upload", filename=f"c{workers}.bin", engine=engine, wait=True)
             assert _sha(tmp_path / "root" / f"c{workers}.bin") == _sha(src)
-

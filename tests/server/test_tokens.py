@@ -15,7 +15,7 @@ import pytest
 from nbupload.protocols import uploader
 from nbupload.server import start_server
 
-from .conftest import AK, SK, SEED_BOUNDARY, data_of, send_chunk, token, tree
+from .conftest import AK, SEED_BOUNDARY, SK, data_of, send_chunk, token, tree
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,9 @@ def guarded(tmp_path):
         yield srv
 
 
-def _query(client: httpx.Client, url: str, boundary: str, headers: dict[str, str] | None = None) -> httpx.Response:
+def _query(
+    client: httpx.Client, url: str, boundary: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
     h, body = uploader.prepare_query(boundary)
     return client.post(url, content=body, headers={**h, **(headers or {})})
 
@@ -70,19 +72,34 @@ def test_bad_tokens_are_401(guarded, client, kind):
     tok = BAD_TOKENS[kind]()
     before = tree(guarded.root)
     _refused(_query(client, guarded.upload_url, SEED_BOUNDARY, {"Authorization": f"UpToken {tok}"}), tok)
-    _refused(_chunk(client, guarded.upload_url, data_of(50_000), headers={"Authorization": f"UpToken {tok}"}), tok)
+    _refused(
+        _chunk(client, guarded.upload_url, data_of(50_000), headers={"Authorization": f"UpToken {tok}"}), tok
+    )
     _refused(_chunk(client, f"{guarded.upload_url}?token={tok}", data_of(50_000)), tok)
     assert tree(guarded.root) == before
 
 
 def test_out_of_scope_name_is_401(guarded, client):
     tok = token("inbox:only.csv")
-    msg = _refused(_chunk(client, guarded.upload_url, data_of(1000), filename="other.bin",
-                          headers={"Authorization": f"UpToken {tok}"}), tok)
+    msg = _refused(
+        _chunk(
+            client,
+            guarded.upload_url,
+            data_of(1000),
+            filename="other.bin",
+            headers={"Authorization": f"UpToken {tok}"},
+        ),
+        tok,
+    )
     assert "scope" in msg
     assert not (guarded.root / "inbox").exists()
-    r = _chunk(client, guarded.upload_url, data_of(1000), filename="only.csv",
-               headers={"Authorization": f"UpToken {tok}"})
+    r = _chunk(
+        client,
+        guarded.upload_url,
+        data_of(1000),
+        filename="only.csv",
+        headers={"Authorization": f"UpToken {tok}"},
+    )
     assert r.status_code == 200
     assert (guarded.root / "inbox" / "only.csv").read_bytes() == data_of(1000)
 
@@ -103,7 +120,10 @@ def test_valid_token_lands_files_in_its_folder_by_header_or_query(guarded, clien
     data = data_of(30_000, seed=2)
     r = _query(client, guarded.upload_url, SEED_BOUNDARY, {"Authorization": f"UpToken {tok}"})
     assert r.status_code == 200 and json.loads(r.content)["support"] is True
-    assert _chunk(client, guarded.upload_url, data, headers={"Authorization": f"UpToken {tok}"}).status_code == 200
+    assert (
+        _chunk(client, guarded.upload_url, data, headers={"Authorization": f"UpToken {tok}"}).status_code
+        == 200
+    )
     assert (guarded.root / "inbox" / "f.bin").read_bytes() == data
     r = _chunk(client, f"{guarded.upload_url}?token={tok}", data, filename="q.bin", boundary="----q")
     assert r.status_code == 200
@@ -113,19 +133,57 @@ def test_valid_token_lands_files_in_its_folder_by_header_or_query(guarded, clien
 
 def test_the_cli_sends_the_token_as_uptoken_and_never_keeps_or_prints_it(guarded, tmp_path):
     home = tmp_path / "home"
-    env = {**os.environ, "NBUPLOAD_HOME": str(home), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "NBUPLOAD_HOME": str(home),
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     src = tmp_path / "cli.bin"
     src.write_bytes(data_of(600_000, seed=9))
     tok = token("inbox")
-    done = subprocess.run([sys.executable, "-m", "nbupload", "put", str(src), guarded.upload_url, "--token", tok,
-                           "--chunk-size", "256KiB", "--quiet"], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbupload",
+            "put",
+            str(src),
+            guarded.upload_url,
+            "--token",
+            tok,
+            "--chunk-size",
+            "256KiB",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert (guarded.root / "inbox" / "cli.bin").read_bytes() == src.read_bytes()
     assert tok not in done.stdout + done.stderr
     # a refused token: a clear failure, and still not shown
     bad = token("inbox", sk="guessed")
-    done = subprocess.run([sys.executable, "-m", "nbupload", "put", str(src), guarded.upload_url, "--token", bad,
-                           "--quiet", "--filename", "no.bin"], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbupload",
+            "put",
+            str(src),
+            guarded.upload_url,
+            "--token",
+            bad,
+            "--quiet",
+            "--filename",
+            "no.bin",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode != 0 and "401" in done.stderr
     assert bad not in done.stdout + done.stderr and bad.split(":")[1] not in done.stderr
     for path in home.rglob("*"):
@@ -135,7 +193,47 @@ def test_the_cli_sends_the_token_as_uptoken_and_never_keeps_or_prints_it(guarded
 
 
 def test_serve_require_token_needs_credentials(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "nbupload", "serve", "--root", str(tmp_path), "--port", "0",
-                           "--require-token"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbupload",
+            "serve",
+            "--root",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--require-token",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "--require-token" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_tokens_in_urls_are_masked_in_the_access_log(tmp_path):
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    tok = token("inbox")
+    keep = Keep()
+    access = logging.getLogger("uvicorn.access")  # uvicorn's access logger does not propagate
+    with start_server(tmp_path / "root", credentials={AK: SK}, require_token=True, log_level="debug") as srv:
+        access.addHandler(keep)
+        try:
+            with httpx.Client(timeout=30) as client:
+                r = _chunk(client, f"{srv.upload_url}?token={tok}&x=1", data_of(1000))
+                assert r.status_code == 200
+        finally:
+            access.removeHandler(keep)
+    assert any("token=***" in line for line in keep.lines), keep.lines
+    assert not any(tok.split(":")[1] in line for line in keep.lines)

@@ -49,8 +49,15 @@ def test_two_workers_serve_one_port_and_assemble_every_file(tmp_path):
             data = files[name]
             for start in range(0, len(data), CHUNK):
                 with httpx.Client(timeout=60) as client:  # new connection: either worker
-                    r = send_chunk(client, url + "/upload", "----wk" + name, data, start,
-                                   min(start + CHUNK, len(data)), filename=name)
+                    r = send_chunk(
+                        client,
+                        url + "/upload",
+                        "----wk" + name,
+                        data,
+                        start,
+                        min(start + CHUNK, len(data)),
+                        filename=name,
+                    )
                     assert r.status_code == 200, r.text
 
         with ThreadPoolExecutor(4) as pool:
@@ -77,7 +84,10 @@ def test_sigkill_of_a_worker_mid_chunk_loses_nothing_and_the_upload_finishes(tmp
         assert wait_for(lambda: len(_workers(proc)) == 2, timeout=60)
         with httpx.Client(timeout=60) as client:
             for start in range(0, CHUNK * 4, CHUNK):  # half the file acknowledged
-                assert send_chunk(client, url + "/upload", boundary, data, start, start + CHUNK).status_code == 200
+                assert (
+                    send_chunk(client, url + "/upload", boundary, data, start, start + CHUNK).status_code
+                    == 200
+                )
         # a chunk half sent by hand on its own connection; its worker is then killed
         enc = uploader.prepare_chunk(boundary, BytesSource(data), CHUNK * 4, len(data))
         body = b"".join(bytes(p) for p in enc)
@@ -88,7 +98,8 @@ def test_sigkill_of_a_worker_mid_chunk_loses_nothing_and_the_upload_finishes(tmp
         try:
             sock.sendall(request + body[: 3 << 20])
             part = next((root / ".partial").glob("*/*.part"))
-            assert wait_for(lambda: part.stat().st_size > CHUNK * 4, timeout=30)  # its bytes are landing
+            landing = wait_for(lambda: part.stat().st_size > CHUNK * 4, timeout=90)  # its bytes are landing
+            assert landing, (part.stat().st_size, [w.pid for w in _workers(proc)])
             victim = _holder(_workers(proc), sock.getsockname()[1])
             os.kill(victim.pid, signal.SIGKILL)
             victim.wait(30)
@@ -99,10 +110,13 @@ def test_sigkill_of_a_worker_mid_chunk_loses_nothing_and_the_upload_finishes(tmp
             held = query(client, url + "/upload", boundary).ranges_for("file")
             assert str(held) == f"0-{CHUNK * 4}"  # what was acknowledged, and not the killed chunk
             for start in range(CHUNK * 4, len(data), 1 << 20):
-                r = send_chunk(client, url + "/upload", boundary, data, start, min(start + (1 << 20), len(data)))
+                r = send_chunk(
+                    client, url + "/upload", boundary, data, start, min(start + (1 << 20), len(data))
+                )
                 assert r.status_code == 200, r.text
             assert r.json()["complete"] is True
         assert (root / "data.bin").read_bytes() == data
         # the supervisor replaced the killed worker
-        assert wait_for(lambda: len(_workers(proc)) == 2 and victim.pid not in {w.pid for w in _workers(proc)},
-                        timeout=60)
+        assert wait_for(
+            lambda: len(_workers(proc)) == 2 and victim.pid not in {w.pid for w in _workers(proc)}, timeout=60
+        )
