@@ -246,7 +246,9 @@ def run_workers(
     previous = os.environ.get(CONFIG_ENV)
     os.environ[CONFIG_ENV] = path  # the spawned workers inherit it
     try:
-        extra: dict[str, Any] = {"factory": True, "workers": workers}
+        # a worker answers the supervisor's health pings from a thread; on a loaded machine that
+        # can take seconds, and a worker wrongly judged hung is killed with its uploads
+        extra: dict[str, Any] = {"factory": True, "workers": workers, "timeout_worker_healthcheck": 30}
         if certfile is not None:
             extra.update(ssl_certfile=str(certfile), ssl_keyfile=None if keyfile is None else str(keyfile))
         uconfig = _uvicorn_config("nbupload.server.app:app_from_environment", log_level, None, **extra)
