@@ -15,7 +15,7 @@ import pytest
 
 from nbupload.server import start_server
 
-from .conftest import AK, SK, append, data_of, read_answer, token
+from .conftest import AK, SK, append, data_of, read_answer, token, wait_for
 
 BIG = 300 << 20
 _PIECE = data_of(1 << 20)
@@ -141,3 +141,53 @@ def test_expect_100_continue_gets_the_refusal_before_sending_the_body(tmp_path):
             sock.sendall(head)
             status, _, body = read_answer(sock)
         assert (status, json.loads(body)["code"]) == (413, 4001)
+
+
+def _trickle_until_closed(sock: socket.socket, deadline: float) -> bool:
+    """Keep sending small pieces until the server has closed the connection (a send fails)."""
+    import time
+
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            sock.sendall(b"x" * 1024)
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("bound", ["time", "bytes", "idle"])
+def test_the_lingering_close_is_bounded(tmp_path, monkeypatch, bound):
+    """A client that never stops sending (or stops without closing) cannot hold the
+    connection: the linger ends after its time, byte or idle bound."""
+    from nbupload.server import linger
+
+    if bound == "time":
+        monkeypatch.setattr(linger, "LINGER_MAX_SECONDS", 1.0)
+    elif bound == "bytes":
+        monkeypatch.setattr(linger, "LINGER_MAX_BYTES", 64 * 1024)
+    else:
+        monkeypatch.setattr(linger, "LINGER_IDLE_SECONDS", 0.5)
+    with start_server(tmp_path / "root", max_request_size=1 << 20) as srv:
+        head = _head("/upload", "----linger", BIG)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as sock:
+            sock.sendall(head + b"x" * 4096)
+            status, _, body = read_answer(sock)
+            assert (status, json.loads(body)["code"]) == (413, 4001)
+            if bound == "idle":
+                # send nothing more: the server (in this process) closes its socket after the
+                # idle bound, so this process no longer holds that connection
+                import psutil
+
+                mine = sock.getsockname()[1]
+
+                def server_side_open() -> bool:
+                    return any(
+                        c.laddr and c.laddr.port == srv.port and c.raddr and c.raddr.port == mine
+                        for c in psutil.Process().net_connections(kind="tcp")
+                    )
+
+                assert wait_for(lambda: not server_side_open(), timeout=60)
+            else:
+                assert _trickle_until_closed(sock, 60)
