@@ -9,10 +9,12 @@ to 2 GiB in one request) never see it.
 
 :class:`LingeringHttpToolsProtocol` closes such a connection as nginx does: it sends the
 answer, half-closes (TLS cannot: it just stops writing), and keeps reading and discarding
-what comes until the client closes, the body ends, nothing came for
-:data:`LINGER_IDLE_SECONDS`, :data:`LINGER_MAX_SECONDS` passed or :data:`LINGER_MAX_BYTES`
-were discarded; then it closes. Bounded in time and bytes, costing no memory (discarded
-bytes are only counted), so it cannot be used to tie the server up.
+what comes until the client closes, nothing came for :data:`LINGER_IDLE_SECONDS`,
+:data:`LINGER_MAX_SECONDS` passed or :data:`LINGER_MAX_BYTES` were discarded; then it closes.
+A client still sending at :data:`LINGER_MIN_RATE` or faster on average when the time is up is
+given more time (a 2 GiB append over a 100 Mbit/s link takes minutes), up to the byte bound.
+Bounded in time and bytes, costing no memory (discarded bytes are only counted), so it
+cannot be used to tie the server up.
 """
 
 from __future__ import annotations
@@ -22,12 +24,20 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["LINGER_IDLE_SECONDS", "LINGER_MAX_BYTES", "LINGER_MAX_SECONDS", "LingeringHttpToolsProtocol"]
+__all__ = [
+    "LINGER_IDLE_SECONDS",
+    "LINGER_MAX_BYTES",
+    "LINGER_MAX_SECONDS",
+    "LINGER_MIN_RATE",
+    "LingeringHttpToolsProtocol",
+]
 
 #: nginx's lingering_time and lingering_timeout are 30 s and 5 s.
 LINGER_MAX_SECONDS = 30.0
 LINGER_IDLE_SECONDS = 5.0
 LINGER_MAX_BYTES = 4 << 30
+#: bytes per second, on average since the answer, that earn a slow-but-honest sender more time
+LINGER_MIN_RATE = 1 << 20
 
 
 class _Transport:
@@ -52,6 +62,7 @@ class LingeringHttpToolsProtocol(HttpToolsProtocol):
     _discarded = 0
     _idle: asyncio.TimerHandle | None = None
     _limit: asyncio.TimerHandle | None = None
+    _started = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._real = transport
@@ -77,8 +88,16 @@ class LingeringHttpToolsProtocol(HttpToolsProtocol):
             except (OSError, RuntimeError):
                 pass
         self.flow.resume_reading()
-        self._limit = self.loop.call_later(LINGER_MAX_SECONDS, self._end_linger)
+        self._started = self.loop.time()
+        self._limit = self.loop.call_later(LINGER_MAX_SECONDS, self._time_up)
         self._idle = self.loop.call_later(LINGER_IDLE_SECONDS, self._end_linger)
+
+    def _time_up(self) -> None:
+        elapsed = self.loop.time() - self._started
+        if self._discarded >= LINGER_MIN_RATE * elapsed:  # still coming fast: its answer is worth it
+            self._limit = self.loop.call_later(LINGER_MAX_SECONDS, self._time_up)
+            return
+        self._end_linger()
 
     def _end_linger(self) -> None:
         for timer in (self._idle, self._limit):

@@ -191,3 +191,24 @@ def test_the_lingering_close_is_bounded(tmp_path, monkeypatch, bound):
                 assert wait_for(lambda: not server_side_open(), timeout=60)
             else:
                 assert _trickle_until_closed(sock, 60)
+
+
+def test_a_sender_still_going_fast_enough_is_given_more_time(tmp_path, monkeypatch):
+    """Past the time bound, a client still sending at the minimum rate keeps its connection
+    (its answer is worth reading), so a long refused append over a slow link still gets it."""
+    import time
+
+    from nbupload.server import linger
+
+    monkeypatch.setattr(linger, "LINGER_MAX_SECONDS", 0.3)
+    monkeypatch.setattr(linger, "LINGER_MIN_RATE", 1024)
+    with start_server(tmp_path / "root", max_request_size=1 << 20) as srv:
+        head = _head("/upload", "----linger-rate", BIG)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as sock:
+            sock.sendall(head + b"x" * 4096)
+            status, _, _ = read_answer(sock)
+            assert status == 413
+            end = time.monotonic() + 2.0  # several time bounds long, at ~20 KiB/s (over the minimum)
+            while time.monotonic() < end:
+                sock.sendall(b"x" * 1024)  # a reset here would mean the linger ended
+                time.sleep(0.05)
