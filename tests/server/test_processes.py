@@ -169,13 +169,14 @@ def test_query_answers_agree_between_processes_while_chunks_arrive(tmp_path):
     root = tmp_path / "root"
     data = data_of(CHUNK * 6)
     boundary = "----agree"
-    with serve("--root", str(root)) as (url_a, _), serve("--root", str(root)) as (url_b, _):
-        with httpx.Client(timeout=30) as client:
-            for i, start in enumerate(range(0, CHUNK * 5, CHUNK)):
-                r = send_chunk(
-                    client, (url_a, url_b)[i % 2] + "/upload", boundary, data, start, start + CHUNK
-                )
-                assert r.status_code == 200
-                for url in (url_a, url_b):
-                    held = query(client, url + "/upload", boundary).ranges_for("file")
-                    assert str(held) == f"0-{start + CHUNK}"
+    with (
+        serve("--root", str(root)) as (url_a, _),
+        serve("--root", str(root)) as (url_b, _),
+        httpx.Client(timeout=30) as client,
+    ):
+        for i, start in enumerate(range(0, CHUNK * 5, CHUNK)):
+            r = send_chunk(client, (url_a, url_b)[i % 2] + "/upload", boundary, data, start, start + CHUNK)
+            assert r.status_code == 200
+            for url in (url_a, url_b):
+                held = query(client, url + "/upload", boundary).ranges_for("file")
+                assert str(held) == f"0-{start + CHUNK}"

@@ -154,6 +154,7 @@ def test_sigkill_then_resume_over_tls_with_cacert(tmp_path, cert):
             text=True,
             env=_env(home),
             timeout=120,
+            check=False,
         )
         assert done.returncode == 0, done.stderr
         assert _sha(srv.root / "k.bin") == _sha(src)
@@ -169,6 +170,7 @@ def test_an_untrusted_certificate_is_a_clear_error_and_insecure_skips_the_check(
         text=True,
         env=_env(home),
         timeout=120,
+        check=False,
     )
     assert done.returncode != 0
     assert "CERTIFICATE_VERIFY_FAILED" in done.stderr or "certificate verify failed" in done.stderr
@@ -179,6 +181,7 @@ def test_an_untrusted_certificate_is_a_clear_error_and_insecure_skips_the_check(
         text=True,
         env=_env(home),
         timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert _sha(tls_server.root / "u.bin") == _sha(src)
@@ -195,6 +198,7 @@ def test_plain_http_to_the_https_port_says_to_use_https(tls_server, tmp_path):
         text=True,
         env=_env(home),
         timeout=120,
+        check=False,
     )
     assert done.returncode != 0
     assert "https://" in done.stderr, done.stderr

@@ -15,7 +15,7 @@ import pytest
 from nbupload.protocols import uploader
 from nbupload.server import start_server
 
-from .conftest import AK, SEED_BOUNDARY, SK, data_of, send_chunk, token, tree
+from .conftest import AK, SEED_BOUNDARY, SK, data_of, send_chunk, token, tree, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,6 +159,7 @@ def test_the_cli_sends_the_token_as_uptoken_and_never_keeps_or_prints_it(guarded
         text=True,
         env=env,
         timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert (guarded.root / "inbox" / "cli.bin").read_bytes() == src.read_bytes()
@@ -183,6 +184,7 @@ def test_the_cli_sends_the_token_as_uptoken_and_never_keeps_or_prints_it(guarded
         text=True,
         env=env,
         timeout=120,
+        check=False,
     )
     assert done.returncode != 0 and "401" in done.stderr
     assert bad not in done.stdout + done.stderr and bad.split(":")[1] not in done.stderr
@@ -208,6 +210,7 @@ def test_serve_require_token_needs_credentials(tmp_path):
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert done.returncode != 0
     assert "--require-token" in done.stderr and "Traceback" not in done.stderr
@@ -237,3 +240,66 @@ def test_tokens_in_urls_are_masked_in_the_access_log(tmp_path):
             access.removeHandler(keep)
     assert any("token=***" in line for line in keep.lines), keep.lines
     assert not any(tok.split(":")[1] in line for line in keep.lines)
+
+
+def test_resume_token_is_sent_again_as_uptoken_for_an_uploader_task(tmp_path):
+    import json as _json
+    import signal
+
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "NBUPLOAD_HOME": str(home),
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    src = tmp_path / "r.bin"
+    src.write_bytes(data_of(3_000_000, seed=11))
+    tok = token("inbox")
+    with start_server(tmp_path / "root", credentials={AK: SK}, require_token=True, throttle=1_500_000) as srv:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "nbupload",
+                "put",
+                str(src),
+                srv.upload_url,
+                "--token",
+                tok,
+                "--chunk-size",
+                "256KiB",
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            journal = home / "tasks"
+
+            def acked() -> bool:
+                entries = sorted(journal.glob("*.json")) if journal.is_dir() else []
+                return bool(entries) and _json.loads(entries[0].read_text())["acked"] >= 256 << 10
+
+            assert wait_for(acked, timeout=30)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        entry = next(journal.glob("*.json")).read_text()
+        assert tok.split(":")[1] not in entry  # the journal never kept it
+        done = subprocess.run(
+            [sys.executable, "-m", "nbupload", "resume", "--all", "--quiet", "--token", tok],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert (srv.root / "inbox" / "r.bin").read_bytes() == src.read_bytes()
