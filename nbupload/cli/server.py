@@ -96,6 +96,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise CommandError("--require-token needs the key pairs that sign the tokens: give --credentials-file")
     if args.keyfile and not args.certfile:
         raise CommandError("--keyfile needs --certfile")
+    for option, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
+        if path and not os.path.isfile(path):
+            raise CommandError(f"{option} {path}: no such file")
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
     root = Path(args.root) if args.root else _default_root()

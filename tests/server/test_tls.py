@@ -231,3 +231,23 @@ def test_serve_certfile_keyfile_from_the_command_line(tmp_path, cert, engine):
             engine.configure(verify=str(cafile))
             nbupload.upload(str(src), url + "/upload", filename=f"c{workers}.bin", engine=engine, wait=True)
             assert _sha(tmp_path / "root" / f"c{workers}.bin") == _sha(src)
+
+
+def test_serve_says_what_is_wrong_with_a_certificate(tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    for args, expected in [
+        (["--certfile", str(tmp_path / "missing.pem")], "no such file"),
+        (["--certfile", str(bad)], "cannot use the TLS certificate"),
+        (["--certfile", str(bad), "--workers", "2"], "cannot use the TLS certificate"),
+        (["--keyfile", str(bad)], "--keyfile needs --certfile"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "nbupload", "serve", "--root", str(tmp_path / "r"), "--port", "0", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and expected in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
