@@ -64,6 +64,7 @@ def upload(
     mime: str | None = None,
     position: int = 0,
     wait: bool = False,
+    verify: bool | str | None = None,
     engine: Engine | None = None,
 ) -> Task:
     """Upload ``source`` (a path, bytes-like, binary file object, or anything with ``.size``
@@ -79,6 +80,9 @@ def upload(
 
     A list or tuple of paths, a folder, or a glob is uploaded as one batch: this returns a
     :class:`~nbupload.batch.Batch` (see :func:`~nbupload.batch.upload_many`).
+
+    ``verify`` (HTTPS: ``True``, ``False`` or a CA bundle path)
+    sets the engine's certificate check (``EngineConfig.verify``) for this and later uploads.
     """
     if _is_batch(source):  # a list, a folder or a glob: nbupload.upload_many (a Batch, not a Task)
         from .batch import upload_many
@@ -89,6 +93,8 @@ def upload(
                            headers=headers, token=token, access_key=access_key, secret_key=secret_key,
                            scope=scope, mime=mime, wait=wait, engine=engine)
     eng = engine or get_engine()
+    if verify is not None and eng.config.verify != verify:
+        eng.configure(verify=verify)
     task = eng.submit(
         source, url, protocol=protocol, chunk_size=chunk_size, name=name, filename=filename,
         fields=fields, headers=headers, key=key, token=token, access_key=access_key,

@@ -59,10 +59,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=positive_float, metavar="S",
                         help="network timeout per phase (connect, send, answer) and stall limit, seconds")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.add_argument("--cacert", metavar="PEM", help="HTTPS: trust the certificates signed by this CA bundle")
+    parser.add_argument("--insecure", "-k", action="store_true", help="HTTPS: do not verify the server's certificate")
 
 
 def _add_credentials(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--token", help="WCS upload token (or NBUPLOAD_TOKEN)")
+    parser.add_argument("--token", help="WCS upload token (or NBUPLOAD_TOKEN); for the uploader protocol it is "
+                        "sent as 'Authorization: UpToken <token>'")
     parser.add_argument("--ak", dest="access_key", metavar="AK", help="WCS access key (or NBUPLOAD_ACCESS_KEY)")
     parser.add_argument("--sk", dest="secret_key", metavar="SK", help="WCS secret key (or NBUPLOAD_SECRET_KEY)")
 
@@ -92,16 +95,23 @@ def put_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for ``Engine.submit`` / ``nbupload.upload`` from parsed put options."""
     if args.token and (args.access_key or args.secret_key):
         raise OptionError("give either --token or --ak/--sk/--scope, not both")
-    if args.protocol != "wcs-append" and (args.token or args.access_key or args.secret_key or args.scope or args.key):
-        raise OptionError("--token, --ak, --sk, --scope and --key are for --protocol wcs-append")
+    if args.protocol != "wcs-append" and (args.access_key or args.secret_key or args.scope or args.key):
+        raise OptionError("--ak, --sk, --scope and --key are for --protocol wcs-append")
+    headers = dict(args.header)
+    token = args.token
+    if args.protocol != "wcs-append" and token:
+        # the uploader route takes the upload token as a header (PROTOCOLS.md A9); a secret
+        # header, so the journal never keeps it
+        headers["Authorization"] = f"UpToken {token}"
+        token = None
     opts: dict[str, Any] = {
         "protocol": args.protocol,
         "name": args.name,
         "filename": args.filename,
         "fields": dict(args.field) or None,
-        "headers": dict(args.header) or None,
+        "headers": headers or None,
         "key": args.key,
-        "token": args.token,
+        "token": token,
         "access_key": args.access_key,
         "secret_key": args.secret_key,
         "scope": args.scope,

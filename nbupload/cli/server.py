@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -86,11 +87,23 @@ def _default_root() -> Path:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from ..server import start_server
+        from ..server import ServerConfig, start_server
+        from ..server.runner import run_workers
     except ImportError:
         raise CommandError("the server needs its extra dependencies: pip install 'nbupload[server]'") from None
     credentials = _load_credentials(args)
+    if args.require_token and not credentials:
+        raise CommandError("--require-token needs the key pairs that sign the tokens: give --credentials-file")
+    if args.keyfile and not args.certfile:
+        raise CommandError("--keyfile needs --certfile")
+    for option, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
+        if path and not os.path.isfile(path):
+            raise CommandError(f"{option} {path}: no such file")
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1")
     root = Path(args.root) if args.root else _default_root()
+    if args.workers > 1:
+        return _serve_workers(args, root, credentials, ServerConfig, run_workers)
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: Any) -> None:
@@ -108,10 +121,15 @@ def _serve(args: argparse.Namespace) -> int:
             partial_ttl=args.partial_ttl,
             throttle=args.throttle,
             body_timeout=args.body_timeout,
+            require_token=args.require_token,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
             log_level=args.log_level,
         )
     except RuntimeError as exc:
         raise CommandError(str(exc)) from None
+    except ssl.SSLError as exc:
+        raise CommandError(f"cannot use the TLS certificate {args.certfile}: {exc.reason or exc}") from None
     except OSError as exc:
         raise CommandError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -123,6 +141,34 @@ def _serve(args: argparse.Namespace) -> int:
         for sig, old in previous.items():
             signal.signal(sig, old)
         handle.stop()
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, root: Path, credentials: dict[str, str], config_type: Any,
+                   run_workers: Any) -> int:
+    """``--workers N``: N processes on one port, sharing the root (see docs/server.md)."""
+    try:
+        config = config_type(
+            root=root,
+            max_file_size=args.max_file_size,
+            max_request_size=args.max_request_size,
+            credentials=credentials,
+            deny_extensions=args.deny_extensions or (),
+            partial_ttl=args.partial_ttl,
+            throttle=args.throttle,
+            body_timeout=args.body_timeout,
+            require_token=args.require_token,
+        )
+
+        def ready(url: str) -> None:
+            print(f"nbupload: serving on {url} (root {config.root}, {args.workers} workers)", flush=True)
+
+        run_workers(config, args.host, args.port, args.workers, certfile=args.certfile, keyfile=args.keyfile,
+                    log_level=args.log_level, on_ready=ready)
+    except ssl.SSLError as exc:
+        raise CommandError(f"cannot use the TLS certificate {args.certfile}: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise CommandError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
 
 
@@ -193,6 +239,12 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--body-timeout", type=parse_duration, default=60.0, metavar="DURATION",
                        help="give up a request body that sends nothing this long (default 60s)")
     serve.add_argument("--throttle", type=_rate, metavar="RATE", help="read request bodies at most this fast, e.g. 1MiB")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="serve with N processes on one port, sharing the root (default 1)")
+    serve.add_argument("--certfile", metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    serve.add_argument("--keyfile", metavar="PEM", help="the certificate's private key (if not in --certfile)")
+    serve.add_argument("--require-token", action="store_true",
+                       help="refuse /upload requests without a valid upload token signed with --credentials")
     serve.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=_serve)
 

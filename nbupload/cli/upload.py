@@ -64,6 +64,14 @@ def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "timeout", None):
         t = args.timeout
         out.update(connect_timeout=t, read_timeout=t, write_timeout=t, stall_timeout=t)
+    if getattr(args, "cacert", None) and getattr(args, "insecure", False):
+        raise CommandError("give either --cacert or --insecure, not both")
+    if getattr(args, "cacert", None):
+        if not os.path.isfile(args.cacert):
+            raise CommandError(f"--cacert {args.cacert}: no such file")
+        out["verify"] = args.cacert
+    elif getattr(args, "insecure", False):
+        out["verify"] = False
     return out
 
 
@@ -315,9 +323,31 @@ def cmd_resume(args: argparse.Namespace) -> int:
     engine = _make_engine(args)
     again = {"token": args.token, "access_key": args.access_key, "secret_key": args.secret_key,
              "headers": dict(args.header) or None, "fields": dict(args.field) or None, "url": args.url}
+    protocols = {u.id: u.protocol for u in engine.unfinished()} if args.token else {}
+
+    def again_for(task_id: str) -> dict[str, Any]:
+        """``--token`` is the WCS token, or for an uploader task the UpToken header (A9)."""
+        if args.token and protocols.get(task_id, "wcs-append") != "wcs-append":
+            return {**again, "token": None, "headers": {**(again["headers"] or {}),
+                                                         "Authorization": f"UpToken {args.token}"}}
+        return again
+
     try:
         tasks = []
-        if args.all:
+        if args.all and args.token:  # per task: the token travels differently by protocol
+            busy = [u.id for u in engine.unfinished() if u.locked]
+            for task_id in protocols:
+                if task_id not in busy:
+                    try:
+                        tasks += engine.resume(task_id, **again_for(task_id))
+                    except (KeyError, TaskLockedError):
+                        continue
+            for b in busy:
+                print(f"nbupload: task {b} is being uploaded by another process; skipped", file=sys.stderr)
+            if not tasks:
+                print("nbupload: no unfinished tasks to resume", file=sys.stderr)
+                return 0 if not busy else EXIT_FAILED
+        elif args.all:
             busy = [u.id for u in engine.unfinished() if u.locked]
             tasks = engine.resume(None, **again)
             for b in busy:
@@ -328,7 +358,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         else:
             for task_id in args.ids:
                 try:
-                    tasks += engine.resume(task_id, **again)
+                    tasks += engine.resume(task_id, **again_for(task_id))
                 except KeyError:
                     raise CommandError(f"no unfinished task {task_id} (see: nbupload ls)", EXIT_FAILED) from None
                 except (TaskLockedError, ValueError) as exc:

@@ -13,6 +13,7 @@ request; while waiting for the answer, httpx's read timeout does the same job.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,9 +55,16 @@ def build_client(
         limits=httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0),
         timeout=build_timeout(config),
         follow_redirects=False,
-        verify=config.verify,
+        verify=_verify(config.verify),
         headers={"User-Agent": config.user_agent or f"nbupload/{__version__}"},
     )
+
+
+def _verify(verify: bool | str) -> bool | ssl.SSLContext:
+    """httpx's ``verify``: a CA bundle path becomes a context (httpx deprecates paths)."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 def build_timeout(config: EngineConfig) -> httpx.Timeout:
@@ -114,6 +122,10 @@ def _transport_error(exc: Exception) -> StepFailed:
         msg = f"cannot connect: {text}"
     else:
         msg = f"connection lost ({name}): {text}"
+        request = getattr(exc, "_request", None)
+        if isinstance(exc, httpx.RemoteProtocolError) and request is not None and request.url.scheme == "http":
+            # what a TLS port does with plain HTTP: it hangs up without an HTTP answer
+            msg += " (if the server speaks HTTPS, use an https:// URL)"
     return StepFailed(TaskError(msg, retryable=True), ambiguous=True)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, Union, observe, validate
 from traitlets.config import Configurable
 
 from ..engine.config import EngineConfig
@@ -36,6 +36,7 @@ ENGINE_TRAITS = {
     "read_timeout": "read_timeout",
     "stall_timeout": "stall_timeout",
     "journal_dir": "journal_dir",
+    "verify": "verify",
     "progress_interval": "progress_interval",
 }
 
@@ -55,6 +56,10 @@ class Uploader(Configurable):
     read_timeout = Float(_D.read_timeout, help="Seconds to wait for a server's answer.").tag(config=True)
     stall_timeout = Float(
         _D.stall_timeout, help="Seconds a request may move no bytes before it is abandoned and retried."
+    ).tag(config=True)
+    verify = Union(
+        [Bool(), Unicode()], default_value=True,
+        help="HTTPS: verify the server's certificate (True), not at all (False), or against this CA bundle path.",
     ).tag(config=True)
     default_url = Unicode(
         "", help="URL used when %upload is given none (set by `%upload server start`)."

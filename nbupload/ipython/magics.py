@@ -80,6 +80,8 @@ def build_parsers() -> dict[str, MagicParser]:
     srv.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: any free port)")
     srv.add_argument("--max-file-size", type=_size, metavar="SIZE", help=f"largest file accepted ({_SIZE_UNITS})")
     srv.add_argument("--throttle", type=_size, metavar="RATE", help="ingest at most RATE bytes/s (for demos)")
+    srv.add_argument("--tls", action="store_true",
+                     help="serve HTTPS with a self-signed certificate this kernel's uploads trust")
     parsers["server"] = srv
     tok = MagicParser(
         prog="%upload token",
@@ -366,8 +368,15 @@ class UploadMagics(Magics):
             if args.throttle is not None:
                 kwargs["throttle"] = args.throttle
             try:
+                if args.tls:
+                    from ..server.tls import self_signed
+
+                    cert = self_signed()
+                    kwargs["ssl"] = cert.context
+                    s.engine.configure(verify=str(cert.ca_file))  # this kernel trusts it
+                    print(f"self-signed certificate; its authority: {cert.ca_file} (trusted by this kernel)")
                 server = s.start_server(**kwargs)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RuntimeError) as exc:
                 raise UsageError(f"cannot start the server: {exc}") from None
             print(f"nbupload reference server at {server.base_url}\n"
                   f"  uploader URL: {server.handle.upload_url}   (default URL of %upload and the panel)\n"

@@ -55,10 +55,10 @@ def parse_fields(items: Iterable[str]) -> dict[str, str]:
 class _OptionsOnly:
     """Lets the CLI's ``add_put_arguments`` add its options to the magic's parser, minus what
     the magic does its own way: the positionals (FILE and URL are optional here, URL has a
-    default), engine-wide settings (``%config Uploader``) and ``--quiet`` (the magic has one).
+    default), engine-wide settings (``%config Uploader``, ``Uploader.verify`` for HTTPS) and ``--quiet`` (the magic has one).
     """
 
-    _SKIP = frozenset({"--retries", "--timeout", "--quiet"})
+    _SKIP = frozenset({"--retries", "--timeout", "--quiet", "--cacert", "--insecure"})
 
     def __init__(self, parser: argparse.ArgumentParser) -> None:
         self.parser = parser

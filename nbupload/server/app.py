@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import re
 from typing import Any
 
 from .._version import __version__
@@ -20,9 +22,28 @@ from .state import ServerState
 from .uploader_handler import handle_upload
 from .wcs_handler import handle_append
 
-__all__ = ["UploadServerApp", "create_app"]
+__all__ = ["UploadServerApp", "app_from_environment", "create_app"]
 
 log = logging.getLogger("nbupload.server")
+_TOKEN_IN_QUERY = re.compile(r"(?i)((?:^|[?&])token=)[^&\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """Masks ``token=...`` in access-log lines (uvicorn logs the path with its query string)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1***", a) if isinstance(a, str) and "token=" in a.lower() else a
+                for a in record.args
+            )
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
 
 
 def _json(obj: Any) -> bytes:
@@ -33,12 +54,14 @@ class UploadServerApp:
     """The reference server as an ASGI app; ``state.stats`` holds its counters."""
 
     def __init__(self, config: ServerConfig) -> None:
+        _redact_access_log()  # a ?token= in a URL must not reach the logs
         self.config = config
         self.state = ServerState(config)
         self._sweeper: asyncio.Task[None] | None = None
 
     def stats(self) -> dict[str, Any]:
-        return self.state.stats.snapshot()
+        """This process's counters (``pid`` says which process of several answered)."""
+        return {**self.state.stats.snapshot(), "pid": os.getpid()}
 
     def sweep(self) -> int:
         """Remove stale partial sessions and spooled appends now; how many were removed."""
@@ -105,11 +128,15 @@ class UploadServerApp:
             elif path == "/" and method in ("GET", "HEAD"):
                 await self._status(send, method)
             else:
-                await respond(send, 404, _json({"result": "ERROR", "code": 404, "message": f"no route {path}"}))
+                # not the uploader route: answered in WCS's shape (PROTOCOLS.md B6)
+                await respond(send, 404, _json({"code": "404", "message": f"no route {path}"}))
         except Exception:
             log.exception("unexpected error answering %s %s", method, path)
             with contextlib.suppress(Exception):
-                body = _json({"result": "ERROR", "code": 500, "message": "internal server error"})
+                if path in ("/upload", "/upload/"):
+                    body = _json({"result": "ERROR", "code": 500, "message": "internal server error"})
+                else:
+                    body = _json({"code": "500", "message": "internal server error"})
                 await respond(send, 500, body, close=True)
 
     async def _status(self, send: Send, method: str) -> None:
@@ -127,3 +154,15 @@ class UploadServerApp:
 def create_app(config: ServerConfig) -> UploadServerApp:
     """The ASGI app serving ``config`` (run it with any ASGI server, e.g. uvicorn)."""
     return UploadServerApp(config)
+
+
+def app_from_environment() -> UploadServerApp:
+    """The app factory the worker processes of ``nbupload serve --workers N`` import
+    (``uvicorn --factory nbupload.server.app:app_from_environment``): settings from the
+    private JSON file named by ``$NBUPLOAD_SERVER_CONFIG``."""
+    from .runner import CONFIG_ENV, load_config_file
+
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise RuntimeError(f"{CONFIG_ENV} is not set: it names the server's settings file")
+    return UploadServerApp(load_config_file(path))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from .http import header
 
@@ -15,11 +16,12 @@ __all__ = ["BodyCutShort", "BodyReader", "BodyTooLarge", "Throttle", "request_bo
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
-#: After an error the rest of the body is read and discarded so the client sees the answer
-#: (closing on an unread body makes the kernel reset the connection, losing the answer);
-#: beyond this many bytes or seconds the server answers anyway and closes.
-DRAIN_MAX_BYTES = 64 * 1024 * 1024
-DRAIN_MAX_SECONDS = 10.0
+#: After an error a little more of the body is read and discarded before answering, so a
+#: small request's connection stays usable; beyond this many bytes or seconds the server
+#: answers at once with ``Connection: close`` and the HTTP layer's lingering close
+#: (:mod:`.linger`) reads and discards the rest while the answer reaches the client.
+DRAIN_MAX_BYTES = 1024 * 1024
+DRAIN_MAX_SECONDS = 1.0
 #: The default of ``ServerConfig.body_timeout``: a body that sends no byte for this long is
 #: given up as cut short: its client has gone but its connection lingers (a dead link, a lost
 #: FIN), and a WCS append would hold its object's lock, a chunk its session, for as long

@@ -4,6 +4,8 @@ An object lives at ``ROOT/<bucket>/<key>``. Its sidecar, outside the object tree
 ``ROOT/.wcs/<oid>.json`` (the *appendable marker*: bucket, key, committed size, mime type)
 plus ``ROOT/.wcs/<oid>.blocks`` (the 20-byte SHA1 of every complete 4 MiB block, in order),
 so an append re-hashes only the object's last partial block and the new bytes.
+``ROOT/.wcs/locks/<oid>.lock`` is the object's cross-process lock: an append probes, writes
+and commits under it, so appends from several processes serving the root are serialized.
 
 An append writes the new bytes at the committed size, then writes the new block digests,
 then the JSON (atomically: temp + rename): the JSON's ``size`` is the commit point. A failed
@@ -14,12 +16,12 @@ An object file without a sidecar is a ``Normal`` object and refuses appends.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import hashlib
 import json
 import os
+import secrets
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -29,9 +31,10 @@ from typing import Any
 
 from ..protocols.wcs import BLOCK_SIZE, EtagHasher
 from .diskio import pwrite_all
+from .locks import LockTable
 from .names import UnsafeNameError, open_dir_chain
 
-__all__ = ["AppendTarget", "NotAppendable", "ObjectProbe", "ObjectStore", "WCS_DIR", "private_dir"]
+__all__ = ["WCS_DIR", "AppendTarget", "NotAppendable", "ObjectProbe", "ObjectStore", "private_dir"]
 
 WCS_DIR = ".wcs"
 _DIGEST = 20
@@ -88,7 +91,7 @@ class ObjectStore:
         self.root = root
         self.sidecars = root / WCS_DIR
         self.root_fd = -1
-        self._locks: dict[str, list[Any]] = {}
+        self._locks = LockTable()
 
     @staticmethod
     def object_id(bucket: str, key: str) -> str:
@@ -96,17 +99,11 @@ class ObjectStore:
 
     @contextlib.asynccontextmanager
     async def locked(self, oid: str) -> AsyncIterator[None]:
-        entry = self._locks.get(oid)
-        if entry is None:
-            entry = self._locks[oid] = [asyncio.Lock(), 0]
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                yield
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._locks[oid]
+        """Hold the object's lock, shared by every process serving the root (``.wcs/locks``):
+        appends to one object are serialized whichever process receives them."""
+        directory = private_dir(private_dir(self.sidecars) / "locks")
+        async with self._locks.hold(directory / f"{oid}.lock"):
+            yield
 
     def sweep_spool(self, ttl: float) -> int:
         """Remove spooled append bodies left by a crash (untouched for ``ttl`` seconds)."""
@@ -137,7 +134,7 @@ class ObjectStore:
     def _write_meta(self, oid: str, meta: dict[str, Any]) -> None:
         private_dir(self.sidecars)
         data = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        tmp = self.sidecars / f".{oid}.{os.getpid()}.tmp"
+        tmp = self.sidecars / f".{oid}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | _CLOEXEC, 0o600)
         try:
             pwrite_all(fd, data, 0)

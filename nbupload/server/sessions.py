@@ -2,6 +2,7 @@
 
 Layout under ``ROOT/.partial/``::
 
+    <sid>/lock              the session's cross-process lock file (see :mod:`.locks`)
     <sid>/session.json      boundary, data fields (last value), per file field:
                             filename, total, held ranges, complete, stored name
     <sid>/<fid>.part        the field's bytes, each chunk written at its offset (sparse)
@@ -9,27 +10,33 @@ Layout under ``ROOT/.partial/``::
 
 ``sid`` is a hash of the boundary (a boundary may hold ``/``), ``fid`` a hash of the field
 name. ``session.json`` is written atomically (temp file + rename) after a chunk's bytes are
-written, so the held ranges it lists are always on disk. A complete file is renamed into
-``ROOT/<name>``; a partial one is never visible there.
+written, so the held ranges it lists are always on disk; it is re-read and rewritten only
+under the session's lock, so processes sharing the root agree on it and exactly one of them
+renames a complete file into ``ROOT/<name>``; a partial one is never visible there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..protocols.ranges import RangeSet
+from .locks import LockTable, try_lock_file
 
-__all__ = ["FileEntry", "PARTIAL_DIR", "Session", "SessionStore"]
+__all__ = ["PARTIAL_DIR", "FileEntry", "Session", "SessionStore"]
 
 PARTIAL_DIR = ".partial"
 _META = "session.json"
+_LOCK = "lock"
 
 
 def _digest(text: str, n: int) -> str:
@@ -46,7 +53,6 @@ class FileEntry:
     held: RangeSet = field(default_factory=RangeSet)
     complete: bool = False
     stored: str | None = None
-    writers: int = 0  # chunks being written now (memory only)
 
     @property
     def fid(self) -> str:
@@ -85,10 +91,6 @@ class Session:
     data: dict[str, str] = field(default_factory=dict)
     files: dict[str, FileEntry] = field(default_factory=dict)
 
-    @property
-    def busy(self) -> bool:
-        return any(entry.writers for entry in self.files.values())
-
     def part_path(self, entry: FileEntry) -> Path:
         return self.directory / f"{entry.fid}.part"
 
@@ -104,12 +106,17 @@ class Session:
 
 
 class SessionStore:
-    """Sessions by boundary: cached in memory, loaded from and saved to ``ROOT/.partial``."""
+    """Sessions by boundary, on disk under ``ROOT/.partial``: the disk is the only truth.
+
+    Several processes may serve one root, so nothing is cached: a request reads the session
+    from disk, and changes it only inside :meth:`transaction` (the session's cross-process
+    lock, the state re-read inside it).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.partial = root / PARTIAL_DIR
-        self._cache: dict[str, Session] = {}
+        self.locks = LockTable()
 
     def ensure_partial_dir(self) -> Path:
         """Create ``ROOT/.partial`` (``OSError`` if impossible, e.g. a file is in the way)."""
@@ -125,10 +132,7 @@ class SessionStore:
         return self.partial / _digest(boundary, 32)
 
     def get(self, boundary: str) -> Session | None:
-        """The session, from memory or disk; ``None`` when unknown (or unreadable)."""
-        session = self._cache.get(boundary)
-        if session is not None:
-            return session
+        """The session as last committed on disk; ``None`` when unknown (or unreadable)."""
         directory = self._dir(boundary)
         if directory.is_symlink():  # planted: never read or write through it
             return None
@@ -148,25 +152,38 @@ class SessionStore:
                 session.files[entry.name] = entry
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        self._cache[boundary] = session
         return session
 
-    def create(self, boundary: str) -> Session:
-        """A new session with its directory (``OSError`` when it cannot be made: 4006)."""
+    def _make_dir(self, boundary: str) -> Path:
         self.ensure_partial_dir()
         directory = self._dir(boundary)
         os.makedirs(directory, 0o700, exist_ok=True)
         if directory.is_symlink() or not directory.is_dir():
             raise NotADirectoryError(f"{directory} is a symlink or not a directory")
-        session = Session(boundary=boundary, directory=directory)
-        self._cache[boundary] = session
-        return session
+        return directory
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, boundary: str) -> AsyncIterator[Session]:
+        """The session (a new one if unknown) re-read under its cross-process lock; the caller
+        changes it and calls :meth:`save` before leaving. ``OSError`` when its directory
+        cannot be made (4006)."""
+        async with contextlib.AsyncExitStack() as stack:
+            for attempt in range(3):
+                directory = self._make_dir(boundary)
+                try:
+                    await stack.enter_async_context(self.locks.hold(directory / _LOCK))
+                    break
+                except FileNotFoundError:
+                    # the directory was swept between its creation and the lock: make it again
+                    if attempt == 2:
+                        raise
+            yield self.get(boundary) or Session(boundary=boundary, directory=directory)
 
     def save(self, session: Session) -> None:
-        """Write ``session.json`` atomically (temp + rename)."""
+        """Write ``session.json`` atomically (temp + rename); call it inside :meth:`transaction`."""
         session.updated = time.time()
         data = json.dumps(session.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        tmp = session.directory / f".{_META}.{os.getpid()}.tmp"
+        tmp = session.directory / f".{_META}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             view = memoryview(data)
@@ -177,30 +194,39 @@ class SessionStore:
         os.replace(tmp, session.directory / _META)
 
     def sweep(self, ttl: float, now: float | None = None) -> int:
-        """Remove sessions untouched for ``ttl`` seconds (and stale plain temp files)."""
+        """Remove sessions untouched for ``ttl`` seconds (and stale plain temp files).
+
+        A session is removed only while its lock is free (taken without waiting), so a request
+        of any process in the middle of changing it is never undercut.
+        """
         now = time.time() if now is None else now
         removed = 0
-        active = {s.directory.name for s in self._cache.values() if s.busy}
         try:
             entries = list(os.scandir(self.partial))
         except OSError:
             return 0
         for entry in entries:
-            if entry.name in active:
-                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    meta = Path(entry.path) / _META
-                    stamp = meta.stat().st_mtime if meta.exists() else entry.stat(follow_symlinks=False).st_mtime
-                    if now - stamp > ttl:
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                        removed += 1
+                    lock = Path(entry.path) / _LOCK
+                    if self.locks.held_here(lock) or not self._stale(Path(entry.path), ttl, now):
+                        continue
+                    with try_lock_file(lock) as locked:
+                        if locked and self._stale(Path(entry.path), ttl, now):
+                            shutil.rmtree(entry.path, ignore_errors=True)
+                            removed += 1
                 elif now - entry.stat(follow_symlinks=False).st_mtime > ttl:
                     os.unlink(entry.path)
                     removed += 1
             except OSError:
                 continue
-        for boundary, session in list(self._cache.items()):
-            if not session.directory.exists():
-                del self._cache[boundary]
         return removed
+
+    @staticmethod
+    def _stale(directory: Path, ttl: float, now: float) -> bool:
+        meta = directory / _META
+        try:
+            stamp = meta.stat().st_mtime
+        except FileNotFoundError:
+            stamp = directory.stat().st_mtime
+        return now - stamp > ttl

@@ -9,17 +9,22 @@ held ranges cover ``[0, total)`` the partial file is renamed to ``ROOT/<name>``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import time
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs
 
-from ..protocols.errors import ProtocolError
+from ..protocols.errors import ProtocolError, TokenError
 from ..protocols.ranges import RangeSet, parse_range_attr
 from ..protocols.uploader import ErrorCode, format_error, format_ok, format_query_answer, parse_query_request
+from ..protocols.wcs import PutPolicy, verify_token
 from .body import BodyCutShort, BodyReader, BodyTooLarge, request_body
 from .diskio import OffsetWriter
 from .http import Send, header, respond
-from .names import has_denied_extension, replace_into, sanitize_relpath
+from .names import UnsafeNameError, has_denied_extension, replace_into, sanitize_relpath, split_key
 from .parts import DATA, HEAD, PartHead, PartStream, multipart_boundary
 from .sessions import FileEntry, Session
 from .state import ServerState
@@ -58,6 +63,39 @@ def _no_temp_dir(exc: OSError) -> UploadError:
     return UploadError(ErrorCode.NO_TEMP_DIR, f"Cannot upload file: No temp directory ({reason})")
 
 
+def _unauthorized(message: str) -> UploadError:
+    return UploadError(401, message, status=401)
+
+
+def upload_token(scope: dict[str, Any]) -> str | None:
+    """The request's upload token: ``Authorization: UpToken <token>`` or ``?token=`` (A9)."""
+    auth = header(scope, "authorization")
+    if auth is not None:
+        kind, _, value = auth.strip().partition(" ")
+        if kind.lower() == "uptoken" and value.strip():
+            return value.strip()
+    query = scope.get("query_string", b"").decode("latin-1")
+    values = parse_qs(query).get("token")
+    return values[0].strip() if values and values[0].strip() else None
+
+
+def check_upload_token(state: ServerState, scope: dict[str, Any]) -> PutPolicy:
+    """The verified policy of the request's token, or a 401 :class:`UploadError` saying why
+    (never quoting the token)."""
+    token = upload_token(scope)
+    if token is None:
+        raise _unauthorized("an upload token is required: send 'Authorization: UpToken <token>' or ?token=")
+    try:
+        policy = verify_token(token, state.config.credentials, int(time.time() * 1000))
+    except TokenError as exc:
+        raise _unauthorized(f"invalid upload token: {exc}") from None
+    try:
+        split_key(policy.bucket, policy.key or "x")
+    except UnsafeNameError as exc:
+        raise _unauthorized(f"the token's scope is not a folder under the root: {exc}") from None
+    return policy
+
+
 class _FieldPart:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -83,7 +121,12 @@ class _SkipPart(_FieldPart):
 
 
 class _ChunkPart:
-    """One ``range`` of a session's file field, written at its offset."""
+    """One ``range`` of a session's file field, written at its offset.
+
+    The bytes are written outside any lock (chunks land at their own offsets; overlapping
+    chunks hold the same bytes); the held ranges, completion and the move into place are
+    decided at the end under the session's cross-process lock.
+    """
 
     def __init__(self, rx: _Receiver, session: Session, entry: FileEntry, start: int, end: int) -> None:
         self.rx = rx
@@ -103,8 +146,6 @@ class _ChunkPart:
             except OSError as exc:
                 raise _write_error(exc, "opening the partial file") from None
             self.writer = OffsetWriter(fd, start)
-        entry.writers += 1
-        self.open = True
 
     async def data(self, piece: memoryview) -> None:
         n = piece.nbytes
@@ -114,18 +155,16 @@ class _ChunkPart:
             )
         self.received += n
         self.rx.state.stats.add("uploader", "bytes", n)
-        if self.writer is not None and not self.entry.complete:  # complete: it is in place, hands off
+        if self.writer is not None:
             try:
                 await self.writer.write(piece)
             except OSError as exc:
                 raise _write_error(exc, "writing a chunk") from None
 
     def _close(self) -> None:
-        if self.open:
-            self.open = False
-            self.entry.writers -= 1
-            if self.writer is not None:
-                os.close(self.writer.fd)
+        if self.writer is not None and self.writer.fd >= 0:
+            os.close(self.writer.fd)
+            self.writer.fd = -1
 
     async def end(self) -> dict[str, Any]:
         want = self.end_ - self.start
@@ -135,21 +174,29 @@ class _ChunkPart:
                 f"File only partially uploaded: the part holds {self.received} bytes, "
                 f"its range {self.start}-{self.end_} says {want}",
             )
-        if self.writer is not None and self.entry.complete:  # completed meanwhile by another request
-            await self.writer.discard()
-        elif self.writer is not None:
+        if self.writer is not None:
             try:
                 await self.writer.flush()
             except OSError as exc:
                 raise _write_error(exc, "writing a chunk") from None
-        self._close()
+        self._close()  # the bytes are in the file (and, on NFS, flushed by the close) first
         stats = self.rx.state.stats
         stats.add("uploader", "duplicate_bytes", self.duplicate)
-        entry = self.entry
-        if not entry.complete:
-            entry.held = entry.held.add(self.start, self.end_)
-        self.rx.save(self.session)
-        self.rx.finalize(self.session, entry)
+        rx = self.rx
+        async with rx.transaction() as session:
+            entry = session.files.get(self.entry.name)
+            if entry is None or entry.total != self.entry.total:  # swept meanwhile: start it again
+                entry = session.files[self.entry.name] = FileEntry(self.entry.name, self.entry.filename, self.entry.total)
+            if entry.complete:
+                if self.writer is not None:
+                    # completed by another request: an open that came after its move created
+                    # a stray partial file (the real one is in place now)
+                    with contextlib.suppress(OSError):
+                        os.unlink(session.part_path(entry))
+            else:
+                entry.held = entry.held.add(self.start, self.end_)
+                rx.finalize(session, entry)
+            rx.save(session)
         info: dict[str, Any] = {"name": entry.name, "range": str(entry.held), "complete": entry.complete}
         if entry.complete:
             info["stored"] = entry.stored
@@ -158,13 +205,7 @@ class _ChunkPart:
     async def abort(self) -> None:
         if self.writer is not None:
             await self.writer.discard()
-        was_open = self.open
         self._close()
-        if was_open:
-            try:
-                self.rx.finalize(self.session, self.entry)
-            except UploadError:
-                pass
 
 
 class _PlainPart:
@@ -227,10 +268,11 @@ class _PlainPart:
 class _Receiver:
     """One multipart request of session ``boundary``, read part by part."""
 
-    def __init__(self, state: ServerState, boundary: str, reader: BodyReader) -> None:
+    def __init__(self, state: ServerState, boundary: str, reader: BodyReader, policy: PutPolicy | None = None) -> None:
         self.state = state
         self.boundary = boundary
         self.reader = reader
+        self.policy = policy
         self.session: Session | None = None
         self.fields: dict[str, str] = {}
 
@@ -240,12 +282,24 @@ class _Receiver:
         except OSError as exc:
             raise _write_error(exc, "saving the session") from None
 
-    def finalize(self, session: Session, entry: FileEntry) -> None:
-        """Move a whole file into place, once, as soon as its held ranges cover it.
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        """The session under its cross-process lock (:meth:`SessionStore.transaction`)."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                session = await stack.enter_async_context(self.state.sessions.transaction(self.boundary))
+            except OSError as exc:
+                raise _no_temp_dir(exc) from None
+            yield session
 
-        A chunk of it may still be open then (typically a retry's first attempt, stuck on a
-        connection the client gave up on): waiting for it could mean waiting forever, so it
-        is not waited for; once the file is complete, such a part writes nothing more.
+    def finalize(self, session: Session, entry: FileEntry) -> None:
+        """Move a whole file into place, once, as soon as its held ranges cover it (under the
+        session's lock, so exactly one process of those sharing the root does it).
+
+        A chunk of it may still be open then, in this process or another (typically a
+        retry's first attempt, stuck on a connection the client gave up on): waiting for it
+        could mean waiting forever, so it is not waited for. Its bytes land in the moved
+        file at their offset, and they are the same bytes (A3: overlapping chunks agree).
         """
         if entry.complete or not entry.held.covers(entry.total):
             return
@@ -256,21 +310,17 @@ class _Receiver:
         entry.complete = True
         entry.stored = entry.filename
         self.state.stats.add("uploader", "completed")
-        self.save(session)
 
-    def _get_session(self) -> Session:
-        if self.session is None:
-            store = self.state.sessions
-            session = store.get(self.boundary)
-            if session is None:
-                try:
-                    session = store.create(self.boundary)
-                except OSError as exc:
-                    raise _no_temp_dir(exc) from None
-            self.session = session
-        return self.session
+    def _place(self, filename: str) -> str:
+        """Where a file lands, relative to the root: under the token's folder, if any."""
+        policy = self.policy
+        if policy is None:
+            return filename
+        if policy.key is not None and filename != policy.key:
+            raise _unauthorized(f"the token's scope {policy.scope!r} does not cover the file {filename!r}")
+        return f"{policy.bucket}/{filename}"
 
-    def _begin(self, head: PartHead) -> Any:
+    async def _begin(self, head: PartHead) -> Any:
         if not head.is_file:
             if not head.name:
                 raise _malformed("a form field without a name")
@@ -279,7 +329,7 @@ class _Receiver:
         if not head.filename and rng is None:
             return _SkipPart(head.name or "")
         name = head.name or "file"
-        filename = sanitize_relpath(head.filename or name)
+        filename = self._place(sanitize_relpath(head.filename or name))
         config = self.state.config
         if has_denied_extension(filename, config.deny_extensions):
             ext = next(e for e in config.deny_extensions if filename.lower().endswith(e))
@@ -298,15 +348,20 @@ class _Receiver:
                 ErrorCode.FILE_TOO_LARGE,
                 f"File exceeded max_file_size: {total} bytes is over the server's limit of {config.max_file_size} bytes",
             )
-        session = self._get_session()
-        entry = session.files.get(name)
-        if entry is None:
-            entry = session.files[name] = FileEntry(name, filename, total)
-        elif entry.total != total:
-            raise _malformed(
-                f"range total {total} differs from the {entry.total} bytes this session already has for field {name!r}"
-            )
-        return _ChunkPart(self, session, entry, start, end)
+        async with self.transaction() as session:
+            entry = session.files.get(name)
+            if entry is None:
+                entry = session.files[name] = FileEntry(name, filename, total)
+                self.save(session)
+            elif self.policy is not None and entry.filename.rpartition("/")[0] != filename.rpartition("/")[0]:
+                raise _unauthorized(f"field {name!r} of this session goes to {entry.filename!r}, out of the token's scope")
+            elif entry.total != total:
+                raise _malformed(
+                    f"range total {total} differs from the {entry.total} bytes this session already has "
+                    f"for field {name!r}"
+                )
+            self.session = session
+            return _ChunkPart(self, session, entry, start, end)
 
     async def run(self) -> dict[str, Any]:
         stream = PartStream(self.boundary)
@@ -318,7 +373,7 @@ class _Receiver:
                     if kind == DATA:
                         await part.data(value)
                     elif kind == HEAD:
-                        part = self._begin(value)  # type: ignore[arg-type]
+                        part = await self._begin(value)  # type: ignore[arg-type]
                     else:
                         info = await part.end()
                         if isinstance(part, _FieldPart) and not isinstance(part, _SkipPart):
@@ -334,10 +389,10 @@ class _Receiver:
             if part is not None:
                 await part.abort()
             raise
-        session = self.session or (self.state.sessions.get(self.boundary) if self.fields else None)
-        if session is not None and self.fields:
-            session.data.update(self.fields)
-            self.save(session)
+        if self.fields and (self.session is not None or self.state.sessions.get(self.boundary) is not None):
+            async with self.transaction() as session:
+                session.data.update(self.fields)
+                self.save(session)
         if not results:
             raise UploadError(ErrorCode.NO_FILE, "No file uploaded: the request has no file part")
         answer = dict(results[-1])
@@ -364,6 +419,7 @@ async def handle_upload(state: ServerState, scope: dict[str, Any], receive: Any,
     content_type = header(scope, "content-type") or ""
     kind = content_type.split(";")[0].strip().lower()
     try:
+        policy = check_upload_token(state, scope) if config.require_token else None
         declared = header(scope, "content-length")
         limit = config.max_request_size
         if limit is not None and declared is not None and declared.strip().isdigit() and int(declared) > limit:
@@ -382,7 +438,7 @@ async def handle_upload(state: ServerState, scope: dict[str, Any], receive: Any,
             return
         if kind == "multipart/form-data":
             boundary = multipart_boundary(content_type)
-            answer = await _Receiver(state, boundary, reader).run()
+            answer = await _Receiver(state, boundary, reader, policy).run()
             await respond(send, 200, format_ok(**answer))
             return
         raise _malformed(

@@ -112,7 +112,27 @@ class _Append:
         hint = ""
         if not self.state.config.credentials:
             hint = " (this server has no credentials: start it with --credentials AK:SK)"
-        return AppendError(401, f"{exc}{hint}")
+        error = AppendError(401, f"{exc}{hint}")
+        self._describe_object(error)
+        return error
+
+    def _describe_object(self, error: AppendError) -> None:
+        """Add the ``x-wcs-*`` headers to a 401 when the object exists and the token's
+        signature holds (expired or out of scope): a forged token learns nothing."""
+        token = self.fields.get("token", "").strip()
+        try:
+            policy = verify_token(token, self.state.config.credentials, 0)  # signature only
+            key = self.fields.get("key") or policy.key
+            if not key:
+                return
+            probe = self.state.objects.probe(policy.bucket, key, split_key(policy.bucket, key))
+        except NotAppendable as exc:
+            error.next_position, error.object_type = exc.size, "Normal"
+            return
+        except (TokenError, ProtocolError, UnsafeNameError, OSError):
+            return
+        if probe.exists:
+            error.next_position, error.object_type = probe.size, "Appendable"
 
     def _limit(self) -> int | None:
         """The largest size the object may reach with this append."""
@@ -125,14 +145,21 @@ class _Append:
     def _check_size(self, size: int) -> None:
         limit = self._limit()
         if limit is not None and size > limit:
-            raise AppendError(413, f"the object would be {size} bytes, over the limit of {limit} bytes")
+            error = AppendError(413, f"the object would be {size} bytes, over the limit of {limit} bytes")
+            if self.target is not None:  # the object is known and locked: say where it ends
+                error.next_position = self.target.start
+                error.object_type = "Appendable"
+            raise error
 
     async def _open_target(self) -> None:
         """Verify the token, lock the object, check the position, open it for writing."""
         self._verify()
         store = self.state.objects
         oid = store.object_id(self.bucket, self.key)
-        await self.stack.enter_async_context(store.locked(oid))
+        try:
+            await self.stack.enter_async_context(store.locked(oid))
+        except OSError as exc:
+            raise _cannot_write(exc) from None
         try:
             probe = await asyncio.to_thread(store.probe, self.bucket, self.key, self.comps)
         except NotAppendable as exc:

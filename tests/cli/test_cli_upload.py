@@ -60,7 +60,7 @@ def test_usage_errors_are_clear(cli, tmp_path):
     r = cli("put", str(tmp_path / "nope.bin"), "http://127.0.0.1:9/upload")
     assert r.returncode == 2 and "no such file" in r.stderr
     (tmp_path / "f").write_bytes(b"x")
-    r = cli("put", str(tmp_path / "f"), "http://127.0.0.1:9/upload", "--token", "a:b:c")
+    r = cli("put", str(tmp_path / "f"), "http://127.0.0.1:9/upload", "--key", "k")  # --token is for both
     assert r.returncode == 2 and "wcs-append" in r.stderr
     r = cli("put", str(tmp_path / "f"), "http://127.0.0.1:9", "-p", "wcs-append", "--scope", "b:k")
     assert r.returncode == 2 and "missing: access key, secret key" in r.stderr

@@ -104,3 +104,31 @@ def tree(root) -> list[str]:
         for n in dirnames + filenames:
             out.append(os.path.relpath(os.path.join(dirpath, n), root))
     return sorted(out)
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read one whole HTTP answer from ``sock``: the head, then exactly Content-Length body
+    bytes (as many ``recv`` calls as it takes); ``100 Continue`` interim answers are skipped."""
+    buf = b""
+    while True:
+        while b"\r\n\r\n" not in buf:
+            piece = sock.recv(65536)
+            if not piece:
+                raise ConnectionError(f"connection closed before the answer's head: {buf!r}")
+            buf += piece
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        if status != 100:
+            break
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(buf) < length:
+        piece = sock.recv(65536)
+        if not piece:
+            raise ConnectionError(f"connection closed after {len(buf)} of {length} body bytes")
+        buf += piece
+    return status, headers, buf[:length]

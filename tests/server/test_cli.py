@@ -39,7 +39,7 @@ def serve(*args: str, prelude: str = "") -> Iterator[tuple[str, subprocess.Popen
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
-        m = re.fullmatch(r"nbupload: serving on (http://127\.0\.0\.1:\d+) \(root (.+)\)\n", line)
+        m = re.fullmatch(r"nbupload: serving on (https?://127\.0\.0\.1:\d+) \(root (.+)\)\n", line)
         assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
         yield m.group(1), proc
     finally:
