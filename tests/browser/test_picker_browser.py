@@ -1,0 +1,207 @@
+"""The panel's file picker in JupyterLab 4 + headless Chromium: files set on its input with
+Playwright stream to the kernel in slices, land intact at the server, survive a page reload
+mid-transfer without resending, and keep the kernel's memory flat."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from browser_support import ARTIFACTS, write_notebook
+
+MiB = 1 << 20
+#: The big pick: 1 GiB by default (NBUPLOAD_PICKER_BIG_MIB to change it on a slow machine).
+BIG = int(os.environ.get("NBUPLOAD_PICKER_BIG_MIB", "1024")) * MiB
+
+
+def _wait(predicate, timeout=60.0, step=0.1, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"{what} not reached in the browser in time")
+
+
+def _random_file(path: Path, size: int) -> str:
+    """``size`` random bytes written in pieces; returns their sha256."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            block = os.urandom(min(left, 16 * MiB))
+            digest.update(block)
+            f.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(16 * MiB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _kernel(lab) -> psutil.Process:
+    procs = [p for p in psutil.Process(lab.proc.pid).children(recursive=True)
+             if any("ipykernel" in part for part in p.cmdline())]
+    assert len(procs) == 1, procs
+    return procs[0]
+
+
+class PeakRss(threading.Thread):
+    """The process's highest resident set size, sampled every 50 ms until stopped."""
+
+    def __init__(self, proc: psutil.Process) -> None:
+        super().__init__(daemon=True)
+        self.proc = proc
+        self.start_rss = proc.memory_info().rss
+        self.peak = self.start_rss
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.05):
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join(5)
+        return self.peak - self.start_rss
+
+
+def _open_and_run(page, lab, name: str) -> None:
+    page.goto(f"{lab.url}/doc/tree/{name}")
+    _wait_idle(page)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.locator(".nbupload-picker-input").first.wait_for(state="attached", timeout=90_000)
+
+
+def _wait_idle(page) -> None:
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+        " return k && k.status === 'idle'; }",
+        timeout=90_000,
+    )
+
+
+def _pick(page, name: str):
+    return page.locator(f'.nbupload-pick[data-name="{name}"]').last
+
+
+def _attr(loc, name: str) -> str:
+    return loc.get_attribute(name, timeout=5_000) or ""
+
+
+@pytest.fixture
+def notebook(lab):
+    srv = lab.root / "srv"
+    write_notebook(lab.root / "picker.ipynb", [
+        "%load_ext nbupload",
+        f"%upload server start --root {srv}",
+        "%upload panel",
+    ])
+    return srv
+
+
+def test_a_30_mib_pick_uploads_intact(lab, page, notebook, tmp_path):
+    src = tmp_path / "thirty.bin"
+    want = _random_file(src, 30 * MiB)
+    _open_and_run(page, lab, "picker.ipynb")
+    started = time.monotonic()
+    page.locator(".nbupload-picker-input").first.set_input_files(str(src))
+    pick = _pick(page, "thirty.bin")
+    _wait(lambda: _attr(pick, "data-task"), timeout=120, what="the pick reaching the kernel")
+    spooled_in = time.monotonic() - started
+    assert int(_attr(pick, "data-spooled")) == 30 * MiB
+    row = page.locator(".nbupload-row").filter(has_text="thirty.bin").first
+    _wait(lambda: row.locator(".nbupload-state").get_attribute("data-state") == "done", timeout=120,
+          what="the upload finishing")
+    total = time.monotonic() - started
+    assert _sha256(notebook / "thirty.bin") == want
+    # the spool is removed once the upload is done
+    spool = lab.home / "spool" / "browser"
+    _wait(lambda: not any(spool.iterdir()), what="the spool being removed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(".nbupload-form").screenshot(path=str(ARTIFACTS / "picker-30mib.png"))
+    print(f"\n30 MiB pick: browser->kernel {spooled_in:.1f} s, until done at the server {total:.1f} s")
+
+
+def test_a_folder_or_unreadable_file_gets_a_message(lab, page, notebook, tmp_path):
+    _open_and_run(page, lab, "picker.ipynb")
+    gone = tmp_path / "vanishing.bin"
+    gone.write_bytes(os.urandom(3 * MiB))
+    page.locator(".nbupload-picker-input").first.set_input_files(str(gone))
+    gone.unlink()  # it disappears while (or before) the browser reads it
+    message = page.locator(".nbupload-picker-message .nbupload-error").first
+    _wait(lambda: message.count() and "vanishing.bin" in message.inner_text(), what="the read error")
+    assert "could not read vanishing.bin in the browser" in message.inner_text()
+    # a folder dropped on the picker
+    page.evaluate(
+        """() => {
+        const root = document.querySelector('.nbupload-picker-root');
+        const dt = new DataTransfer();
+        const folder = {kind: 'file', getAsFile: () => null,
+                        webkitGetAsEntry: () => ({isDirectory: true, name: 'results'})};
+        const ev = new DragEvent('drop', {bubbles: true, cancelable: true});
+        Object.defineProperty(ev, 'dataTransfer', {value: {items: [folder], files: dt.files}});
+        root.dispatchEvent(ev);
+    }"""
+    )
+    _wait(lambda: "results is a folder" in page.locator(".nbupload-picker-message").first.inner_text(),
+          what="the folder message")
+
+
+@pytest.mark.slow
+def test_a_1_gib_pick_survives_a_reload_and_keeps_the_kernel_small(lab, page, notebook, tmp_path):
+    src = tmp_path / "big.bin"
+    want = _random_file(src, BIG)
+    _open_and_run(page, lab, "picker.ipynb")
+    rss = PeakRss(_kernel(lab))
+    rss.start()
+    started = time.monotonic()
+    page.locator(".nbupload-picker-input").first.set_input_files(str(src))
+    pick = _pick(page, "big.bin")
+    _wait(lambda: int(_attr(pick, "data-spooled") or 0) >= BIG // 3, timeout=300, what="a third of the file")
+
+    # reload the page mid-transfer, show the panel again, pick the same file again
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+    page.reload()
+    _wait_idle(page)
+    page.evaluate(
+        "() => { const nb = window.jupyterapp.shell.currentWidget.content;"
+        " nb.activeCellIndex = nb.widgets.length - 1;"
+        " return window.jupyterapp.commands.execute('notebook:run-cell'); }"
+    )
+    root = page.locator(".nbupload-picker-root").last
+    root.wait_for(timeout=90_000)
+    held = int(_attr(root.locator('.nbupload-pick[data-name="big.bin"]'), "data-spooled"))
+    assert BIG // 3 <= held < BIG
+    page.locator(".nbupload-picker-input").last.set_input_files(str(src))
+    _wait(lambda: _attr(_pick(page, "big.bin"), "data-task"), timeout=600, what="the whole file in the kernel")
+    spooled_in = time.monotonic() - started
+    row = page.locator(".nbupload-row").filter(has_text="big.bin").last
+    _wait(lambda: row.locator(".nbupload-state").get_attribute("data-state") == "done", timeout=600,
+          what="the upload finishing")
+    total = time.monotonic() - started
+    growth = rss.stop()
+    # every byte reached the kernel exactly once: nothing that arrived before the reload was resent
+    assert int(_attr(page.locator(".nbupload-picker-root").last, "data-received")) == BIG
+    assert _sha256(notebook / "big.bin") == want
+    assert growth < 64 * MiB, f"kernel RSS grew by {growth / MiB:.1f} MiB"
+    spool = lab.home / "spool" / "browser"
+    _wait(lambda: not any(spool.iterdir()), what="the spool being removed")
+    print(f"\n{BIG // MiB} MiB pick with a reload at {held / MiB:.0f} MiB: in the kernel after {spooled_in:.1f} s, "
+          f"done at the server after {total:.1f} s; kernel RSS growth {growth / MiB:.1f} MiB")
