@@ -477,13 +477,13 @@ class PickerCore:
 
     def _cancel(self, key: str) -> list[Reply]:
         out: list[Reply] = []
-        for fid, spool in list(self._transfers.items()):
-            if spool.key == key:
+        for fid, open_spool in list(self._transfers.items()):
+            if open_spool.key == key:
                 del self._transfers[fid]
                 out.append({"kind": "stop", "file": fid, "key": key, "message": "cancelled"})
         entry = self.entries.get(key)
         spool = next((s for s in self.store.spools() if s.key == key), None)
-        if spool is not None and spool.task_id is None:
+        if spool is not None and spool.task_id is None:  # one handed to the engine is its task's
             spool.remove()
         if entry is not None:
             entry.update(state="cancelled", message="cancelled; the part sent to the kernel was removed")

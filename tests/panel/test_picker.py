@@ -36,12 +36,16 @@ class Browser:
         )
         return fid, reply
 
-    def run(self, name: str, data: bytes, *, stop_after: int | None = None, last_modified: int = 1700000000000):
+    def run(
+        self, name: str, data: bytes, *, stop_after: int | None = None, last_modified: int = 1700000000000
+    ):
         """Send the file; ``stop_after`` slices: then walk away (a reload). Returns the last reply."""
         fid, reply = self.begin(name, data, last_modified)
         if reply["kind"] != "need":
             return reply
-        todo = [(s, min(s + reply["slice"], e)) for s, e in reply["ranges"] for s in range(s, e, reply["slice"])]
+        todo = [
+            (s, min(s + reply["slice"], e)) for s, e in reply["ranges"] for s in range(s, e, reply["slice"])
+        ]
         inflight: list[tuple[int, int]] = []
         sent = 0
         last = reply
@@ -116,7 +120,7 @@ def test_a_reloaded_page_continues_without_resending(tmp_path):
     first.run("big.bin", data, stop_after=4)  # the page reloads with nothing in flight after 4 slices
     assert core.received == 4 * SLICE and not submits.calls
     second = Browser(core)
-    fid, need = second.begin("big.bin", data)
+    _fid, need = second.begin("big.bin", data)
     assert need["ranges"] == [[4 * SLICE, len(data)]] and need["spooled"] == 4 * SLICE
     second.run("big.bin", data)
     assert submits.calls[0][2] == data
@@ -220,7 +224,7 @@ def test_cancel_removes_the_partial_spool(tmp_path):
 
 def test_sweep_removes_finished_forgotten_and_old_partial_spools(tmp_path):
     store = SpoolStore(tmp_path / "spool")
-    live, gone, old, fresh = (store.open(n, 10, 0) for n in ("live", "gone", "old", "fresh"))
+    live, gone, old, _fresh = (store.open(n, 10, 0) for n in ("live", "gone", "old", "fresh"))
     live.task_id, gone.task_id = "t-live", "t-gone"
     live.save(), gone.save()
     old.save()
@@ -271,7 +275,9 @@ def test_the_engine_uploads_the_spool_and_it_is_removed_when_done(tmp_path, serv
     task = engine.get(reply["task"])
     task.wait(30)
     assert task.state is TaskState.DONE
-    assert hashlib.sha256((tmp_path / "srv" / "up.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    assert (
+        hashlib.sha256((tmp_path / "srv" / "up.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    )
     _wait(lambda: list((tmp_path / "spool").iterdir()) == [])
     # the same file picked again after its upload is done is a new upload
     again = Browser(core)
@@ -294,8 +300,13 @@ def test_a_cancelled_upload_removes_its_spool_and_a_paused_one_resumes_on_a_new_
         assert task.state is TaskState.PAUSED
         browser = Browser(core)
         reply = browser.run("p.bin", data)
-        assert reply == {"kind": "done", "file": reply["file"], "key": reply["key"], "task": task.id,
-                         "spooled": len(data)}
+        assert reply == {
+            "kind": "done",
+            "file": reply["file"],
+            "key": reply["key"],
+            "task": task.id,
+            "spooled": len(data),
+        }
         assert browser.sent == 0 and task.state is not TaskState.PAUSED
         assert "resumed task" in core.entries[reply["key"]]["message"]
         task.cancel()
@@ -311,11 +322,14 @@ def test_widget_messages_go_through_the_core(tmp_path, monkeypatch):
     picker.core.slice_size = SLICE
     sent: list[dict] = []
     monkeypatch.setattr(picker, "send", lambda content, buffers=None: sent.append(content))
-    picker._handle_custom_msg({"kind": "begin", "file": "f", "name": "w.bin", "size": len(data),
-                               "last_modified": 5}, [])
+    picker._handle_custom_msg(
+        {"kind": "begin", "file": "f", "name": "w.bin", "size": len(data), "last_modified": 5}, []
+    )
     assert sent[-1]["kind"] == "need"
     for s in (0, SLICE):
-        picker._handle_custom_msg({"kind": "slice", "file": "f", "offset": s}, [memoryview(data[s : s + SLICE])])
+        picker._handle_custom_msg(
+            {"kind": "slice", "file": "f", "offset": s}, [memoryview(data[s : s + SLICE])]
+        )
     assert [m["kind"] for m in sent] == ["need", "ack", "ack", "done"]
     assert picker.received == len(data) and picker.entries[0]["state"] == "uploading"
     assert submits.calls[0][2] == data
