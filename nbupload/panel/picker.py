@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import anywidget
+import ipywidgets
 import traitlets
 
 from ..engine.state import FINAL_STATES, TaskEvent, TaskState
@@ -466,7 +467,12 @@ class PickerCore:
                     with self._lock:
                         self._by_task.pop(task_id, None)
                     spool.remove()
-        self._entry(spool, "uploading", f"uploading as task {task_id}", task=task_id)
+        self._entry(
+            spool,
+            "uploading",
+            f"handed to the engine as task {task_id}: its row shows the upload to the server",
+            task=task_id,
+        )
         return [{"kind": "done", "file": fid, "key": spool.key, "task": task_id, "spooled": spool.held}]
 
     def _fail(self, fid: str, message: str) -> list[Reply]:
@@ -519,6 +525,7 @@ class FilePicker(anywidget.AnyWidget):
         store: SpoolStore | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("layout", ipywidgets.Layout(flex="1 1 auto", min_width="0"))
         super().__init__(**kwargs)
         if engine is None:
             from ..api import get_engine

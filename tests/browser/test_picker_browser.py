@@ -4,7 +4,9 @@ mid-transfer without resending, and keep the kernel's memory flat."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import threading
 import time
@@ -104,6 +106,19 @@ def _wait_idle(page) -> None:
     )
 
 
+def _spooled(lab, name: str) -> list[Path]:
+    """The spool files (data and sidecar) of picks named ``name`` on the kernel's disk."""
+    spool = lab.home / "spool" / "browser"
+    if not spool.is_dir():
+        return []
+    out = []
+    for meta in spool.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(meta.read_text())["name"] == name:
+                out += [meta, meta.with_suffix(".data")]
+    return out
+
+
 def _pick(page, name: str):
     return page.locator(f'.nbupload-pick[data-name="{name}"]').last
 
@@ -145,8 +160,7 @@ def test_a_30_mib_pick_uploads_intact(lab, page, notebook, tmp_path):
     total = time.monotonic() - started
     assert _sha256(notebook / "thirty.bin") == want
     # the spool is removed once the upload is done
-    spool = lab.home / "spool" / "browser"
-    _wait(lambda: not any(spool.iterdir()), what="the spool being removed")
+    _wait(lambda: not _spooled(lab, "thirty.bin"), what="the spool being removed")
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator(".nbupload-form").screenshot(path=str(ARTIFACTS / "picker-30mib.png"))
     print(f"\n30 MiB pick: browser->kernel {spooled_in:.1f} s, until done at the server {total:.1f} s")
@@ -161,6 +175,14 @@ def test_a_folder_or_unreadable_file_gets_a_message(lab, page, notebook, tmp_pat
     message = page.locator(".nbupload-picker-message .nbupload-error").first
     _wait(lambda: message.count() and "vanishing.bin" in message.inner_text(), what="the read error")
     assert "could not read vanishing.bin in the browser" in message.inner_text()
+    entry = _pick(page, "vanishing.bin")
+    _wait(lambda: _attr(entry, "data-state") == "failed", what="the kernel's entry failing")
+    assert "could not read vanishing.bin" in entry.inner_text()
+    # Cancel removes what the kernel holds of it
+    assert _spooled(lab, "vanishing.bin")
+    entry.locator(".nbupload-pick-cancel").click()
+    _wait(lambda: _attr(entry, "data-state") == "cancelled", what="the cancel")
+    assert not _spooled(lab, "vanishing.bin")
     # a folder dropped on the picker
     page.evaluate(
         """() => {
@@ -225,9 +247,42 @@ def test_a_big_pick_survives_a_reload_and_keeps_the_kernel_small(lab, page, note
     assert received == BIG
     assert _sha256(notebook / name) == want
     assert growth < 64 * MiB, f"kernel RSS grew by {growth / MiB:.1f} MiB"
-    spool = lab.home / "spool" / "browser"
-    _wait(lambda: not any(spool.iterdir()), what="the spool being removed")
+    _wait(lambda: not _spooled(lab, name), what="the spool being removed")
     print(
         f"\n{BIG // MiB} MiB pick with a reload at {held / MiB:.0f} MiB: in the kernel after {spooled_in:.1f} s, "
         f"done at the server after {total:.1f} s; kernel RSS growth {growth / MiB:.1f} MiB"
     )
+
+
+def test_a_kernel_restart_mid_transfer_continues_from_the_spool(lab, page, notebook, tmp_path):
+    size = 48 * MiB
+    src = tmp_path / "restart.bin"
+    want = _random_file(src, size)
+    _open_and_run(page, lab, "picker.ipynb")
+    page.locator(".nbupload-picker-input").first.set_input_files(str(src))
+    _wait(lambda: int(_attr(_pick(page, "restart.bin"), "data-spooled") or 0) >= size // 4, what="a quarter")
+
+    # a kernel restart mid-transfer: the new kernel finds the spool and its sidecar on disk
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+    _wait_idle(page)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    page.locator(".nbupload-picker-root").wait_for(state="detached", timeout=30_000)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    root = page.locator(".nbupload-picker-root").last
+    entry = root.locator('.nbupload-pick[data-name="restart.bin"]')
+    entry.wait_for(timeout=90_000)
+    assert _attr(entry, "data-state") == "incomplete"
+    held = int(_attr(entry, "data-spooled"))
+    assert 0 < held < size
+    assert int(_attr(root, "data-received")) == 0  # a new kernel
+    root.locator(".nbupload-picker-input").set_input_files(str(src))
+    _wait(lambda: _attr(entry, "data-task"), timeout=300, what="the rest of the file in the kernel")
+    row = page.locator(".nbupload-row").filter(has_text="restart.bin").last
+    _wait(
+        lambda: row.locator(".nbupload-state").get_attribute("data-state") == "done",
+        timeout=300,
+        what="the upload finishing",
+    )
+    assert _sha256(notebook / "restart.bin") == want
+    # only what the old kernel did not hold was sent again
+    assert int(_attr(root, "data-received")) == size - held

@@ -7,6 +7,13 @@
 // nbupload/panel/picker.py for the kernel's side.
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
+const LABELS = {
+  spooling: "sending to the kernel",
+  incomplete: "incomplete",
+  uploading: "in the kernel, uploading",
+  failed: "failed",
+  cancelled: "cancelled",
+};
 
 function formatSize(n) {
   let i = 0;
@@ -119,7 +126,7 @@ function render({ model, el: root }) {
       fill.style.width = `${e.size ? (100 * e.spooled) / e.size : 100}%`;
       track.append(fill);
       const bytes = el("span", "nbupload-pick-bytes", `${formatSize(e.spooled)} / ${formatSize(e.size)} in the kernel`);
-      const state = el("span", "nbupload-pick-state", e.state);
+      const state = el("span", "nbupload-pick-state", LABELS[e.state] || e.state);
       row.append(name, track, bytes, state);
       if (e.state === "spooling" || e.state === "incomplete" || e.state === "failed") {
         if (!e.task) {
