@@ -160,7 +160,7 @@ class Spool:
             "created": self.created,
             "updated": self.updated,
         }
-        tmp = self.meta_path.with_suffix(".json.tmp")
+        tmp = self.meta_path.with_suffix(f".json.{os.getpid()}-{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(body))
         os.replace(tmp, self.meta_path)
 
@@ -191,7 +191,7 @@ class Spool:
             raise PickError(_disk_problem(self, exc)) from exc
 
     def remove(self) -> None:
-        for path in (self.data_path, self.meta_path, self.meta_path.with_suffix(".json.tmp")):
+        for path in (self.data_path, self.meta_path):
             with contextlib.suppress(OSError):
                 path.unlink()
 
@@ -212,6 +212,9 @@ class SpoolStore:
     def __init__(self, root: Path | None = None, *, free_space: Callable[[Path], int] | None = None) -> None:
         self.root = Path(root) if root is not None else default_spool_root()
         self._free_space = free_space or (lambda p: shutil.disk_usage(p).free)
+        # the engine's thread removes spools of finished tasks while the kernel's thread may
+        # open the same file's spool again: both go through this lock
+        self._lock = threading.RLock()
 
     def spools(self) -> list[Spool]:
         if not self.root.is_dir():
@@ -229,6 +232,10 @@ class SpoolStore:
     def open(self, name: str, size: int, last_modified: int) -> Spool:
         """The spool for this file: the one a previous transfer left, else a new one with its
         space checked up front (so a full disk is said before any byte is sent)."""
+        with self._lock:
+            return self._open(name, size, last_modified)
+
+    def _open(self, name: str, size: int, last_modified: int) -> Spool:
         found = self.find(name, size, last_modified)
         if found is not None:
             return found
@@ -254,6 +261,17 @@ class SpoolStore:
             raise PickError(_disk_problem(spool, exc)) from exc
         return spool
 
+    def remove(self, spool: Spool, *, task_id: str | None = None) -> bool:
+        """Remove a spool; with ``task_id``, only while its sidecar still names that task (the
+        same file may have been picked again meanwhile, under the same name)."""
+        with self._lock:
+            if task_id is not None:
+                current = Spool.load(spool.meta_path)
+                if current is None or current.task_id != task_id:
+                    return False
+            spool.remove()
+            return True
+
     def sweep(
         self, task_alive: Callable[[str], bool], *, now: float | None = None, max_age: float = PARTIAL_MAX_AGE
     ) -> list[str]:
@@ -262,9 +280,12 @@ class SpoolStore:
         removed = []
         for spool in self.spools():
             stale = (not task_alive(spool.task_id)) if spool.task_id else (now - spool.updated > max_age)
-            if stale:
-                spool.remove()
+            if stale and self.remove(spool, task_id=spool.task_id):
                 removed.append(spool.key)
+        for tmp in self.root.glob("*.tmp") if self.root.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if now - tmp.stat().st_mtime > 3600:  # a sidecar write a crash interrupted
+                    tmp.unlink()
         return removed
 
 
@@ -323,7 +344,7 @@ class PickerCore:
         if spool is None:  # a task a previous kernel submitted, resumed from the journal here
             spool = next((s for s in self.store.spools() if s.task_id == snap.id), None)
         if spool is not None:
-            spool.remove()
+            self.store.remove(spool, task_id=snap.id)
 
     def task_alive(self, task_id: str) -> bool:
         """Whether a task may still read its spool: running here, or unfinished in the journal."""
@@ -466,7 +487,7 @@ class PickerCore:
                 if engine.get(task_id).state in FINAL_STATES:
                     with self._lock:
                         self._by_task.pop(task_id, None)
-                    spool.remove()
+                    self.store.remove(spool, task_id=task_id)
         self._entry(
             spool,
             "uploading",
@@ -490,7 +511,7 @@ class PickerCore:
         entry = self.entries.get(key)
         spool = next((s for s in self.store.spools() if s.key == key), None)
         if spool is not None and spool.task_id is None:  # one handed to the engine is its task's
-            spool.remove()
+            self.store.remove(spool)
         if entry is not None:
             entry.update(state="cancelled", message="cancelled; the part sent to the kernel was removed")
         return out

@@ -235,6 +235,10 @@ def test_sweep_removes_finished_forgotten_and_old_partial_spools(tmp_path):
     assert sorted(removed) == sorted([gone.key, old.key])
     assert sorted(s.name for s in store.spools()) == ["fresh", "live"]
     assert Spool.load(tmp_path / "spool" / "nonsense.json") is None
+    # a late "done" of an earlier upload of the same file never removes the file picked again
+    again = store.open("gone", 10, 0)
+    assert not store.remove(gone, task_id="t-gone") and again.data_path.exists()
+    assert store.remove(live, task_id="t-live") and not live.data_path.exists()
 
 
 @pytest.fixture
@@ -335,3 +339,15 @@ def test_widget_messages_go_through_the_core(tmp_path, monkeypatch):
     assert submits.calls[0][2] == data
     assert "anywidget" in picker._model_module and "render" in picker._esm
     picker.close()
+
+
+def test_an_empty_file_reaches_the_server_and_its_spool_goes(tmp_path, server, engine):
+    def submit(path: Path, name: str) -> str:
+        return engine.submit(str(path), server.upload_url, filename=name).id
+
+    core = core_for(tmp_path, submit, engine=lambda: engine)
+    _, reply = Browser(core).begin("empty.txt", b"")
+    assert reply["kind"] == "done"
+    engine.get(reply["task"]).wait(30)
+    assert (tmp_path / "srv" / "empty.txt").read_bytes() == b""
+    _wait(lambda: list((tmp_path / "spool").iterdir()) == [])
