@@ -199,6 +199,17 @@ def test_a_folder_or_unreadable_file_gets_a_message(lab, page, notebook, tmp_pat
         lambda: "results is a folder" in page.locator(".nbupload-picker-message").first.inner_text(),
         what="the folder message",
     )
+    # files dropped on the picker go the same way as picked ones
+    page.evaluate(
+        """() => {
+        const dt = new DataTransfer();
+        dt.items.add(new File(["dropped on the picker"], "dropped.txt", {type: "text/plain"}));
+        const ev = new DragEvent('drop', {bubbles: true, cancelable: true, dataTransfer: dt});
+        document.querySelector('.nbupload-picker-root').dispatchEvent(ev);
+    }"""
+    )
+    _wait(lambda: (notebook / "dropped.txt").is_file(), what="the dropped file at the server")
+    assert (notebook / "dropped.txt").read_bytes() == b"dropped on the picker"
 
 
 @pytest.mark.parametrize("size", SIZES)
