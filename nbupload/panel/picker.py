@@ -379,12 +379,15 @@ class PickerCore:
                 return self._fail(fid, str(content.get("message") or "the browser could not read the file"))
             if kind == "cancel":
                 return self._cancel(str(content.get("key", "")))
+            return []
         except PickError as exc:
-            spool = self._transfers.pop(fid, None)
-            if spool is not None:
-                self._entry(spool, "failed", str(exc))
-            return [{"kind": "stop", "file": fid, "message": str(exc)}]
-        return []
+            message = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must still end in a message, not a hung transfer
+            message = f"the kernel could not take this file ({type(exc).__name__}: {exc}); pick it again"
+        spool = self._transfers.pop(fid, None)
+        if spool is not None:
+            self._entry(spool, "failed", message)
+        return [{"kind": "stop", "file": fid, "message": message}]
 
     def _begin(self, fid: str, c: dict[str, Any]) -> list[Reply]:
         name = str(c.get("name") or "").replace("\\", "/").split("/")[-1]

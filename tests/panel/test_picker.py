@@ -190,6 +190,9 @@ def test_bad_slices_and_browser_failures_get_messages(tmp_path):
     (stop,) = core.handle({"kind": "slice", "file": fid, "offset": 0}, [])
     assert "without its bytes" in stop["message"]
     fid, _ = Browser(core).begin("b.bin", data)
+    (stop,) = core.handle({"kind": "slice", "file": fid, "offset": "soon"}, [data[:SLICE]])
+    assert stop["kind"] == "stop" and "the kernel could not take this file (ValueError" in stop["message"]
+    fid, _ = Browser(core).begin("b.bin", data)
     assert core.handle({"kind": "fail", "file": fid, "message": "could not read b.bin in the browser"}) == []
     entry = core.entries[spool_key("b.bin", len(data), 1700000000000)]
     assert entry["state"] == "failed" and entry["message"] == "could not read b.bin in the browser"
