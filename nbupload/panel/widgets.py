@@ -28,6 +28,7 @@ from .format import (
     summary_text,
     text_line,
 )
+from .picker import FilePicker
 
 __all__ = ["PENDING", "Controller", "Offer", "StartRequest", "TaskRow", "UploadForm", "UploadPanel", "complete_path", "style_widget"]
 
@@ -218,7 +219,9 @@ class UploadForm(widgets.VBox):
         self.secret_key = widgets.Password(description="Secret key", placeholder="WCS (optional)")
         self.scope = widgets.Text(description="Scope", placeholder="bucket[:key]")
         self.start = widgets.Button(description="Start upload", icon="upload", button_style="primary")
-        self.picker = widgets.FileUpload(multiple=True, description="Pick files")
+        self.picker = FilePicker(
+            lambda path, name: controller.start_from_form(self.request(source=str(path), filename=name)),
+            engine=lambda: getattr(controller, "engine", None))  # browser files, streamed in slices
         self.message = widgets.HTML()
         for w, cls in ((self.path, "nbupload-path"), (self.url, "nbupload-url"),
                        (self.protocol, "nbupload-protocol"), (self.chunk, "nbupload-chunk"),
@@ -230,7 +233,6 @@ class UploadForm(widgets.VBox):
         self.path.observe(self._complete, names="value")
         self.protocol.observe(self._protocol_changed, names="value")
         self.start.on_click(self._on_start)
-        self.picker.observe(self._on_pick, names="value")
         wcs = widgets.HBox([self.access_key, self.secret_key, self.scope])
         settings = widgets.HBox([self.protocol, self.chunk])
         #: the row of ways to start an upload; :meth:`add_source` appends to it
@@ -296,14 +298,6 @@ class UploadForm(widgets.VBox):
             return
         full = Path(os.path.expanduser(path))
         self._submit(self.request(source=str(full), filename=full.name))
-
-    def _on_pick(self, change: Any) -> None:
-        files = change["new"]
-        if not files:
-            return
-        for item in files:
-            self._submit(self.request(source=item["content"], filename=item["name"]))
-        self.picker.value = ()
 
 
 class UploadPanel(_FullText, widgets.VBox):

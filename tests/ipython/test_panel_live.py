@@ -60,8 +60,9 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path):
         assert session.pump.applied_updates <= 10 * (elapsed + 5) + 10
 
         # a file picked in the browser goes through the same engine
-        form.picker.set_state({"value": [{"name": "picked.txt", "type": "text/plain", "size": 5,
-                                          "content": memoryview(b"hello"), "last_modified": 0}]})
+        form.picker._handle_custom_msg({"kind": "begin", "file": "f1", "name": "picked.txt", "size": 5,
+                                        "last_modified": 0}, [])
+        form.picker._handle_custom_msg({"kind": "slice", "file": "f1", "offset": 0}, [memoryview(b"hello")])
         (picked,) = [t for t in session.engine.tasks() if t.name == "picked.txt"]
         picked.wait(10)
         assert (tmp_path / "srv" / "picked.txt").read_bytes() == b"hello"

@@ -140,11 +140,12 @@ def test_form_submits_paths_and_picked_files_and_shows_errors(tmp_path):
     form.start.click()
     assert "nbupload-error" in form.message.value and "bad URL" in form.message.value
     form.url.value = "http://srv/upload"
-    # as the frontend sends it (deserialised like a comm message)
-    form.picker.set_state({"value": [{"name": "p.txt", "type": "text/plain", "size": 2,
-                                      "content": memoryview(b"hi"), "last_modified": 0}]})
-    assert bytes(rec.requests[-1]["source"]) == b"hi" and rec.requests[-1]["filename"] == "p.txt"
-    assert form.picker.value == ()
+    # a picked file, as the browser streams it (tests/panel/test_picker.py has the protocol)
+    form.picker.core.store.root = tmp_path / "spool"
+    form.picker._handle_custom_msg({"kind": "begin", "file": "f1", "name": "p.txt", "size": 2, "last_modified": 0}, [])
+    form.picker._handle_custom_msg({"kind": "slice", "file": "f1", "offset": 0}, [memoryview(b"hi")])
+    assert rec.requests[-1]["source"].endswith(".data") and rec.requests[-1]["filename"] == "p.txt"
+    assert form.picker.entries[0]["task"] == "new1"
 
 
 def test_complete_path(tmp_path):
