@@ -90,3 +90,36 @@ def test_update_doc_replaces_only_between_the_markers(tmp_path) -> None:
     bare = tmp_path / "bare.md"
     bare.write_text("no markers\n")
     assert not update_doc(bare, "# t\n") and bare.read_text() == "no markers\n"
+
+
+def test_link_clients_are_chosen_from_their_own_list_and_unknown_names_refused() -> None:
+    from benchmarks.cli import _select
+
+    loop, links = _select("naive,curl-F", ["links"])
+    assert [c.name for c in links] == ["curl-F", "naive"]
+    _, links = _select("nbupload", ["links"])
+    assert {c.name for c in links} == {"nbupload-uploader", "nbupload-uploader-s1", "nbupload-wcs", "nbupload-plain"}
+    with pytest.raises(ValueError, match="naive"):
+        _select("naive", ["throughput"])  # the loopback sections have no naive loop
+
+
+def test_link_targets_follow_the_issue() -> None:
+    from benchmarks.links import link_checks
+
+    rows = [
+        {"client": "nbupload-uploader", "target": "flow40-rtt20", "ratio": 2.0, "maxrss": {"max": 70 << 20}},
+        {"client": "nbupload-uploader", "target": "late40", "ratio": 1.1, "maxrss": {"max": 30 << 20}},
+        {"client": "nbupload-plain", "target": "loopback", "ratio": 1.3, "maxrss": None},
+        {"client": "nbupload-wcs", "target": "shared100-rtt20", "ratio": 0.8, "maxrss": None},
+        {"client": "nbupload-wcs", "target": "flow40-rtt80", "ratio": 0.1, "maxrss": None},  # no target there
+        {"client": "httpx", "target": "loopback", "ratio": 3.0, "maxrss": {"max": 99 << 20}},
+    ]
+    checks = {c["figure"].split(" (")[0] + " " + c["target"]: c["met"] for c in link_checks(
+        {"rows": rows, "streams": 4, "scenarios": [], "control": []})}  # fmt: skip
+    assert checks == {
+        "nbupload-uploader / curl -F >= 2.5x": False,
+        "nbupload-uploader / curl -F >= 1.0x": True,
+        "nbupload-plain / curl -F >= 1.2x": True,
+        "nbupload-wcs / curl -F >= 0.9x": False,
+        "peak RSS nbupload-uploader <= 68 MiB": False,  # 64 MiB + 4 streams x 1 MiB
+    }
