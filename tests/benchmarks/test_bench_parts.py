@@ -95,7 +95,7 @@ def test_update_doc_replaces_only_between_the_markers(tmp_path) -> None:
 def test_link_clients_are_chosen_from_their_own_list_and_unknown_names_refused() -> None:
     from benchmarks.cli import _select
 
-    loop, links = _select("naive,curl-F", ["links"])
+    _, links = _select("naive,curl-F", ["links"])
     assert [c.name for c in links] == ["curl-F", "naive"]
     _, links = _select("nbupload", ["links"])
     assert {c.name for c in links} == {"nbupload-uploader", "nbupload-uploader-s1", "nbupload-wcs", "nbupload-plain"}
