@@ -19,9 +19,11 @@ server and relays bytes both ways, shaping them as a link would:
 
 Backpressure is kept: a reader thread takes at most one slice at a time from its socket,
 waits for the pacer, then queues the slice on a delay line bounded to about twice the
-bandwidth-delay product, and a writer thread delivers each slice when it is due. What a
-sender has written but the link has not taken waits in the kernel's socket buffers, as on
-a real host. End of stream and resets travel behind the bytes in flight, as on a wire.
+bandwidth-delay product, and a writer thread delivers each slice when it is due. On a
+paced link the emulator's receive buffer is held to about 50 ms of the rate (a bottleneck
+queue), so the sender's window, and with it the sender's own send buffer, stay as small as
+a real slow path would keep them. End of stream and resets travel behind the bytes in
+flight, as on a wire.
 
 What it does not model (``netem`` and a real path would): loss and retransmission, TCP
 slow start and congestion windows (a new flow gets its full rate at once), jitter, reordering,
@@ -63,6 +65,10 @@ _UNPACED_QUEUE = 8 << 20  # bytes a delay line may hold when nothing paces it
 _SPLICE = hasattr(os, "splice")  # Linux, Python 3.10+
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _BURST_SECONDS = 0.004  # a bucket's depth: a reader woken late may catch up this much
+_QUEUE_SECONDS = 0.05  # a paced link's receive buffer: about this much of the rate (a bottleneck queue)
+_MIN_RCVBUF = 16 * 1024
+_MSS = 1448  # Ethernet's segment size, instead of loopback's 64 KiB
+_MAX_RCVBUF = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -351,6 +357,19 @@ class LinkEmulator:
         self.shared = Pacer(shape.shared_rate) if shape.shared_rate else None
         self.sock = socket.create_server((host, port), backlog=64)
         self.host, self.port = self.sock.getsockname()[:2]
+        rates = [r for r in (shape.flow_rate, shape.shared_rate) if r]
+        if rates:
+            # Accepted sockets inherit this before their first window is announced. Left to
+            # loopback's autotuning, the emulator's kernel would take megabytes the pacer has
+            # not let through yet (and the client's send buffer would grow to match): a
+            # bottleneck queue of seconds at 512 KiB/s. Real routers queue tens of ms.
+            size = int(min(_MAX_RCVBUF, max(_MIN_RCVBUF, min(rates) * _QUEUE_SECONDS)))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            # Loopback's 64 KiB segments make a client's kernel start with a ~4 MB send
+            # buffer (ten segments' worth, doubled), seconds of data at 512 KiB/s that a
+            # close() still delivers; with Ethernet's segment size it starts near 60 KB and
+            # grows with the congestion window, as on a real host.
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, _MSS)
         self._conns: set[_Connection] = set()
         self._lock = threading.Lock()
         self._stopping = False

@@ -23,6 +23,7 @@ the last byte that arrived.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -119,6 +120,16 @@ def start_link(sink: Target, scenario: Scenario) -> LinkTarget:
 
 
 # ---------------------------------------------------------------------------------- ceiling
+def _proc_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc), None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def measure_ceiling(
     sink: Target, path: Path, size: int, trials: int, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
@@ -128,20 +139,25 @@ def measure_ceiling(
         target = start_link(sink, Scenario(name, name, shape))
         try:
             for flows in (1, 4):
-                rates, errors = [], []
+                rates, cpus, errors = [], [], []
                 for _ in range(trials):
+                    assert target.link is not None
+                    cpu0 = _proc_cpu(target.link.pid)
                     rate, err = aggregate_once(CLIENTS["curl-T"], target, [path] * flows, size)
+                    cpu1 = _proc_cpu(target.link.pid)
                     if rate is None:
                         errors.append(err)
-                    else:
-                        rates.append(rate)
-                s = summarize(rates)
-                rows.append(
-                    {"link": name, "flows": flows, "rate": s.as_dict() if s else None, "errors": errors}
-                )
+                        continue
+                    rates.append(rate)
+                    if cpu0 is not None and cpu1 is not None:
+                        cpus.append((cpu1 - cpu0) / (size * flows / 1e9))
+                s, c = summarize(rates), summarize(cpus)
+                rows.append({"link": name, "flows": flows, "rate": s.as_dict() if s else None,
+                             "cpu_per_gb": c.as_dict() if c else None, "errors": errors})  # fmt: skip
                 log(
                     f"  link ceiling {name:22} x{flows}: "
                     + (f"{s.median / MB:7.0f} MB/s" if s else f"FAILED {errors[:1]}")
+                    + (f", emulator CPU {c.median:.2f} s per GB" if c else "")
                 )
         finally:
             target.stop()
@@ -395,20 +411,25 @@ def render(section: dict[str, Any]) -> list[str]:
         "#### The emulator's own ceiling on this machine",
         "",
         (
-            "`curl -T` through the emulator with no pacing, to the sink (MB/s, median): what the emulator can "
-            "pass while sharing the machine's cores with the client and the sink. The scenarios above need at "
-            "most 4 x 40 = 160 MB/s."
+            "`curl -T` through the emulator with no pacing, to the sink (median): what the emulator passes "
+            "while sharing the machine's cores with curl and the sink (on a busy machine all three starve), "
+            "and the emulator process's own CPU per GB (from /proc), which the machine's load changes much "
+            "less: its ceiling on one free core. The scenarios above need at most 4 x 40 = 160 MB/s."
         ),
         "",
-        "| emulator | 1 flow | 4 flows at once |",
-        "|---|--:|--:|",
+        "| emulator | 1 flow, MB/s | 4 flows at once, MB/s | emulator CPU s per GB (4 flows) | one free core passes |",
+        "|---|--:|--:|--:|--:|",
     ]
     for name in dict.fromkeys(r["link"] for r in section["ceiling"]):
         cells = []
         for flows in (1, 4):
             r = next((x for x in section["ceiling"] if x["link"] == name and x["flows"] == flows), None)
             cells.append(f"{r['rate']['median'] / MB:.0f}" if r and r["rate"] else "failed")
-        out.append(f"| {name} | {cells[0]} | {cells[1]} |")
+        four = next((x for x in section["ceiling"] if x["link"] == name and x["flows"] == 4), None)
+        cpu = (four or {}).get("cpu_per_gb")
+        per_core = f"{1000 / cpu['median']:.0f} MB/s" if cpu and cpu["median"] > 0 else "-"
+        cpu_text = f"{cpu['median']:.2f}" if cpu else "-"
+        out.append(f"| {name} | {cells[0]} | {cells[1]} | {cpu_text} | {per_core} |")
     out += [
         "",
         "#### Pause and cancel over slow links",
