@@ -62,7 +62,8 @@ def test_the_emulators_ceiling_is_measured(run: dict) -> None:
         (link, n) for link in ("relay", "delay line, 20 ms RTT") for n in (1, 4)
     }
     assert all(r["rate"] and r["rate"]["median"] > 0 and not r["errors"] for r in rows), rows
-    assert all(r["cpu_per_gb"] and r["cpu_per_gb"]["median"] > 0 for r in rows), rows  # read from /proc
+    # read from /proc, in clock ticks: a 3 MiB transfer may cost less than one tick, so only >= 0
+    assert all(r["cpu_per_gb"] is not None and r["cpu_per_gb"]["median"] >= 0 for r in rows), rows
 
 
 def test_pause_and_cancel_act_over_a_slow_link(run: dict) -> None:
