@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume-size", type=_one_size, help="file size of the resume and cancel runs (default 256MiB)")
     p.add_argument("--panel-size", type=_one_size, help="file size of the panel runs (default 1GiB)")
     p.add_argument("--ingest-size", type=_one_size, help="file size of each upload in the ingest runs (default 256MiB)")
-    p.add_argument("--link-size", type=_one_size, help="file size of the link scenarios (default 256MiB; --quick 8MiB)")
+    p.add_argument(
+        "--link-size", type=_one_size, help="file size of the link scenarios (default 256MiB; --quick 8MiB)"
+    )
     p.add_argument("--only", help="clients, comma-separated (names or prefixes, e.g. nbupload,curl-F)")
     p.add_argument("--servers", type=_csv(("sink", "reference")), default=["sink", "reference"])
     p.add_argument("--sections", type=_csv(SECTIONS), default=list(DEFAULT_SECTIONS),
@@ -81,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--links", action="store_true",
                    help="only the link scenarios (= --sections links): results go to links.md/links.json")
     p.add_argument("--scenarios", type=_csv([s.name for s in _scenarios()]),
-                   help="link scenarios, comma-separated (default: all): " + ", ".join(s.name for s in _scenarios()))
+                   help="link scenarios, comma-separated (default: all): "
+                   + ", ".join(s.name for s in _scenarios()))
     p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results", help="results directory")
     p.add_argument("--workdir", type=Path, help="where the big temporary files go (default: a new temp dir)")
     p.add_argument("--update-docs", action="store_true", help="also put the tables into docs/benchmarks.md")
@@ -99,7 +102,10 @@ def _select(only: str | None, sections: Sequence[str]) -> tuple[list[Client], li
     """(clients of the loopback sections, clients of the link scenarios) for ``--only``; a name
     must be known to one of the two lists."""
     wanted = [w.strip() for w in (only or "").split(",") if w.strip()]
-    pools = [CLIENTS] if "links" not in sections else [LINK_CLIENTS] if list(sections) == ["links"] else [CLIENTS, LINK_CLIENTS]
+    if "links" not in sections:
+        pools = [CLIENTS]
+    else:
+        pools = [LINK_CLIENTS] if list(sections) == ["links"] else [CLIENTS, LINK_CLIENTS]
     known = {name for pool in pools for name in pool}
     unknown = [w for w in wanted if not any(n == w or n.startswith(w + "-") for n in known)]
     if unknown:
@@ -148,7 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "started_at": _now(),
         "load_before": load_average(),
-        "options": {"runs": runs, "warmup": link_warmup if links_only else not args.no_warmup, "sizes": sizes, "rss_sizes": rss_sizes, "quick": args.quick,
+        "options": {"runs": runs, "warmup": link_warmup if links_only else not args.no_warmup,
+                    "sizes": sizes, "rss_sizes": rss_sizes, "quick": args.quick,
                     "clients": [c.name for c in clients], "servers": args.servers, "sections": args.sections,
                     "resume_size": preset["resume_size"], "panel_size": preset["panel_size"],
                     "ingest_size": preset["ingest_size"], "link_size": preset["link_size"],

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from .servers import Target
 
-__all__ = ["CHUNK_SIZE", "CLIENTS", "LINK_CLIENTS", "REFERENCE_CLIENT", "Client", "engine_streams", "select_clients"]
+__all__ = [
+    "CHUNK_SIZE", "CLIENTS", "LINK_CLIENTS", "REFERENCE_CLIENT", "Client", "engine_streams", "select_clients"
+]
 
 CHUNK_SIZE = 4 << 20
 REFERENCE_CLIENT = "curl-F"
@@ -65,7 +67,9 @@ def _curl_raw(path: str, target: Target) -> list[str] | None:
     ]  # fmt: skip
 
 
-def _nbupload(protocol: str, chunk_size: int = 0, streams: int = 0) -> Callable[[str, Target], list[str] | None]:
+def _nbupload(
+    protocol: str, chunk_size: int = 0, streams: int = 0
+) -> Callable[[str, Target], list[str] | None]:
     """An nbupload peer; ``chunk_size``/``streams`` 0: not passed (the engine's defaults)."""
 
     def argv(path: str, target: Target) -> list[str] | None:

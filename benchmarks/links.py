@@ -181,7 +181,8 @@ def control_over_link(
         max(256 * 1024, rate * 1.5)
     )  # about 1.5 s of upload before pausing, and again before cancelling
     target = start_link(sink, scenario)
-    argv = [sys.executable, "-m", "benchmarks.control", str(path), target.upload_url, sink.server.url + "/_sink/stats",
+    stats_url = sink.server.url + "/_sink/stats"
+    argv = [sys.executable, "-m", "benchmarks.control", str(path), target.upload_url, stats_url,
             "--size", str(size), "--counter", "sink", "--pause-at", str(step), "--cancel-at", str(step),
             "--timeout", "300"]  # fmt: skip
     if streams:
@@ -200,12 +201,13 @@ def control_over_link(
             log(
                 f"  control {scenario.name:15} pause {r['pause_latency'] * 1000:6.0f} ms (wire "
                 f"{r['pause_wire_stop'] * 1000:6.0f} ms), cancel {r['cancel_latency'] * 1000:6.0f} ms (wire "
-                f"{r['cancel_wire_stop'] * 1000:6.0f} ms), resume -> byte {r['resume_first_byte'] * 1000:.0f} ms"
+                f"{r['cancel_wire_stop'] * 1000:6.0f} ms), "
+                f"resume -> byte {r['resume_first_byte'] * 1000:.0f} ms"
             )
     finally:
         target.stop()
-    out: dict[str, Any] = {"scenario": scenario.name, "label": scenario.label, "streams": streams, "step": step,
-                           "trials": results, "errors": errors}  # fmt: skip
+    out: dict[str, Any] = {"scenario": scenario.name, "label": scenario.label, "streams": streams,
+                           "step": step, "trials": results, "errors": errors}  # fmt: skip
     for key in (
         "pause_latency",
         "pause_wire_stop",
@@ -234,7 +236,8 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
     clients = list(clients or LINK_CLIENTS.values())
     streams = engine_streams()
     log(
-        f"  engine: {'streams= default ' + str(streams) if streams else 'no streams= keyword (one request in flight)'}"
+        "  engine: "
+        + (f"streams= default {streams}" if streams else "no streams= keyword (one request in flight)")
     )
     path = make_dense(workdir / f"link-{size}.bin", size)
     warm(path)
@@ -309,8 +312,9 @@ def link_checks(section: dict[str, Any]) -> list[dict[str, Any]]:
         if t is None:
             continue
         ratio = row.get("ratio")
-        out.append({"figure": f"{row['client']} / curl -F ({labels.get(row['target'], row['target'])})",
-                    "value": "-" if ratio is None else f"{ratio:.2f}x", "target": t[0], "met": t[1]})  # fmt: skip
+        figure = f"{row['client']} / curl -F ({labels.get(row['target'], row['target'])})"
+        value = "-" if ratio is None else f"{ratio:.2f}x"
+        out.append({"figure": figure, "value": value, "target": t[0], "met": t[1]})
     peaks: dict[str, float] = {}
     for row in section.get("rows", []):
         if row["client"].startswith("nbupload") and row.get("maxrss"):
@@ -388,7 +392,10 @@ def render(section: dict[str, Any]) -> list[str]:
         out += [
             f"#### {sc['label']} (`{sc['name']}`: {sc['shape']})",
             "",
-            f"| client | MB/s (median) | min–max | × {REFERENCE_CLIENT} (min–max) | target | peak RSS MiB | runs |",
+            (
+                f"| client | MB/s (median) | min–max | × {REFERENCE_CLIENT} (min–max) | target "
+                "| peak RSS MiB | runs |"
+            ),
             "|---|--:|--:|--:|--:|--:|--:|",
         ]
         for r in section["rows"]:
@@ -417,7 +424,10 @@ def render(section: dict[str, Any]) -> list[str]:
             "less: its ceiling on one free core. The scenarios above need at most 4 x 40 = 160 MB/s."
         ),
         "",
-        "| emulator | 1 flow, MB/s | 4 flows at once, MB/s | emulator CPU s per GB (4 flows) | one free core passes |",
+        (
+            "| emulator | 1 flow, MB/s | 4 flows at once, MB/s | emulator CPU s per GB (4 flows) "
+            "| one free core passes |"
+        ),
         "|---|--:|--:|--:|--:|",
     ]
     for name in dict.fromkeys(r["link"] for r in section["ceiling"]):
@@ -435,12 +445,12 @@ def render(section: dict[str, Any]) -> list[str]:
         "#### Pause and cancel over slow links",
         "",
         (
-            "`benchmarks/control.py` in its own process: an uploader task over the link; after about 1.5 s of "
-            "upload `task.pause()`, then `task.resume()`, then after as much again `task.cancel()`. *State*: "
-            "the call until the task's state is `paused`/`cancelled`. *Wire*: the call until the last byte of "
-            "the upload reached the sink (the sink's own clock; no byte for 0.5 s after it), which includes the "
-            "link's one-way delay (10 ms) and what the emulator and the socket buffers still held. "
-            "Median (min–max)."
+            "`benchmarks/control.py` in its own process: an uploader task over the link; after about 1.5 s "
+            "of upload `task.pause()`, then `task.resume()`, then after as much again `task.cancel()`. "
+            "*State*: the call until the task's state is `paused`/`cancelled`. *Wire*: the call until the "
+            "last byte of the upload reached the sink (the sink's own clock; no byte for 0.5 s after it), "
+            "which includes the link's one-way delay (10 ms) and what the emulator and the socket buffers "
+            "still held. Median (min–max)."
         ),
         "",
         (
@@ -456,8 +466,9 @@ def render(section: dict[str, Any]) -> list[str]:
             )
             continue
         out.append(
-            f"| {c['label']} | {c['streams'] or 1} | {_ms(c['pause_latency'])} | {_ms(c['pause_wire_stop'])} | "
-            f"{_ms(c['resume_first_byte'])} | {_ms(c['cancel_latency'])} | {_ms(c['cancel_wire_stop'])} | < 200 ms |"
+            f"| {c['label']} | {c['streams'] or 1} | {_ms(c['pause_latency'])} | "
+            f"{_ms(c['pause_wire_stop'])} | {_ms(c['resume_first_byte'])} | {_ms(c['cancel_latency'])} | "
+            f"{_ms(c['cancel_wire_stop'])} | < 200 ms |"
         )
     out += ["", "Clients:", ""]
     out += [f"- `{c['name']}`: {c['label']}" for c in section["clients"]]

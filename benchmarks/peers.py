@@ -89,8 +89,8 @@ def _naive(args: argparse.Namespace) -> Callable[[], Any]:
                 if not data:
                     raise RuntimeError(f"{args.file} ended at {offset} of {total} bytes")
                 fields = {"offset": str(offset), "total": str(total)}
-                r = requests.post(args.url, data=fields, files={"file": (name, data, "application/octet-stream")},
-                                  timeout=None)  # fmt: skip
+                part = {"file": (name, data, "application/octet-stream")}
+                r = requests.post(args.url, data=fields, files=part, timeout=None)
                 r.raise_for_status()
                 offset += len(data)
         return offset

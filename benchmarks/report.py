@@ -119,7 +119,7 @@ def render_markdown(results: dict[str, Any], checks: Sequence[Check]) -> str:
         body = render(section["rows"]) if key == "throughput" else render(section)
         note = section.get("note")
         out += [title, ""] + ([note, ""] if note else []) + body
-    if not any(key in results for key in ("throughput", "rss_growth")):  # links only: no CPU columns to explain
+    if not any(key in results for key in ("throughput", "rss_growth")):  # links only: no CPU columns
         return "\n".join(out).rstrip() + "\n"
     out += [
         "CPU s/GiB, upload: user + system CPU of the upload itself (Python clients measure it around the upload "

@@ -433,8 +433,8 @@ def _chunk_range(content_type: bytes, prefix: bytes) -> tuple[str, str, int, int
     n = _NAME_ATTR.search(head.group(0))
     if not r or not n:
         return None
-    return (m.group(1).decode("latin-1"), n.group(1).decode("utf-8", "replace"), int(r.group(1)), int(r.group(2)),
-            int(r.group(3)))  # fmt: skip
+    name = n.group(1).decode("utf-8", "replace")
+    return m.group(1).decode("latin-1"), name, int(r.group(1)), int(r.group(2)), int(r.group(3))
 
 
 def _append_key(prefix: bytes) -> str:
