@@ -16,20 +16,21 @@ from typing import Any
 
 from nbupload.units import parse_size
 
-from .clients import select_clients
+from .clients import CLIENTS, LINK_CLIENTS, Client, engine_streams
 from .files import make_dense
 from .machine import describe_machine, load_average, machine_line
 from .report import update_doc, write_results
 from .servers import REPO_ROOT, Target, set_bench_home, start_reference, start_sink
 from .targets import check_targets
 
-__all__ = ["SECTIONS", "build_parser", "main"]
+__all__ = ["DEFAULT_SECTIONS", "SECTIONS", "build_parser", "main"]
 
-SECTIONS = ("throughput", "rss", "resume", "panel", "ingest")
+DEFAULT_SECTIONS = ("throughput", "rss", "resume", "panel", "ingest")
+SECTIONS = (*DEFAULT_SECTIONS, "links")  # links: only when asked (--links or --sections links)
 QUICK = {"sizes": "4MiB", "runs": 1, "rss_sizes": "4MiB,16MiB", "resume_size": "32MiB", "panel_size": "64MiB",
-         "ingest_size": "16MiB"}  # fmt: skip
+         "ingest_size": "16MiB", "link_size": "8MiB"}  # fmt: skip
 FULL = {"sizes": "256MiB,1GiB", "runs": 5, "rss_sizes": "256MiB,4GiB", "resume_size": "256MiB", "panel_size": "1GiB",
-        "ingest_size": "256MiB"}  # fmt: skip
+        "ingest_size": "256MiB", "link_size": "256MiB"}  # fmt: skip
 
 
 def _sizes(text: str) -> list[int]:
@@ -72,14 +73,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume-size", type=_one_size, help="file size of the resume and cancel runs (default 256MiB)")
     p.add_argument("--panel-size", type=_one_size, help="file size of the panel runs (default 1GiB)")
     p.add_argument("--ingest-size", type=_one_size, help="file size of each upload in the ingest runs (default 256MiB)")
+    p.add_argument(
+        "--link-size", type=_one_size, help="file size of the link scenarios (default 256MiB; --quick 8MiB)"
+    )
     p.add_argument("--only", help="clients, comma-separated (names or prefixes, e.g. nbupload,curl-F)")
     p.add_argument("--servers", type=_csv(("sink", "reference")), default=["sink", "reference"])
-    p.add_argument("--sections", type=_csv(SECTIONS), default=list(SECTIONS), help=f"of {', '.join(SECTIONS)}")
+    p.add_argument("--sections", type=_csv(SECTIONS), default=list(DEFAULT_SECTIONS),
+                   help=f"of {', '.join(SECTIONS)} (default: all but links)")
+    p.add_argument("--links", action="store_true",
+                   help="only the link scenarios (= --sections links): results go to links.md/links.json")
+    p.add_argument("--scenarios", type=_csv([s.name for s in _scenarios()]),
+                   help="link scenarios, comma-separated (default: all): "
+                   + ", ".join(s.name for s in _scenarios()))
     p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results", help="results directory")
     p.add_argument("--workdir", type=Path, help="where the big temporary files go (default: a new temp dir)")
     p.add_argument("--update-docs", action="store_true", help="also put the tables into docs/benchmarks.md")
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up round (smoke tests only)")
     return p
+
+
+def _scenarios():  # type: ignore[no-untyped-def]
+    from .links import SCENARIOS
+
+    return SCENARIOS
+
+
+def _select(only: str | None, sections: Sequence[str]) -> tuple[list[Client], list[Client]]:
+    """(clients of the loopback sections, clients of the link scenarios) for ``--only``; a name
+    must be known to one of the two lists."""
+    wanted = [w.strip() for w in (only or "").split(",") if w.strip()]
+    if "links" not in sections:
+        pools = [CLIENTS]
+    else:
+        pools = [LINK_CLIENTS] if list(sections) == ["links"] else [CLIENTS, LINK_CLIENTS]
+    known = {name for pool in pools for name in pool}
+    unknown = [w for w in wanted if not any(n == w or n.startswith(w + "-") for n in known)]
+    if unknown:
+        raise ValueError(f"unknown client(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+    def pick(pool: dict[str, Client]) -> list[Client]:
+        if not wanted:
+            return list(pool.values())
+        return [c for c in pool.values() if any(c.name == w or c.name.startswith(w + "-") for w in wanted)]
+
+    return pick(CLIENTS), pick(LINK_CLIENTS)
 
 
 def _log(line: str) -> None:
@@ -92,7 +129,9 @@ def _now() -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     preset = dict(QUICK if args.quick else FULL)
-    for name in ("resume_size", "panel_size", "ingest_size"):
+    if args.links:
+        args.sections = ["links"]
+    for name in ("resume_size", "panel_size", "ingest_size", "link_size"):
         value = getattr(args, name)
         if value:
             preset[name] = value
@@ -104,19 +143,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if runs < 1:
         raise SystemExit("python -m benchmarks: --runs must be at least 1")
     try:
-        clients = select_clients(args.only)
+        clients, link_clients = _select(args.only, args.sections)
     except ValueError as exc:
         raise SystemExit(f"python -m benchmarks: {exc}") from None
+    links_only = args.sections == ["links"]
+    link_warmup = not (args.no_warmup or args.quick)  # --quick links: a smoke run, no warm-up round
     machine = describe_machine()
     results: dict[str, Any] = {
         "command": "python -m benchmarks " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
         "machine": machine,
         "started_at": _now(),
         "load_before": load_average(),
-        "options": {"runs": runs, "warmup": not args.no_warmup, "sizes": sizes, "rss_sizes": rss_sizes, "quick": args.quick,
+        "options": {"runs": runs, "warmup": link_warmup if links_only else not args.no_warmup,
+                    "sizes": sizes, "rss_sizes": rss_sizes, "quick": args.quick,
                     "clients": [c.name for c in clients], "servers": args.servers, "sections": args.sections,
                     "resume_size": preset["resume_size"], "panel_size": preset["panel_size"],
-                    "ingest_size": preset["ingest_size"]},
+                    "ingest_size": preset["ingest_size"], "link_size": preset["link_size"],
+                    "scenarios": args.scenarios, "streams": engine_streams()},
     }  # fmt: skip
     _log(f"machine: {machine_line(machine)}")
     _log(f"load average before: {results['load_before']}")
@@ -129,7 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         sink = start_sink()
         targets.append(sink)
-        if "reference" in args.servers:
+        if "reference" in args.servers and not links_only:
             targets.append(start_reference(workdir / "server-root"))
         chosen = [t for t in targets if t.name in args.servers]
         if "throughput" in args.sections:
@@ -149,6 +192,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             _log(f"== rss growth: {rss_sizes[0]} -> {rss_sizes[1]} bytes, sparse files, sink")
             results["rss_growth"] = run_rss_growth(clients, sink, workdir, rss_sizes[0], rss_sizes[1], log=_log)
+        if "links" in args.sections:
+            from . import links
+
+            _log(f"== links: {', '.join(args.scenarios or [s.name for s in links.SCENARIOS])}")
+            results["links"] = links.run_section(
+                targets=targets, workdir=workdir, quick=args.quick, runs=runs, preset=preset, log=_log,
+                warmup=link_warmup, clients=link_clients, scenarios=args.scenarios,
+            )  # fmt: skip
         extra = {"resume": "resume", "panel": "panel", "ingest": "ingest"}
         for section, module in extra.items():
             if section not in args.sections:
@@ -187,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = None if argv is None else list(argv)
     results = run(args)
     checks = check_targets(results)
-    md, js = write_results(args.out, results, checks)
+    links_only = args.sections == ["links"]
+    md, js = write_results(args.out, results, checks, stem="links" if links_only else "latest")
     width = max((len(c.figure) for c in checks), default=10)
     print(f"machine: {machine_line(results['machine'])}")
     print(f"load average before {results['load_before']}, after {results['load_after']}")
@@ -197,8 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"results: {md} and {js}")
     if args.update_docs:
         doc = REPO_ROOT / "docs" / "benchmarks.md"
-        if update_doc(doc, md.read_text(encoding="utf-8")):
+        marker = "link-results" if links_only else "latest-results"
+        if update_doc(doc, md.read_text(encoding="utf-8"), f"<!-- {marker} -->", f"<!-- /{marker} -->"):
             print(f"updated {doc}")
         else:
-            print(f"{doc}: no <!-- latest-results --> markers, not updated", file=sys.stderr)
+            print(f"{doc}: no <!-- {marker} --> markers, not updated", file=sys.stderr)
     return 0

@@ -9,7 +9,10 @@ Each peer is written the way its documentation recommends for large files:
 
 - ``httpx``: ``httpx.post(url, files={"file": f})`` (httpx streams file fields);
 - ``toolbelt``: requests with requests-toolbelt's streaming ``MultipartEncoder``;
-- ``nbupload``: ``nbupload.upload(path, url, protocol=..., chunk_size=...)``.
+- ``nbupload``: ``nbupload.upload(path, url, protocol=..., chunk_size=..., streams=...)``
+  (``streams`` only when given: engines before issue 10 do not take it);
+- ``naive``: what a user writes by hand with requests: read 4 MiB, ``requests.post`` it as
+  a form with its offset, next chunk, one after another, a new connection each time.
 """
 
 from __future__ import annotations
@@ -71,12 +74,38 @@ def _toolbelt(args: argparse.Namespace) -> Callable[[], Any]:
     return run
 
 
+def _naive(args: argparse.Namespace) -> Callable[[], Any]:
+    import requests
+
+    chunk = args.chunk_size or 4 << 20
+
+    def run() -> Any:
+        name = os.path.basename(args.file)
+        total = os.path.getsize(args.file)
+        offset = 0
+        with open(args.file, "rb") as f:
+            while offset < total:
+                data = f.read(chunk)
+                if not data:
+                    raise RuntimeError(f"{args.file} ended at {offset} of {total} bytes")
+                fields = {"offset": str(offset), "total": str(total)}
+                part = {"file": (name, data, "application/octet-stream")}
+                r = requests.post(args.url, data=fields, files=part, timeout=None)
+                r.raise_for_status()
+                offset += len(data)
+        return offset
+
+    return run
+
+
 def _nbupload(args: argparse.Namespace) -> Callable[[], Any]:
     from nbupload import upload  # the lazy import of the API (engine, httpx) happens here, like the peers'
 
     kwargs: dict[str, Any] = {"protocol": args.protocol}
     if args.chunk_size:
         kwargs["chunk_size"] = args.chunk_size
+    if args.streams:
+        kwargs["streams"] = args.streams
     for name in ("access_key", "secret_key", "scope", "key"):
         value = getattr(args, name)
         if value:
@@ -93,6 +122,7 @@ def _nbupload(args: argparse.Namespace) -> Callable[[], Any]:
 
 PEERS: dict[str, Callable[[argparse.Namespace], Callable[[], Any]]] = {
     "httpx": _httpx,
+    "naive": _naive,
     "nbupload": _nbupload,
     "toolbelt": _toolbelt,
 }
@@ -105,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url")
     parser.add_argument("--protocol", default="plain")
     parser.add_argument("--chunk-size", type=int, default=0)
+    parser.add_argument("--streams", type=int, default=0, help="nbupload: streams= (0: not passed)")
     parser.add_argument("--access-key")
     parser.add_argument("--secret-key")
     parser.add_argument("--scope")

@@ -110,6 +110,7 @@ def render_markdown(results: dict[str, Any], checks: Sequence[Check]) -> str:
         ("resume", "## 4–5. Resume waste, cancel latency, time to first new byte", _generic_md),
         ("panel", "## 6. Panel cost", _generic_md),
         ("ingest", "## 7. Reference server ingest", _generic_md),
+        ("links", "## 8. Link scenarios (the link emulator, `benchmarks/link.py`)", _generic_md),
     ]
     for key, title, render in sections:
         section = results.get(key)
@@ -118,6 +119,8 @@ def render_markdown(results: dict[str, Any], checks: Sequence[Check]) -> str:
         body = render(section["rows"]) if key == "throughput" else render(section)
         note = section.get("note")
         out += [title, ""] + ([note, ""] if note else []) + body
+    if not any(key in results for key in ("throughput", "rss_growth")):  # links only: no CPU columns
+        return "\n".join(out).rstrip() + "\n"
     out += [
         "CPU s/GiB, upload: user + system CPU of the upload itself (Python clients measure it around the upload "
         "call, all threads; curl's is its whole process). CPU s/GiB, process: the whole process from `wait4`, "
@@ -130,12 +133,15 @@ def render_markdown(results: dict[str, Any], checks: Sequence[Check]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def write_results(out_dir: Path, results: dict[str, Any], checks: Sequence[Check]) -> tuple[Path, Path]:
-    """``latest.json`` and ``latest.md`` in ``out_dir`` (overwritten: git keeps the history)."""
+def write_results(
+    out_dir: Path, results: dict[str, Any], checks: Sequence[Check], stem: str = "latest"
+) -> tuple[Path, Path]:
+    """``STEM.json`` and ``STEM.md`` in ``out_dir`` (overwritten: git keeps the history);
+    the link scenarios alone write ``links.*`` so they never overwrite the loopback run's."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = dict(results, targets=[c.as_dict() for c in checks])
-    json_path = out_dir / "latest.json"
-    md_path = out_dir / "latest.md"
+    json_path = out_dir / f"{stem}.json"
+    md_path = out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(data, indent=1, sort_keys=False, default=str) + "\n", encoding="utf-8")
     md_path.write_text(render_markdown(results, checks), encoding="utf-8")
     return md_path, json_path

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .clients import CHUNK_SIZE
+from .clients import CHUNK_SIZE, engine_streams
 from .files import make_dense, warm
 from .proc import run_child
 from .servers import Target, child_env, start_reference
@@ -34,8 +34,6 @@ __all__ = ["run_section"]
 
 MiB = float(1 << 20)
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-#: one request in flight per task (nbupload.engine.drivers: "one request in flight per task")
-WORKERS_PER_TASK = 1
 THROTTLE = "64MiB"
 
 
@@ -176,7 +174,8 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
             row = {
                 "protocol": protocol,
                 "size": size,
-                "workers": WORKERS_PER_TASK,
+                # requests in flight per task: the engine's streams (issue 10: waste <= streams x chunk)
+                "workers": engine_streams() or 1,
                 "chunk_size": CHUNK_SIZE,
                 "trials": results,
                 "errors": errors,
