@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from ..protocols import PROTOCOLS
 from ..units import format_size, parse_size
 from . import CommandError
 
@@ -54,6 +55,16 @@ def _size(text: str) -> int:
     return n
 
 
+def _streams(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError("streams must be between 1 and 64")
+    return n
+
+
 def _positive_float(text: str) -> float:
     try:
         v = float(text)
@@ -82,8 +93,11 @@ def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -
     if source:
         parser.add_argument("file", metavar="FILE", help="file to upload")
     parser.add_argument("url", metavar="URL", help="upload URL (for wcs-append: the upload domain)")
-    parser.add_argument("--protocol", "-p", choices=("uploader", "plain", "wcs-append"), default="uploader")
-    parser.add_argument("--chunk-size", type=_size, metavar="SIZE", help="bytes per request, e.g. 4MiB (default)")
+    parser.add_argument("--protocol", "-p", choices=PROTOCOLS, default="uploader")
+    parser.add_argument("--chunk-size", type=_size, metavar="SIZE",
+                        help="bytes per request to start with, e.g. 4MiB (default); it adapts to the link")
+    parser.add_argument("--streams", type=_streams, metavar="N",
+                        help="chunks of the file in flight at once, each on its own connection (default 4)")
     parser.add_argument("--name", default="file", metavar="FIELD", help="form field of the file (default: file)")
     parser.add_argument("--filename", metavar="NAME", help="file name sent to the server")
     parser.add_argument("--field", action="append", type=parse_field, default=[], metavar="K=V",
@@ -124,6 +138,8 @@ def put_options(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.chunk_size:
         opts["chunk_size"] = args.chunk_size
+    if getattr(args, "streams", None):
+        opts["streams"] = args.streams
     return opts
 
 
@@ -134,6 +150,8 @@ def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
         if args.retries < 0:
             raise CommandError("--retries must not be negative")
         out["retries"] = args.retries
+    if getattr(args, "streams", None):
+        out["streams"] = args.streams
     if getattr(args, "timeout", None):
         t = args.timeout
         out.update(connect_timeout=t, read_timeout=t, write_timeout=t, stall_timeout=t)
@@ -356,6 +374,8 @@ def register(subparsers: Any) -> None:
                                 description="Resume uploads left by an interrupted or killed nbupload/kernel.")
     res.add_argument("ids", nargs="*", metavar="TASK_ID")
     res.add_argument("--all", action="store_true", help="every unfinished task")
+    res.add_argument("--streams", type=_streams, metavar="N",
+                     help="chunks of a file in flight at once (default: as the task was started, else 4)")
     _add_credentials(res)
     res.add_argument("--header", action="append", type=parse_header, default=[], metavar="'K: V'",
                      help="a secret header to send again (not kept in the journal)")

@@ -85,7 +85,7 @@ def test_put_options_are_reusable_by_the_magic():
 def test_sigkill_then_resume_sends_at_most_one_chunk_again(cli, slow_server, tmp_path, home):
     src = make_file(tmp_path / "killed.bin", 2_000_000)
     size = src.stat().st_size
-    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
+    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--streams", "1", "--quiet")
     try:
         entry = wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text()), timeout=20)
         wait_for(lambda: json.loads(_journal(home)[0].read_text())["acked"] >= 2 * CHUNK, timeout=20)
