@@ -71,7 +71,7 @@ class ChunkSizer:
     answer: the round trip a bigger chunk pays once for more bytes), up to ``cap``; halves
     after a failure or stall (not below ``floor``); after a 4001/413 it learns the server's
     limit (the refused size) and never reaches it again, going back to the largest size the
-    server accepted.
+    server accepted; growing again then goes only halfway to the refused size.
     """
 
     OVERHEAD_SHARE = 0.25
@@ -93,8 +93,8 @@ class ChunkSizer:
                 return
             overhead = max(0.0, reply.seconds - reply.body_seconds)
             bigger = min(self.size * 2, self.cap)
-            if self.limit is not None:
-                bigger = min(bigger, self.limit - 1)
+            if self.limit is not None:  # halfway to the refused size: a binary search for the limit
+                bigger = min(bigger, (max(self.largest_ok, self.size) + self.limit) // 2)
             if overhead > self.OVERHEAD_SHARE * reply.seconds and bigger > self.size:
                 self.size = bigger
 

@@ -20,6 +20,7 @@ whose sockets :meth:`StreamClient.abort` shuts down from another thread. The blo
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -225,7 +226,10 @@ class _TrackedStream(httpcore.NetworkStream):
         sock = self._inner.get_extra_info("socket")
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                # A reset, not a FIN, once the socket is closed: the server drops what is still
+                # buffered instead of reading it, so an aborted request stops at once there too.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in send or recv
             except OSError:
                 pass
 
