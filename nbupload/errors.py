@@ -110,7 +110,9 @@ class StepFailed(EngineError):
     """One request failed. ``error.retryable`` decides whether the driver tries again;
     ``retry_after`` is the server's ``Retry-After`` in seconds."""
 
-    def __init__(self, error: TaskError, *, ambiguous: bool = False, retry_after: float | None = None) -> None:
+    def __init__(
+        self, error: TaskError, *, ambiguous: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.ambiguous = ambiguous

@@ -33,6 +33,7 @@ from typing import Any
 from ..errors import Interrupted, StepFailed
 from ..protocols import uploader, wcs
 from ..protocols.ranges import ByteRange, RangeSet
+from ..protocols.verdict import VerdictKind
 from .run import Reschedule, RunContext, RunHandle
 from .state import TaskError
 from .transport import Reply, StreamClient, post, status_failure
@@ -40,10 +41,6 @@ from .transport import Reply, StreamClient, post, status_failure
 __all__ = ["ChunkSizer", "run_driver"]
 
 _E = uploader.ErrorCode
-#: Uploader codes that can never succeed by trying again (4001 is handled by shrinking).
-FATAL_UPLOADER_CODES = frozenset({_E.REQUEST_TOO_LARGE, _E.FILE_TOO_LARGE, _E.NO_FILE, _E.STOPPED_BY_RULE})
-#: Uploader codes worth another try.
-RETRY_UPLOADER_CODES = frozenset({_E.PARTIAL_UPLOAD, _E.NO_TEMP_DIR, _E.CANNOT_WRITE})
 #: How many times a server may leave a fully sent file unassembled before the task fails.
 ASSEMBLY_ROUNDS = 3
 
@@ -126,8 +123,15 @@ class _Driver:
         self.sizer = ChunkSizer(self.spec.chunk_size, max(self.cfg.chunk_max, self.spec.chunk_size))
         self._lock = threading.Lock()
 
-    def send(self, url: str, headers: dict[str, str], body: Any, file_len: int = 0,
-             on_file: Callable[[memoryview], None] | None = None, sc: StreamClient | None = None) -> Reply:
+    def send(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: Any,
+        file_len: int = 0,
+        on_file: Callable[[memoryview], None] | None = None,
+        sc: StreamClient | None = None,
+    ) -> Reply:
         """One request on ``sc`` (default: the run's main stream), abortable by pause and cancel."""
         h = self.h
         sc = sc or self.main
@@ -144,8 +148,15 @@ class _Driver:
         unregister = h.on_abort(sc.abort)
         try:
             return post(
-                sc.client, url, headers={**self.spec.headers, **headers}, body=body, timeout=self.ctx.timeout,
-                check=self.check, stall_timeout=self.cfg.stall_timeout, file_len=file_len, on_file=counted,
+                sc.client,
+                url,
+                headers={**self.spec.headers, **headers},
+                body=body,
+                timeout=self.ctx.timeout,
+                check=self.check,
+                stall_timeout=self.cfg.stall_timeout,
+                file_len=file_len,
+                on_file=counted,
             )
         except StepFailed:
             h.check()  # an aborted request is a pause or a cancel, not a failure
@@ -236,7 +247,9 @@ class _Plan:
     def stop(self, exc: BaseException) -> None:
         """End every stream: the first reason wins; the others' connections are cut."""
         with self._lock:
-            if self.error is None or (isinstance(exc, Interrupted) and not isinstance(self.error, Interrupted)):
+            if self.error is None or (
+                isinstance(exc, Interrupted) and not isinstance(self.error, Interrupted)
+            ):
                 self.error = exc
             clients = list(self.clients)
         for sc in clients:
@@ -276,31 +289,28 @@ class _UploaderDriver(_Driver):
         headers, body = uploader.prepare_query(self.spec.boundary)
         reply = self.send(self.spec.url, headers, body, sc=sc)
         answer = uploader.process_query_answer(reply.status, reply.body, self.spec.boundary)
-        if answer.resumable:
+        verdict = uploader.classify_query(reply.status, answer, known_resumable)
+        if verdict.kind in (VerdictKind.OK, VerdictKind.PLAIN):
             return answer
-        later = reply.status in (408, 429) or reply.status >= 500
-        if later or known_resumable:
-            # "Try later", or a session known to exist: not a reason to restart in plain mode.
-            fatal = reply.status in (401, 403, 404, 405)
-            raise StepFailed(
-                TaskError(f"query failed: {answer.reason}", status=reply.status, retryable=not fatal),
-                retry_after=reply.retry_after,
-            )
-        return answer
+        raise StepFailed(
+            TaskError(f"query failed: {answer.reason}", status=reply.status, retryable=verdict.retryable),
+            retry_after=reply.retry_after,
+        )
 
     def _judge(self, reply: Reply) -> uploader.ChunkAnswer:
         answer = uploader.process_chunk_answer(reply.status, reply.body)
-        if answer.ok:
+        verdict = uploader.classify_chunk(answer, reply.headers.get("location"))
+        if verdict.kind is VerdictKind.OK:
             return answer
-        if 300 <= reply.status < 400:
-            where = reply.headers.get("location", "?")
-            raise StepFailed(TaskError(f"the server redirects to {where}: use that URL", status=reply.status))
-        failure = status_failure(reply, answer.text, answer.code)
-        if answer.code in FATAL_UPLOADER_CODES or reply.status in (401, 403, 404, 413):
-            failure.error = TaskError(answer.text, answer.code, reply.status, retryable=False)
-        elif answer.code in RETRY_UPLOADER_CODES:
-            failure.error = TaskError(answer.text, answer.code, reply.status, retryable=True)
-        raise failure
+        if verdict.kind is VerdictKind.REDIRECT:
+            raise StepFailed(
+                TaskError(f"the server redirects to {verdict.location}: use that URL", status=reply.status)
+            )
+        retryable = verdict.kind is VerdictKind.RETRY
+        raise StepFailed(
+            TaskError(answer.text, answer.code, reply.status, retryable=retryable),
+            retry_after=reply.retry_after if retryable else None,
+        )
 
     @staticmethod
     def _too_large(exc: StepFailed) -> bool:
@@ -310,8 +320,13 @@ class _UploaderDriver(_Driver):
     def plain(self) -> Any:
         spec = self.spec
         body = uploader.prepare_plain(
-            spec.boundary, self.source, name=spec.field_name, filename=spec.filename, fields=spec.fields,
-            content_type=spec.content_type, piece_size=self.cfg.piece_size,
+            spec.boundary,
+            self.source,
+            name=spec.field_name,
+            filename=spec.filename,
+            fields=spec.fields,
+            content_type=spec.content_type,
+            piece_size=self.cfg.piece_size,
         )
         reply = self.send(spec.url, {}, body, file_len=self.source.size)
         answer = self._judge(reply)
@@ -321,8 +336,15 @@ class _UploaderDriver(_Driver):
     def _chunk_body(self, start: int, end: int) -> Any:
         spec = self.spec
         return uploader.prepare_chunk(
-            spec.boundary, self.source, start, end, name=spec.field_name, filename=spec.filename,
-            fields=spec.fields, content_type=spec.content_type, piece_size=self.cfg.piece_size,
+            spec.boundary,
+            self.source,
+            start,
+            end,
+            name=spec.field_name,
+            filename=spec.filename,
+            fields=spec.fields,
+            content_type=spec.content_type,
+            piece_size=self.cfg.piece_size,
         )
 
     def resumable(self, held: RangeSet) -> Any:
@@ -345,14 +367,23 @@ class _UploaderDriver(_Driver):
             if held_now.covers(total):
                 plan.complete = True
                 break
-            self.h.report_error(TaskError(
-                f"the server holds {held_now.covered()} of {total} bytes after every chunk was sent; "
-                "sending the missing ranges again", retryable=True))
+            self.h.report_error(
+                TaskError(
+                    f"the server holds {held_now.covered()} of {total} bytes after every chunk was sent; "
+                    "sending the missing ranges again",
+                    retryable=True,
+                )
+            )
             plan.acked = held_now.clip(total)
         if not plan.complete:
-            raise StepFailed(TaskError(
-                f"the server acknowledged every chunk but never assembled the file (asked {ASSEMBLY_ROUNDS} "
-                "times); the upload is not complete", code="incomplete"))
+            raise StepFailed(
+                TaskError(
+                    "the server acknowledged every chunk but never assembled the file "
+                    f"(asked {ASSEMBLY_ROUNDS} "
+                    "times); the upload is not complete",
+                    code="incomplete",
+                )
+            )
         if plan.last is not None:
             result.update(dict(plan.last.extra))
         result["complete"] = True
@@ -368,8 +399,10 @@ class _UploaderDriver(_Driver):
     def streams(self, plan: _Plan) -> None:
         """Send every missing range of ``plan`` on up to ``streams`` concurrent streams."""
         n = max(1, self.spec.streams or self.cfg.streams)
-        others = [threading.Thread(target=self._stream, args=(plan, None), name="nbupload-stream", daemon=True)
-                  for _ in range(n - 1)]
+        others = [
+            threading.Thread(target=self._stream, args=(plan, None), name="nbupload-stream", daemon=True)
+            for _ in range(n - 1)
+        ]
         for t in others:
             t.start()
         try:
@@ -404,21 +437,27 @@ class _UploaderDriver(_Driver):
             ticket, piece = taken
             h.set_chunk_size(self.sizer.size)
             try:
-                reply = self.send(self.spec.url, {}, self._chunk_body(piece.start, piece.end),
-                                  file_len=len(piece), sc=sc)
+                reply = self.send(
+                    self.spec.url, {}, self._chunk_body(piece.start, piece.end), file_len=len(piece), sc=sc
+                )
                 answer = self._judge(reply)
             except StepFailed as exc:
-                plan.give_back(ticket)
-                if plan.stopped:
-                    return
-                if self._too_large(exc):
+                if plan.stopped or self._too_large(exc):
+                    plan.give_back(ticket)
+                    if plan.stopped:
+                        return
                     if not self.sizer.too_large(len(piece)):
                         raise
                     h.set_chunk_size(self.sizer.size)
                     continue  # the same bytes again, smaller; nothing was applied
-                self.sizer.failed()
-                self.failed(exc)
-                self._recover(plan, sc)
+                # The range stays reserved while this stream backs off and asks the server: the
+                # request may have landed, and no other stream may send it again blindly.
+                try:
+                    self.sizer.failed()
+                    self.failed(exc)
+                    self._recover(plan, sc)
+                finally:
+                    plan.give_back(ticket)
                 continue
             except BaseException:
                 plan.give_back(ticket)
@@ -450,10 +489,16 @@ class _WcsDriver(_Driver):
         h, spec = self.h, self.spec
         creds = spec.credentials
         if creds is None:
-            raise StepFailed(TaskError("wcs-append needs credentials: a token, or access key + secret key + scope"))
+            raise StepFailed(
+                TaskError("wcs-append needs credentials: a token, or access key + secret key + scope")
+            )
         base = spec.url.rstrip("/")
         total = self.ctx.total
         position = int(h.extra.get("position", 0))
+        # A replay after a restart must be the same append (same length) to be judged as ours:
+        # the size of the next append is journaled with the position, durably, before it goes.
+        if h.extra.get("append_size"):
+            self.sizer.size = int(h.extra["append_size"])
         committed = self.rehash(position)
         h.set_acked_exact(RangeSet([(0, position)]) if position else RangeSet())
         h.set_state_uploading()
@@ -466,11 +511,20 @@ class _WcsDriver(_Driver):
             h.set_chunk_size(self.sizer.size)
             twin = committed.copy()
             body = wcs.prepare_append(
-                creds.current(), self.source, position, length, key=spec.key, mime=spec.mime,
-                variables=spec.fields, filename=spec.filename, piece_size=self.cfg.piece_size,
+                creds.current(),
+                self.source,
+                position,
+                length,
+                key=spec.key,
+                mime=spec.mime,
+                variables=spec.fields,
+                filename=spec.filename,
+                piece_size=self.cfg.piece_size,
             )
             try:
-                reply = self.send(base + wcs.append_path(position), {}, body, file_len=length, on_file=twin.update)
+                reply = self.send(
+                    base + wcs.append_path(position), {}, body, file_len=length, on_file=twin.update
+                )
             except StepFailed as exc:
                 first = True  # the same append again (B5)
                 self.failed(exc)
@@ -479,10 +533,14 @@ class _WcsDriver(_Driver):
             verdict = wcs.judge_replay(position, length, answer)
             if answer.ok:
                 if answer.next_position is not None and answer.next_position != position + length:
-                    raise StepFailed(TaskError(
-                        f"the server says the object is {answer.next_position} bytes after appending "
-                        f"{length} at {position}: someone else is appending to it", code="conflict",
-                        status=reply.status))
+                    raise StepFailed(
+                        TaskError(
+                            f"the server says the object is {answer.next_position} bytes after appending "
+                            f"{length} at {position}: someone else is appending to it",
+                            code="conflict",
+                            status=reply.status,
+                        )
+                    )
                 if twin.size != position + length:  # the server answered before reading it all
                     twin = self.rehash(position + length)
                 committed = twin
@@ -492,12 +550,19 @@ class _WcsDriver(_Driver):
                 committed = self.rehash_chunk(committed, position, length)
                 final_hash = None
             elif verdict.conflict:
-                raise StepFailed(TaskError(
-                    f"conflict: this upload expected the object at {position} bytes but the server has "
-                    f"{verdict.next_position}; someone else appended to {creds.scope} (nothing was overwritten)",
-                    code="409", status=409))
+                raise StepFailed(
+                    TaskError(
+                        f"conflict: this upload expected the object at {position} bytes but the server has "
+                        f"{verdict.next_position}; someone else appended to {creds.scope} "
+                        "(nothing was overwritten)",
+                        code="409",
+                        status=409,
+                    )
+                )
             elif reply.status == 413 and self.sizer.too_large(length):
                 first = True
+                h.extra["append_size"] = self.sizer.size
+                h.save(durable=True)
                 continue
             else:
                 first = True
@@ -508,33 +573,57 @@ class _WcsDriver(_Driver):
             refreshed = False
             position += length
             h.extra["position"] = position
+            h.extra["append_size"] = self.sizer.size
             h.acknowledge(RangeSet([(0, position)]) if position else RangeSet())
             self.progress()
         local = committed.etag()
         if final_hash is None:
             final_hash = self.probe_hash(base, creds, total)
         if position != total:
-            raise StepFailed(TaskError(f"the object ends at {position} bytes, the file has {total}",
-                                       code="incomplete"))
+            raise StepFailed(
+                TaskError(f"the object ends at {position} bytes, the file has {total}", code="incomplete")
+            )
         if final_hash is None:
-            raise StepFailed(TaskError("the server never said which hash the object has: it cannot be checked",
-                                       code="unverified", retryable=True))
+            raise StepFailed(
+                TaskError(
+                    "the server never said which hash the object has: it cannot be checked",
+                    code="unverified",
+                    retryable=True,
+                )
+            )
         if final_hash != local:
-            raise StepFailed(TaskError(
-                f"hash mismatch: the server's object has etag {final_hash}, the data sent has {local}",
-                code="hash-mismatch"))
+            raise StepFailed(
+                TaskError(
+                    f"hash mismatch: the server's object has etag {final_hash}, the data sent has {local}",
+                    code="hash-mismatch",
+                )
+            )
         bucket, scoped_key = creds.bucket_key
-        return {"hash": local, "verified": True, "position": position,
-                "bucket": bucket, "key": spec.key or scoped_key}
+        return {
+            "hash": local,
+            "verified": True,
+            "position": position,
+            "bucket": bucket,
+            "key": spec.key or scoped_key,
+        }
 
-    def append_failure(self, reply: Reply, answer: wcs.AppendAnswer, creds: Any, refreshed: bool) -> StepFailed:
+    def append_failure(
+        self, reply: Reply, answer: wcs.AppendAnswer, creds: Any, refreshed: bool
+    ) -> StepFailed:
         if reply.status == 409 and answer.object_type == "Normal":
-            return StepFailed(TaskError("the object exists and is not appendable (x-wcs-object-type: Normal)",
-                                        code=answer.code or "409", status=409))
+            return StepFailed(
+                TaskError(
+                    "the object exists and is not appendable (x-wcs-object-type: Normal)",
+                    code=answer.code or "409",
+                    status=409,
+                )
+            )
         if reply.status == 401 and not refreshed and creds.refresh():
             return StepFailed(TaskError(answer.text, code=answer.code, status=401, retryable=True))
         if reply.status in (400, 401, 403, 404, 409, 413):
-            return StepFailed(TaskError(answer.text, code=answer.code or str(reply.status), status=reply.status))
+            return StepFailed(
+                TaskError(answer.text, code=answer.code or str(reply.status), status=reply.status)
+            )
         return status_failure(reply, answer.text, answer.code)
 
     def rehash(self, end: int) -> wcs.EtagHasher:
@@ -555,8 +644,15 @@ class _WcsDriver(_Driver):
 
     def probe_hash(self, base: str, creds: Any, total: int) -> str | None:
         """The last append's answer was lost: an empty append at the end returns the hash."""
-        body = wcs.prepare_append(creds.current(), _Empty(), 0, 0, key=self.spec.key,
-                                  mime=self.spec.mime, filename=self.spec.filename)
+        body = wcs.prepare_append(
+            creds.current(),
+            _Empty(),
+            0,
+            0,
+            key=self.spec.key,
+            mime=self.spec.mime,
+            filename=self.spec.filename,
+        )
         for _ in range(3):
             try:
                 reply = self.send(base + wcs.append_path(total), {}, body)

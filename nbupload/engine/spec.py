@@ -35,4 +35,3 @@ class TaskSpec:
     @property
     def content_type(self) -> str:
         return self.mime or "application/octet-stream"
-

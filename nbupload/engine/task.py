@@ -37,7 +37,16 @@ from .redact import redact_url
 from .run import Reschedule
 from .sources import FileIdentity, OpenedSource, reopen_path
 from .spec import TaskSpec
-from .state import FINISHED_STATES, RUNNING_STATES, TRANSITIONS, TaskError, TaskEvent, TaskSnapshot, TaskState, can
+from .state import (
+    FINISHED_STATES,
+    RUNNING_STATES,
+    TRANSITIONS,
+    TaskError,
+    TaskEvent,
+    TaskSnapshot,
+    TaskState,
+    can,
+)
 
 __all__ = ["PROTOCOLS", "Task", "TaskHost", "TaskSpec"]
 
@@ -254,8 +263,10 @@ class Task:
     def can_resume(self) -> bool:
         """Whether :meth:`resume` would do something: paused, failed, or a pause still pending."""
         with self._cond:
-            return can("resume", self._state) or can("retry", self._state) or (
-                self._state in RUNNING_STATES and self._want == "pause"
+            return (
+                can("resume", self._state)
+                or can("retry", self._state)
+                or (self._state in RUNNING_STATES and self._want == "pause")
             )
 
     def resume(self) -> None:
@@ -291,7 +302,9 @@ class Task:
             while self._state in RUNNING_STATES:
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
-                    raise TimeoutError(f"task {self.id} ({self.name}) still {self._state.value} after {timeout} s")
+                    raise TimeoutError(
+                        f"task {self.id} ({self.name}) still {self._state.value} after {timeout} s"
+                    )
                 self._cond.wait(left)
             snap = self._snapshot_locked()
         if raise_on_error:
@@ -306,7 +319,9 @@ class Task:
     # ------------------------------------------------------------------ engine side
     def _set_state_locked(self, state: TaskState, error: TaskError | None = None) -> None:
         if state is not self._state and state not in TRANSITIONS[self._state]:
-            raise IllegalTransition(f"task {self.id}: {self._state.value} -> {state.value} is not a legal transition")
+            raise IllegalTransition(
+                f"task {self.id}: {self._state.value} -> {state.value} is not a legal transition"
+            )
         self._state = state
         if error is not None:
             self._error = error
@@ -334,14 +349,23 @@ class Task:
         with self._cond:
             if self._path is None or self._state is TaskState.CANCELLED:
                 return None
-            return JournalRecord.of(self.id, self.spec, total=self.total, ranges=self._ranges, path=self._path,
-                                    identity=self._identity, extra=self.extra)
+            return JournalRecord.of(
+                self.id,
+                self.spec,
+                total=self.total,
+                ranges=self._ranges,
+                path=self._path,
+                identity=self._identity,
+                extra=self.extra,
+            )
 
     def open_source(self) -> OpenedSource:
         """Engine side: the task's source, opened again after a restart and checked unchanged."""
         if self._opened is None:
             if self._path is None:
-                raise SourceChangedError("the in-memory source of this task is gone (it lived in another process)")
+                raise SourceChangedError(
+                    "the in-memory source of this task is gone (it lived in another process)"
+                )
             self._opened = reopen_path(self._path, self._identity)
         else:
             self._opened.check_unchanged()

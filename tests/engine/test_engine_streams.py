@@ -11,7 +11,7 @@ import pytest
 
 from nbupload.engine import TaskState
 from nbupload.server import start_server
-from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
+from tests.support.helpers import make_file, sha256_file, wait_for
 from tests.support.proxy import Fault, FaultProxy
 from tests.support.servers import WithholdingServer
 
@@ -42,8 +42,10 @@ def test_chunks_of_one_task_are_in_flight_together(make_engine, tmp_path):
 
 
 def test_one_stream_cut_while_the_others_go_on(make_engine, tmp_path):
-    with start_server(root=tmp_path / "root", throttle=8 * MiB) as server, \
-            FaultProxy.for_url(server.upload_url) as proxy:
+    with (
+        start_server(root=tmp_path / "root", throttle=8 * MiB) as server,
+        FaultProxy.for_url(server.upload_url) as proxy,
+    ):
         # the query's connection, then four streams: the second stream is cut mid-chunk
         proxy.add(Fault(), Fault(), Fault(cut_after=100 * KiB))
         engine = make_engine(chunk_size=256 * KiB, streams=4)
@@ -60,17 +62,21 @@ def test_one_stream_cut_while_the_others_go_on(make_engine, tmp_path):
         assert server.stats()["uploader"]["duplicate_bytes"] <= 256 * KiB
 
 
-def test_one_streams_answer_lost(make_engine, server, tmp_path):
-    with FaultProxy.for_url(server.upload_url) as proxy:
+def test_one_streams_answer_lost(make_engine, tmp_path):
+    with (
+        start_server(root=tmp_path / "root", throttle=8 * MiB) as server,
+        FaultProxy.for_url(server.upload_url) as proxy,
+    ):
+        # the query's connection (the first stream's too), then a second stream whose answer is lost
         proxy.add(Fault(), Fault(swallow_after=50 * KiB))
         engine = make_engine(chunk_size=256 * KiB, streams=3)
         src = make_file(tmp_path / "lost.bin", 3 * MiB)
         snap = engine.submit(src, proxy.url + "/upload").wait(60, raise_on_error=True)
         swallowed = proxy.counters.swallowed
-    assert snap.state is TaskState.DONE and sha256_file(server.root / "lost.bin") == sha256_file(src)
-    assert swallowed == 1
-    # the chunk whose answer was lost had landed: the query said so, it was not sent again
-    assert server.stats()["uploader"]["duplicate_bytes"] == 0
+        assert snap.state is TaskState.DONE and sha256_file(server.root / "lost.bin") == sha256_file(src)
+        assert swallowed == 1
+        # the chunk whose answer was lost had landed: the query said so, it was not sent again
+        assert server.stats()["uploader"]["duplicate_bytes"] == 0
 
 
 def test_server_restarted_mid_flight(make_engine, tmp_path):
