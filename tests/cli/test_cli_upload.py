@@ -47,6 +47,14 @@ def test_put_uploader_and_wcs(cli, server, tmp_path, home):
     assert _journal(home) == []
 
 
+def test_put_wcs_with_a_bare_bucket_scope_keys_by_file_name(cli, server, tmp_path, home):
+    """The same rule as ``%upload``: ``--scope bucket`` without ``--key`` uploads to bucket/<file name>."""
+    src = make_file(tmp_path / "bare.bin", 300_000)
+    r = cli("put", str(src), server.url, "-p", "wcs-append", "--ak", AK, "--sk", SK, "--scope", "bkt", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(server.root / "bkt" / "bare.bin") == sha256_file(src)
+
+
 def test_put_failure_shows_the_server_code_and_message(cli, tmp_path, home):
     src = make_file(tmp_path / "big.bin", 300_000)
     with start_server(root=tmp_path / "r", max_file_size=100_000) as srv:
