@@ -499,7 +499,11 @@ class _WcsDriver(_Driver):
         # the size of the next append is journaled with the position, durably, before it goes.
         if h.extra.get("append_size"):
             self.sizer.size = int(h.extra["append_size"])
-        committed = self.rehash(position)
+        # The etag state outlives a run in memory, so a run that gave its worker back during a
+        # backoff does not read the file's prefix again.
+        memo = h.memo
+        committed = memo["wcs_hasher"] if memo.get("wcs_at") == position else self.rehash(position)
+        memo.update(wcs_at=position, wcs_hasher=committed)
         h.set_acked_exact(RangeSet([(0, position)]) if position else RangeSet())
         h.set_state_uploading()
         final_hash: str | None = None
@@ -526,8 +530,8 @@ class _WcsDriver(_Driver):
                     base + wcs.append_path(position), {}, body, file_len=length, on_file=twin.update
                 )
             except StepFailed as exc:
-                first = True  # the same append again (B5)
-                self.failed(exc)
+                first = True  # the same append again (B5), by a new run after the backoff
+                self.failed(exc, reschedule=True)
                 continue
             answer = wcs.process_append_answer(reply.status, reply.headers.multi_items(), reply.body)
             verdict = wcs.judge_replay(position, length, answer)
@@ -566,7 +570,9 @@ class _WcsDriver(_Driver):
                 continue
             else:
                 first = True
-                self.failed(self.append_failure(reply, answer, creds, refreshed))
+                self.failed(
+                    self.append_failure(reply, answer, creds, refreshed), reschedule=reply.status != 401
+                )
                 if reply.status == 401:
                     refreshed = True
                 continue
@@ -574,6 +580,7 @@ class _WcsDriver(_Driver):
             position += length
             h.extra["position"] = position
             h.extra["append_size"] = self.sizer.size
+            memo.update(wcs_at=position, wcs_hasher=committed)
             h.acknowledge(RangeSet([(0, position)]) if position else RangeSet())
             self.progress()
         local = committed.etag()

@@ -49,7 +49,10 @@ class Reschedule(EngineError):
 class RunHandle(Protocol):
     """The progress handle of one run (see the module docstring)."""
 
+    #: driver state carried across runs and journaled (scalars only)
     extra: dict[str, Any]
+    #: driver state carried across runs in memory only (e.g. the WCS etag state)
+    memo: dict[str, Any]
 
     @property
     def ranges(self) -> RangeSet: ...

@@ -120,6 +120,7 @@ class Task:
         self.backoff: Any = None
         #: driver state carried across runs (uploader mode, WCS position); journaled
         self.extra: dict[str, Any] = dict(extra or {})
+        self._memo: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ public view
     @property
@@ -470,6 +471,7 @@ class _TaskRun:
     def __init__(self, task: Task) -> None:
         self._t = task
         self.extra = task.extra
+        self.memo = task._memo
 
     @property
     def ranges(self) -> RangeSet:

@@ -74,3 +74,8 @@ def test_a_bare_bucket_scope_keys_the_object_by_file_name(make_engine, server, t
     ).wait(30, raise_on_error=True)
     assert snap.result["key"] == "named.bin"
     assert sha256_file(server.root / "bkt" / "named.bin") == sha256_file(src)
+
+
+def test_every_exported_name_resolves():
+    for name in nbupload.__all__:
+        assert getattr(nbupload, name) is not None, name

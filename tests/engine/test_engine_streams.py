@@ -11,7 +11,7 @@ import pytest
 
 from nbupload.engine import TaskState
 from nbupload.server import start_server
-from tests.support.helpers import make_file, sha256_file, wait_for
+from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
 from tests.support.proxy import Fault, FaultProxy
 from tests.support.servers import WithholdingServer
 
@@ -131,12 +131,15 @@ def test_pause_and_cancel_stop_every_stream_at_once(make_engine, tmp_path, actio
             assert sha256_file(server.root / "slow.bin") == sha256_file(src)
 
 
-def test_a_task_waiting_out_a_backoff_does_not_hold_a_worker(make_engine, server, tmp_path):
+@pytest.mark.parametrize("protocol", ["uploader", "wcs-append"])
+def test_a_task_waiting_out_a_backoff_does_not_hold_a_worker(make_engine, server, tmp_path, protocol):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/upload"
     engine = make_engine(workers=2, retries=1000, backoff_base=1.0, backoff_cap=2.0, retry_deadline=600)
-    stale = [engine.submit(bytes(1000), dead) for _ in range(10)]
+    ((ak, sk),) = CREDENTIALS.items()
+    wcs = {"protocol": "wcs-append", "access_key": ak, "secret_key": sk, "scope": "b:k"}
+    stale = [engine.submit(bytes(1000), dead, **(wcs if protocol == "wcs-append" else {})) for _ in range(10)]
     wait_for(lambda: all(t.snapshot().retrying for t in stale), timeout=30)
     src = make_file(tmp_path / "live.bin", 300 * KiB)
     snap = engine.submit(src, server.upload_url).wait(30, raise_on_error=True)
