@@ -9,9 +9,25 @@ the package (for example to run the server) does not pull in the engine or ipywi
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time names load lazily (below)
+    from .api import Task, get_engine, resume, tasks, upload
+    from .engine import Engine, EngineConfig
+    from .engine.state import TaskError, TaskSnapshot, TaskState
+    from .errors import (
+        CredentialsError,
+        NbuploadError,
+        SourceChangedError,
+        TaskLockedError,
+        UploadCancelled,
+        UploadError,
+        UploadFailed,
+        UploadPaused,
+    )
+    from .server import start_server
 
 # public name -> module that defines it (relative to this package)
 _LAZY = {
@@ -36,10 +52,14 @@ _LAZY = {
     "upload": ".api",
     "Engine": ".engine",
     "EngineConfig": ".engine",
-    "UploadCancelled": ".engine",
-    "UploadError": ".engine",
-    "UploadFailed": ".engine",
-    "UploadPaused": ".engine",
+    "CredentialsError": ".errors",
+    "NbuploadError": ".errors",
+    "SourceChangedError": ".errors",
+    "TaskLockedError": ".errors",
+    "UploadCancelled": ".errors",
+    "UploadError": ".errors",
+    "UploadFailed": ".errors",
+    "UploadPaused": ".errors",
     "TaskError": ".engine.state",
     "TaskSnapshot": ".engine.state",
     "TaskState": ".engine.state",

@@ -26,7 +26,7 @@ def get_engine() -> Engine:
     """The process-wide default engine, created on first use."""
     global _default
     with _default_lock:
-        if _default is None or _default._closed:
+        if _default is None or _default.closed:
             _default = Engine(EngineConfig())
             atexit.register(_pause_at_exit, _default)
         return _default
@@ -34,9 +34,9 @@ def get_engine() -> Engine:
 
 def _pause_at_exit(engine: Engine) -> None:
     """Interpreter exit: pause what still runs (the journal keeps it) and say so."""
-    from .engine import TaskState
+    from .engine.state import RUNNING_STATES
 
-    running = [t for t in engine.tasks() if t.state in (TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING)]
+    running = [t for t in engine.tasks() if t.state in RUNNING_STATES]
     engine.shutdown(True, 5.0)
     kept = [t.id for t in running if t.persistent]
     if kept:
@@ -51,7 +51,7 @@ def upload(
     url: str,
     *,
     protocol: str = "uploader",
-    chunk_size: int = 4 << 20,
+    chunk_size: int | None = None,
     name: str = "file",
     filename: str | None = None,
     fields: Mapping[str, str] | None = None,
@@ -63,6 +63,7 @@ def upload(
     scope: str | None = None,
     mime: str | None = None,
     position: int = 0,
+    streams: int | None = None,
     wait: bool = False,
     verify: bool | str | None = None,
     engine: Engine | None = None,
@@ -76,7 +77,9 @@ def upload(
     ``"plain"`` or ``"wcs-append"`` (``url`` is the upload domain; give ``token=`` or
     ``access_key=`` + ``secret_key=`` + ``scope=``, and ``key=`` unless the scope names it).
     For a file that grew since an earlier WCS upload, ``position=`` (the size the object has)
-    appends just the new bytes.
+    appends just the new bytes. ``chunk_size`` is where chunks start (default: the engine's
+    setting; they adapt to the link); ``streams`` how many chunks of this file are in flight
+    at once (default: the engine's ``streams``, 4).
 
     A list or tuple of paths, a folder, or a glob is uploaded as one batch: this returns a
     :class:`~nbupload.batch.Batch` (see :func:`~nbupload.batch.upload_many`).
@@ -98,7 +101,7 @@ def upload(
     task = eng.submit(
         source, url, protocol=protocol, chunk_size=chunk_size, name=name, filename=filename,
         fields=fields, headers=headers, key=key, token=token, access_key=access_key,
-        secret_key=secret_key, scope=scope, mime=mime, position=position,
+        secret_key=secret_key, scope=scope, mime=mime, position=position, streams=streams,
     )
     if wait:
         task.wait(raise_on_error=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .protocols import PROTOCOLS
 from .units import parse_size
 
 __all__ = ["OptionError", "add_put_arguments", "parse_field", "parse_header", "put_options"]
@@ -41,6 +42,16 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if n <= 0:
         raise argparse.ArgumentTypeError("chunk size must be positive")
+    return n
+
+
+def streams_arg(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError("streams must be between 1 and 64")
     return n
 
 
@@ -76,8 +87,11 @@ def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -
         parser.add_argument("file", metavar="PATH", nargs="+",
                             help="file(s) to upload; folders (recursive) and globs make a batch")
     parser.add_argument("url", metavar="URL", help="upload URL (for wcs-append: the upload domain)")
-    parser.add_argument("--protocol", "-p", choices=("uploader", "plain", "wcs-append"), default="uploader")
-    parser.add_argument("--chunk-size", type=_size, metavar="SIZE", help="bytes per request, e.g. 4MiB (default)")
+    parser.add_argument("--protocol", "-p", choices=PROTOCOLS, default="uploader")
+    parser.add_argument("--chunk-size", type=_size, metavar="SIZE",
+                        help="bytes per request to start with, e.g. 4MiB (default); it adapts to the link")
+    parser.add_argument("--streams", type=streams_arg, metavar="N",
+                        help="chunks of the file in flight at once, each on its own connection (default 4)")
     parser.add_argument("--name", default="file", metavar="FIELD", help="form field of the file (default: file)")
     parser.add_argument("--filename", metavar="NAME", help="file name sent to the server")
     parser.add_argument("--field", action="append", type=parse_field, default=[], metavar="K=V",
@@ -119,4 +133,6 @@ def put_options(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.chunk_size:
         opts["chunk_size"] = args.chunk_size
+    if getattr(args, "streams", None):
+        opts["streams"] = args.streams
     return opts

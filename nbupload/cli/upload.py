@@ -20,6 +20,7 @@ from ..options import (
     parse_field,
     parse_header,
     positive_float,
+    streams_arg,
 )
 from ..options import put_options as _put_options
 from ..units import format_size
@@ -61,6 +62,8 @@ def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
         if args.retries < 0:
             raise CommandError("--retries must not be negative")
         out["retries"] = args.retries
+    if getattr(args, "streams", None):
+        out["streams"] = args.streams
     if getattr(args, "timeout", None):
         t = args.timeout
         out.update(connect_timeout=t, read_timeout=t, write_timeout=t, stall_timeout=t)
@@ -435,6 +438,8 @@ def register(subparsers: Any) -> None:
                                 description="Resume uploads left by an interrupted or killed nbupload/kernel.")
     res.add_argument("ids", nargs="*", metavar="TASK_ID")
     res.add_argument("--all", action="store_true", help="every unfinished task")
+    res.add_argument("--streams", type=streams_arg, metavar="N",
+                     help="chunks of a file in flight at once (default: as the task was started, else 4)")
     _add_credentials(res)
     res.add_argument("--header", action="append", type=parse_header, default=[], metavar="'K: V'",
                      help="a secret header to send again (not kept in the journal)")

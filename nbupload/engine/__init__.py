@@ -5,12 +5,18 @@ Front ends use :class:`Engine` and :class:`EngineConfig`, read
 :class:`~nbupload.engine.state.TaskEvent` values.
 """
 
+from ..errors import (
+    CredentialsError,
+    NbuploadError,
+    SourceChangedError,
+    TaskLockedError,
+    UploadCancelled,
+    UploadError,
+    UploadFailed,
+    UploadPaused,
+)
 from .config import EngineConfig
-from .credentials import CredentialsError
 from .engine import Engine, UnfinishedTask
-from .errors import UploadCancelled, UploadError, UploadFailed, UploadPaused
-from .journal import TaskLockedError
-from .sources import SourceChangedError
 from .state import TaskError, TaskEvent, TaskSnapshot, TaskState
 from .task import Task
 
@@ -18,6 +24,7 @@ __all__ = [
     "CredentialsError",
     "Engine",
     "EngineConfig",
+    "NbuploadError",
     "SourceChangedError",
     "Task",
     "TaskError",

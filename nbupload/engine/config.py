@@ -7,9 +7,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "EngineConfig", "default_home"]
+__all__ = ["DEFAULT_CHUNK_MAX", "DEFAULT_CHUNK_SIZE", "DEFAULT_STREAMS", "EngineConfig", "default_home"]
 
 DEFAULT_CHUNK_SIZE = 4 << 20
+DEFAULT_CHUNK_MAX = 64 << 20
+DEFAULT_STREAMS = 4
 
 
 def default_home() -> Path:
@@ -32,10 +34,17 @@ class EngineConfig:
     that long is abandoned and retried. ``journal_dir`` ``None`` means
     ``<NBUPLOAD_HOME>/tasks``; ``journal=False`` turns the journal off. Credentials given
     here are never written anywhere and never shown in a repr.
+
+    ``streams``: chunks of one resumable upload in flight at once, each on its own
+    keep-alive connection (WCS appends stay one at a time). ``chunk_size`` is where a task's
+    chunks start; they grow up to ``chunk_max`` while waiting for answers dominates a
+    request, and shrink after failures (see docs/engine.md, "Adaptive chunks").
     """
 
     workers: int = 4
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    chunk_max: int = DEFAULT_CHUNK_MAX
+    streams: int = DEFAULT_STREAMS
     retries: int = 8
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
@@ -61,6 +70,10 @@ class EngineConfig:
             raise ValueError("workers must be at least 1")
         if self.chunk_size < 1:
             raise ValueError("chunk_size must be positive")
+        if self.chunk_max < 1:
+            raise ValueError("chunk_max must be positive")
+        if not 1 <= self.streams <= 64:
+            raise ValueError("streams must be between 1 and 64")
         if self.piece_size < 1:
             raise ValueError("piece_size must be positive")
         if self.retries < 0:

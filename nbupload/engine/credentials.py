@@ -13,14 +13,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..errors import CredentialsError
 from ..protocols import wcs
 from ..protocols.errors import ProtocolError
 
 __all__ = ["CredentialsError", "WcsCredentials", "resolve_wcs_credentials"]
 
 
-class CredentialsError(ValueError):
-    """Missing or unusable WCS credentials (the message says which option to give)."""
 
 
 def _token_policy(token: str) -> wcs.PutPolicy | None:

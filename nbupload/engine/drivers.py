@@ -1,105 +1,182 @@
 """Protocol drivers: the request sequences of ``uploader``, ``plain`` and ``wcs-append``.
 
 Every wire decision comes from :mod:`nbupload.protocols`; this module only sequences
-requests, retries and recovery:
+requests, retries and recovery, on a :class:`~nbupload.engine.run.RunContext` and a
+:class:`~nbupload.engine.run.RunHandle` (it never sees a task or the engine):
 
-- ``uploader``: query (PROTOCOLS.md A1/A2), then the missing ranges as chunks of
-  ``chunk_size``, one request in flight per task; after any failure the server is asked
-  again what it holds before anything is resent. A first query answer that is not a
-  resume answer switches to plain mode (A2, A6); later in a resumable session a bad
-  query answer is a retryable error instead (the session is known to exist).
+- ``uploader``: query (docs/protocols.md, uploader), then the missing ranges as chunks, on up
+  to ``streams`` concurrent streams (the protocol lets chunks arrive out of order and
+  concurrently). Each stream has its own keep-alive connection and takes the next missing
+  range nobody is sending. After a failure on one stream, that stream backs off, asks the
+  server what it holds and goes on with what is still missing; the other streams keep going
+  unless the failure is fatal. The task is done only when the server said the file is
+  complete or its held ranges cover ``[0, total)``: if the last answers do not say so, the
+  server is asked again and whatever it lacks is sent again. A first query answer that is
+  not a resume answer switches to plain mode; later in a resumable session a bad query
+  answer is a retryable error instead (the session is known to exist). A failing query
+  gives the worker back (:class:`~nbupload.engine.run.Reschedule`) instead of sleeping in it.
 - ``plain``: one multipart POST with the whole file; a retry starts it over.
-- ``wcs-append``: appends of ``chunk_size`` at the tracked position; a lost answer is
-  recovered by sending the same append again and judging the answer with
-  :func:`~nbupload.protocols.wcs.judge_replay` (B5). The etag of everything appended is
-  computed while streaming and checked against the server's final hash.
+- ``wcs-append``: appends at the tracked position, one in flight (positions are serial); a
+  lost answer is recovered by sending the same append again and judging the answer with
+  :func:`~nbupload.protocols.wcs.judge_replay`. The etag of everything appended is computed
+  while streaming and checked against the server's final hash.
+
+Chunk sizes adapt (:class:`ChunkSizer`): ``chunk_size`` is where a task starts.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable
+from typing import Any
 
+from ..errors import Interrupted, StepFailed
 from ..protocols import uploader, wcs
-from ..protocols.multipart import Source
-from ..protocols.ranges import RangeSet
-from .errors import StepFailed
-from .retry import Backoff
+from ..protocols.ranges import ByteRange, RangeSet
+from ..protocols.verdict import VerdictKind
+from .run import Reschedule, RunContext, RunHandle
 from .state import TaskError
-from .transport import Reply, post, status_failure
+from .transport import Reply, StreamClient, post, status_failure
 
-if TYPE_CHECKING:
-    from .task import Task
+__all__ = ["ChunkSizer", "run_driver"]
 
-__all__ = ["run_driver"]
-
-#: Uploader codes that can never succeed by trying again (PROTOCOLS.md A5).
-FATAL_UPLOADER_CODES = frozenset({4001, 4002, 4004, 4008})
+_E = uploader.ErrorCode
+#: How many times a server may leave a fully sent file unassembled before the task fails.
+ASSEMBLY_ROUNDS = 3
 
 
-def run_driver(task: Task) -> Any:
-    opened = task._source()
-    if task.total != opened.size:
-        from .sources import SourceChangedError
-
-        raise SourceChangedError(f"{task.name}: size is now {opened.size} bytes, was {task.total}")
-    cfg = task._engine.config
-    backoff = Backoff(cfg.retries, cfg.backoff_base, cfg.backoff_cap, cfg.retry_deadline)
-    if task.protocol == "wcs-append":
-        driver: _Driver = _WcsDriver(task, opened.source, backoff)
+def run_driver(ctx: RunContext, handle: RunHandle) -> Any:
+    """Run one attempt of the task to its end: the result, or an exception."""
+    driver: _Driver
+    if ctx.spec.protocol == "wcs-append":
+        driver = _WcsDriver(ctx, handle)
     else:
-        driver = _UploaderDriver(task, opened.source, backoff, plain=task.protocol == "plain")
-    driver.check_source = opened.check_unchanged
-    return driver.run()
+        driver = _UploaderDriver(ctx, handle, plain=ctx.spec.protocol == "plain")
+    sc = ctx.clients.acquire()
+    driver.main = sc
+    try:
+        return driver.run()
+    finally:
+        ctx.clients.release(sc)
+
+
+class ChunkSizer:
+    """How big the next chunk is.
+
+    Starts at ``start``; doubles after a full-size request in which more than
+    ``OVERHEAD_SHARE`` of the time went outside writing the body (connecting, waiting for the
+    answer: the round trip a bigger chunk pays once for more bytes), up to ``cap``; halves
+    after a failure or stall (not below ``floor``); after a 4001/413 it learns the server's
+    limit (the refused size) and never reaches it again, going back to the largest size the
+    server accepted; growing again then goes only halfway to the refused size.
+    """
+
+    OVERHEAD_SHARE = 0.25
+    #: below this a server that refuses a request as too large is not worth trying smaller
+    MIN_CHUNK = 64 << 10
+
+    def __init__(self, start: int, cap: int) -> None:
+        self.cap = max(start, cap)
+        self.size = start
+        self.floor = min(start, 256 << 10)
+        self.limit: int | None = None  # the smallest size the server refused as too large
+        self.largest_ok = 0
+        self._lock = threading.Lock()
+
+    def ok(self, length: int, reply: Reply) -> None:
+        with self._lock:
+            self.largest_ok = max(self.largest_ok, length)
+            if length < self.size or reply.seconds <= 0:
+                return
+            overhead = max(0.0, reply.seconds - reply.body_seconds)
+            bigger = min(self.size * 2, self.cap)
+            if self.limit is not None:  # halfway to the refused size: a binary search for the limit
+                bigger = min(bigger, (max(self.largest_ok, self.size) + self.limit) // 2)
+            if overhead > self.OVERHEAD_SHARE * reply.seconds and bigger > self.size:
+                self.size = bigger
+
+    def failed(self) -> None:
+        with self._lock:
+            self.size = max(self.floor, self.size // 2)
+
+    def too_large(self, length: int) -> bool:
+        """The server refused ``length`` bytes as too large; False when there is no smaller size to try."""
+        with self._lock:
+            self.limit = min(self.limit or length, length)
+            if length <= self.MIN_CHUNK:
+                return False
+            smaller = self.largest_ok if 0 < self.largest_ok < length else length // 2
+            self.size = max(self.MIN_CHUNK, min(self.size, smaller))
+            return True
 
 
 class _Driver:
-    #: Raises SourceChangedError once the file differs from when the task started. Called
-    #: after each piece is read and before it is sent, so no byte read after a change (the
-    #: kernel updates mtime before the data) ever goes out: never a silently mixed file.
-    check_source: Any = staticmethod(lambda: None)
+    main: StreamClient
 
-    def __init__(self, task: Task, source: Source, backoff: Backoff) -> None:
-        self.task = task
-        self.source = source
-        self.backoff = backoff
-        self.engine = task._engine
-        self.cfg = self.engine.config
+    def __init__(self, ctx: RunContext, handle: RunHandle) -> None:
+        self.ctx = ctx
+        self.h = handle
+        self.spec = ctx.spec
+        self.cfg = ctx.config
+        self.source = ctx.source
+        self.backoff = ctx.backoff
+        self.sizer = ChunkSizer(self.spec.chunk_size, max(self.cfg.chunk_max, self.spec.chunk_size))
+        self._lock = threading.Lock()
 
-    def send(self, url: str, headers: dict[str, str], body: Any, file_len: int = 0, on_file=None) -> Reply:
-        task = self.task
-        task.note_attempt()
+    def send(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: Any,
+        file_len: int = 0,
+        on_file: Callable[[memoryview], None] | None = None,
+        sc: StreamClient | None = None,
+    ) -> Reply:
+        """One request on ``sc`` (default: the run's main stream), abortable by pause and cancel."""
+        h = self.h
+        sc = sc or self.main
+        h.note_attempt()
+        sent = 0
 
         def counted(view: memoryview) -> None:
-            task.add_sent(view.nbytes)
+            nonlocal sent
+            sent += view.nbytes
+            h.add_sent(view.nbytes)
             if on_file is not None:
                 on_file(view)
 
+        unregister = h.on_abort(sc.abort)
         try:
             return post(
-                self.engine._client(),
+                sc.client,
                 url,
-                headers={**task.spec.headers, **headers},
+                headers={**self.spec.headers, **headers},
                 body=body,
-                timeout=self.engine._timeout(),
+                timeout=self.ctx.timeout,
                 check=self.check,
                 stall_timeout=self.cfg.stall_timeout,
                 file_len=file_len,
                 on_file=counted,
             )
+        except StepFailed:
+            h.check()  # an aborted request is a pause or a cancel, not a failure
+            raise
         finally:
-            task.end_request()
+            unregister()
+            h.end_request(sent)
 
     def check(self) -> None:
-        self.task.check()
-        self.check_source()
+        self.h.check()
+        self.ctx.check_source()
 
-    def failed(self, exc: StepFailed) -> None:
-        """Back off after a failed step, or give up with its error."""
+    def failed(self, exc: StepFailed, reschedule: bool = False) -> None:
+        """Back off after a failed step (in this thread, or by giving the worker back), or give up."""
         if not exc.error.retryable:
             raise exc
-        delay = self.backoff.next_delay(exc.retry_after)
-        if delay is None:
+        with self._lock:
+            delay = self.backoff.next_delay(exc.retry_after)
             tries = self.backoff.failures
+        if delay is None:
             raise StepFailed(
                 TaskError(
                     f"{exc.error.message} (gave up after {tries} tries without progress)",
@@ -108,209 +185,452 @@ class _Driver:
                     retryable=True,
                 )
             )
-        self.task.report_error(exc.error)
-        self.task.sleep(delay)
+        self.h.report_error(exc.error)
+        if reschedule:
+            raise Reschedule(delay)
+        self.h.sleep(delay)
+
+    def progress(self) -> None:
+        with self._lock:
+            self.backoff.progress()
+
+
+class _Plan:
+    """The ranges of one resumable upload: acknowledged, in flight, and what is left.
+
+    Streams :meth:`take` the first missing range nobody is sending, cut to the current chunk
+    size; a failed stream :meth:`give_back` its range. ``stop`` ends every stream.
+    """
+
+    def __init__(self, held: RangeSet, total: int) -> None:
+        self.total = total
+        self.acked = held.clip(total)
+        self.inflight: dict[int, ByteRange] = {}
+        self.error: BaseException | None = None
+        self.complete = False
+        self.last: uploader.ChunkAnswer | None = None
+        self.clients: set[StreamClient] = set()
+        self._lock = threading.Lock()
+        self._n = 0
+
+    @property
+    def stopped(self) -> bool:
+        return self.error is not None
+
+    def take(self, size: int) -> tuple[int, ByteRange] | None:
+        with self._lock:
+            if self.error is not None:
+                return None
+            busy = RangeSet((r.start, r.end) for r in self.inflight.values())
+            free = (self.acked | busy).missing(self.total)
+            for piece in free.pieces(size):
+                self._n += 1
+                self.inflight[self._n] = piece
+                return self._n, piece
+            return None
+
+    def give_back(self, ticket: int) -> None:
+        with self._lock:
+            self.inflight.pop(ticket, None)
+
+    def done(self, ticket: int, got: RangeSet, answer: uploader.ChunkAnswer) -> None:
+        with self._lock:
+            self.inflight.pop(ticket, None)
+            self.acked = self.acked | got.clip(self.total)
+            self.last = answer
+            self.complete = self.complete or answer.complete
+
+    def merge(self, held: RangeSet) -> None:
+        with self._lock:
+            self.acked = self.acked | held.clip(self.total)
+
+    def stop(self, exc: BaseException) -> None:
+        """End every stream: the first reason wins; the others' connections are cut."""
+        with self._lock:
+            if self.error is None or (
+                isinstance(exc, Interrupted) and not isinstance(self.error, Interrupted)
+            ):
+                self.error = exc
+            clients = list(self.clients)
+        for sc in clients:
+            sc.abort()
 
 
 class _UploaderDriver(_Driver):
-    def __init__(self, task: Task, source: Source, backoff: Backoff, plain: bool) -> None:
-        super().__init__(task, source, backoff)
+    def __init__(self, ctx: RunContext, handle: RunHandle, plain: bool) -> None:
+        super().__init__(ctx, handle)
         self.force_plain = plain
 
-    @property
-    def spec(self):
-        return self.task.spec
-
     def run(self) -> Any:
-        task = self.task
+        h = self.h
         mode = "plain" if self.force_plain else None
-        known_resumable = task.extra.get("mode") == "resumable"
-        while True:
-            try:
-                if mode != "plain":
-                    answer = self.query(known_resumable)
-                    if answer.resumable:
-                        mode = "resumable"
-                        if not known_resumable:
-                            known_resumable = True
-                            task.extra["mode"] = "resumable"
-                            self.engine._journal_save(task)
-                        task.set_acked_exact(answer.ranges_for(self.spec.field_name).clip(task.total))
-                    else:
-                        mode = "plain"
-                        task.extra["mode"] = "plain"
-                        task.extra["plain_reason"] = answer.reason
-                task.set_state_uploading()
-                if mode == "plain":
-                    return self.plain()
-                return self.chunks(answer.ranges_for(self.spec.field_name))
-            except StepFailed as exc:
-                self.failed(exc)
-                if mode == "plain" and not self.force_plain:
-                    mode = None  # ask again: the server may have been restarted with resume
+        known_resumable = h.extra.get("mode") == "resumable"
+        try:
+            if mode != "plain":
+                answer = self.query(known_resumable)
+                if answer.resumable:
+                    if not known_resumable:
+                        h.extra["mode"] = "resumable"
+                        h.save()
+                    h.set_acked_exact(answer.ranges_for(self.spec.field_name).clip(self.ctx.total))
+                else:
+                    mode = "plain"
+                    h.extra["mode"] = "plain"
+                    h.extra["plain_reason"] = answer.reason
+            h.set_state_uploading()
+            if mode == "plain":
+                return self.plain()
+        except StepFailed as exc:
+            self.failed(exc, reschedule=True)  # a new run asks the server again
+            raise  # pragma: no cover - failed() always raises with reschedule=True
+        return self.resumable(answer.ranges_for(self.spec.field_name))
 
-    def query(self, known_resumable: bool) -> uploader.QueryAnswer:
+    def query(self, known_resumable: bool, sc: StreamClient | None = None) -> uploader.QueryAnswer:
         headers, body = uploader.prepare_query(self.spec.boundary)
-        reply = self.send(self.spec.url, headers, body)
+        reply = self.send(self.spec.url, headers, body, sc=sc)
         answer = uploader.process_query_answer(reply.status, reply.body, self.spec.boundary)
-        if answer.resumable:
+        verdict = uploader.classify_query(reply.status, answer, known_resumable)
+        if verdict.kind in (VerdictKind.OK, VerdictKind.PLAIN):
             return answer
-        later = reply.status in (408, 429) or reply.status >= 500
-        if later or known_resumable:
-            # "Try later", or a session known to exist: not a reason to restart in plain mode.
-            fatal = reply.status in (401, 403, 404, 405)
-            raise StepFailed(
-                TaskError(f"query failed: {answer.reason}", status=reply.status, retryable=not fatal),
-                retry_after=reply.retry_after,
-            )
-        return answer
+        raise StepFailed(
+            TaskError(f"query failed: {answer.reason}", status=reply.status, retryable=verdict.retryable),
+            retry_after=reply.retry_after,
+        )
 
     def _judge(self, reply: Reply) -> uploader.ChunkAnswer:
         answer = uploader.process_chunk_answer(reply.status, reply.body)
-        if answer.ok:
+        verdict = uploader.classify_chunk(answer, reply.headers.get("location"))
+        if verdict.kind is VerdictKind.OK:
             return answer
-        if 300 <= reply.status < 400:
-            where = reply.headers.get("location", "?")
-            raise StepFailed(TaskError(f"the server redirects to {where}: use that URL", status=reply.status))
-        failure = status_failure(reply, answer.text, answer.code)
-        if answer.code in FATAL_UPLOADER_CODES or reply.status in (401, 403, 404, 413):
-            failure.error = TaskError(answer.text, answer.code, reply.status, retryable=False)
-        elif answer.code == uploader.ErrorCode.PARTIAL_UPLOAD or answer.code in (4006, 4007):
-            failure.error = TaskError(answer.text, answer.code, reply.status, retryable=True)
-        raise failure
+        if verdict.kind is VerdictKind.REDIRECT:
+            raise StepFailed(
+                TaskError(f"the server redirects to {verdict.location}: use that URL", status=reply.status)
+            )
+        retryable = verdict.kind is VerdictKind.RETRY
+        raise StepFailed(
+            TaskError(answer.text, answer.code, reply.status, retryable=retryable),
+            retry_after=reply.retry_after if retryable else None,
+        )
+
+    @staticmethod
+    def _too_large(exc: StepFailed) -> bool:
+        """The request (not the file) was too big: 4001, or a bare 413 without a code."""
+        return exc.error.code == _E.REQUEST_TOO_LARGE or (exc.error.status == 413 and exc.error.code is None)
 
     def plain(self) -> Any:
         spec = self.spec
         body = uploader.prepare_plain(
-            spec.boundary, self.source, name=spec.field_name, filename=spec.filename, fields=spec.fields,
-            content_type=spec.mime or "application/octet-stream", piece_size=self.cfg.piece_size,
+            spec.boundary,
+            self.source,
+            name=spec.field_name,
+            filename=spec.filename,
+            fields=spec.fields,
+            content_type=spec.content_type,
+            piece_size=self.cfg.piece_size,
         )
         reply = self.send(spec.url, {}, body, file_len=self.source.size)
         answer = self._judge(reply)
-        self.task.acknowledge(RangeSet([(0, self.task.total)]))
+        self.h.acknowledge(RangeSet([(0, self.ctx.total)]))
         return {"mode": "plain", "status": answer.status, **dict(answer.extra)}
 
-    def chunks(self, held: RangeSet) -> Any:
-        task, spec = self.task, self.spec
-        total = task.total
-        missing = held.missing(total)
-        pieces = list(missing.pieces(spec.chunk_size)) if total else []
-        last: uploader.ChunkAnswer | None = None
+    def _chunk_body(self, start: int, end: int) -> Any:
+        spec = self.spec
+        return uploader.prepare_chunk(
+            spec.boundary,
+            self.source,
+            start,
+            end,
+            name=spec.field_name,
+            filename=spec.filename,
+            fields=spec.fields,
+            content_type=spec.content_type,
+            piece_size=self.cfg.piece_size,
+        )
+
+    def resumable(self, held: RangeSet) -> Any:
+        total = self.ctx.total
+        result: dict[str, Any] = {"mode": "resumable", "boundary": self.spec.boundary}
         if total == 0:  # nothing to slice: one empty chunk tells the server the file exists
-            body = uploader.prepare_chunk(spec.boundary, self.source, 0, 0, name=spec.field_name,
-                                          filename=spec.filename, fields=spec.fields,
-                                          content_type=spec.mime or "application/octet-stream")
-            last = self._judge(self.send(spec.url, {}, body))
-        for piece in pieces:
-            body = uploader.prepare_chunk(
-                spec.boundary, self.source, piece.start, piece.end, name=spec.field_name,
-                filename=spec.filename, fields=spec.fields,
-                content_type=spec.mime or "application/octet-stream", piece_size=self.cfg.piece_size,
-            )
-            reply = self.send(spec.url, {}, body, file_len=len(piece))
-            last = self._judge(reply)
-            got = RangeSet([(piece.start, piece.end)])
-            if last.held is not None:
-                got = got | last.held
-            task.acknowledge(got)
-            self.backoff.progress()
-        result: dict[str, Any] = {"mode": "resumable", "boundary": spec.boundary}
-        if last is not None:
+            last = self._judge(self.send(self.spec.url, {}, self._chunk_body(0, 0)))
             result.update(dict(last.extra))
-            # False when the server defers assembling (e.g. an abandoned request is still open).
             result["complete"] = last.complete
+            return result
+        plan = _Plan(held, total)
+        for _ in range(ASSEMBLY_ROUNDS):
+            self.streams(plan)
+            if plan.complete:
+                break
+            # Every range went out but no answer said the file is complete: ask the server.
+            answer = self._query_until_answered(plan)
+            held_now = answer.ranges_for(self.spec.field_name)
+            plan.merge(held_now)
+            if held_now.covers(total):
+                plan.complete = True
+                break
+            self.h.report_error(
+                TaskError(
+                    f"the server holds {held_now.covered()} of {total} bytes after every chunk was sent; "
+                    "sending the missing ranges again",
+                    retryable=True,
+                )
+            )
+            plan.acked = held_now.clip(total)
+        if not plan.complete:
+            raise StepFailed(
+                TaskError(
+                    "the server acknowledged every chunk but never assembled the file "
+                    f"(asked {ASSEMBLY_ROUNDS} "
+                    "times); the upload is not complete",
+                    code="incomplete",
+                )
+            )
+        if plan.last is not None:
+            result.update(dict(plan.last.extra))
+        result["complete"] = True
         return result
 
+    def _query_until_answered(self, plan: _Plan) -> uploader.QueryAnswer:
+        while True:
+            try:
+                return self.query(True)
+            except StepFailed as exc:
+                self.failed(exc)
 
-def _fork(hasher: wcs.EtagHasher) -> wcs.EtagHasher:
-    """A copy of a streaming etag (hashlib objects copy; the class has no copy())."""
-    twin = wcs.EtagHasher()
-    twin._block = hasher._block.copy()
-    twin._block_len = hasher._block_len
-    twin._blocks = list(hasher._blocks)
-    twin.size = hasher.size
-    return twin
+    def streams(self, plan: _Plan) -> None:
+        """Send every missing range of ``plan`` on up to ``streams`` concurrent streams."""
+        n = max(1, self.spec.streams or self.cfg.streams)
+        others = [
+            threading.Thread(target=self._stream, args=(plan, None), name="nbupload-stream", daemon=True)
+            for _ in range(n - 1)
+        ]
+        for t in others:
+            t.start()
+        try:
+            self._stream(plan, self.main)
+        finally:
+            for t in others:
+                t.join()
+        if plan.error is not None:
+            raise plan.error
+
+    def _stream(self, plan: _Plan, sc: StreamClient | None) -> None:
+        own = sc is None
+        client = sc or self.ctx.clients.acquire()
+        with plan._lock:
+            plan.clients.add(client)
+        try:
+            self._stream_loop(plan, client)
+        except BaseException as exc:  # noqa: BLE001 - handed to the run's thread
+            plan.stop(exc)
+        finally:
+            with plan._lock:
+                plan.clients.discard(client)
+            if own:
+                self.ctx.clients.release(client)
+
+    def _stream_loop(self, plan: _Plan, sc: StreamClient) -> None:
+        h = self.h
+        while True:
+            taken = plan.take(self.sizer.size)
+            if taken is None:
+                return
+            ticket, piece = taken
+            h.set_chunk_size(self.sizer.size)
+            try:
+                reply = self.send(
+                    self.spec.url, {}, self._chunk_body(piece.start, piece.end), file_len=len(piece), sc=sc
+                )
+                answer = self._judge(reply)
+            except StepFailed as exc:
+                if plan.stopped or self._too_large(exc):
+                    plan.give_back(ticket)
+                    if plan.stopped:
+                        return
+                    if not self.sizer.too_large(len(piece)):
+                        raise
+                    h.set_chunk_size(self.sizer.size)
+                    continue  # the same bytes again, smaller; nothing was applied
+                # The range stays reserved while this stream backs off and asks the server: the
+                # request may have landed, and no other stream may send it again blindly.
+                try:
+                    self.sizer.failed()
+                    self.failed(exc)
+                    self._recover(plan, sc)
+                finally:
+                    plan.give_back(ticket)
+                continue
+            except BaseException:
+                plan.give_back(ticket)
+                raise
+            got = RangeSet([(piece.start, piece.end)])
+            if answer.held is not None:
+                got = got | answer.held
+            plan.done(ticket, got, answer)
+            h.acknowledge(got)
+            self.sizer.ok(len(piece), reply)
+            self.progress()
+
+    def _recover(self, plan: _Plan, sc: StreamClient) -> None:
+        """After a failure: ask the server what it holds (never resend blindly)."""
+        while not plan.stopped:
+            try:
+                answer = self.query(True, sc=sc)
+            except StepFailed as exc:
+                self.failed(exc)
+                continue
+            held = answer.ranges_for(self.spec.field_name)
+            plan.merge(held)
+            self.h.set_acked_exact(held.clip(self.ctx.total))
+            return
 
 
 class _WcsDriver(_Driver):
     def run(self) -> Any:
-        task, spec = self.task, self.task.spec
+        h, spec = self.h, self.spec
         creds = spec.credentials
         if creds is None:
-            raise StepFailed(TaskError("wcs-append needs credentials: a token, or access key + secret key + scope"))
+            raise StepFailed(
+                TaskError("wcs-append needs credentials: a token, or access key + secret key + scope")
+            )
         base = spec.url.rstrip("/")
-        total = task.total
-        position = int(task.extra.get("position", 0))
-        committed = self.rehash(position)
-        task.set_acked_exact(RangeSet([(0, position)]) if position else RangeSet())
-        task.set_state_uploading()
+        total = self.ctx.total
+        position = int(h.extra.get("position", 0))
+        # A replay after a restart must be the same append (same length) to be judged as ours:
+        # the size of the next append is journaled with the position, durably, before it goes.
+        if h.extra.get("append_size"):
+            self.sizer.size = int(h.extra["append_size"])
+        # The etag state outlives a run in memory, so a run that gave its worker back during a
+        # backoff does not read the file's prefix again.
+        memo = h.memo
+        committed = memo["wcs_hasher"] if memo.get("wcs_at") == position else self.rehash(position)
+        memo.update(wcs_at=position, wcs_hasher=committed)
+        h.set_acked_exact(RangeSet([(0, position)]) if position else RangeSet())
+        h.set_state_uploading()
         final_hash: str | None = None
         refreshed = False
         first = True
         while first or position < total:
             first = False
-            length = min(spec.chunk_size, total - position)
-            twin = _fork(committed)
+            length = min(self.sizer.size, total - position)
+            h.set_chunk_size(self.sizer.size)
+            twin = committed.copy()
             body = wcs.prepare_append(
-                creds.current(), self.source, position, length, key=spec.key, mime=spec.mime,
-                variables=spec.fields, filename=spec.filename, piece_size=self.cfg.piece_size,
+                creds.current(),
+                self.source,
+                position,
+                length,
+                key=spec.key,
+                mime=spec.mime,
+                variables=spec.fields,
+                filename=spec.filename,
+                piece_size=self.cfg.piece_size,
             )
             try:
-                reply = self.send(base + wcs.append_path(position), {}, body, file_len=length, on_file=twin.update)
+                reply = self.send(
+                    base + wcs.append_path(position), {}, body, file_len=length, on_file=twin.update
+                )
             except StepFailed as exc:
-                first = True  # the same append again (B5)
-                self.failed(exc)
+                first = True  # the same append again (B5), by a new run after the backoff
+                self.failed(exc, reschedule=True)
                 continue
             answer = wcs.process_append_answer(reply.status, reply.headers.multi_items(), reply.body)
             verdict = wcs.judge_replay(position, length, answer)
             if answer.ok:
                 if answer.next_position is not None and answer.next_position != position + length:
-                    raise StepFailed(TaskError(
-                        f"the server says the object is {answer.next_position} bytes after appending "
-                        f"{length} at {position}: someone else is appending to it", code="conflict",
-                        status=reply.status))
+                    raise StepFailed(
+                        TaskError(
+                            f"the server says the object is {answer.next_position} bytes after appending "
+                            f"{length} at {position}: someone else is appending to it",
+                            code="conflict",
+                            status=reply.status,
+                        )
+                    )
                 if twin.size != position + length:  # the server answered before reading it all
                     twin = self.rehash(position + length)
                 committed = twin
                 final_hash = answer.hash
+                self.sizer.ok(length, reply)
             elif verdict.landed:
                 committed = self.rehash_chunk(committed, position, length)
                 final_hash = None
             elif verdict.conflict:
-                raise StepFailed(TaskError(
-                    f"conflict: this upload expected the object at {position} bytes but the server has "
-                    f"{verdict.next_position}; someone else appended to {creds.scope} (nothing was overwritten)",
-                    code="409", status=409))
+                raise StepFailed(
+                    TaskError(
+                        f"conflict: this upload expected the object at {position} bytes but the server has "
+                        f"{verdict.next_position}; someone else appended to {creds.scope} "
+                        "(nothing was overwritten)",
+                        code="409",
+                        status=409,
+                    )
+                )
+            elif reply.status == 413 and self.sizer.too_large(length):
+                first = True
+                h.extra["append_size"] = self.sizer.size
+                h.save(durable=True)
+                continue
             else:
                 first = True
-                self.failed(self.append_failure(reply, answer, creds, refreshed))
+                self.failed(
+                    self.append_failure(reply, answer, creds, refreshed), reschedule=reply.status != 401
+                )
                 if reply.status == 401:
                     refreshed = True
                 continue
             refreshed = False
             position += length
-            task.extra["position"] = position
-            task.acknowledge(RangeSet([(0, position)]) if position else RangeSet())
-            self.backoff.progress()
+            h.extra["position"] = position
+            h.extra["append_size"] = self.sizer.size
+            memo.update(wcs_at=position, wcs_hasher=committed)
+            h.acknowledge(RangeSet([(0, position)]) if position else RangeSet())
+            self.progress()
         local = committed.etag()
         if final_hash is None:
             final_hash = self.probe_hash(base, creds, total)
-        if final_hash is not None and final_hash != local:
-            raise StepFailed(TaskError(
-                f"hash mismatch: the server's object has etag {final_hash}, the data sent has {local}",
-                code="hash-mismatch"))
+        if position != total:
+            raise StepFailed(
+                TaskError(f"the object ends at {position} bytes, the file has {total}", code="incomplete")
+            )
+        if final_hash is None:
+            raise StepFailed(
+                TaskError(
+                    "the server never said which hash the object has: it cannot be checked",
+                    code="unverified",
+                    retryable=True,
+                )
+            )
+        if final_hash != local:
+            raise StepFailed(
+                TaskError(
+                    f"hash mismatch: the server's object has etag {final_hash}, the data sent has {local}",
+                    code="hash-mismatch",
+                )
+            )
         bucket, scoped_key = creds.bucket_key
-        return {"hash": local, "verified": final_hash is not None, "position": position,
-                "bucket": bucket, "key": spec.key or scoped_key}
+        return {
+            "hash": local,
+            "verified": True,
+            "position": position,
+            "bucket": bucket,
+            "key": spec.key or scoped_key,
+        }
 
-    def append_failure(self, reply: Reply, answer: wcs.AppendAnswer, creds, refreshed: bool) -> StepFailed:
+    def append_failure(
+        self, reply: Reply, answer: wcs.AppendAnswer, creds: Any, refreshed: bool
+    ) -> StepFailed:
         if reply.status == 409 and answer.object_type == "Normal":
-            return StepFailed(TaskError("the object exists and is not appendable (x-wcs-object-type: Normal)",
-                                        code=answer.code or "409", status=409))
+            return StepFailed(
+                TaskError(
+                    "the object exists and is not appendable (x-wcs-object-type: Normal)",
+                    code=answer.code or "409",
+                    status=409,
+                )
+            )
         if reply.status == 401 and not refreshed and creds.refresh():
             return StepFailed(TaskError(answer.text, code=answer.code, status=401, retryable=True))
         if reply.status in (400, 401, 403, 404, 409, 413):
-            return StepFailed(TaskError(answer.text, code=answer.code or str(reply.status), status=reply.status))
+            return StepFailed(
+                TaskError(answer.text, code=answer.code or str(reply.status), status=reply.status)
+            )
         return status_failure(reply, answer.text, answer.code)
 
     def rehash(self, end: int) -> wcs.EtagHasher:
@@ -318,21 +638,28 @@ class _WcsDriver(_Driver):
         hasher = wcs.EtagHasher()
         step = 1 << 20
         for off in range(0, end, step):
-            self.task.check()
+            self.h.check()
             hasher.update(self.source.pread(min(step, end - off), off))
         return hasher
 
     def rehash_chunk(self, committed: wcs.EtagHasher, start: int, length: int) -> wcs.EtagHasher:
-        twin = _fork(committed)
+        twin = committed.copy()
         step = 1 << 20
         for off in range(start, start + length, step):
             twin.update(self.source.pread(min(step, start + length - off), off))
         return twin
 
-    def probe_hash(self, base: str, creds, total: int) -> str | None:
+    def probe_hash(self, base: str, creds: Any, total: int) -> str | None:
         """The last append's answer was lost: an empty append at the end returns the hash."""
-        body = wcs.prepare_append(creds.current(), _Empty(), 0, 0, key=self.task.spec.key,
-                                  mime=self.task.spec.mime, filename=self.task.spec.filename)
+        body = wcs.prepare_append(
+            creds.current(),
+            _Empty(),
+            0,
+            0,
+            key=self.spec.key,
+            mime=self.spec.mime,
+            filename=self.spec.filename,
+        )
         for _ in range(3):
             try:
                 reply = self.send(base + wcs.append_path(total), {}, body)
@@ -349,4 +676,3 @@ class _Empty:
 
     def pread(self, size: int, offset: int) -> bytes:
         return b""
-

@@ -1,9 +1,16 @@
-"""The engine: a bounded pool of worker threads running tasks, one shared HTTP client,
-the journal, and event delivery to subscribers."""
+"""The engine: a bounded pool of worker threads running tasks, the HTTP clients their
+streams borrow, the journal, and event delivery to subscribers.
+
+A worker runs a task as ``handle = task.begin(gen)`` -> ``run_driver(ctx, handle)`` ->
+``task.settle(...)``. Tasks know the engine only as a :class:`~nbupload.engine.task.TaskHost`
+(:class:`_Host`); drivers only as a :class:`~nbupload.engine.run.RunContext`. A run that has
+to wait out a backoff gives its worker back and is queued again by a timer.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import secrets
 import threading
@@ -13,16 +20,23 @@ from typing import Any
 
 import httpx
 
+from ..errors import CredentialsError, TaskLockedError
+from ..protocols import PROTOCOLS
 from ..protocols.multipart import new_boundary
 from ..protocols.ranges import RangeSet
 from .config import EngineConfig
-from .credentials import CredentialsError, resolve_wcs_credentials
+from .credentials import resolve_wcs_credentials
+from .drivers import run_driver
 from .events import Dispatcher
-from .journal import Journal, JournalEntry, TaskLockedError, redact_url
-from .sources import FileIdentity, open_source
-from .state import ACTIVE_STATES, TaskError, TaskEvent, TaskState
-from .task import PROTOCOLS, Task, TaskSpec
-from .transport import build_client
+from .journal import Journal, JournalEntry, JournalRecord
+from .redact import redact_url
+from .retry import Backoff
+from .run import RunContext
+from .sources import open_source
+from .spec import TaskSpec
+from .state import RUNNING_STATES, TaskError, TaskEvent, TaskState
+from .task import Task
+from .transport import ClientPool
 
 __all__ = ["Engine", "UnfinishedTask"]
 
@@ -59,6 +73,13 @@ def _clean_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
+def _source_name(source: Any) -> str | None:
+    """The file name of a path source (the WCS key a bare-bucket scope defaults to)."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.basename(os.fspath(source)) or None
+    return None
+
+
 def _base(url: str) -> tuple[str, str, int | None, str]:
     u = httpx.URL(url)
     return (u.scheme, u.host, u.port, u.path)
@@ -67,17 +88,33 @@ def _base(url: str) -> tuple[str, str, int | None, str]:
 class Engine:
     """Runs uploads. Thread-safe. See ``docs/engine.md``."""
 
-    def __init__(self, config: EngineConfig | None = None, **changes: Any) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        **changes: Any,
+    ) -> None:
+        """``transport`` replaces the network for every request (tests: ``httpx.MockTransport``;
+        pause and cancel then act between body pieces instead of cutting the connection)."""
         self.config = (config or EngineConfig()).with_changes(**changes) if changes else (config or EngineConfig())
         self._lock = threading.RLock()
         self._tasks: dict[str, Task] = {}
         self._queue: queue.Queue[tuple[Task, int] | None] = queue.Queue()
         self._workers: list[threading.Thread] = []
-        self._http: httpx.Client | None = None
-        self._old_clients: list[httpx.Client] = []
+        self._transport = transport
+        self._clients = ClientPool(self.config, transport)
+        self._old_clients: list[ClientPool] = []
+        self._timers: set[threading.Timer] = set()
         self._dispatcher = Dispatcher(self.config.progress_interval)
         self._journal = Journal(self.config.tasks_dir) if self.config.journal else None
         self._closed = False
+        self._host = _Host(self)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` ran (a closed engine takes no new task)."""
+        return self._closed
 
     # ------------------------------------------------------------------ configuration
     def configure(self, **changes: Any) -> EngineConfig:
@@ -88,20 +125,14 @@ class Engine:
             self._dispatcher.interval = new.progress_interval
             if (new.journal, new.journal_dir) != (old.journal, old.journal_dir):
                 self._journal = Journal(new.tasks_dir) if new.journal else None
-            if self._http is not None and (new.workers, new.verify, new.user_agent) != (
-                old.workers, old.verify, old.user_agent
-            ):
-                self._old_clients.append(self._http)
-                self._http = None
+            if (new.verify, new.user_agent, new.connect_timeout, new.read_timeout, new.write_timeout,
+                    new.pool_timeout) != (old.verify, old.user_agent, old.connect_timeout, old.read_timeout,
+                                          old.write_timeout, old.pool_timeout):
+                self._old_clients.append(self._clients)
+                self._clients = ClientPool(new, self._transport)
             if self._workers:
                 self._ensure_workers()
             return new
-
-    def _client(self) -> httpx.Client:
-        with self._lock:
-            if self._http is None:
-                self._http = build_client(self.config)
-            return self._http
 
     def _timeout(self) -> httpx.Timeout:
         """Per-request timeouts; no phase may sit without moving bytes past ``stall_timeout``."""
@@ -135,17 +166,57 @@ class Engine:
                 return
             task, gen = item
             try:
-                task._run(gen)
-            except Exception:  # pragma: no cover - _run catches everything
+                self._run(task, gen)
+            except Exception:  # pragma: no cover - settle catches everything but bugs in the table
                 log.exception("nbupload: worker crashed on task %s", task.id)
 
-    def _enqueue(self, task: Task, gen: int) -> None:
+    def _run(self, task: Task, gen: int) -> None:
+        handle = task.begin(gen)
+        if handle is None:
+            return
+        try:
+            opened = task.open_source()
+            if task.total != opened.size:
+                from ..errors import SourceChangedError
+
+                raise SourceChangedError(f"{task.name}: size is now {opened.size} bytes, was {task.total}")
+            c = self.config
+            if task.backoff is None:
+                task.backoff = Backoff(c.retries, c.backoff_base, c.backoff_cap, c.retry_deadline)
+            ctx = RunContext(
+                spec=task.spec, name=task.name, total=task.total, config=c, source=opened.source,
+                check_source=opened.check_unchanged, clients=self._clients, timeout=self._timeout(),
+                backoff=task.backoff,
+            )
+            result = run_driver(ctx, handle)
+        except BaseException as exc:  # noqa: BLE001 - settle decides what it means
+            task.settle(exc=exc)
+            return
+        task.settle(result)
+
+    def _enqueue(self, task: Task, gen: int, delay: float = 0.0) -> None:
         with self._lock:
             if self._closed:
+                if delay > 0:
+                    return  # a backoff timer that fired after shutdown: the journal keeps the task
                 raise RuntimeError("the engine was shut down")
+            if delay > 0:
+                timer = threading.Timer(delay, self._timer_fired, (task, gen))
+                timer.daemon = True
+                timer.name = "nbupload-backoff"
+                self._timers.add(timer)
+                timer.start()
+                return
             if not self._workers:
                 self._ensure_workers()
         self._queue.put((task, gen))
+
+    def _timer_fired(self, task: Task, gen: int) -> None:
+        with self._lock:
+            self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
+            if self._closed:
+                return
+        self._enqueue(task, gen)
 
     # ------------------------------------------------------------------ events
     def subscribe(self, callback: Callable[[TaskEvent], None]) -> Callable[[], None]:
@@ -161,20 +232,13 @@ class Engine:
 
     # ------------------------------------------------------------------ journal
     def _journal_save(self, task: Task, *, durable: bool = True) -> None:
-        if self._journal is None or task._path is None or task.state is TaskState.CANCELLED:
+        if self._journal is None:
             return
-        data = task.spec.journal_data()
-        data.update(
-            id=task.id,
-            name=task.name,
-            total=task.total,
-            acked=task.acked,
-            ranges=str(task.ranges),
-            source={"path": task._path, **(task._identity.as_dict() if task._identity else {})},
-            extra={k: v for k, v in task.extra.items() if isinstance(v, (str, int, float, bool, type(None)))},
-        )
+        record = task.journal_record()
+        if record is None:
+            return
         try:
-            self._journal.write(task.id, data, durable=durable)
+            self._journal.write(task.id, record.to_json(), durable=durable)
         except OSError as exc:  # the upload goes on; only a restart would lose ground
             log.warning("nbupload: cannot write the journal for task %s: %s", task.id, exc)
 
@@ -201,13 +265,17 @@ class Engine:
         scope: str | None = None,
         mime: str | None = None,
         position: int = 0,
+        streams: int | None = None,
         start: bool = True,
     ) -> Task:
         """Start uploading ``source`` to ``url``; returns at once with the queued task.
 
         ``position`` (wcs-append only): the object already holds the source's first
         ``position`` bytes (an earlier upload of a file that has grown since), so appends
-        start there; the final hash check still covers the whole object.
+        start there; the final hash check still covers the whole object. ``streams``: chunks
+        in flight at once for this task (default: the engine's ``streams`` setting). For
+        wcs-append with a bare-bucket scope (no ``:key``) and no ``key``, the key is the file
+        name (every front end gets this rule from here).
         """
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
@@ -218,6 +286,8 @@ class Engine:
         chunk = int(chunk_size or self.config.chunk_size)
         if chunk <= 0:
             raise ValueError("chunk_size must be positive")
+        if streams is not None and not 1 <= int(streams) <= 64:
+            raise ValueError("streams must be between 1 and 64")
         creds = None
         if protocol == "wcs-append":
             creds = resolve_wcs_credentials(
@@ -226,7 +296,10 @@ class Engine:
                 ttl=self.config.token_ttl,
             )
             if not key and not creds.bucket_key[1]:
-                raise CredentialsError("wcs-append needs a key: give key=... or a scope of the form bucket:key")
+                key = filename or _source_name(source)
+                if not key:
+                    raise CredentialsError(
+                        "wcs-append needs a key: give key=... or a scope of the form bucket:key")
         elif token or access_key or secret_key or scope:
             raise ValueError("token, access_key, secret_key and scope are for protocol='wcs-append'")
         if position and protocol != "wcs-append":
@@ -247,13 +320,14 @@ class Engine:
                 chunk_size=chunk,
                 boundary=new_boundary(),
                 credentials=creds,
+                streams=int(streams) if streams is not None else None,
             )
             task_id = secrets.token_hex(6)
             lock = None
             if self._journal is not None and opened.persistent:
                 lock = self._journal.lock(task_id)
             held = RangeSet([(0, int(position))]) if position else None
-            task = Task(self, task_id, spec, opened, total=opened.size, lock=lock, acked=held,
+            task = Task(self._host, task_id, spec, opened, total=opened.size, lock=lock, acked=held,
                         extra={"position": int(position)} if position else None)
         except BaseException:
             opened.close()
@@ -263,7 +337,7 @@ class Engine:
         self._journal_save(task)
         self._post(TaskEvent("state", task.snapshot()))
         if start:
-            self._enqueue(task, task._gen)
+            task.start()
         else:
             task.pause()
         return task
@@ -325,7 +399,7 @@ class Engine:
                 if task is not None and task.error is not None and task.error.code in _NEEDS_AGAIN:
                     # It lacked credentials or secrets: build it again with what we got now.
                     del self._tasks[task_id]
-                    task._release()
+                    task.release()
                     task = None
             if task is not None:
                 task.resume()
@@ -353,66 +427,61 @@ class Engine:
         assert self._journal is not None
         lock = self._journal.lock(entry.id)
         try:
-            entry = self._journal.read(entry.id)  # re-read under the lock
-            if entry is None:
+            fresh = self._journal.read(entry.id)  # re-read under the lock
+            if fresh is None:
                 raise KeyError("that task has just finished in another process")
-            d = entry.data
-            src = d.get("source") or {}
-            identity = None
-            if {"size", "mtime_ns", "inode", "dev"} <= set(src):
-                identity = FileIdentity(int(src["size"]), int(src["mtime_ns"]), int(src["inode"]), int(src["dev"]))
-            secret_names = d.get("secret_names") or {}
-            hdrs = {**(d.get("headers") or {}), **_clean_headers(again.get("headers"))}
-            flds = {**(d.get("fields") or {}), **{str(k): str(v) for k, v in (again.get("fields") or {}).items()}}
-            problem: TaskError | None = None
-            task_url = str(d["url"])
-            given_url = again.get("url")
-            if given_url:
-                if _base(given_url) != _base(task_url):
-                    raise ValueError(f"url {redact_url(given_url)[0]!r} is not this task's URL {task_url!r}")
-                task_url = given_url
-            lacking = [f"URL parameter {n}" for n in secret_names.get("url", []) if not given_url]
-            lacking += [f"header {n}" for n in secret_names.get("headers", []) if n not in hdrs]
-            lacking += [f"field {n}" for n in secret_names.get("fields", []) if n not in flds]
-            if lacking:
-                problem = TaskError(
-                    "not written to the journal because they look secret, give them again to resume "
-                    "(headers=, fields=, url=): " + ", ".join(lacking), code="needs-secrets")
-            creds = None
-            if d.get("protocol") == "wcs-append":
-                w = d.get("wcs") or {}
-                try:
-                    creds = resolve_wcs_credentials(
-                        token=again.get("token"), access_key=again.get("access_key") or None,
-                        secret_key=again.get("secret_key"), scope=w.get("scope"),
-                        defaults=(self.config.token, self.config.access_key, self.config.secret_key),
-                        ttl=self.config.token_ttl,
-                    )
-                except CredentialsError as exc:
-                    problem = TaskError(f"{exc} (credentials are never written to the journal)", code="needs-credentials")
-            spec = TaskSpec(
-                protocol=str(d["protocol"]), url=task_url, filename=str(d.get("filename") or entry.name),
-                field_name=str(d.get("field_name") or "file"), fields=flds, headers=hdrs, key=d.get("key"),
-                mime=d.get("mime"), chunk_size=int(d.get("chunk_size") or self.config.chunk_size),
-                boundary=str(d["boundary"]), credentials=creds,
-            )
-            try:
-                ranges = RangeSet.parse(d.get("ranges") or "")
-            except ValueError:
-                ranges = RangeSet()
-            task = Task(self, entry.id, spec, None, total=int(d.get("total", 0)), path=src.get("path"),
-                        identity=identity, lock=lock, acked=ranges, extra=dict(d.get("extra") or {}))
+            rec = JournalRecord.from_json(fresh.data)
+            spec, problem = self._spec_again(rec, again)
+            task = Task(self._host, rec.id, spec, None, total=rec.total, path=rec.path, identity=rec.identity,
+                        lock=lock, acked=rec.ranges, extra=rec.extra)
         except BaseException:
             lock.release()
             raise
         with self._lock:
             self._tasks[task.id] = task
         if problem is not None:
-            task._set_state(TaskState.FAILED, problem)
+            task.fail(problem)
             return task
         self._post(TaskEvent("state", task.snapshot()))
-        self._enqueue(task, task._gen)
+        task.start()
         return task
+
+    def _spec_again(self, rec: JournalRecord, again: Mapping[str, Any]) -> tuple[TaskSpec, TaskError | None]:
+        """The spec of a journaled task with its secrets given again, and what is still lacking."""
+        hdrs = {**rec.headers, **_clean_headers(again.get("headers"))}
+        flds = {**rec.fields, **{str(k): str(v) for k, v in (again.get("fields") or {}).items()}}
+        problem: TaskError | None = None
+        task_url = rec.url
+        given_url = again.get("url")
+        if given_url:
+            if _base(given_url) != _base(task_url):
+                raise ValueError(f"url {redact_url(given_url)[0]!r} is not this task's URL {task_url!r}")
+            task_url = given_url
+        names = rec.secret_names
+        lacking = [f"URL parameter {n}" for n in names.get("url", []) if not given_url]
+        lacking += [f"header {n}" for n in names.get("headers", []) if n not in hdrs]
+        lacking += [f"field {n}" for n in names.get("fields", []) if n not in flds]
+        if lacking:
+            problem = TaskError(
+                "not written to the journal because they look secret, give them again to resume "
+                "(headers=, fields=, url=): " + ", ".join(lacking), code="needs-secrets")
+        creds = None
+        if rec.protocol == "wcs-append":
+            try:
+                creds = resolve_wcs_credentials(
+                    token=again.get("token"), access_key=again.get("access_key") or None,
+                    secret_key=again.get("secret_key"), scope=(rec.wcs or {}).get("scope"),
+                    defaults=(self.config.token, self.config.access_key, self.config.secret_key),
+                    ttl=self.config.token_ttl,
+                )
+            except CredentialsError as exc:
+                problem = TaskError(f"{exc} (credentials are never written to the journal)", code="needs-credentials")
+        spec = TaskSpec(
+            protocol=rec.protocol, url=task_url, filename=rec.filename or rec.name, field_name=rec.field_name,
+            fields=flds, headers=hdrs, key=rec.key, mime=rec.mime, chunk_size=rec.chunk_size or self.config.chunk_size,
+            boundary=rec.boundary, credentials=creds,  # streams: this process's setting
+        )
+        return spec, problem
 
     def discard(self, task_id: str) -> None:
         """Forget an unfinished task: cancel it here, or remove its journal entry."""
@@ -431,7 +500,7 @@ class Engine:
         """Drop a settled task (done, cancelled) from :meth:`tasks`."""
         with self._lock:
             task = self._tasks.get(task_id)
-            if task is not None and task.state not in ACTIVE_STATES and task.state is not TaskState.PAUSED:
+            if task is not None and task.state not in RUNNING_STATES and task.state is not TaskState.PAUSED:
                 del self._tasks[task_id]
 
     def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
@@ -449,20 +518,23 @@ class Engine:
                     task.wait(timeout)
                 except TimeoutError:
                     log.warning("nbupload: task %s did not stop within %s s", task.id, timeout)
+        with self._lock:
+            timers, self._timers = list(self._timers), set()
+        for timer in timers:
+            timer.cancel()
         for _ in self._workers:
             self._queue.put(None)
         if wait:
             for t in list(self._workers):
                 t.join(timeout)
         for task in tasks:
-            task._release()
+            task.release()
         self._dispatcher.stop(timeout if wait else 0.5)
         with self._lock:
-            clients = [*self._old_clients, *([self._http] if self._http else [])]
-            self._http = None
+            pools = [*self._old_clients, self._clients]
             self._old_clients = []
-        for c in clients:
-            c.close()
+        for pool in pools:
+            pool.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -476,3 +548,26 @@ class Engine:
             states[t.state.value] = states.get(t.state.value, 0) + 1
         summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no tasks"
         return f"<Engine workers={self.config.workers} {summary}>"
+
+
+class _Host:
+    """The engine as its tasks see it (:class:`~nbupload.engine.task.TaskHost`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def post(self, event: TaskEvent) -> None:
+        self._engine._dispatcher.post(event)
+
+    def enqueue(self, task: Task, gen: int, delay: float = 0.0) -> None:
+        self._engine._enqueue(task, gen, delay)
+
+    def save(self, task: Task, durable: bool = True) -> None:
+        self._engine._journal_save(task, durable=durable)
+
+    def remove(self, task: Task) -> None:
+        self._engine._journal_remove(task)
+
+    @property
+    def journaled(self) -> bool:
+        return self._engine._journal is not None

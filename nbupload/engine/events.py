@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .state import TaskEvent
+from .state import FINISHED_STATES, TaskEvent
 
 __all__ = ["Dispatcher", "RateMeter"]
 
@@ -57,7 +57,7 @@ class Dispatcher:
             else:
                 self._progress.pop(event.snapshot.id, None)
                 self._ordered.append(event)
-                if event.snapshot.state.value in ("done", "failed", "cancelled"):
+                if event.snapshot.state in FINISHED_STATES:
                     self._last.pop(event.snapshot.id, None)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="nbupload-events", daemon=True)

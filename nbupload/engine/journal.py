@@ -22,10 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import TaskLockedError
+from ..protocols.ranges import RangeSet
+from .redact import is_secret_name, redact_url, split_secrets
+from .sources import FileIdentity
+from .spec import TaskSpec
+
 __all__ = [
     "JOURNAL_VERSION",
     "Journal",
     "JournalEntry",
+    "JournalRecord",
     "TaskLock",
     "TaskLockedError",
     "is_secret_name",
@@ -34,50 +41,7 @@ __all__ = [
 ]
 
 JOURNAL_VERSION = 1
-_SECRET_NAME = re.compile(r"auth|token|secret|passw|cookie|signature|credential|api[-_]?key|session", re.I)
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a header or form field called ``name`` probably carries a credential."""
-    return bool(_SECRET_NAME.search(name))
-
-
-def split_secrets(items: Mapping[str, str] | None) -> tuple[dict[str, str], list[str]]:
-    """``(kept, secret_names)``: the values safe to write down, and the names left out."""
-    kept: dict[str, str] = {}
-    secret: list[str] = []
-    for k, v in (items or {}).items():
-        (secret.append(k) if is_secret_name(k) else kept.__setitem__(k, v))
-    return kept, secret
-
-
-def redact_url(url: str, mask: str | None = "***") -> tuple[str, list[str]]:
-    """The URL with secret-looking query values and any password masked (``mask``) or
-    dropped (``mask=None``), and the names of the query parameters concerned."""
-    import httpx
-
-    u = httpx.URL(url)
-    names: list[str] = []
-    kept: list[tuple[str, str]] = []
-    for k, v in u.params.multi_items():
-        if is_secret_name(k):
-            names.append(k)
-            if mask is not None:
-                kept.append((k, mask))
-        else:
-            kept.append((k, v))
-    if not names and not u.password:
-        return url, []
-    clean = u.copy_with(params=httpx.QueryParams(kept)) if names else u
-    if u.password:
-        clean = clean.copy_with(password=mask or "")
-        names.append(":password")
-    return str(clean).replace("%2A%2A%2A", "***"), names
-
-
-class TaskLockedError(RuntimeError):
-    """Another process is running this task."""
 
 
 @dataclass
@@ -106,6 +70,112 @@ class JournalEntry:
     @property
     def acked(self) -> int:
         return int(self.data.get("acked", 0))
+
+
+_SCALAR = (str, int, float, bool, type(None))
+
+
+@dataclass
+class JournalRecord:
+    """One task as the journal keeps it: the one owner of the file's schema.
+
+    Built from a running task by :meth:`of` (secret-looking values left out, their names
+    recorded in ``secret_names``), written with :meth:`to_json`, read back with
+    :meth:`from_json` by a later process. ``extra`` is the driver state carried across runs
+    (uploader ``mode``/``plain_reason``, WCS ``position``).
+    """
+
+    id: str
+    name: str
+    protocol: str
+    url: str
+    filename: str
+    total: int
+    boundary: str
+    chunk_size: int
+    field_name: str = "file"
+    fields: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    secret_names: dict[str, list[str]] = field(default_factory=dict)
+    key: str | None = None
+    mime: str | None = None
+    wcs: dict[str, Any] | None = None
+    ranges: RangeSet = field(default_factory=RangeSet)
+    path: str | None = None
+    identity: FileIdentity | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    updated_at: float | None = None
+
+    @classmethod
+    def of(
+        cls,
+        task_id: str,
+        spec: TaskSpec,
+        *,
+        total: int,
+        ranges: RangeSet,
+        path: str | None,
+        identity: FileIdentity | None,
+        extra: Mapping[str, Any],
+    ) -> JournalRecord:
+        """The secret-free record of a task."""
+        fields_kept, fields_secret = split_secrets(spec.fields)
+        headers_kept, headers_secret = split_secrets(spec.headers)
+        url, url_secret = redact_url(spec.url, mask=None)
+        creds = spec.credentials
+        return cls(
+            id=task_id, name=spec.filename, protocol=spec.protocol, url=url, filename=spec.filename,
+            total=total, boundary=spec.boundary, chunk_size=spec.chunk_size, field_name=spec.field_name,
+            fields=fields_kept, headers=headers_kept,
+            secret_names={"fields": fields_secret, "headers": headers_secret, "url": url_secret},
+            key=spec.key, mime=spec.mime,
+            wcs={"scope": creds.scope, "access_key": creds.access_key} if creds is not None else None,
+            ranges=ranges, path=path, identity=identity,
+            extra={k: v for k, v in extra.items() if isinstance(v, _SCALAR)}
+        )
+
+    @property
+    def acked(self) -> int:
+        return self.ranges.covered()
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id, "name": self.name, "protocol": self.protocol, "url": self.url,
+            "filename": self.filename, "field_name": self.field_name, "fields": self.fields,
+            "headers": self.headers, "secret_names": self.secret_names, "key": self.key, "mime": self.mime,
+            "chunk_size": self.chunk_size, "boundary": self.boundary, "total": self.total,
+            "acked": self.acked, "ranges": str(self.ranges),
+            "source": {"path": self.path, **(self.identity.as_dict() if self.identity else {})},
+            "extra": self.extra,
+        }
+        if self.wcs is not None:
+            data["wcs"] = self.wcs
+        return data
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> JournalRecord:
+        """Parse an entry; raises ``ValueError`` (or ``KeyError``/``TypeError``) when it is not one."""
+        src = d.get("source") or {}
+        identity = None
+        if {"size", "mtime_ns", "inode", "dev"} <= set(src):
+            identity = FileIdentity(int(src["size"]), int(src["mtime_ns"]), int(src["inode"]), int(src["dev"]))
+        try:
+            ranges = RangeSet.parse(d.get("ranges") or "")
+        except ValueError:
+            ranges = RangeSet()
+        names = d.get("secret_names") or {}
+        return cls(
+            id=str(d["id"]), name=str(d.get("name", "")), protocol=str(d["protocol"]), url=str(d["url"]),
+            filename=str(d.get("filename") or d.get("name") or ""), total=int(d.get("total", 0)),
+            boundary=str(d["boundary"]), chunk_size=int(d.get("chunk_size") or 0),
+            field_name=str(d.get("field_name") or "file"),
+            fields={str(k): str(v) for k, v in (d.get("fields") or {}).items()},
+            headers={str(k): str(v) for k, v in (d.get("headers") or {}).items()},
+            secret_names={str(k): [str(n) for n in v] for k, v in names.items()},
+            key=d.get("key"), mime=d.get("mime"), wcs=d.get("wcs"), ranges=ranges,
+            path=src.get("path"), identity=identity, extra=dict(d.get("extra") or {}),
+            updated_at=d.get("updated_at"),
+        )
 
 
 class TaskLock:

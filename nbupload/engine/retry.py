@@ -10,16 +10,10 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from dataclasses import dataclass
 
-__all__ = ["Attempt", "Backoff", "RETRYABLE_STATUS", "is_retryable_status", "parse_retry_after"]
+__all__ = ["RETRYABLE_STATUS", "Backoff", "is_retryable_status", "parse_retry_after"]
 
-#: Statuses worth another try: the request may succeed later as it is.
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 507})
-
-
-def is_retryable_status(status: int) -> bool:
-    return status in RETRYABLE_STATUS or 500 <= status < 600 and status not in (501, 505)
+from ..protocols.verdict import RETRYABLE_STATUS, is_retryable_status
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -36,13 +30,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-@dataclass
-class Attempt:
-    """The outcome the engine hands to :meth:`Backoff.next_delay`."""
-
-    retry_after: float | None = None
 
 
 class Backoff:

@@ -17,13 +17,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import SourceChangedError
 from ..protocols.multipart import BytesSource, FileSource, Source
 
 __all__ = ["FileIdentity", "OpenedSource", "SourceChangedError", "open_source", "reopen_path"]
 
 
-class SourceChangedError(Exception):
-    """The file on disk is not the one the task started uploading."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ __all__ = [
     "ACTIONS",
     "ACTIVE_STATES",
     "FINAL_STATES",
+    "FINISHED_STATES",
+    "RUNNING_STATES",
     "SETTLED_STATES",
     "TRANSITIONS",
     "TaskError",
@@ -52,6 +54,10 @@ class TaskState(str, enum.Enum):
 
 ACTIVE_STATES = frozenset({TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING})
 FINAL_STATES = frozenset({TaskState.DONE, TaskState.CANCELLED})
+#: States in which a task is on its way (a worker runs it, or it waits for one or for a backoff).
+RUNNING_STATES = ACTIVE_STATES
+#: States that end a run for good or until a retry: ``finished_at`` is set on entering them.
+FINISHED_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
 #: States in which a task is not moving and :meth:`Task.wait` returns.
 SETTLED_STATES = frozenset({TaskState.PAUSED, TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
 
@@ -126,7 +132,10 @@ class TaskSnapshot:
     ``ranges`` are the acknowledged byte ranges; ``rate`` is smoothed bytes/second of
     acknowledged progress and ``eta`` seconds left (None when unknown). ``inflight``
     counts file bytes written for the request now under way and not yet answered, so a
-    progress bar can show ``acked + inflight`` moving smoothly between acknowledgements.
+    progress bar can show ``acked + inflight`` moving smoothly between acknowledgements
+    (with several streams it sums every request in flight). ``chunk_size`` is the chunk size
+    the task uses now (it adapts to the link); ``retrying`` is true while the task waits out
+    a backoff after a failure (``rate`` and ``eta`` are then cleared).
     """
 
     id: str
@@ -146,6 +155,8 @@ class TaskSnapshot:
     started_at: float | None = None
     finished_at: float | None = None
     inflight: int = 0
+    chunk_size: int = 0
+    retrying: bool = False
 
     @property
     def fraction(self) -> float:

@@ -1,9 +1,14 @@
-"""A task: one upload, its state machine, counters and controls.
+"""A task: the user's handle on one upload, and its state.
 
 Front ends read :class:`~nbupload.engine.state.TaskSnapshot` values and call
-:meth:`Task.pause`, :meth:`Task.resume`, :meth:`Task.cancel` and :meth:`Task.retry`; the
-engine's worker threads call :meth:`Task._run`. Every state change goes through
-:meth:`Task._set_state`, which posts an event the dispatcher never drops.
+:meth:`Task.pause`, :meth:`Task.resume`, :meth:`Task.cancel` and :meth:`Task.retry`, whose
+guards are the :data:`~nbupload.engine.state.ACTIONS` table. The engine runs a task as
+``handle = task.begin(gen)`` -> ``run_driver(ctx, handle)`` -> ``task.settle(...)``; drivers
+see only the :class:`~nbupload.engine.run.RunHandle` that :meth:`begin` returns, never the
+task. A task knows its engine only as a :class:`TaskHost` (post an event, queue a run, save
+or remove the journal entry). Every state change goes through :meth:`Task._set_state_locked`,
+which refuses a change :data:`~nbupload.engine.state.TRANSITIONS` does not list and posts an
+event the dispatcher never drops.
 """
 
 from __future__ import annotations
@@ -11,65 +16,56 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from ..errors import (
+    IllegalTransition,
+    Interrupted,
+    SourceChangedError,
+    StepFailed,
+    UploadCancelled,
+    UploadFailed,
+    UploadPaused,
+)
+from ..protocols import PROTOCOLS
 from ..protocols.multipart import ShortReadError
 from ..protocols.ranges import RangeSet
-from .errors import Interrupted, StepFailed, UploadCancelled, UploadFailed, UploadPaused
 from .events import RateMeter
-from .journal import TaskLock, redact_url, split_secrets
-from .sources import FileIdentity, OpenedSource, SourceChangedError, reopen_path
-from .state import ACTIVE_STATES, TaskError, TaskEvent, TaskSnapshot, TaskState
+from .journal import JournalRecord, TaskLock
+from .redact import redact_url
+from .run import Reschedule
+from .sources import FileIdentity, OpenedSource, reopen_path
+from .spec import TaskSpec
+from .state import (
+    FINISHED_STATES,
+    RUNNING_STATES,
+    TRANSITIONS,
+    TaskError,
+    TaskEvent,
+    TaskSnapshot,
+    TaskState,
+    can,
+)
 
-if TYPE_CHECKING:
-    from .credentials import WcsCredentials
-    from .engine import Engine
-
-__all__ = ["PROTOCOLS", "Task", "TaskSpec"]
+__all__ = ["PROTOCOLS", "Task", "TaskHost", "TaskSpec"]
 
 log = logging.getLogger("nbupload.engine")
 
-PROTOCOLS = ("uploader", "plain", "wcs-append")
 
+class TaskHost(Protocol):
+    """What a task needs from its engine."""
 
-@dataclass
-class TaskSpec:
-    """Everything a task needs to (re)start. Secret values live only here, in memory."""
+    def post(self, event: TaskEvent) -> None: ...
 
-    protocol: str
-    url: str
-    filename: str
-    field_name: str = "file"
-    fields: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict, repr=False)
-    key: str | None = None
-    mime: str | None = None
-    chunk_size: int = 4 << 20
-    boundary: str = ""
-    credentials: WcsCredentials | None = field(default=None, repr=False)
+    def enqueue(self, task: Task, gen: int, delay: float = 0.0) -> None: ...
 
-    def journal_data(self) -> dict[str, Any]:
-        """The JSON-safe, secret-free part of the spec."""
-        fields_kept, fields_secret = split_secrets(self.fields)
-        headers_kept, headers_secret = split_secrets(self.headers)
-        url, url_secret = redact_url(self.url, mask=None)
-        data: dict[str, Any] = {
-            "protocol": self.protocol,
-            "url": url,
-            "filename": self.filename,
-            "field_name": self.field_name,
-            "fields": fields_kept,
-            "headers": headers_kept,
-            "secret_names": {"fields": fields_secret, "headers": headers_secret, "url": url_secret},
-            "key": self.key,
-            "mime": self.mime,
-            "chunk_size": self.chunk_size,
-            "boundary": self.boundary,
-        }
-        if self.credentials is not None:
-            data["wcs"] = {"scope": self.credentials.scope, "access_key": self.credentials.access_key}
-        return data
+    def save(self, task: Task, durable: bool = True) -> None: ...
+
+    def remove(self, task: Task) -> None: ...
+
+    @property
+    def journaled(self) -> bool: ...
 
 
 class Task:
@@ -77,7 +73,7 @@ class Task:
 
     def __init__(
         self,
-        engine: Engine,
+        host: TaskHost,
         task_id: str,
         spec: TaskSpec,
         opened: OpenedSource | None,
@@ -89,7 +85,7 @@ class Task:
         acked: RangeSet | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        self._engine = engine
+        self._host = host
         self.id = task_id
         self._set_spec(spec)
         self._opened = opened
@@ -104,20 +100,27 @@ class Task:
         # instead of settling in PAUSED (a quick Pause then Resume must not end paused).
         self._resume_pending = False
         self._wake = threading.Event()
+        self._aborters: set[Callable[[], None]] = set()
+        self._rescheduled = False
         self.total = total
         self._sent = 0
         self._inflight = 0
         self._ranges = acked or RangeSet()
         self._acked = self._ranges.covered()
         self._error: TaskError | None = None
+        self._retrying = False
         self._result: Any = None
         self._attempts = 0
         self._started_at: float | None = None
         self._finished_at: float | None = None
         self._rate = RateMeter()
         self._last_progress_post = 0.0
+        self._chunk_size = spec.chunk_size
+        #: a backoff that outlives one run: a task waiting out a delay gives its worker back
+        self.backoff: Any = None
         #: driver state carried across runs (uploader mode, WCS position); journaled
         self.extra: dict[str, Any] = dict(extra or {})
+        self._memo: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ public view
     @property
@@ -163,12 +166,17 @@ class Task:
         return self._result
 
     @property
+    def chunk_size(self) -> int:
+        """The chunk size the task uses now (it adapts; ``spec.chunk_size`` is where it started)."""
+        return self._chunk_size
+
+    @property
     def persistent(self) -> bool:
         """Whether the journal keeps this task across process restarts (path sources only).
 
         Tasks of in-memory sources (bytes, arrays, file objects without a path) are
         resumable within this process only."""
-        return self._path is not None and self._engine._journal is not None
+        return self._path is not None and self._host.journaled
 
     def snapshot(self) -> TaskSnapshot:
         with self._cond:
@@ -176,8 +184,8 @@ class Task:
 
     def _snapshot_locked(self) -> TaskSnapshot:
         remaining = self.total - self._acked
-        active = self._state in (TaskState.UPLOADING, TaskState.CONNECTING)
-        rate = self._rate.rate if active else 0.0
+        moving = self._state in RUNNING_STATES and self._state is not TaskState.QUEUED and not self._retrying
+        rate = self._rate.rate if moving else 0.0
         return TaskSnapshot(
             id=self.id,
             name=self.name,
@@ -189,13 +197,15 @@ class Task:
             acked=self._acked,
             ranges=self._ranges,
             rate=rate,
-            eta=(remaining / rate if rate > 0 else None) if active else None,
+            eta=(remaining / rate if rate > 0 else None) if moving else None,
             error=self._error,
             result=self._result,
             attempts=self._attempts,
             started_at=self._started_at,
             finished_at=self._finished_at,
             inflight=self._inflight,
+            chunk_size=self._chunk_size,
+            retrying=self._retrying and self._state in RUNNING_STATES,
         )
 
     def __repr__(self) -> str:
@@ -204,58 +214,80 @@ class Task:
         err = f" error={str(self._error)!r}" if self._error and self._state is TaskState.FAILED else ""
         return (
             f"<Task {self.id} {self.name!r} {self.protocol} {self._state.value} "
-            f"{format_size(self._acked)}/{format_size(self.total)} -> {self.url}{err}>"
+            f"{format_size(self._acked)}/{format_size(self.total)} chunk {format_size(self._chunk_size)} "
+            f"-> {self.url}{err}>"
         )
 
     # ------------------------------------------------------------------ controls
     def pause(self) -> None:
-        """Stop soon; keep everything acknowledged. No-op unless queued or running."""
+        """Stop now (in-flight requests are aborted); keep everything acknowledged.
+
+        No-op unless queued or running."""
         with self._cond:
-            if self._state is TaskState.QUEUED:
+            if not can("pause", self._state):
+                return
+            if self._state is TaskState.QUEUED and self._want is None:
+                self._gen += 1  # a queued (or backing-off) run must not start
                 self._set_state_locked(TaskState.PAUSED)
-            elif self._state in ACTIVE_STATES:
-                self._want = "pause"
-                self._resume_pending = False
-                self._wake.set()
+                return
+            self._want = "pause"
+            self._resume_pending = False
+            self._wake.set()
+            aborters = list(self._aborters)
+        self._abort(aborters)
 
     def cancel(self) -> None:
-        """Stop soon and forget the task (its journal entry goes). Final."""
+        """Stop now and forget the task (its journal entry goes). Final."""
         with self._cond:
-            if self._state in (TaskState.DONE, TaskState.CANCELLED):
+            if not can("cancel", self._state):
                 return
             if self._state in (TaskState.CONNECTING, TaskState.UPLOADING):
                 self._want = "cancel"
                 self._wake.set()
+                aborters = list(self._aborters)
+            else:
+                self._gen += 1  # a queued run must not start
+                self._cleanup(remove_journal=True)
+                self._set_state_locked(TaskState.CANCELLED)
                 return
-            self._gen += 1  # a queued run must not start
-            self._cleanup(remove_journal=True)
-            self._set_state_locked(TaskState.CANCELLED)
+        self._abort(aborters)
+
+    @staticmethod
+    def _abort(aborters: list[Callable[[], None]]) -> None:
+        for abort in aborters:
+            try:
+                abort()
+            except Exception:  # pragma: no cover - closing a socket that is already gone
+                log.debug("nbupload: abort failed", exc_info=True)
 
     @property
     def can_resume(self) -> bool:
         """Whether :meth:`resume` would do something: paused, failed, or a pause still pending."""
         with self._cond:
-            return self._state in (TaskState.PAUSED, TaskState.FAILED) or (
-                self._state in ACTIVE_STATES and self._want == "pause"
+            return (
+                can("resume", self._state)
+                or can("retry", self._state)
+                or (self._state in RUNNING_STATES and self._want == "pause")
             )
 
     def resume(self) -> None:
         """Paused or failed: queue the task again; pausing: withdraw the pause. No-op otherwise."""
         with self._cond:
-            if self._state in ACTIVE_STATES and self._want == "pause":
+            if self._state in RUNNING_STATES and self._want == "pause":
                 self._want = None
                 self._resume_pending = True
                 return
-            if self._state not in (TaskState.PAUSED, TaskState.FAILED):
+            if not (can("resume", self._state) or can("retry", self._state)):
                 return
             self._error = None
+            self.backoff = None
             self._set_state_locked(TaskState.QUEUED)
             gen = self._gen = self._gen + 1
-        self._engine._enqueue(self, gen)
+        self._host.enqueue(self, gen)
 
     def retry(self) -> None:
         """Failed: queue the task again (the server is asked what it holds first)."""
-        if self._state is TaskState.FAILED:
+        if can("retry", self._state):
             self.resume()
 
     def wait(self, timeout: float | None = None, *, raise_on_error: bool = False) -> TaskSnapshot:
@@ -268,10 +300,12 @@ class Task:
         """
         end = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._state in ACTIVE_STATES:
+            while self._state in RUNNING_STATES:
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
-                    raise TimeoutError(f"task {self.id} ({self.name}) still {self._state.value} after {timeout} s")
+                    raise TimeoutError(
+                        f"task {self.id} ({self.name}) still {self._state.value} after {timeout} s"
+                    )
                 self._cond.wait(left)
             snap = self._snapshot_locked()
         if raise_on_error:
@@ -285,84 +319,54 @@ class Task:
 
     # ------------------------------------------------------------------ engine side
     def _set_state_locked(self, state: TaskState, error: TaskError | None = None) -> None:
+        if state is not self._state and state not in TRANSITIONS[self._state]:
+            raise IllegalTransition(
+                f"task {self.id}: {self._state.value} -> {state.value} is not a legal transition"
+            )
         self._state = state
         if error is not None:
             self._error = error
-        if state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
+        if state in FINISHED_STATES:
             self._finished_at = time.time()
         self._cond.notify_all()
-        self._engine._post(TaskEvent("state", self._snapshot_locked()))
+        self._host.post(TaskEvent("state", self._snapshot_locked()))
 
     def _set_state(self, state: TaskState, error: TaskError | None = None) -> None:
         with self._cond:
             self._set_state_locked(state, error)
 
-    def check(self) -> None:
-        """Raise :class:`Interrupted` when pause or cancel was asked (called between pieces)."""
-        want = self._want
-        if want is not None:
-            raise Interrupted(want)
-
-    def sleep(self, seconds: float) -> None:
-        """Back off, waking at once for pause or cancel."""
-        self._wake.clear()
-        self.check()
-        if seconds > 0:
-            self._wake.wait(seconds)
-        self.check()
-
-    def add_sent(self, n: int) -> None:
+    def start(self) -> None:
+        """Engine side: queue the first run of a new or adopted task."""
         with self._cond:
-            self._sent += n
-            self._inflight += n
-        self._progress()
+            gen = self._gen
+        self._host.enqueue(self, gen)
 
-    def end_request(self) -> None:
+    def fail(self, error: TaskError) -> None:
+        """Engine side: the task cannot run (e.g. a journaled task whose secrets are missing)."""
+        self._set_state(TaskState.FAILED, error)
+
+    def journal_record(self) -> JournalRecord | None:
+        """What the journal keeps of this task; ``None`` when it keeps nothing (no path, cancelled)."""
         with self._cond:
-            self._inflight = 0
+            if self._path is None or self._state is TaskState.CANCELLED:
+                return None
+            return JournalRecord.of(
+                self.id,
+                self.spec,
+                total=self.total,
+                ranges=self._ranges,
+                path=self._path,
+                identity=self._identity,
+                extra=self.extra,
+            )
 
-    def acknowledge(self, ranges: RangeSet) -> None:
-        """The server holds ``ranges`` (added to what we know); journal and report it."""
-        with self._cond:
-            merged = self._ranges | ranges.clip(self.total) if self.total else self._ranges | ranges
-            grew = merged != self._ranges
-            self._ranges = merged
-            self._acked = max(self._acked, merged.covered())
-            self._inflight = 0
-            self._rate.update(self._acked)
-        if grew:
-            # Uploader progress need not be durable: a resume asks the server which ranges it
-            # holds. A WCS position is the client's own record that judges a replay (B5): kept
-            # durable, so a power loss cannot turn our own appends into a "conflict".
-            self._engine._journal_save(self, durable=self.protocol == "wcs-append")
-        self._progress(force=True)
-
-    def set_acked_exact(self, ranges: RangeSet) -> None:
-        """What the server reports holding at (re)start, shown as is (never below before)."""
-        with self._cond:
-            self._ranges = self._ranges | ranges
-            self._acked = max(self._acked, self._ranges.covered())
-            self._rate.reset(self._acked)
-        self._progress(force=True)
-
-    def report_error(self, error: TaskError) -> None:
-        """A failure that will be retried: an ``"error"`` event."""
-        with self._cond:
-            self._error = error
-            snap = self._snapshot_locked()
-        self._engine._post(TaskEvent("error", snap))
-
-    def _progress(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_progress_post < 0.02:
-            return
-        self._last_progress_post = now
-        self._engine._post(TaskEvent("progress", self.snapshot()))
-
-    def _source(self) -> OpenedSource:
+    def open_source(self) -> OpenedSource:
+        """Engine side: the task's source, opened again after a restart and checked unchanged."""
         if self._opened is None:
             if self._path is None:
-                raise SourceChangedError("the in-memory source of this task is gone (it lived in another process)")
+                raise SourceChangedError(
+                    "the in-memory source of this task is gone (it lived in another process)"
+                )
             self._opened = reopen_path(self._path, self._identity)
         else:
             self._opened.check_unchanged()
@@ -370,7 +374,7 @@ class Task:
 
     def _cleanup(self, remove_journal: bool) -> None:
         if remove_journal:
-            self._engine._journal_remove(self)
+            self._host.remove(self)
             if self._lock_file is not None:
                 self._lock_file.release(remove=True)
                 self._lock_file = None
@@ -378,7 +382,7 @@ class Task:
             self._opened.close()
             self._opened = None
 
-    def _release(self) -> None:
+    def release(self) -> None:
         """Engine shutdown: let another process take the task over."""
         if self._lock_file is not None:
             self._lock_file.release()
@@ -387,23 +391,40 @@ class Task:
             self._opened.close()
             self._opened = None
 
-    def _run(self, gen: int) -> None:
-        from .drivers import run_driver
-
+    def begin(self, gen: int) -> _TaskRun | None:
+        """A worker takes the task: queued -> connecting; ``None`` when this run is stale."""
         with self._cond:
             if self._gen != gen or self._state is not TaskState.QUEUED:
-                return
+                return None
             self._want = None
             self._resume_pending = False
-            self._sent = 0
             self._inflight = 0
-            self._attempts = 0
+            if not self._rescheduled:  # a run after a backoff continues the same attempt count
+                self._sent = 0
+                self._attempts = 0
+            self._rescheduled = False
             self._started_at = self._started_at or time.time()
             self._set_state_locked(TaskState.CONNECTING)
-        try:
-            result = run_driver(self)
-        except Interrupted as exc:
-            self.end_request()
+        return _TaskRun(self)
+
+    def settle(self, result: Any = None, exc: BaseException | None = None) -> None:
+        """The run ended, with ``result`` or with ``exc``: move to the state that follows."""
+        with self._cond:
+            self._inflight = 0
+            self._aborters.clear()
+        if exc is None:
+            self._cleanup(remove_journal=True)  # before the state: a waiter sees a clean journal
+            with self._cond:
+                self._result = result
+                self._acked = self.total
+                self._ranges = RangeSet([(0, self.total)]) if self.total else RangeSet()
+                self._error = None
+                self._retrying = False
+                self._want = None
+                self.backoff = None
+                self._set_state_locked(TaskState.DONE)
+            return
+        if isinstance(exc, Interrupted):
             if exc.reason == "cancel":
                 self._cleanup(remove_journal=True)
                 self._set_state(TaskState.CANCELLED)
@@ -415,36 +436,130 @@ class Task:
                 self._resume_pending = False
                 self._set_state_locked(TaskState.QUEUED)
                 gen = self._gen = self._gen + 1
-            self._engine._enqueue(self, gen)
+            self._host.enqueue(self, gen)
             return
-        except StepFailed as exc:
-            self.end_request()
+        if isinstance(exc, Reschedule):
+            with self._cond:
+                self._want = None
+                self._rescheduled = True
+                self._set_state_locked(TaskState.QUEUED)
+                gen = self._gen = self._gen + 1
+            self._host.enqueue(self, gen, exc.delay)
+            return
+        self._retrying = False
+        if isinstance(exc, StepFailed):
             self._set_state(TaskState.FAILED, exc.error)
-            return
-        except (SourceChangedError, ShortReadError) as exc:
-            self.end_request()
+        elif isinstance(exc, (SourceChangedError, ShortReadError)):
             self._set_state(TaskState.FAILED, TaskError(str(exc), code="source-changed"))
-            return
-        except Exception as exc:  # a bug or an unexpected environment: fail the task, keep the engine
-            log.exception("nbupload: task %s failed unexpectedly", self.id)
+        elif isinstance(exc, IllegalTransition):
+            raise exc
+        else:  # a bug or an unexpected environment: fail the task, keep the engine
+            log.error("nbupload: task %s failed unexpectedly", self.id, exc_info=exc)
             self._set_state(TaskState.FAILED, TaskError(f"internal error: {type(exc).__name__}: {exc}"))
-            return
-        self._cleanup(remove_journal=True)  # before the state: a waiter sees a clean journal
-        with self._cond:
-            self._result = result
-            self._acked = self.total
-            self._ranges = RangeSet([(0, self.total)]) if self.total else RangeSet()
-            self._inflight = 0
-            self._error = None
-            self._want = None
-            self._set_state_locked(TaskState.DONE)
 
-    # counters for drivers
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress_post < 0.02:
+            return
+        self._last_progress_post = now
+        self._host.post(TaskEvent("progress", self.snapshot()))
+
+
+class _TaskRun:
+    """The :class:`~nbupload.engine.run.RunHandle` of one run of a task (see there)."""
+
+    def __init__(self, task: Task) -> None:
+        self._t = task
+        self.extra = task.extra
+        self.memo = task._memo
+
+    @property
+    def ranges(self) -> RangeSet:
+        return self._t._ranges
+
+    def check(self) -> None:
+        want = self._t._want
+        if want is not None:
+            raise Interrupted(want)
+
+    def sleep(self, seconds: float) -> None:
+        t = self._t
+        t._wake.clear()
+        self.check()
+        if seconds > 0:
+            t._wake.wait(seconds)
+        self.check()
+
+    def on_abort(self, abort: Callable[[], None]) -> Callable[[], None]:
+        t = self._t
+        with t._cond:
+            t._aborters.add(abort)
+            late = t._want is not None
+        if late:
+            abort()
+
+        def unregister() -> None:
+            with t._cond:
+                t._aborters.discard(abort)
+
+        return unregister
+
+    def add_sent(self, n: int) -> None:
+        t = self._t
+        with t._cond:
+            t._sent += n
+            t._inflight += n
+        t._progress()
+
+    def end_request(self, n: int) -> None:
+        t = self._t
+        with t._cond:
+            t._inflight = max(0, t._inflight - n)
+
+    def acknowledge(self, ranges: RangeSet) -> None:
+        t = self._t
+        with t._cond:
+            merged = t._ranges | ranges.clip(t.total) if t.total else t._ranges | ranges
+            grew = merged != t._ranges
+            t._ranges = merged
+            t._acked = max(t._acked, merged.covered())
+            t._retrying = False
+            t._rate.update(t._acked)
+        if grew:
+            # Uploader progress need not be durable: a resume asks the server which ranges it
+            # holds. A WCS position is the client's own record that judges a replay (B5): kept
+            # durable, so a power loss cannot turn our own appends into a "conflict".
+            t._host.save(t, durable=t.protocol == "wcs-append")
+        t._progress(force=True)
+
+    def set_acked_exact(self, ranges: RangeSet) -> None:
+        t = self._t
+        with t._cond:
+            t._ranges = t._ranges | ranges
+            t._acked = max(t._acked, t._ranges.covered())
+            t._rate.reset(t._acked)
+        t._progress(force=True)
+
+    def report_error(self, error: TaskError) -> None:
+        t = self._t
+        with t._cond:
+            t._error = error
+            t._retrying = True
+            snap = t._snapshot_locked()
+        t._host.post(TaskEvent("error", snap))
+
     def note_attempt(self) -> None:
-        with self._cond:
-            self._attempts += 1
+        with self._t._cond:
+            self._t._attempts += 1
 
     def set_state_uploading(self) -> None:
-        with self._cond:
-            if self._state is TaskState.CONNECTING:
-                self._set_state_locked(TaskState.UPLOADING)
+        t = self._t
+        with t._cond:
+            if t._state is TaskState.CONNECTING:
+                t._set_state_locked(TaskState.UPLOADING)
+
+    def set_chunk_size(self, size: int) -> None:
+        self._t._chunk_size = size
+
+    def save(self, durable: bool = True) -> None:
+        self._t._host.save(self._t, durable=durable)

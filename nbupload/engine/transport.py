@@ -9,15 +9,26 @@ plain upload went from 1120-1280 to 1360-1720 MiB/s with 1 MiB pieces), a slow o
 pieces, and pause or cancel lands within about ``PIECE_TARGET`` on either. The stall watchdog is
 the same loop: a piece that took longer than ``stall_timeout`` to go out aborts the
 request; while waiting for the answer, httpx's read timeout does the same job.
+
+Pause and cancel must not wait for a piece to drain into a slow link (7.6 s at 512 KiB/s),
+so every request runs on a :class:`StreamClient`: one keep-alive connection of one stream,
+whose sockets :meth:`StreamClient.abort` shuts down from another thread. The blocked
+``send``/``recv`` returns at once, httpx raises, and the driver sees the pause or cancel.
+:class:`ClientPool` lends these clients out, at most ``workers x streams`` at a time.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
+import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpcore
 import httpx
 
 from ..protocols.multipart import MultipartEncoder, ShortReadError
@@ -26,7 +37,17 @@ from .errors import Interrupted, Stalled, StepFailed
 from .retry import is_retryable_status, parse_retry_after
 from .state import TaskError
 
-__all__ = ["MAX_ANSWER", "Reply", "build_client", "build_timeout", "post", "status_failure"]
+__all__ = [
+    "MAX_ANSWER",
+    "ClientPool",
+    "Reply",
+    "StreamClient",
+    "build_client",
+    "make_ssl_context",
+    "build_timeout",
+    "post",
+    "status_failure",
+]
 
 #: Answers are small; we never read more than this of one.
 MAX_ANSWER = 256 * 1024
@@ -37,6 +58,9 @@ class Reply:
     status: int
     headers: httpx.Headers
     body: bytes
+    #: seconds the whole request took, and the part of them spent writing the body
+    seconds: float = 0.0
+    body_seconds: float = 0.0
 
     @property
     def retry_after(self) -> float | None:
@@ -44,7 +68,10 @@ class Reply:
 
 
 def build_client(
-    config: EngineConfig, extra_connections: int = 2, transport: httpx.BaseTransport | None = None
+    config: EngineConfig,
+    extra_connections: int = 2,
+    transport: httpx.BaseTransport | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.Client:
     """The shared client: pool sized to the workers, explicit timeouts, no redirects."""
     from .._version import __version__
@@ -55,16 +82,18 @@ def build_client(
         limits=httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0),
         timeout=build_timeout(config),
         follow_redirects=False,
-        verify=_verify(config.verify),
+        verify=ssl_context if ssl_context is not None else make_ssl_context(config.verify),
         headers={"User-Agent": config.user_agent or f"nbupload/{__version__}"},
     )
 
 
-def _verify(verify: bool | str) -> bool | ssl.SSLContext:
-    """httpx's ``verify``: a CA bundle path becomes a context (httpx deprecates paths)."""
+def make_ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """The TLS context for ``verify`` (``True``: the system's CAs, ``False``: no check, a path:
+    that CA bundle). Building one loads a CA bundle (tens of ms, far more on a busy machine),
+    so each :class:`ClientPool` builds it once and every stream's client shares it."""
     if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    return verify
+        return ssl.create_default_context(cafile=verify)  # httpx deprecates paths
+    return httpx.create_ssl_context(verify=verify)
 
 
 def build_timeout(config: EngineConfig) -> httpx.Timeout:
@@ -88,6 +117,7 @@ def _stream(
     file_start: int,
     file_len: int,
     on_file: Callable[[memoryview], None] | None,
+    timing: dict[str, float] | None = None,
 ) -> Iterator[bytes]:
     pos = 0
     last = time.monotonic()
@@ -101,6 +131,8 @@ def _stream(
         yield piece  # resumed once the piece is written to the socket
         last = time.monotonic()
         took = last - now
+        if timing is not None:
+            timing["body"] = timing.get("body", 0.0) + took
         if took < PIECE_TARGET / 4 and encoder.piece_size < MAX_PIECE:
             encoder.piece_size = min(encoder.piece_size * 2, MAX_PIECE)
         elif took > PIECE_TARGET and encoder.piece_size > smallest:
@@ -146,10 +178,12 @@ def post(
     ``Interrupted`` (pause/cancel) propagates as is. For a multipart body the file part is
     the last part, so its bytes are located by ``file_len`` from the end.
     """
+    timing: dict[str, float] = {}
+    began = time.monotonic()
     if isinstance(body, MultipartEncoder):
         suffix = 2 + len(f"--{body.boundary}--\r\n")
         start = body.content_length - suffix - file_len
-        content: bytes | Iterator[bytes] = _stream(body, check, stall_timeout, start, file_len, on_file)
+        content: bytes | Iterator[bytes] = _stream(body, check, stall_timeout, start, file_len, on_file, timing)
         headers = {**headers, **body.headers}
     else:
         check()
@@ -162,7 +196,8 @@ def post(
                 data += part
                 if len(data) > MAX_ANSWER:
                     break
-            return Reply(resp.status_code, resp.headers, bytes(data[:MAX_ANSWER]))
+            return Reply(resp.status_code, resp.headers, bytes(data[:MAX_ANSWER]),
+                         seconds=time.monotonic() - began, body_seconds=timing.get("body", 0.0))
     except (Interrupted, ShortReadError):
         raise
     except Stalled as exc:
@@ -180,3 +215,134 @@ def status_failure(reply: Reply, message: str, code: int | str | None = None) ->
         TaskError(message, code=code, status=reply.status, retryable=retryable),
         retry_after=reply.retry_after if retryable else None,
     )
+
+
+class _TrackedStream(httpcore.NetworkStream):
+    """A connection's stream that its owner can shut down from another thread."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        self._inner = self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+    def shutdown(self) -> None:
+        sock = self._inner.get_extra_info("socket")
+        if sock is not None:
+            try:
+                # A reset, not a FIN, once the socket is closed: the server drops what is still
+                # buffered instead of reading it, so an aborted request stops at once there too.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in send or recv
+            except OSError:
+                pass
+
+
+class _TrackingBackend(httpcore.SyncBackend):
+    """httpcore's socket backend, remembering the streams it opened (see :class:`StreamClient`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.streams: list[_TrackedStream] = []
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+        stream = _TrackedStream(super().connect_tcp(host, port, timeout, local_address, socket_options))
+        with self._lock:
+            self.streams = [*self.streams[-3:], stream]  # a stream keeps one connection at a time
+        return stream
+
+    def abort(self) -> None:
+        with self._lock:
+            streams = list(self.streams)
+        for stream in streams:
+            stream.shutdown()
+
+
+class _AbortableTransport(httpx.HTTPTransport):
+    """httpx's transport on a :class:`_TrackingBackend`: one connection, abortable."""
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context)
+        self.backend = _TrackingBackend()
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=1,
+            max_keepalive_connections=1,
+            keepalive_expiry=30.0,
+            network_backend=self.backend,
+        )
+
+
+class StreamClient:
+    """The HTTP client of one stream: one keep-alive connection that :meth:`abort` can cut."""
+
+    def __init__(
+        self, config: EngineConfig, transport: httpx.BaseTransport | None, ssl_context: ssl.SSLContext
+    ) -> None:
+        self._abortable = _AbortableTransport(ssl_context) if transport is None else None
+        self.client = build_client(config, transport=transport or self._abortable, ssl_context=ssl_context)
+        self.aborted = False
+
+    def abort(self) -> None:
+        """Cut the connection now (from any thread): the request on it fails at once."""
+        self.aborted = True
+        if self._abortable is not None:
+            self._abortable.backend.abort()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ClientPool:
+    """Lends :class:`StreamClient` values to the streams of running tasks.
+
+    A returned client keeps its connection alive for the next stream; an aborted one is
+    closed. ``transport`` (tests: ``httpx.MockTransport``) replaces the network for all.
+    """
+
+    def __init__(self, config: EngineConfig, transport: httpx.BaseTransport | None = None) -> None:
+        self.config = config
+        self.transport = transport
+        self._lock = threading.Lock()
+        self._idle: list[StreamClient] = []
+        self._closed = False
+        self._ssl: ssl.SSLContext | None = None
+
+    def acquire(self) -> StreamClient:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._ssl is None:
+                self._ssl = make_ssl_context(self.config.verify)
+            ctx = self._ssl
+        return StreamClient(self.config, self.transport, ctx)
+
+    def release(self, sc: StreamClient) -> None:
+        with self._lock:
+            keep = not sc.aborted and not self._closed and len(self._idle) < 64
+            if keep:
+                self._idle.append(sc)
+        if not keep:
+            sc.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for sc in idle:
+            sc.close()

@@ -29,6 +29,8 @@ _D = EngineConfig()
 #: trait name -> keyword of ``engine.configure``
 ENGINE_TRAITS = {
     "chunk_size": "chunk_size",
+    "chunk_max": "chunk_max",
+    "streams": "streams",
     "workers": "workers",
     "retries": "retries",
     "retry_deadline": "retry_deadline",
@@ -44,7 +46,11 @@ ENGINE_TRAITS = {
 class Uploader(Configurable):
     """Settings of nbupload's engine and of the ``%upload`` magics."""
 
-    chunk_size = Int(_D.chunk_size, help="Bytes per uploader chunk or WCS append.").tag(config=True)
+    chunk_size = Int(_D.chunk_size, help="Bytes per uploader chunk or WCS append to start with.").tag(config=True)
+    chunk_max = Int(_D.chunk_max, help="Largest chunk the adaptive chunk size may reach.").tag(config=True)
+    streams = Int(_D.streams, help="Chunks of one upload in flight at once, each on its own connection.").tag(
+        config=True
+    )
     workers = Int(_D.workers, help="Uploads running at once (each task sends one request at a time).").tag(config=True)
     retries = Int(_D.retries, help="Failed attempts in a row, without progress, before a task fails.").tag(
         config=True
@@ -81,7 +87,7 @@ class Uploader(Configurable):
         super().__init__(**kwargs)  # values from ipython_config.py reach the engine when it is created
         self._on_change = on_change
 
-    @validate("chunk_size", "workers")
+    @validate("chunk_size", "workers", "chunk_max", "streams")
     def _positive(self, proposal: Any) -> int:
         if proposal["value"] < 1:
             raise TraitError(f"Uploader.{proposal['trait'].name} must be at least 1")

@@ -13,4 +13,8 @@ heads and bodies and judge answers, so each is testable with plain bytes.
 from .errors import ProtocolError, TokenError
 from .ranges import ByteRange, RangeSet
 
-__all__ = ["ByteRange", "ProtocolError", "RangeSet", "TokenError"]
+__all__ = ["PROTOCOLS", "ByteRange", "ProtocolError", "RangeSet", "TokenError"]
+
+#: The upload protocols a task can speak: ``uploader`` (resumable, falls back to plain),
+#: ``plain`` (one multipart POST) and ``wcs-append``. Front ends offer exactly these.
+PROTOCOLS = ("uploader", "plain", "wcs-append")

@@ -34,14 +34,19 @@ from .errors import ProtocolError
 from .lenient import loads_lenient
 from .multipart import DEFAULT_PIECE_SIZE, Field, FilePart, MultipartEncoder, Source, check_boundary
 from .ranges import RangeSet, format_range_attr
+from .verdict import Verdict, VerdictKind, is_retryable_status
 
 __all__ = [
     "ChunkAnswer",
+    "FATAL_CODES",
+    "RETRY_CODES",
     "ERROR_MESSAGES",
     "ERROR_STATUS",
     "ErrorCode",
     "PROTOCOL_NAME",
     "QueryAnswer",
+    "classify_chunk",
+    "classify_query",
     "describe_code",
     "format_error",
     "format_ok",
@@ -245,6 +250,45 @@ class ChunkAnswer:
         if self.message:
             return f"HTTP {self.status}: {self.message}"
         return f"HTTP {self.status} {_reason(self.status)}".rstrip()
+
+
+#: Codes that can never succeed by trying again (4001, request too large, asks for a smaller one).
+FATAL_CODES = frozenset({ErrorCode.FILE_TOO_LARGE, ErrorCode.NO_FILE, ErrorCode.STOPPED_BY_RULE})
+#: Codes worth another try.
+RETRY_CODES = frozenset({ErrorCode.PARTIAL_UPLOAD, ErrorCode.NO_TEMP_DIR, ErrorCode.CANNOT_WRITE})
+
+
+def classify_chunk(answer: ChunkAnswer, location: str | None = None) -> Verdict:
+    """What a chunk (or plain upload) answer means for the client.
+
+    ``location`` is the answer's ``Location`` header (a redirect names it to the user).
+    """
+    if answer.ok:
+        return Verdict(VerdictKind.OK)
+    status, code = answer.status, answer.code
+    if 300 <= status < 400:
+        return Verdict(VerdictKind.REDIRECT, location or "?")
+    if code == ErrorCode.REQUEST_TOO_LARGE or (status == 413 and code is None):
+        return Verdict(VerdictKind.TOO_LARGE)
+    if code in FATAL_CODES or status in (401, 403, 404, 413):
+        return Verdict(VerdictKind.FATAL)
+    if code in RETRY_CODES or is_retryable_status(status):
+        return Verdict(VerdictKind.RETRY)
+    return Verdict(VerdictKind.FATAL)
+
+
+def classify_query(status: int, answer: QueryAnswer, known_resumable: bool) -> Verdict:
+    """What a query answer means: resume (OK), plain fallback, or try again / give up.
+
+    A first answer that is not a resume answer means plain mode; "try later" statuses, or
+    any bad answer once the session is known to be resumable, are retried (401, 403, 404
+    and 405 are not: asking again cannot help).
+    """
+    if answer.resumable:
+        return Verdict(VerdictKind.OK)
+    if status in (408, 429) or status >= 500 or known_resumable:
+        return Verdict(VerdictKind.FATAL if status in (401, 403, 404, 405) else VerdictKind.RETRY)
+    return Verdict(VerdictKind.PLAIN)
 
 
 def _reason(status: int) -> str:

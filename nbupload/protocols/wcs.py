@@ -251,6 +251,16 @@ class EtagHasher:
                 self._block = hashlib.sha1()
                 self._block_len = 0
 
+    def copy(self) -> EtagHasher:
+        """An independent copy (the hashlib idiom): the engine hashes an append on a copy
+        and keeps it only once the server confirms the append."""
+        twin = EtagHasher()
+        twin._block = self._block.copy()
+        twin._block_len = self._block_len
+        twin._blocks = list(self._blocks)
+        twin.size = self.size
+        return twin
+
     @classmethod
     def from_blocks(cls, digests: Sequence[bytes]) -> EtagHasher:
         """Resume after ``len(digests)`` complete 4 MiB blocks whose SHA1s were kept.

@@ -74,6 +74,12 @@ class RunSpec:
     kinds: tuple[str, ...]
     seed: int
 
+    @property
+    def streams(self) -> int:
+        """Chunks in flight per task: 1 to 4 in turn over uploader runs (WCS appends are serial);
+        derived from the index so the campaign's random draws stay what they were."""
+        return 1 if self.protocol == "wcs-append" else 1 + self.index % 4
+
 
 @dataclass
 class RunResult:
@@ -341,7 +347,7 @@ class Campaign:
             result.wire = max(0, self.front.forwarded - before_wire - spec.size)
         self.results.append(result)
         self.log(f"run {spec.index:3d} {spec.protocol:10s} {spec.size:>8d} B chunk {spec.chunk >> 10:>3d} KiB "
-                 f"x{spec.workers} {'+'.join(spec.kinds):45s} -> {result.outcome:10s} re-sent {result.resent} "
+                 f"x{spec.workers} s{spec.streams} {'+'.join(spec.kinds):45s} -> {result.outcome:10s} re-sent {result.resent} "
                  f"wire+{result.wire} "
                  f"({seconds:.1f} s) {result.detail}")
         return result
@@ -376,6 +382,7 @@ class Campaign:
 
     def _engine_config(self, spec: RunSpec) -> dict[str, Any]:
         return dict(journal_dir=self.home / "tasks", chunk_size=spec.chunk, workers=spec.workers,
+                    streams=spec.streams, chunk_max=spec.chunk,
                     stall_timeout=STALL_TIMEOUT, read_timeout=5.0, write_timeout=5.0, connect_timeout=2.0,
                     backoff_base=0.05, backoff_cap=0.3, retries=30, retry_deadline=60.0, progress_interval=0.05)
 
@@ -431,7 +438,7 @@ class Campaign:
             return [str(source), self.front.url, "-p", "wcs-append", "--scope", BUCKET, "--key", self.key(spec),
                     "--chunk-size", str(spec.chunk), "--quiet"]
         return [str(source), self.front.url + "/upload", "--filename", self.filename(spec),
-                "--chunk-size", str(spec.chunk), "--quiet"]
+                "--chunk-size", str(spec.chunk), "--streams", str(spec.streams), "--quiet"]
 
     def _wait_acked(self, name: str, fraction: float, spec: RunSpec, alive: Callable[[], bool],
                     timeout: float = 30.0) -> dict | None:

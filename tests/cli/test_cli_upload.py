@@ -47,6 +47,14 @@ def test_put_uploader_and_wcs(cli, server, tmp_path, home):
     assert _journal(home) == []
 
 
+def test_put_wcs_with_a_bare_bucket_scope_keys_by_file_name(cli, server, tmp_path, home):
+    """The same rule as ``%upload``: ``--scope bucket`` without ``--key`` uploads to bucket/<file name>."""
+    src = make_file(tmp_path / "bare.bin", 300_000)
+    r = cli("put", str(src), server.url, "-p", "wcs-append", "--ak", AK, "--sk", SK, "--scope", "bkt", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(server.root / "bkt" / "bare.bin") == sha256_file(src)
+
+
 def test_put_failure_shows_the_server_code_and_message(cli, tmp_path, home):
     src = make_file(tmp_path / "big.bin", 300_000)
     with start_server(root=tmp_path / "r", max_file_size=100_000) as srv:
@@ -82,10 +90,32 @@ def test_put_options_are_reusable_by_the_magic():
         put_options(put_parser().parse_args(["f", "http://h", "--token", "t", "--ak", "a"]))
 
 
+def test_sigkill_with_four_streams_then_resume_sends_at_most_four_chunks_again(cli, slow_server, tmp_path, home):
+    src = make_file(tmp_path / "killed4.bin", 3_000_000)
+    size = src.stat().st_size
+    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--streams", "4", "--quiet")
+    try:
+        entry = wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text()), timeout=20)
+        wait_for(lambda: json.loads(_journal(home)[0].read_text())["acked"] >= 2 * CHUNK, timeout=20)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    r = cli("resume", entry["id"], "--streams", "4")
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(slow_server.root / "killed4.bin") == sha256_file(src)
+    sent_twice = slow_server.stats()["uploader"]["bytes"] - size
+    print(f"\nSIGKILL with 4 streams; bytes sent again after resume: {sent_twice} (chunk {CHUNK})")
+    assert 0 <= sent_twice <= 4 * CHUNK
+    assert _journal(home) == []
+
+
 def test_sigkill_then_resume_sends_at_most_one_chunk_again(cli, slow_server, tmp_path, home):
     src = make_file(tmp_path / "killed.bin", 2_000_000)
     size = src.stat().st_size
-    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
+    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--streams", "1", "--quiet")
     try:
         entry = wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text()), timeout=20)
         wait_for(lambda: json.loads(_journal(home)[0].read_text())["acked"] >= 2 * CHUNK, timeout=20)

@@ -178,7 +178,7 @@ def test_progress_journal_writes_are_durable_only_where_they_must_be(server, mak
         return real_fsync(fd)
 
     monkeypatch.setattr(_os, "fsync", counting_fsync)
-    engine = make_engine(chunk_size=64 << 10)
+    engine = make_engine(chunk_size=64 << 10, chunk_max=64 << 10)  # 16 appends: no growth
     src = make_file(tmp_path / "j.bin", 16 * (64 << 10))
     kw = dict(access_key=AK, secret_key=SK, scope="b", key="j.bin") if protocol == "wcs-append" else {}
     url = server.url if protocol == "wcs-append" else server.upload_url

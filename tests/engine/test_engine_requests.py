@@ -11,13 +11,13 @@ import pytest
 
 import nbupload
 from nbupload.engine import TaskState, UploadFailed
-from nbupload.engine.transport import build_client
 from nbupload.protocols import uploader
 from tests.support.helpers import wait_for
 
 
-def _mock(engine, handler):
-    engine._http = build_client(engine.config, transport=httpx.MockTransport(handler))
+def _mock(make_engine, handler, **settings):
+    """An engine whose every request goes to ``handler`` (``Engine(transport=...)``)."""
+    return make_engine(transport=httpx.MockTransport(handler), **settings)
 
 
 def _query_ok(request: httpx.Request, held: str = "") -> httpx.Response:
@@ -28,17 +28,17 @@ def _query_ok(request: httpx.Request, held: str = "") -> httpx.Response:
 
 
 def test_chunk_requests_have_exact_shape(make_engine):
-    engine = make_engine(chunk_size=100, journal=False)
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if request.headers["content-type"].startswith("application/x-www-form-urlencoded"):
             return _query_ok(request, "0-100")
-        request.read()
-        return httpx.Response(200, content=b'{result:"OK"}')
+        body = request.read()
+        last = b'range="200-250/250"' in body
+        return httpx.Response(200, content=b'{result:"OK",complete:true}' if last else b'{result:"OK"}')
 
-    _mock(engine, handler)
+    engine = _mock(make_engine, handler, chunk_size=100, chunk_max=100, streams=1, journal=False)
     task = engine.submit(bytes(250), "http://up.example/upload", headers={"X-Trace": "t"}, filename="z.bin")
     task.wait(10, raise_on_error=True)
     query, *chunks = seen
@@ -53,10 +53,8 @@ def test_chunk_requests_have_exact_shape(make_engine):
 
 
 def test_503_with_retry_after_is_retried_after_a_requery(make_engine):
-    engine = make_engine(chunk_size=1000, journal=False)
     calls = {"query": 0, "chunk": 0}
     errors = []
-    engine.subscribe(lambda e: e.kind == "error" and errors.append(e.snapshot.error))
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.headers["content-type"].startswith("application/x-www-form-urlencoded"):
@@ -66,9 +64,10 @@ def test_503_with_retry_after_is_retried_after_a_requery(make_engine):
         calls["chunk"] += 1
         if calls["chunk"] == 1:
             return httpx.Response(503, headers={"Retry-After": "0"}, content=b"busy")
-        return httpx.Response(200, content=uploader.format_ok())
+        return httpx.Response(200, content=uploader.format_ok(complete=True))
 
-    _mock(engine, handler)
+    engine = _mock(make_engine, handler, chunk_size=1000, journal=False)
+    engine.subscribe(lambda e: e.kind == "error" and errors.append(e.snapshot.error))
     snap = engine.submit(bytes(500), "http://up.example/upload").wait(10, raise_on_error=True)
     engine.flush_events()
     assert snap.state is TaskState.DONE and calls == {"query": 2, "chunk": 2}
@@ -76,7 +75,6 @@ def test_503_with_retry_after_is_retried_after_a_requery(make_engine):
 
 
 def test_redirects_are_not_followed_for_data(make_engine):
-    engine = make_engine(journal=False)
     chunks = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -85,14 +83,13 @@ def test_redirects_are_not_followed_for_data(make_engine):
         chunks.append(request.read())
         return httpx.Response(307, headers={"Location": "http://elsewhere.example/up"})
 
-    _mock(engine, handler)
+    engine = _mock(make_engine, handler, journal=False)
     snap = engine.submit(b"abc", "http://up.example/upload").wait(10)
     assert snap.state is TaskState.FAILED and not snap.error.retryable
     assert "http://elsewhere.example/up" in snap.error.message and len(chunks) == 1
 
 
 def test_uploader_error_answer_with_200_is_a_failure(make_engine):
-    engine = make_engine(journal=False)
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.headers["content-type"].startswith("application/x-www-form-urlencoded"):
@@ -100,14 +97,13 @@ def test_uploader_error_answer_with_200_is_a_failure(make_engine):
         request.read()
         return httpx.Response(200, content=b'{result:"ERROR",code:4008,message:"no .exe here"}')
 
-    _mock(engine, handler)
+    engine = _mock(make_engine, handler, journal=False)
     with pytest.raises(UploadFailed, match="4008") as info:
         nbupload.upload(b"MZ", "http://up.example/upload", engine=engine, wait=True)
     assert info.value.error.code == 4008 and not info.value.error.retryable
 
 
 def test_configure_resizes_workers_and_rejects_unknown_settings(make_engine):
-    engine = make_engine(journal=False)
     gate = threading.Event()
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -115,8 +111,8 @@ def test_configure_resizes_workers_and_rejects_unknown_settings(make_engine):
         gate.wait(5)
         return httpx.Response(200, content=b"not json: plain mode")
 
+    engine = _mock(make_engine, handler, journal=False)
     engine.configure(workers=2)
-    _mock(engine, handler)
     tasks = [engine.submit(bytes(10), "http://up.example/u") for _ in range(4)]
 
     def running() -> int:

@@ -1,0 +1,119 @@
+"""Every exception nbupload raises to its callers, under one root.
+
+One root lets a caller write ``except nbupload.NbuploadError`` around any public call
+(httpx's ``_exceptions.py`` is the model). Classes keep the builtin base they had before
+(``ValueError``, ``RuntimeError``, ``OSError``) so existing ``except ValueError`` code still
+catches them::
+
+    NbuploadError
+    ├── UploadError                 Task.wait(raise_on_error=True): the task did not finish
+    │   ├── UploadFailed            failed; .error has the server's code and message
+    │   ├── UploadCancelled         cancelled
+    │   └── UploadPaused            paused (it can be resumed)
+    ├── CredentialsError (ValueError)     WCS credentials missing or unusable
+    ├── TaskLockedError (RuntimeError)    another process is running this task
+    ├── SourceChangedError          the file is not the one the task started with
+    ├── IllegalTransition (RuntimeError)  a bug: a state change the table forbids
+    └── EngineError                 raised inside a running task, never seen by callers
+        ├── Interrupted             pause or cancel was asked
+        ├── Stalled                 no bytes moved for stall_timeout
+        └── StepFailed              one request failed (.error says whether to retry)
+
+This module imports nothing above :mod:`nbupload.engine.state`, so every layer can use it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engine.state import TaskError, TaskSnapshot
+
+__all__ = [
+    "CredentialsError",
+    "EngineError",
+    "IllegalTransition",
+    "Interrupted",
+    "NbuploadError",
+    "SourceChangedError",
+    "Stalled",
+    "StepFailed",
+    "TaskLockedError",
+    "UploadCancelled",
+    "UploadError",
+    "UploadFailed",
+    "UploadPaused",
+]
+
+
+class NbuploadError(Exception):
+    """The root of every nbupload exception."""
+
+
+class UploadError(NbuploadError):
+    """Raised by ``Task.wait(raise_on_error=True)`` when the task did not finish."""
+
+    def __init__(self, message: str, snapshot: TaskSnapshot) -> None:
+        super().__init__(message)
+        self.snapshot = snapshot
+
+    @property
+    def error(self) -> TaskError | None:
+        return self.snapshot.error
+
+
+class UploadFailed(UploadError):
+    """The task failed; ``.error`` holds the server's code and message."""
+
+
+class UploadCancelled(UploadError):
+    """The task was cancelled."""
+
+
+class UploadPaused(UploadError):
+    """The task was paused before it finished (it can be resumed)."""
+
+
+class CredentialsError(NbuploadError, ValueError):
+    """Missing or unusable WCS credentials (the message says which option to give)."""
+
+
+class TaskLockedError(NbuploadError, RuntimeError):
+    """Another process is running this task."""
+
+
+class SourceChangedError(NbuploadError):
+    """The file on disk is not the one the task started uploading."""
+
+
+class IllegalTransition(NbuploadError, RuntimeError):
+    """A task state change that :data:`nbupload.engine.state.TRANSITIONS` does not allow (a bug)."""
+
+
+class EngineError(NbuploadError):
+    """Raised inside a running task; the engine turns it into a task state."""
+
+
+class Interrupted(EngineError):
+    """Raised inside a running task when the user asked to pause or cancel."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Stalled(EngineError):
+    """No bytes moved on a request for ``stall_timeout`` seconds."""
+
+
+class StepFailed(EngineError):
+    """One request failed. ``error.retryable`` decides whether the driver tries again;
+    ``retry_after`` is the server's ``Retry-After`` in seconds."""
+
+    def __init__(
+        self, error: TaskError, *, ambiguous: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after

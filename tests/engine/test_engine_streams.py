@@ -1,0 +1,198 @@
+"""Several chunks of one upload in flight, fast pause/cancel, backoff without a worker,
+"never done until the server has the file", and adaptive chunk sizes: against the real
+reference server over loopback (odd servers from tests/support where ours will not misbehave)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from nbupload.engine import TaskState
+from nbupload.server import start_server
+from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
+from tests.support.proxy import Fault, FaultProxy
+from tests.support.servers import WithholdingServer
+
+KiB, MiB = 1 << 10, 1 << 20
+
+
+def _max_of(engine, field):
+    seen = {"max": 0}
+
+    def on(event):
+        seen["max"] = max(seen["max"], getattr(event.snapshot, field))
+
+    engine.subscribe(on)
+    return seen
+
+
+def test_chunks_of_one_task_are_in_flight_together(make_engine, tmp_path):
+    with start_server(root=tmp_path / "root", throttle=4 * MiB) as server:
+        engine = make_engine(chunk_size=256 * KiB, streams=4)
+        inflight = _max_of(engine, "inflight")
+        src = make_file(tmp_path / "four.bin", 3 * MiB + 12345)
+        snap = engine.submit(src, server.upload_url).wait(60, raise_on_error=True)
+        stats = server.stats()["uploader"]
+    assert snap.state is TaskState.DONE and snap.result["complete"] is True
+    assert sha256_file(server.root / "four.bin") == sha256_file(src)
+    assert stats["duplicate_bytes"] == 0 and stats["bytes"] == src.stat().st_size
+    assert inflight["max"] > 256 * KiB  # more than one chunk's bytes were on the wire at once
+
+
+def test_one_stream_cut_while_the_others_go_on(make_engine, tmp_path):
+    with (
+        start_server(root=tmp_path / "root", throttle=8 * MiB) as server,
+        FaultProxy.for_url(server.upload_url) as proxy,
+    ):
+        # the query's connection, then four streams: the second stream is cut mid-chunk
+        proxy.add(Fault(), Fault(), Fault(cut_after=100 * KiB))
+        engine = make_engine(chunk_size=256 * KiB, streams=4)
+        errors = []
+        engine.subscribe(lambda e: e.kind == "error" and errors.append(e.snapshot.error))
+        src = make_file(tmp_path / "cut.bin", 4 * MiB)
+        snap = engine.submit(src, proxy.url + "/upload").wait(60, raise_on_error=True)
+        cuts = proxy.counters.cuts
+        engine.flush_events()
+        assert snap.state is TaskState.DONE and sha256_file(server.root / "cut.bin") == sha256_file(src)
+        assert cuts == 1 and errors and errors[0].retryable
+        # at most the cut chunk went again (the server was asked first; what it had written of
+        # the cut request before noticing the cut may count as held or not)
+        assert server.stats()["uploader"]["duplicate_bytes"] <= 256 * KiB
+
+
+def test_one_streams_answer_lost(make_engine, tmp_path):
+    with (
+        start_server(root=tmp_path / "root", throttle=8 * MiB) as server,
+        FaultProxy.for_url(server.upload_url) as proxy,
+    ):
+        # the query's connection (the first stream's too), then a second stream whose answer is lost
+        proxy.add(Fault(), Fault(swallow_after=50 * KiB))
+        engine = make_engine(chunk_size=256 * KiB, streams=3)
+        src = make_file(tmp_path / "lost.bin", 3 * MiB)
+        snap = engine.submit(src, proxy.url + "/upload").wait(60, raise_on_error=True)
+        swallowed = proxy.counters.swallowed
+        assert snap.state is TaskState.DONE and sha256_file(server.root / "lost.bin") == sha256_file(src)
+        assert swallowed == 1
+        # the chunk whose answer was lost had landed: the query said so, it was not sent again
+        assert server.stats()["uploader"]["duplicate_bytes"] == 0
+
+
+def test_server_restarted_mid_flight(make_engine, tmp_path):
+    root = tmp_path / "root"
+    first = start_server(root=root, throttle=2 * MiB)
+    port = first.port
+    engine = make_engine(chunk_size=256 * KiB, streams=4, backoff_base=0.05, backoff_cap=0.2, retries=50)
+    src = make_file(tmp_path / "restart.bin", 4 * MiB)
+    task = engine.submit(src, first.upload_url)
+    wait_for(lambda: task.acked >= 512 * KiB, timeout=30)
+    first.stop()
+    wait_for(lambda: task.snapshot().retrying, timeout=30)
+    with start_server(root=root, port=port) as second:
+        snap = task.wait(60, raise_on_error=True)
+        assert sha256_file(second.root / "restart.bin") == sha256_file(src)
+    assert snap.state is TaskState.DONE
+
+
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+def test_pause_and_cancel_stop_every_stream_at_once(make_engine, tmp_path, action):
+    with start_server(root=tmp_path / "root", throttle=1 * MiB) as server:
+        engine = make_engine(chunk_size=1 * MiB, streams=4)
+        src = make_file(tmp_path / "slow.bin", 16 * MiB)
+        task = engine.submit(src, server.upload_url)
+        # four requests under way: more than three chunks' bytes written and unanswered
+        wait_for(lambda: task.snapshot().inflight > 3 * MiB, timeout=30)
+        t0 = time.monotonic()
+        getattr(task, action)()
+        snap = task.wait(30)
+        took = time.monotonic() - t0
+        assert snap.state is (TaskState.PAUSED if action == "pause" else TaskState.CANCELLED)
+        assert snap.inflight == 0
+        print(f"\n{action} with 4 streams in flight on a 1 MiB/s server: settled in {took * 1000:.0f} ms")
+
+        def counter():
+            return server.stats()["uploader"]["bytes"]
+
+        # the server's received-byte counter stops growing: the connections were reset, not drained
+        last = {"n": counter(), "same": 0}
+
+        def settled() -> bool:
+            now = counter()
+            last["same"] = last["same"] + 1 if now == last["n"] else 0
+            last["n"] = now
+            return last["same"] >= 10
+
+        wait_for(settled, timeout=10, interval=0.05)
+        assert counter() < src.stat().st_size
+        if action == "pause":
+            task.resume()
+            task.wait(120, raise_on_error=True)
+            assert sha256_file(server.root / "slow.bin") == sha256_file(src)
+
+
+@pytest.mark.parametrize("protocol", ["uploader", "wcs-append"])
+def test_a_task_waiting_out_a_backoff_does_not_hold_a_worker(make_engine, server, tmp_path, protocol):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/upload"
+    engine = make_engine(workers=2, retries=1000, backoff_base=1.0, backoff_cap=2.0, retry_deadline=600)
+    ((ak, sk),) = CREDENTIALS.items()
+    wcs = {"protocol": "wcs-append", "access_key": ak, "secret_key": sk, "scope": "b:k"}
+    stale = [engine.submit(bytes(1000), dead, **(wcs if protocol == "wcs-append" else {})) for _ in range(10)]
+    wait_for(lambda: all(t.snapshot().retrying for t in stale), timeout=30)
+    src = make_file(tmp_path / "live.bin", 300 * KiB)
+    snap = engine.submit(src, server.upload_url).wait(30, raise_on_error=True)
+    assert snap.state is TaskState.DONE
+    assert all(t.state in (TaskState.QUEUED, TaskState.CONNECTING) for t in stale)
+    for t in stale:
+        t.cancel()
+    assert all(t.wait(10).state is TaskState.CANCELLED for t in stale)
+
+
+def test_rate_and_eta_are_cleared_while_retrying(make_engine, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/upload"
+    engine = make_engine(retries=1000, backoff_base=1.0, backoff_cap=2.0, retry_deadline=600)
+    task = engine.submit(bytes(1000), dead)
+    wait_for(lambda: task.snapshot().retrying, timeout=30)
+    snap = task.snapshot()
+    assert snap.rate == 0 and snap.eta is None and snap.error is not None
+    task.cancel()
+
+
+@pytest.mark.parametrize("held", ["never", "all"])
+def test_never_done_until_the_server_has_the_whole_file(make_engine, tmp_path, held):
+    with WithholdingServer(held) as odd:
+        engine = make_engine(chunk_size=64 * KiB, streams=2)
+        src = make_file(tmp_path / "odd.bin", 200 * KiB)
+        snap = engine.submit(src, odd.url).wait(60)
+    if held == "never":
+        assert snap.state is TaskState.FAILED
+        assert "never assembled the file" in snap.error.message and snap.error.code == "incomplete"
+        assert odd.queries >= 4  # the first query, then one per round
+    else:
+        assert snap.state is TaskState.DONE and snap.result["complete"] is True
+        assert odd.received.covers(200 * KiB)
+
+
+def test_chunks_grow_while_answers_are_slow(make_engine, server, tmp_path):
+    with FaultProxy.for_url(server.upload_url, default=Fault(delay=0.05)) as proxy:
+        engine = make_engine(chunk_size=64 * KiB, chunk_max=1 * MiB, streams=1)
+        biggest = _max_of(engine, "chunk_size")
+        src = make_file(tmp_path / "grow.bin", 6 * MiB)
+        snap = engine.submit(src, proxy.url + "/upload").wait(60, raise_on_error=True)
+    assert snap.state is TaskState.DONE and sha256_file(server.root / "grow.bin") == sha256_file(src)
+    assert biggest["max"] > 64 * KiB and snap.chunk_size <= 1 * MiB
+    # fewer requests than fixed 64 KiB chunks would take
+    assert server.stats()["uploader"]["requests"] < 1 + (6 * MiB) // (64 * KiB)
+
+
+def test_chunks_shrink_after_4001_and_stay_under_the_learned_limit(make_engine, tmp_path):
+    with start_server(root=tmp_path / "root", max_request_size=300 * KiB) as server:
+        engine = make_engine(chunk_size=1 * MiB, chunk_max=4 * MiB, streams=2)
+        src = make_file(tmp_path / "limit.bin", 2 * MiB)
+        snap = engine.submit(src, server.upload_url).wait(60, raise_on_error=True)
+        assert sha256_file(server.root / "limit.bin") == sha256_file(src)
+    assert snap.state is TaskState.DONE and snap.chunk_size < 300 * KiB
