@@ -23,7 +23,8 @@ def test_cut_connection_mid_chunk_requeries_and_finishes(server, engine, tmp_pat
     errors = _errors(engine)
     with FaultProxy.for_url(server.url) as proxy:
         proxy.add(Fault(cut_after=400_000))  # in the middle of the second chunk
-        task = engine.submit(src, proxy.url + "/upload")
+        # one stream: the fault's offset counts one connection's bytes (several streams: test_engine_streams)
+        task = engine.submit(src, proxy.url + "/upload", streams=1)
         task.wait(30, raise_on_error=True)
         assert proxy.counters.cuts == 1
     engine.flush_events()
@@ -38,7 +39,7 @@ def test_swallowed_chunk_answer_is_not_resent(server, engine, tmp_path):
     src = make_file(tmp_path / "lost.bin", 1_000_000)
     with FaultProxy.for_url(server.url) as proxy:
         proxy.add(Fault(swallow_after=600_000))  # the server applies chunk 3, we never hear
-        task = engine.submit(src, proxy.url + "/upload")
+        task = engine.submit(src, proxy.url + "/upload", streams=1)
         task.wait(30, raise_on_error=True)
         assert proxy.counters.swallowed == 1
     assert sha256_file(server.root / "lost.bin") == sha256_file(src)
@@ -80,7 +81,7 @@ def test_stall_watchdog_restarts_the_request(server, make_engine, tmp_path):
     with FaultProxy.for_url(server.url) as proxy:
         proxy.add(Fault(stall_after=300_000, stall_for=8.0))
         t0 = time.monotonic()
-        task = engine.submit(src, proxy.url + "/upload")
+        task = engine.submit(src, proxy.url + "/upload", streams=1)
         snap = task.wait(30, raise_on_error=True)
         took = time.monotonic() - t0
         assert proxy.counters.stalls == 1
