@@ -306,6 +306,11 @@ class _Receiver:
             raise _malformed(
                 f"range total {total} differs from the {entry.total} bytes this session already has for field {name!r}"
             )
+        elif entry.filename != filename:
+            raise _malformed(
+                f"filename {filename!r} differs from the {entry.filename!r} this session already has "
+                f"for field {name!r}"
+            )
         return _ChunkPart(self, session, entry, start, end)
 
     async def run(self) -> dict[str, Any]:

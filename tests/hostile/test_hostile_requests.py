@@ -10,7 +10,6 @@ nothing outside the root or under a final name.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import select
@@ -27,6 +26,7 @@ from hostile_net import RawResponse, form_part, http_request, multipart, raw_exc
 from nbupload.protocols import uploader as up
 from nbupload.protocols import wcs
 from nbupload.protocols.multipart import new_boundary
+from tests.support.rawhttp import read_answer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -240,12 +240,7 @@ def _stream_until_answer(address, head: bytes, limit: int, piece: int = 256 * 10
                     sent += sock.send(block)
                 except (BrokenPipeError, ConnectionResetError):
                     break
-        response = http.client.HTTPResponse(sock)
-        try:
-            response.begin()
-            return RawResponse(response.status, dict(response.getheaders()), response.read()), sent
-        except (http.client.HTTPException, ConnectionResetError):
-            return None, sent
+        return read_answer(sock), sent
     finally:
         sock.close()
 

@@ -15,6 +15,7 @@ import pytest
 from nbupload.protocols import uploader, wcs
 from nbupload.protocols.multipart import BytesSource
 from nbupload.server import ServerHandle, start_server
+from tests.support.rawhttp import RawResponse, read_answer
 
 AK, SK = "test-ak", "test-sk-do-not-log"
 SEED_BOUNDARY = "----WebKitFormBoundaryaXBly1C8VXJFfgdS"
@@ -71,24 +72,18 @@ def append(
     return wcs.process_append_answer(r.status_code, r.headers.items(), r.content)
 
 
-def raw_request(host: str, port: int, head: bytes, body: bytes, *, close_early: bool = False) -> bytes:
-    """Send bytes on a fresh connection (``head`` should say ``Connection: close``) and read
-    the whole answer; with ``close_early`` hang up at once (RST) without reading."""
-    with socket.create_connection((host, port), timeout=10) as s:
+def raw_request(host: str, port: int, head: bytes, body: bytes, *, close_early: bool = False) -> RawResponse | None:
+    """Send bytes on a fresh connection and read the whole answer; with ``close_early`` hang up
+    at once (RST) without reading."""
+    with socket.create_connection((host, port), timeout=60) as s:
         s.sendall(head + body)
         if close_early:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            return b""
-        chunks = []
-        while True:
-            piece = s.recv(65536)
-            if not piece:
-                break
-            chunks.append(piece)
-        return b"".join(chunks)
+            return None
+        return read_answer(s)
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
+def wait_for(predicate, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
