@@ -16,6 +16,7 @@ from IPython.core.error import UsageError
 
 from nbupload.engine.state import TaskState
 from nbupload.ipython.extension import current_session
+from tests.support.signals import sigint_raises_keyboard_interrupt
 
 
 def sha(data: bytes) -> str:
@@ -109,8 +110,10 @@ def test_interrupting_wait_pauses_the_task_resumably(shell, run, tmp_path, capsy
             wait_for(lambda: any(t.snapshot().acked > 0 for t in session.engine.tasks() if t.name == "int.bin"))
             signal.pthread_kill(main, signal.SIGINT)
 
-        threading.Thread(target=interrupt_when_moving, daemon=True).start()
-        task = run(shell, f"%upload {path} {server.upload_url} --chunk-size 64KiB --wait -o -q")
+        # SIGINT raises KeyboardInterrupt here even when the test run started with it ignored
+        with sigint_raises_keyboard_interrupt():
+            threading.Thread(target=interrupt_when_moving, daemon=True).start()
+            task = run(shell, f"%upload {path} {server.upload_url} --chunk-size 64KiB --wait -o -q")
         err = capsys.readouterr().err
         assert [t for t in session.engine.tasks() if t.name == "int.bin"] == [task]
         assert f"paused {task.id}" in err and f"%upload resume {task.id}" in err
