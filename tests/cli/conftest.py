@@ -31,11 +31,19 @@ def cli(home):
         return subprocess.run([sys.executable, "-m", "nbupload", *args], capture_output=True, text=True,
                               timeout=timeout, env=child_env(), cwd=ROOT)
 
+    started: list[subprocess.Popen[str]] = []
+
     def popen(*args: str, sigint: str = "default") -> subprocess.Popen[str]:
         """``nbupload ARGS`` started with SIGINT at its default (or ``"ignore"``d, as a
-        background job), whatever this test run inherited."""
-        return subprocess.Popen(python_argv("-m", "nbupload", *args, sigint=sigint), stdout=subprocess.PIPE,
+        background job), whatever this test run inherited; killed at teardown if still running."""
+        proc = subprocess.Popen(python_argv("-m", "nbupload", *args, sigint=sigint), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=child_env(), cwd=ROOT)
+        started.append(proc)
+        return proc
 
     run.popen = popen  # type: ignore[attr-defined]
-    return run
+    yield run
+    for proc in started:  # a failed test leaves nothing running
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()

@@ -8,11 +8,13 @@ import os
 import random
 import threading
 import time
+import types
 
 import pytest
 
 from nbupload.engine import EngineConfig
 from nbupload.engine.config import default_home
+from nbupload.engine import credentials
 from nbupload.engine.credentials import CredentialsError, WcsCredentials, resolve_wcs_credentials
 from nbupload.engine.drivers import _fork
 from nbupload.engine.events import Dispatcher, RateMeter
@@ -239,12 +241,14 @@ def test_changed_file_is_detected(tmp_path):
 
 # ------------------------------------------------------------------ credentials and hashing
 def test_credentials_mint_fresh_tokens_and_hide_the_secret(monkeypatch):
+    now = [time.time()]  # the credentials' clock is the test's: a busy machine cannot age the token
+    monkeypatch.setattr(credentials, "time", types.SimpleNamespace(time=lambda: now[0]))
     creds = WcsCredentials(scope="bkt:key", access_key="AK", secret_key="SK-secret", ttl=1.0)
     t1 = creds.current()
     policy = wcs.verify_token(t1, {"AK": "SK-secret"}, int(time.time() * 1000))
     assert policy.scope == "bkt:key"
     assert creds.current() == t1  # cached while it has time left
-    time.sleep(0.8)
+    now[0] += 0.8
     assert creds.current() != t1  # within the renewal margin (a quarter of the ttl): a new one
     assert "SK-secret" not in repr(creds) and t1 not in repr(creds)
     with pytest.raises(CredentialsError, match="missing: secret key"):

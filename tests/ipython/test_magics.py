@@ -73,11 +73,9 @@ def test_background_upload_leaves_the_kernel_free_and_can_be_steered(shell, run,
         path = tmp_path / "slow.bin"
         data = os.urandom(1024 * 1024)
         path.write_bytes(data)
-        started = time.monotonic()
         task = run(shell, f"%upload {path} {server.upload_url} --chunk-size 128KiB -o -q")
-        assert run(shell, "6 * 7") == 42  # a new cell runs at once
-        assert time.monotonic() - started < 1.5 and task.state in (
-            TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING)
+        assert run(shell, "6 * 7") == 42  # a new cell runs while the upload (2.5 s at least) goes on
+        assert task.state in (TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING)
         wait_for(lambda: task.snapshot().acked > 0)
         run(shell, f"%upload pause {task.id}")
         task.wait(10)
