@@ -141,17 +141,18 @@ def test_dispatcher_coalesces_progress_and_never_drops_states():
     d.post(TaskEvent("state", _snap("a", TaskState.CONNECTING)))
     start = time.monotonic()
     n = 0
-    while time.monotonic() - start < 0.5:
+    while n < 200 or time.monotonic() - start < 0.5:  # many posts, however slow the machine
         n += 1
         d.post(TaskEvent("progress", _snap("a", acked=n)))
         time.sleep(0.001)
+    elapsed = time.monotonic() - start
     d.post(TaskEvent("state", _snap("a", TaskState.DONE, acked=100)))
     d.flush()
     d.stop()
     progress = [e for e in got if e.kind == "progress"]
     states = [e.snapshot.state for e in got if e.kind == "state"]
     assert states == [TaskState.CONNECTING, TaskState.DONE]
-    assert n > 100 and 1 <= len(progress) <= 8  # ~10/s over 0.5 s
+    assert 1 <= len(progress) <= 10 * elapsed + 3  # at most one per 0.1 s interval, not one per post
     assert [e.snapshot.acked for e in progress] == sorted(e.snapshot.acked for e in progress)
     assert got[-1].snapshot.state is TaskState.DONE  # no stale progress after the final state
 

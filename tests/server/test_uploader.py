@@ -213,7 +213,7 @@ def test_4001_request_too_large_declared_and_streamed(tmp_path, client):
         msg = _err(send_chunk(client, srv.upload_url, boundary, data, 0, len(data)), 413, 4001)
         assert "65536" in msg
         # chunked transfer: no Content-Length, counted while reading
-        enc = uploader.prepare_chunk(boundary, BytesSource(data), 0, len(data))
+        enc = uploader.prepare_chunk(boundary, BytesSource(data), 0, len(data), filename="data.bin")
         headers = {"Content-Type": enc.content_type}
         _err(client.post(srv.upload_url, content=(p for p in enc), headers=headers), 413, 4001)
         assert query(client, srv.upload_url, boundary).ranges_for("file") == RangeSet()
