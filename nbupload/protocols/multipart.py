@@ -91,6 +91,7 @@ PARAM_ESCAPES = {'"': "%22", "\r": "%0D", "\n": "%0A", "\\": "%5C", "%": "%25"}
 _ESCAPED = re.compile(r"%(22|0[dD]|0[aA]|5[cC]|25)")
 _UNESCAPE = {"22": '"', "0d": "\r", "0a": "\n", "5c": "\\", "25": "%"}
 _NEEDS_ESCAPE = re.compile(r'["\r\n\\]|%(?=22|0[dD]|0[aA]|5[cC]|25)')
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def quote_param(value: str) -> str:
@@ -103,7 +104,12 @@ def quote_param(value: str) -> str:
     ``%5C`` as well, and a ``%`` that would otherwise read as one of these five escapes as
     ``%25``: every other ``%`` goes raw, as browsers send it. :func:`unquote_param` is the
     exact inverse; nothing else is escaped (non-ASCII goes as UTF-8, like browsers).
+
+    A name that is not text (a file name's undecodable bytes, as ``os.fsdecode`` leaves them in
+    lone surrogates) cannot go as UTF-8: each such byte is sent as U+FFFD, as browsers replace
+    what they cannot encode. The data is unchanged; only the name is approximated.
     """
+    value = _LONE_SURROGATE.sub("\ufffd", value)
     return '"' + _NEEDS_ESCAPE.sub(lambda m: PARAM_ESCAPES[m.group()], value) + '"'
 
 

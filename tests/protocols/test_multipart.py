@@ -238,3 +238,12 @@ def test_quote_param_like_browsers_except_backslashes():
 def test_encoder_can_be_iterated_twice_for_retries():
     enc = MultipartEncoder([Field("a", "1"), FilePart("f", "f", BytesSource(b"xyz"))], "b")
     assert enc.read_all() == enc.read_all()
+
+
+def test_a_name_that_is_not_text_goes_with_replacement_characters():
+    """``os.fsdecode`` leaves a file name's undecodable bytes as lone surrogates, which UTF-8
+    cannot carry: they go as U+FFFD (as browsers replace what they cannot encode), the data intact."""
+    boundary = new_boundary()
+    enc = MultipartEncoder([FilePart("file", "bad\udcff.bin", BytesSource(b"xyz"))], boundary)
+    ((head, data),) = parse(enc.read_all(), boundary)
+    assert head.filename == "bad\ufffd.bin" and data == b"xyz"
