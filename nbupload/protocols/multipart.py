@@ -181,8 +181,8 @@ class MultipartEncoder:
                         f"slice {part.offset}+{part.size} outside a source of {part.source.size} bytes"
                     )
                 disp = f"form-data; name={quote_param(part.name)}; filename={quote_param(part.filename)}"
-                for key, value in part.params.items():
-                    disp += f"; {key}={quote_param(value)}"
+                for key, param in part.params.items():
+                    disp += f"; {key}={quote_param(param)}"
                 self._items.append(_part_head(self.boundary, disp, part.content_type))
                 self._items.append(part)
                 self._items.append(b"\r\n")

@@ -46,4 +46,6 @@ def examples(share: float) -> int:
     A property test whose examples are expensive (a server round trip, megabytes hashed) asks for
     a share rather than a number, so ``make fuzz`` scales it up with everything else.
     """
-    return max(10, round(settings.default.max_examples * share))
+    current = settings.default
+    assert current is not None, "tests/conftest.py loads a profile first"
+    return max(10, round(current.max_examples * share))
