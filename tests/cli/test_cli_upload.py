@@ -189,7 +189,7 @@ def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_pauses(cli, s
 
 def test_two_resume_processes_one_wins(cli, crawl_server, tmp_path, home):
     slow_server = crawl_server
-    src = make_file(tmp_path / "two.bin", 3_500_000)  # ~10 s left after the kill: both resumers meet
+    src = make_file(tmp_path / "two.bin", 2_500_000)  # ~7 s left at 300 kB/s: both resumers meet
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
     wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= CHUNK, timeout=20)
     proc.send_signal(signal.SIGKILL)
