@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv browser test test-fast demo serve bench chaos clean
+.PHONY: venv browser test test-fast demo serve bench chaos fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ bench: venv
 # The long randomized fault campaign (docs/reliability.md); NBUPLOAD_CHAOS_RUNS, NBUPLOAD_CHAOS_SEED.
 chaos: venv
 	$(PY) -m pytest tests/chaos -m chaos -s
+
+# The long randomized property search (Hypothesis profile "fuzz", tests/support/fuzzing.py): every
+# property test with 50x the examples of `make test`, from a random seed it prints; SEED=N replays one.
+SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+fuzz: venv
+	@echo "make fuzz: SEED=$(SEED) (make fuzz SEED=$(SEED) replays this run)"
+	$(PY) -m pytest tests -m hypothesis -p no:cacheprovider --hypothesis-profile=fuzz --hypothesis-seed=$(SEED) $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis test-artifacts

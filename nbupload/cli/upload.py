@@ -7,9 +7,13 @@ magic, which takes the same options as ``put``); this module re-exports them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ..options import (
@@ -39,6 +43,37 @@ __all__ = [
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while waiting: pause like Ctrl-C does."""
+
+
+@contextlib.contextmanager
+def _sigterm_pauses() -> Iterator[None]:
+    """While waiting, SIGTERM pauses the tasks (as Ctrl-C does) instead of killing the process.
+
+    SIGINT is left as the process found it: Python's handler (Ctrl-C pauses) or, when the process
+    was started with SIGINT ignored (``cmd &`` in a script, some CI runners), ignored, as a
+    background job should not stop on the terminal's Ctrl-C; SIGTERM still pauses it cleanly.
+    A SIGTERM the process was started ignoring stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    ):
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, previous)  # a second SIGTERM ends the process at once
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def put_parser(prog: str = "nbupload put") -> argparse.ArgumentParser:
@@ -132,10 +167,11 @@ def _wait_all(engine, tasks, quiet: bool) -> int:
         bars(TaskEvent("state", t.snapshot()))
     try:
         try:
-            while any(t.state not in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.PAUSED)
-                      for t in tasks):
-                time.sleep(0.1)
-        except KeyboardInterrupt:
+            with _sigterm_pauses():
+                while any(t.state not in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.PAUSED)
+                          for t in tasks):
+                    time.sleep(0.1)
+        except (KeyboardInterrupt, _Terminated) as stop:
             for t in tasks:
                 t.pause()
             for t in tasks:
@@ -152,7 +188,7 @@ def _wait_all(engine, tasks, quiet: bool) -> int:
                 print(f"nbupload: paused; resume with: {how}", file=sys.stderr)
             else:
                 print("nbupload: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return EXIT_TERMINATED if isinstance(stop, _Terminated) else EXIT_INTERRUPTED
         engine.flush_events()
     finally:
         unsubscribe()

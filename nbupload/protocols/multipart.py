@@ -10,6 +10,7 @@ concatenated. It does no network I/O; the caller iterates and sends.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from typing import Protocol
 from .errors import ProtocolError
 
 __all__ = [
-    "BytesSource",
     "DEFAULT_PIECE_SIZE",
+    "PARAM_ESCAPES",
+    "BytesSource",
     "Field",
     "FilePart",
     "FileSource",
@@ -28,6 +30,7 @@ __all__ = [
     "Source",
     "new_boundary",
     "quote_param",
+    "unquote_param",
 ]
 
 DEFAULT_PIECE_SIZE = 1024 * 1024
@@ -83,9 +86,37 @@ def check_boundary(boundary: str) -> str:
     return boundary
 
 
+#: What :func:`quote_param` escapes, and :func:`unquote_param` undoes (upper or lower case hex).
+PARAM_ESCAPES = {'"': "%22", "\r": "%0D", "\n": "%0A", "\\": "%5C", "%": "%25"}
+_ESCAPED = re.compile(r"%(22|0[dD]|0[aA]|5[cC]|25)")
+_UNESCAPE = {"22": '"', "0d": "\r", "0a": "\n", "5c": "\\", "25": "%"}
+_NEEDS_ESCAPE = re.compile(r'["\r\n\\]|%(?=22|0[dD]|0[aA]|5[cC]|25)')
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def quote_param(value: str) -> str:
-    """Quote a Content-Disposition parameter value the way browsers do (HTML5 form encoding)."""
-    return '"' + value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A") + '"'
+    """Quote a Content-Disposition parameter value (a field name, a filename) unambiguously.
+
+    Browsers (the HTML multipart/form-data encoding) send ``"`` as ``%22``, CR as ``%0D``,
+    LF as ``%0A`` and everything else raw, backslashes included; a receiver that reads
+    backslash escapes in quoted strings (python-multipart, RFC 7230) then takes ``"a\\"`` for
+    an unterminated string and loses the parameters after it. So a backslash is sent as
+    ``%5C`` as well, and a ``%`` that would otherwise read as one of these five escapes as
+    ``%25``: every other ``%`` goes raw, as browsers send it. :func:`unquote_param` is the
+    exact inverse; nothing else is escaped (non-ASCII goes as UTF-8, like browsers).
+
+    A name that is not text (a file name's undecodable bytes, as ``os.fsdecode`` leaves them in
+    lone surrogates) cannot go as UTF-8: each such byte is sent as U+FFFD, as browsers replace
+    what they cannot encode. The data is unchanged; only the name is approximated.
+    """
+    value = _LONE_SURROGATE.sub("\ufffd", value)
+    return '"' + _NEEDS_ESCAPE.sub(lambda m: PARAM_ESCAPES[m.group()], value) + '"'
+
+
+def unquote_param(text: str) -> str:
+    """The value :func:`quote_param` encoded (its content without the quotes): the five escapes
+    undone in one pass, so ``%2522`` is ``%22``, not ``"``."""
+    return _ESCAPED.sub(lambda m: _UNESCAPE[m.group(1).lower()], text)
 
 
 @dataclass(frozen=True)
@@ -150,8 +181,8 @@ class MultipartEncoder:
                         f"slice {part.offset}+{part.size} outside a source of {part.source.size} bytes"
                     )
                 disp = f"form-data; name={quote_param(part.name)}; filename={quote_param(part.filename)}"
-                for key, value in part.params.items():
-                    disp += f"; {key}={quote_param(value)}"
+                for key, param in part.params.items():
+                    disp += f"; {key}={quote_param(param)}"
                 self._items.append(_part_head(self.boundary, disp, part.content_type))
                 self._items.append(part)
                 self._items.append(b"\r\n")

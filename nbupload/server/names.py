@@ -69,13 +69,13 @@ def _truncate_utf8(name: str, limit: int) -> str:
 def sanitize_filename(name: str | None, default: str = "upload") -> str:
     """A client's filename as one safe path component (never empty, ``.``-free start).
 
-    Keeps the last ``/`` or ``\\`` separated component (browsers on Windows send whole
-    paths), replaces control and invisible characters by ``_``, strips leading and trailing
-    dots and spaces, prefixes Windows reserved names with ``_`` and cuts to 255 UTF-8 bytes
-    keeping the extension.
+    Keeps the last non-empty ``/`` or ``\\`` separated component (browsers on Windows send
+    whole paths; ``weird\\`` is ``weird``), replaces control and invisible characters by
+    ``_``, strips leading and trailing dots and spaces, prefixes Windows reserved names with
+    ``_`` and cuts to 255 UTF-8 bytes keeping the extension.
     """
     text = unicodedata.normalize("NFC", name or "")
-    text = _SEPARATORS.split(text)[-1]
+    text = next((c for c in reversed(_SEPARATORS.split(text)) if c.strip(" .")), "")
     text = "".join("_" if _bad_char(ch) else ch for ch in text)
     text = text.strip(" .")
     if not text:

@@ -9,28 +9,21 @@ next :meth:`PartStream.feed`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ..protocols.errors import ProtocolError
-from ..protocols.multipart import check_boundary
+from ..protocols.multipart import check_boundary, unquote_param
 
 __all__ = ["DATA", "END", "HEAD", "PartHead", "PartStream", "multipart_boundary", "parse_disposition"]
 
 HEAD, DATA, END = 0, 1, 2
 MAX_PARTS = 1000
-_HTML5_ESCAPES = re.compile(r"%(22|0[dD]|0[aA])")
-_UNESCAPE = {"22": '"', "0d": "\r", "0a": "\n"}
 #: Disposition types accepted for form parts: the seed's ``attachments`` as well.
 DISPOSITION_TYPES = frozenset({"form-data", "attachments", "attachment"})
-
-
-def _unescape(value: str) -> str:
-    # Browsers (and our encoder) write '"', CR and LF in names as %22, %0D, %0A (HTML5).
-    return _HTML5_ESCAPES.sub(lambda m: _UNESCAPE[m.group(1).lower()], value)
+_OWS = " \t"
 
 
 def _text(raw: bytes) -> str:
@@ -58,40 +51,69 @@ class PartHead:
         return "filename" in self.params
 
 
-def _param_names(text: str) -> list[str]:
-    """Lower-cased parameter names of a header value, quoted strings skipped."""
-    names, quoted, escaped, start = [], False, False, text.find(";")
-    if start < 0:
-        return names
-    segment = ""
-    for ch in text[start + 1 :] + ";":
-        if quoted:
-            quoted = escaped or ch != '"'
-            escaped = not escaped and ch == "\\"
-        elif ch == '"':
-            quoted = True
-        elif ch == ";":
-            names.append(segment.partition("=")[0].strip().lower())
-            segment = ""
+def _skip_ows(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in _OWS:
+        pos += 1
+    return pos
+
+
+def _split_params(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """``type; name="value"; name=token`` -> the type and the raw ``(name, value)`` pairs.
+
+    A quoted string runs to the next ``"``: a backslash in it is an ordinary character, as in
+    what browsers and curl send (they write ``"`` as ``%22`` and never escape a backslash), so
+    ``filename="a\\"`` is the name ``a\\``. Anything that does not fit the grammar (an
+    unterminated string, text after a value, a parameter without ``=``) is a
+    :class:`ProtocolError`: guessing would risk reading a ``range`` into a filename.
+    """
+    semi = text.find(";")
+    kind = (text if semi < 0 else text[:semi]).strip(_OWS)
+    params: list[tuple[str, str]] = []
+    pos = len(text) if semi < 0 else semi
+    while pos < len(text):  # text[pos] == ";"
+        pos = _skip_ows(text, pos + 1)
+        if pos == len(text):
+            break  # a trailing ";"
+        eq = text.find("=", pos)
+        name = text[pos:eq].strip(_OWS) if eq >= 0 else ""
+        if eq < 0 or not name or any(ch in name for ch in ';"'):
+            raise ProtocolError(f"Content-Disposition parameter without a value: {text[pos:][:40]!r}")
+        pos = _skip_ows(text, eq + 1)
+        if text.startswith('"', pos):
+            close = text.find('"', pos + 1)
+            if close < 0:
+                raise ProtocolError(
+                    f"Content-Disposition parameter {name!r} has an unterminated quoted string"
+                )
+            value, pos = text[pos + 1 : close], _skip_ows(text, close + 1)
         else:
-            segment += ch
-    return names
+            semi = text.find(";", pos)
+            stop = len(text) if semi < 0 else semi
+            value, pos = text[pos:stop].strip(_OWS), stop
+            if '"' in value:
+                raise ProtocolError(f"Content-Disposition parameter {name!r} has a stray quote")
+        if pos < len(text) and text[pos] != ";":
+            raise ProtocolError(f"Content-Disposition parameter {name!r} is followed by {text[pos:][:40]!r}")
+        params.append((name.lower(), value))
+    return kind, params
 
 
 def parse_disposition(raw: bytes) -> tuple[str, dict[str, str]]:
     """``form-data; name="a"; filename="b"`` -> ``("form-data", {"name": "a", ...})``.
 
     Header bytes are UTF-8 (what browsers and curl send); parameter values are unquoted and
-    their HTML5 escapes undone. A parameter given twice (``range="0-5/10"; range="5-10/10"``)
-    is refused: which one counts is ambiguous (RFC 6266 4.1).
+    the escapes of :func:`~nbupload.protocols.multipart.quote_param` (``%22``, ``%0D``,
+    ``%0A``, ``%5C``, ``%25``) undone. A parameter given twice (``range="0-5/10";
+    range="5-10/10"``) is refused: which one counts is ambiguous (RFC 6266 4.1). RFC 5987
+    ``name*=`` parameters are ignored, as RFC 7578 4.2 says senders must not use them.
     """
-    names = [n for n in _param_names(raw.decode("latin-1")) if n]
+    kind, pairs = _split_params(_text(raw))
+    names = [name for name, _ in pairs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise ProtocolError(f"Content-Disposition gives {', '.join(duplicated)} more than once")
-    kind, options = parse_options_header(raw.decode("latin-1"))
-    params = {_text(k).lower(): _unescape(_text(v)) for k, v in options.items()}
-    return _text(kind).strip().lower(), params
+    params = {name: unquote_param(value) for name, value in pairs if "*" not in name}
+    return kind.lower(), params
 
 
 def multipart_boundary(content_type: str) -> str:

@@ -360,6 +360,11 @@ class _Receiver:
                     f"range total {total} differs from the {entry.total} bytes this session already has "
                     f"for field {name!r}"
                 )
+            elif entry.filename != filename:
+                raise _malformed(
+                    f"filename {filename!r} differs from the {entry.filename!r} this session already has "
+                    f"for field {name!r}"
+                )
             self.session = session
             return _ChunkPart(self, session, entry, start, end)
 

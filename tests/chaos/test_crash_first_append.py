@@ -30,7 +30,10 @@ def test_sigkill_during_the_first_append(tmp_path, kill_at):
     killed = []
 
     def crash() -> None:  # runs in the front's thread, before another byte of the append moves
-        time.sleep(0.3)  # the bytes already sent reach the server, which opens the new object
+        opened = tmp_path / "root" / BUCKET / "first.log"
+        deadline = time.monotonic() + 10
+        while not opened.exists() and time.monotonic() < deadline:  # the server opens the new object
+            time.sleep(0.01)
         server.kill()
         server.restart()
         proxy.target = server.address

@@ -13,7 +13,6 @@ the server's ``body_timeout`` seconds (60 by default; 1 here).
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 from chaos_campaign import ACCESS_KEY, BUCKET, SECRET_KEY
@@ -29,19 +28,19 @@ def test_a_dead_connection_does_not_hold_the_object_lock(tmp_path):
                            body_idle_timeout=1.0)  # the server's 60 s, shortened for the test
     server.start()
     proxy = FaultProxy(*server.address)
-    proxy.add(Fault(stall_after=50_000, stall_for=20))  # the first append freezes mid-body for 20 s
+    # The first append freezes mid-body for longer than the wait below: if the retry waited for the
+    # dead connection's lock, the task could not finish in time.
+    proxy.add(Fault(stall_after=50_000, stall_for=120))
     src = tmp_path / "zombie.log"
     data = os.urandom(300_000)
     src.write_bytes(data)
     engine = Engine(EngineConfig(journal_dir=tmp_path / "journal", chunk_size=128 * 1024, stall_timeout=1.0,
                                  read_timeout=5, backoff_base=0.05, backoff_cap=0.2))
     try:
-        t0 = time.monotonic()
         task = engine.submit(str(src), proxy.url, protocol="wcs-append", access_key=ACCESS_KEY,
                              secret_key=SECRET_KEY, scope=BUCKET, key=src.name)
         snap = task.wait(60)
-        assert snap.state.value == "done", snap.error
-        assert time.monotonic() - t0 < 10, "the retry waited for the dead connection's lock"
+        assert snap.state.value == "done", f"the retry waited for the dead connection's lock? {snap.error}"
         assert (server.root / BUCKET / src.name).read_bytes() == data
     finally:
         engine.shutdown(wait=True, timeout=10)

@@ -38,7 +38,7 @@ def test_file_is_in_place_when_the_task_is_done_despite_a_zombie_chunk(tmp_path)
         assert snap.state.value == "done", snap.error
         assert proxy.counters.stalls == 1
         target = server.root / src.name
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 20  # well inside the 60 s the zombie connection stays stalled
         while not target.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert target.exists(), "the task is done but its file is not under its final name"

@@ -29,6 +29,19 @@ def slow_server(tmp_path):
         yield srv
 
 
+@pytest.fixture
+def crawl_server(tmp_path):
+    """300 kB/s: an upload of a few MB lasts long enough for a test to act while it runs,
+    however slowly the machine starts the processes."""
+    with start_server(root=tmp_path / "root", credentials={AK: SK}, throttle=300_000) as srv:
+        yield srv
+
+
+def _acked(home) -> int:
+    entries = _journal(home)
+    return json.loads(entries[0].read_text())["acked"] if entries else 0
+
+
 def _journal(home):
     d = home / "tasks"
     return sorted(d.glob("*.json")) if d.is_dir() else []
@@ -141,14 +154,12 @@ def test_sigkill_then_resume_sends_at_most_one_chunk_again(cli, slow_server, tmp
 
 
 def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
-    src = make_file(tmp_path / "int.bin", 2_000_000)
+    src = make_file(tmp_path / "int.bin", 4_000_000)
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB")
     try:
-        wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= CHUNK, timeout=20)
-        t0 = time.monotonic()
+        wait_for(lambda: _acked(home) >= CHUNK, timeout=30)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
-        print(f"\nCtrl-C to exit: {time.monotonic() - t0:.2f} s")
+        out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -162,8 +173,53 @@ def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
     assert sha256_file(slow_server.root / "int.bin") == sha256_file(src)
 
 
-def test_two_resume_processes_one_wins(cli, slow_server, tmp_path, home):
-    src = make_file(tmp_path / "two.bin", 3_500_000)  # ~2 s left after the kill: both resumers meet
+def test_sigterm_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
+    src = make_file(tmp_path / "term.bin", 4_000_000)
+    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB")
+    try:
+        wait_for(lambda: _acked(home) >= CHUNK, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    [entry] = _journal(home)
+    assert f"paused; resume with: nbupload resume {entry.stem}" in err and "Traceback" not in err
+    r = cli("resume", "--all", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(slow_server.root / "term.bin") == sha256_file(src)
+
+
+def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_pauses(cli, slow_server, tmp_path, home):
+    """A background job (``nbupload put ... &`` from a script) does not stop on the terminal's
+    Ctrl-C: it keeps uploading; SIGTERM still pauses it cleanly."""
+    src = make_file(tmp_path / "bg.bin", 6_000_000)  # 4 s at 1.5 MB/s (the server runs in this process)
+    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", sigint="ignore")
+    try:
+        wait_for(lambda: _acked(home) >= CHUNK, timeout=30)
+        proc.send_signal(signal.SIGINT)
+        at_sigint = _acked(home)
+        wait_for(lambda: _acked(home) >= at_sigint + CHUNK, timeout=30)  # still uploading
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    [entry] = _journal(home)
+    assert f"paused; resume with: nbupload resume {entry.stem}" in err and "Traceback" not in err
+    r = cli("resume", "--all", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(slow_server.root / "bg.bin") == sha256_file(src)
+
+
+def test_two_resume_processes_one_wins(cli, crawl_server, tmp_path, home):
+    slow_server = crawl_server
+    src = make_file(tmp_path / "two.bin", 2_500_000)  # ~7 s left at 300 kB/s: both resumers meet
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
     wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= CHUNK, timeout=20)
     proc.send_signal(signal.SIGKILL)

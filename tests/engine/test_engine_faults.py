@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from nbupload.engine import TaskState
 from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
@@ -79,13 +78,12 @@ def test_stall_watchdog_restarts_the_request(server, make_engine, tmp_path):
     engine = make_engine(stall_timeout=1.0)
     src = make_file(tmp_path / "stall.bin", 800_000)
     with FaultProxy.for_url(server.url) as proxy:
-        proxy.add(Fault(stall_after=300_000, stall_for=8.0))
-        t0 = time.monotonic()
+        # The stall outlasts the wait below: only the watchdog's new request can finish in time.
+        proxy.add(Fault(stall_after=300_000, stall_for=120.0))
         task = engine.submit(src, proxy.url + "/upload", streams=1)
         snap = task.wait(30, raise_on_error=True)
-        took = time.monotonic() - t0
         assert proxy.counters.stalls == 1
-    assert snap.state is TaskState.DONE and took < 7.0  # did not sit out the 8 s stall
+    assert snap.state is TaskState.DONE
     # The server assembles the file once the abandoned request's connection is gone too.
     wait_for(lambda: (server.root / "stall.bin").exists(), timeout=10)
     assert sha256_file(server.root / "stall.bin") == sha256_file(src)

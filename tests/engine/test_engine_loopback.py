@@ -117,7 +117,7 @@ def test_pause_resume_and_progress_events(tmp_path, make_engine):
         task = engine.submit(src, srv.upload_url)
         wait_for(lambda: task.acked >= 200_000)
         task.pause()
-        snap = task.wait(5)
+        snap = task.wait(30)
         assert snap.state is TaskState.PAUSED
         held = snap.acked
         task.resume()

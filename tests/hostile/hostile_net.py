@@ -11,7 +11,6 @@ body) go out as they are.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -23,11 +22,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
+
+from tests.support.rawhttp import RawResponse, read_answer
 
 __all__ = [
     "RawResponse",
@@ -183,22 +183,6 @@ class ServerProcess:
 
 
 # --------------------------------------------------------------------------- raw HTTP
-@dataclass
-class RawResponse:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-    def json(self) -> object:
-        import json
-
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-
 def http_request(
     method: str,
     path: str | bytes,
@@ -249,13 +233,7 @@ def raw_exchange(
                 sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered early and closed; read what it said
-        response = http.client.HTTPResponse(sock)
-        try:
-            response.begin()
-            body = response.read()
-        except (http.client.RemoteDisconnected, ConnectionResetError, http.client.IncompleteRead):
-            return None
-        return RawResponse(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
+        return read_answer(sock)
     finally:
         sock.close()
 

@@ -22,10 +22,12 @@ from nbupload.protocols import ProtocolError, RangeSet, TokenError
 from nbupload.protocols import uploader as up
 from nbupload.protocols import wcs
 from nbupload.protocols.lenient import MAX_ANSWER_BYTES, loads_lenient
-from nbupload.protocols.multipart import _BCHARS, check_boundary
+from nbupload.protocols.multipart import _BCHARS, check_boundary, quote_param
 from nbupload.protocols.ranges import format_range_attr, parse_range_attr
+from nbupload.server.parts import parse_disposition
+from tests.support.fuzzing import examples
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(0.75), suppress_health_check=[HealthCheck.too_slow])
 NOW = 1_700_000_000_000
 
 # --------------------------------------------------------------------------- strategies
@@ -519,3 +521,31 @@ def test_retry_after_header_never_raises(value):
 
     delay = parse_retry_after(value, now=1_700_000_000.0)
     assert delay is None or delay >= 0
+
+
+# --------------------------------------------------------------------------- Content-Disposition
+dispositions = st.one_of(
+    st.binary(max_size=200),
+    st.text(alphabet='form-dat;="\\ \t%250DAa5Cc*', max_size=80).map(lambda t: ("form-data;" + t).encode()),
+    st.lists(st.tuples(st.sampled_from(["name", "filename", "range", "x"]), st.text(max_size=12)), max_size=4).map(
+        lambda ps: ("form-data" + "".join(f'; {k}="{v}"' for k, v in ps)).encode("utf-8", "surrogatepass")
+    ),
+)
+
+
+@FUZZ
+@given(dispositions)
+@example(b'form-data; name="file"; filename="weird\\"; range="0-5/10"')
+@example(b'form-data; name="file"; filename="a\\"b"; range="0-5/10"')
+@example(b'form-data; name="file"; filename="a')
+@example(b"form-data; =x")
+def test_parse_disposition_reads_exactly_or_refuses(raw):
+    """Only ProtocolError escapes, and what it reads, written again by the client's encoder,
+    reads back the same: no parameter is ever half-read into another."""
+    try:
+        kind, params = parse_disposition(raw)
+    except ProtocolError:
+        return
+    assert isinstance(kind, str) and all(isinstance(k, str) and isinstance(v, str) for k, v in params.items())
+    again = kind + "".join(f"; {k}={quote_param(v)}" for k, v in params.items())
+    assert parse_disposition(again.encode("utf-8", "surrogatepass")) == (kind, params)

@@ -58,7 +58,12 @@ def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
             "for t in nbupload.tasks(): print('FINAL', t.id, t.wait(60).state.value)\n",
             home, tmp_path, "second",
         )
-        out, _ = second.communicate(timeout=120)
+        try:
+            out, _ = second.communicate(timeout=120)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.communicate()
         assert f"1 unfinished upload from a previous session ({task_id})" in out, out
         assert "`%upload resume all`" in out
         port = server.upload_url.split(":")[-1].split("/")[0]

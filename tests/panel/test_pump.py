@@ -104,7 +104,7 @@ def test_worker_threads_push_and_the_loop_thread_applies():
         w.start()
     for w in workers:
         w.join()
-    assert done.wait(5)
+    assert done.wait(30)
     loop.call_soon_threadsafe(loop.stop)
     loop_thread.join()
     loop.close()

@@ -15,6 +15,8 @@ import pytest
 from nbupload.protocols import uploader, wcs
 from nbupload.protocols.multipart import BytesSource
 from nbupload.server import ServerHandle, start_server
+from tests.support import rawhttp
+from tests.support.rawhttp import RawResponse
 
 AK, SK = "test-ak", "test-sk-do-not-log"
 SEED_BOUNDARY = "----WebKitFormBoundaryaXBly1C8VXJFfgdS"
@@ -71,24 +73,18 @@ def append(
     return wcs.process_append_answer(r.status_code, r.headers.items(), r.content)
 
 
-def raw_request(host: str, port: int, head: bytes, body: bytes, *, close_early: bool = False) -> bytes:
-    """Send bytes on a fresh connection (``head`` should say ``Connection: close``) and read
-    the whole answer; with ``close_early`` hang up at once (RST) without reading."""
-    with socket.create_connection((host, port), timeout=10) as s:
+def raw_request(host: str, port: int, head: bytes, body: bytes, *, close_early: bool = False) -> RawResponse | None:
+    """Send bytes on a fresh connection and read the whole answer; with ``close_early`` hang up
+    at once (RST) without reading."""
+    with socket.create_connection((host, port), timeout=60) as s:
         s.sendall(head + body)
         if close_early:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            return b""
-        chunks = []
-        while True:
-            piece = s.recv(65536)
-            if not piece:
-                break
-            chunks.append(piece)
-        return b"".join(chunks)
+            return None
+        return rawhttp.read_answer(s)
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
+def wait_for(predicate, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -107,28 +103,9 @@ def tree(root) -> list[str]:
 
 
 def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """Read one whole HTTP answer from ``sock``: the head, then exactly Content-Length body
-    bytes (as many ``recv`` calls as it takes); ``100 Continue`` interim answers are skipped."""
-    buf = b""
-    while True:
-        while b"\r\n\r\n" not in buf:
-            piece = sock.recv(65536)
-            if not piece:
-                raise ConnectionError(f"connection closed before the answer's head: {buf!r}")
-            buf += piece
-        head, _, buf = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        if status != 100:
-            break
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(buf) < length:
-        piece = sock.recv(65536)
-        if not piece:
-            raise ConnectionError(f"connection closed after {len(buf)} of {length} body bytes")
-        buf += piece
-    return status, headers, buf[:length]
+    """One whole HTTP answer from ``sock`` as ``(status, headers, body)`` (``100 Continue``
+    skipped); :func:`tests.support.rawhttp.read_answer` reads it, as many ``recv`` as it takes."""
+    answer = rawhttp.read_answer(sock)
+    if answer is None:
+        raise ConnectionError("the connection closed before a whole answer")
+    return answer.status, answer.headers, answer.body

@@ -213,7 +213,7 @@ def test_4001_request_too_large_declared_and_streamed(tmp_path, client):
         msg = _err(send_chunk(client, srv.upload_url, boundary, data, 0, len(data)), 413, 4001)
         assert "65536" in msg
         # chunked transfer: no Content-Length, counted while reading
-        enc = uploader.prepare_chunk(boundary, BytesSource(data), 0, len(data))
+        enc = uploader.prepare_chunk(boundary, BytesSource(data), 0, len(data), filename="data.bin")
         headers = {"Content-Type": enc.content_type}
         _err(client.post(srv.upload_url, content=(p for p in enc), headers=headers), 413, 4001)
         assert query(client, srv.upload_url, boundary).ranges_for("file") == RangeSet()
@@ -308,7 +308,7 @@ def test_400_total_mismatch_and_overlong_part(server, client):
     msg = _err(send_chunk(client, server.upload_url, boundary, data[:900], 100, 200), 400, 400)
     assert "1000" in msg and "900" in msg
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d\"; range=\"100-110/1000\"\r\n\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"; range=\"100-110/1000\"\r\n\r\n"
         + "y" * 50 + f"\r\n--{boundary}--\r\n"
     ).encode()
     msg = _err(client.post(server.upload_url, content=body,
@@ -398,5 +398,5 @@ def test_stale_sessions_expire_periodically_while_running(tmp_path, client):
         boundary = new_boundary()
         send_chunk(client, srv.upload_url, boundary, b"abcdef", 0, 3)
         assert query(client, srv.upload_url, boundary).ranges_for("file") == RangeSet([(0, 3)])
-        assert wait_for(lambda: not any((srv.root / ".partial").iterdir()), timeout=10)
+        assert wait_for(lambda: not any((srv.root / ".partial").iterdir()))
         assert query(client, srv.upload_url, boundary).ranges_for("file") == RangeSet()
