@@ -8,8 +8,9 @@ JupyterLab 4.4+ sends widget comm messages to a kernel *subshell* when the kerne
 all widget comms). ipykernel runs each subshell on its own thread, so a click could be handled
 during ``time.sleep(15)`` in a cell.
 
-But ipykernel 7.3+ does not always honour the frontend's choice. Its shell channel thread asks
-the comm where to deliver a ``comm_msg`` (``BaseComm._reply_subshell_for``), and the comm answers
+But ipykernel (7.4, the version tested) does not always honour the frontend's choice. Its
+shell channel thread asks the comm where to deliver a ``comm_msg``
+(``BaseComm._reply_subshell_for``), and the comm answers
 with the subshell of the *last message it published*, whatever the frontend asked for: replies
 to a comm go back to the loop that sent it (so an async cell awaiting a widget reply gets it).
 A button's comm is opened by the cell that displays its row, on the main shell, so every click
@@ -39,7 +40,8 @@ def route_to_frontend_subshell(widget: Any) -> bool:
     """Deliver ``widget``'s frontend messages to the subshell the frontend addressed.
 
     Only for widgets whose messages need no ordering with other widgets' (buttons). Returns
-    whether the kernel has the routing hook (ipykernel 7.3+); elsewhere nothing is needed.
+    whether the kernel's comm has the routing hook (ipykernel 7.4 does); without it the kernel
+    already delivers to the subshell addressed (or has none), and nothing is needed.
     """
     comm = getattr(widget, "comm", None)
     if comm is None or not hasattr(type(comm), "_reply_subshell_for"):
