@@ -29,6 +29,7 @@ from .format import (
     text_line,
 )
 from .picker import FilePicker
+from .subshells import route_to_frontend_subshell
 
 __all__ = ["PENDING", "Controller", "Offer", "StartRequest", "TaskRow", "UploadForm", "UploadPanel", "complete_path", "style_widget"]
 
@@ -117,6 +118,7 @@ class TaskRow(_FullText, widgets.VBox):
             button.add_class("nbupload-button")
             button.add_class(f"nbupload-{action}")
             button.on_click(lambda _b, a=action: self._on_action(self.task_id, a))
+            route_to_frontend_subshell(button)  # clicks act while a cell runs (see subshells.py)
             self.buttons[action] = button
         for w, cls in ((self.name, "nbupload-name-cell"), (self.bar, "nbupload-bar-cell"),
                        (self.state, "nbupload-state-cell"),

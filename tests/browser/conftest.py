@@ -75,6 +75,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterato
     news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # Widget comm messages go to a kernel subshell (JupyterLab's default, stated as a user would
+    # in Settings > Kernel): row buttons then act while a cell runs (docs/notebook.md).
+    kernels = settings / "@jupyterlab" / "apputils-extension" / "kernels-settings.jupyterlab-settings"
+    kernels.write_text(json.dumps({"commsOverSubshells": "perCommTarget"}))
     env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(base / "lab-workspaces")
     env.pop("JUPYTER_PATH", None)

@@ -13,9 +13,12 @@ NBUPLOAD_UPDATE_DOCS_IMAGES=1).
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
+import httpx
+import ipykernel
 from browser_support import ARTIFACTS, write_notebook
 
 KIB = 1024
@@ -57,6 +60,22 @@ def _run_cell(page, index: int) -> None:
     """Start running cell ``index`` (not waiting for it to end)."""
     page.evaluate(f"() => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = {index};"
                   " window.jupyterapp.commands.execute('notebook:run-cell'); }")
+
+
+_SUBSHELLS = ("() => { const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;"
+              " return {supportsSubshells: k.supportsSubshells, commsOverSubshells: k.commsOverSubshells}; }")
+
+
+def _server_url(outputs: str) -> str:
+    """The embedded server's URL, as ``%upload server start`` printed it."""
+    found = re.search(r"nbupload reference server at (http://127\.0\.0\.1:\d+)", outputs)
+    assert found, outputs[-2000:]
+    return found.group(1)
+
+
+def _server_bytes(url: str) -> int:
+    """File bytes the server has received (its own counter, ``GET /_nbupload/stats``)."""
+    return int(httpx.get(f"{url}/_nbupload/stats", timeout=10).json()["total"]["bytes"])
 
 
 def _cell_running(page, index: int) -> bool:
@@ -161,6 +180,8 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
     track = bar.evaluate("e => getComputedStyle(e).backgroundColor")
     assert track not in ("rgba(0, 0, 0, 0)", "transparent"), track
     _wait(lambda: _acked(row) > 0 and not _cell_running(page, 2), what="the upload under way")
+    server = _server_url(_outputs(page))
+    assert _server_bytes(server) > 0
 
     # live while the sleep cell runs: the displayed bytes grow at least three times
     _run_cell(page, 3)
@@ -174,22 +195,46 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
     growth = sorted(set(seen))
     assert len(growth) >= 4, f"the row did not keep growing during the sleep: {seen}"
 
-    # Pause during the sleep: "pausing…" at once (drawn by the browser from the click, or by the
-    # kernel when a subshell takes the click), paused as soon as the kernel can act on it
+    # Pause during the sleep. JupyterLab sends the click to a kernel subshell when the kernel
+    # supports them and commsOverSubshells is not "disabled" (the lab fixture sets the default,
+    # perCommTarget, as a user would); ipykernel 7 runs the subshell on its own thread, and the
+    # row's buttons route clicks there (nbupload/panel/subshells.py), so the pause takes effect
+    # while the cell still sleeps. Without subshells the row shows "pausing…" at once (drawn by
+    # the browser from the click) and pauses when the cell ends.
+    subshells = page.evaluate(_SUBSHELLS)
+    print(f"frontend and kernel: {subshells}")
+    assert subshells["supportsSubshells"] == (ipykernel.version_info >= (7,)), subshells  # same venv
+    received_before = _server_bytes(server)
     row.locator(".nbupload-pause").first.click()
     state = row.locator(".nbupload-state").first
     shown = "e => e.innerText.trim() === 'pausing…' || getComputedStyle(e, '::after').content === '\"pausing…\"'"
     _wait(lambda: state.evaluate(shown) or _state(row) == "paused", timeout=3, what="pausing… shown")
     assert "slept" not in _outputs(page) and _cell_running(page, 3)
     page.screenshot(path=str(ARTIFACTS / "row-alone-pausing.png"))
+    if subshells["supportsSubshells"] and subshells["commsOverSubshells"] != "disabled":
+        # the pause acts during the sleep: the row says paused and the server stops receiving
+        _wait(lambda: _state(row) == "paused" or not _cell_running(page, 3), timeout=40, what="paused")
+        assert _cell_running(page, 3) and "slept" not in _outputs(page), "the pause waited for the cell"
+        readings = [_server_bytes(server)]
+
+        def server_still() -> bool:
+            time.sleep(0.5)
+            readings.append(_server_bytes(server))
+            return readings[-1] == readings[-2] or not _cell_running(page, 3)
+
+        _wait(server_still, timeout=20, step=0, what="the server's byte count to stop growing")
+        held = _server_bytes(server)
+        assert received_before < held < 12 * MIB, (received_before, held)
+        time.sleep(1.0)  # a window in which a running upload would send ~256 KiB more
+        assert _server_bytes(server) == held, (held, _server_bytes(server))
+        assert _cell_running(page, 3) and "slept" not in _outputs(page), "the cell ended before the checks"
+        print(f"pause took effect during the sleeping cell; the server holds {held} bytes")
     _wait(lambda: _state(row) == "paused", timeout=40, what="paused")
-    acted_during_sleep = "slept" not in _outputs(page)
     held = _acked(row)
     assert 0 < held < 12 * MIB
     time.sleep(0.6)
     assert _acked(row) == held and _state(row) == "paused"
     page.screenshot(path=str(ARTIFACTS / "row-alone-paused.png"))
-    print(f"pause took effect {'during' if acted_during_sleep else 'after'} the sleeping cell")
     _wait(lambda: "slept" in _outputs(page), timeout=30, what="the sleep cell ending")
 
 
