@@ -246,9 +246,9 @@ def cmd_put(args: argparse.Namespace) -> int:
 
 
 def _put_follow(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]) -> int:
-    """``--follow``: append what one file gains (nbupload/follow.py) until Ctrl-C or --idle."""
+    """``--follow``: append what one file gains (nbupload/following.py) until Ctrl-C or --idle."""
     from ..append import AppendStreamError
-    from ..follow import follow
+    from ..following import follow
 
     if opts["protocol"] != "wcs-append" or len(paths) != 1:
         raise CommandError("--follow needs one FILE and --protocol wcs-append")

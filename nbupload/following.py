@@ -17,6 +17,9 @@ size with what was already sent (a *truncation*, as rotation by ``copytruncate``
 the last bytes sent with the file's bytes at the same place (a rewrite in place). Any of
 these ends the follower with ``state`` ``"rotated"`` or ``"truncated"`` and a message, and
 nothing of the new content is appended: follow the new file into a new object.
+
+The module is ``following`` (not ``follow``) so that importing it never replaces the function
+``nbupload.follow`` with a module of the same name.
 """
 
 from __future__ import annotations
