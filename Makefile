@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv browser test test-fast demo serve bench chaos fuzz clean
+.PHONY: venv browser lint format test test-fast demo serve bench chaos fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,19 @@ browser:
 	    echo "nbupload: the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; \
 	  fi; }
 
-test: venv browser
+# Lint, formatting and types (configuration in pyproject.toml); part of `make test`.
+LINT_PATHS := nbupload tests benchmarks
+lint: venv
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
+
+# Rewrite the code the way `make lint` wants it: formatting, then the safe autofixes.
+format: venv
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+
+test: venv browser lint
 	$(PY) -m pytest
 
 test-fast: venv
@@ -51,4 +63,4 @@ fuzz: venv
 	$(PY) -m pytest tests -m hypothesis -p no:cacheprovider --hypothesis-profile=fuzz --hypothesis-seed=$(SEED) $(FUZZ_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .hypothesis test-artifacts
+	rm -rf $(VENV) build dist .pytest_cache .hypothesis .mypy_cache .ruff_cache test-artifacts

@@ -27,10 +27,10 @@ __all__ = ["DEFAULT_SECTIONS", "SECTIONS", "build_parser", "main"]
 
 DEFAULT_SECTIONS = ("throughput", "rss", "resume", "panel", "ingest")
 SECTIONS = (*DEFAULT_SECTIONS, "links")  # links: only when asked (--links or --sections links)
-QUICK = {"sizes": "4MiB", "runs": 1, "rss_sizes": "4MiB,16MiB", "resume_size": "32MiB", "panel_size": "64MiB",
-         "ingest_size": "16MiB", "link_size": "8MiB"}  # fmt: skip
-FULL = {"sizes": "256MiB,1GiB", "runs": 5, "rss_sizes": "256MiB,4GiB", "resume_size": "256MiB", "panel_size": "1GiB",
-        "ingest_size": "256MiB", "link_size": "256MiB"}  # fmt: skip
+QUICK = {"sizes": "4MiB", "runs": 1, "rss_sizes": "4MiB,16MiB", "resume_size": "32MiB",
+         "panel_size": "64MiB", "ingest_size": "16MiB", "link_size": "8MiB"}  # fmt: skip
+FULL = {"sizes": "256MiB,1GiB", "runs": 5, "rss_sizes": "256MiB,4GiB", "resume_size": "256MiB",
+        "panel_size": "1GiB", "ingest_size": "256MiB", "link_size": "256MiB"}  # fmt: skip
 
 
 def _sizes(text: str) -> list[int]:
@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "throughput" in args.sections:
             from .throughput import run_matrix, summarize_samples
 
-            _log(f"== throughput: {len(clients)} clients x {len(chosen)} servers x {len(sizes)} sizes x {runs} runs")
+            _log(f"== throughput: {len(clients)} clients x {len(chosen)} "
+            f"servers x {len(sizes)} sizes x {runs} runs")
             files = [(size, make_dense(workdir / f"data-{size}.bin", size)) for size in sizes]
             samples = run_matrix(clients, chosen, files, runs, warmup=not args.no_warmup, log=_log)
             for _, path in files:

@@ -106,7 +106,11 @@ CLIENTS: dict[str, Client] = {
         Client("curl-F", "curl -F (multipart)", _curl_form),
         Client("curl-T", "curl -T (raw body, ceiling)", _curl_raw),
         Client("httpx", "httpx files=", lambda p, t: _peer("httpx", p, t.upload_url)),
-        Client("toolbelt", "requests + toolbelt MultipartEncoder", lambda p, t: _peer("toolbelt", p, t.upload_url)),
+        Client(
+            "toolbelt",
+            "requests + toolbelt MultipartEncoder",
+            lambda p, t: _peer("toolbelt", p, t.upload_url),
+        ),
     ]
 }  # fmt: skip
 

@@ -85,7 +85,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         kwargs.update(access_key=args.access_key, secret_key=args.secret_key, scope=args.scope, key=args.key)
     size = args.size
     base = server_bytes(args.stats_url, args.protocol, args.counter)
-    got = lambda: server_bytes(args.stats_url, args.protocol, args.counter) - base
+
+    def got() -> int:
+        return server_bytes(args.stats_url, args.protocol, args.counter) - base
+
     task = nbupload.upload(args.file, args.url, wait=False, **kwargs)
     out: dict[str, Any] = {"streams": args.streams or None}
     pause_at = args.pause_at or size // 2
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         out = measure(args)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported as one line, like every peer
         print(f"control: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(out))

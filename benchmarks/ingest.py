@@ -98,7 +98,8 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
 
 def _markdown(rows: list[dict[str, Any]], size: int, trials: int) -> list[str]:
     out = [
-        f"Aggregate MiB/s, median (min–max) of {trials} run(s); each upload is a {size / MiB:.0f} MiB file in its "
+        f"Aggregate MiB/s, median (min–max) of {trials} run(s); "
+        f"each upload is a {size / MiB:.0f} MiB file in its "
         "own process.",
         "",
         "| client | uploads at once | reference server | fast sink | reference / sink |",

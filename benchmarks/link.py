@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import fcntl
 import os
 import signal
@@ -194,10 +195,8 @@ class _Direction:
         emulator's ceiling stays far above the links it emulates."""
         r, w = os.pipe()
         try:
-            try:
+            with contextlib.suppress(OSError):  # the default pipe size (64 KiB) works, in smaller slices
                 fcntl.fcntl(w, _F_SETPIPE_SZ, self.slice)
-            except OSError:
-                pass  # the default pipe size (64 KiB) still works, in smaller slices
             src, dst = self.src.fileno(), self.dst.fileno()
             while True:
                 try:
@@ -284,10 +283,8 @@ class _Direction:
         if reset:
             self.conn.abort()
         else:
-            try:
+            with contextlib.suppress(OSError):
                 self.dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
             self.conn.direction_done()
 
 
@@ -318,10 +315,8 @@ class _Connection:
     def abort(self) -> None:
         """Reset both sides (SO_LINGER 0), as a cut wire would end up."""
         for sock in (self.client, self.server):
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
         self.close()
 
     def close(self) -> None:
@@ -330,14 +325,11 @@ class _Connection:
                 return
             self.closed = True
         for sock in (self.client, self.server):
-            try:  # close() alone would not wake a thread blocked in recv() on it (nor end the connection)
+            # close() alone would not wake a thread blocked in recv() on it (nor end the connection)
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
         for d in (self.up, self.down):
             with d.cond:
                 d.cond.notify_all()
@@ -385,14 +377,11 @@ class LinkEmulator:
 
     def stop(self) -> None:
         self._stopping = True
-        try:  # wakes the accept() blocked in the accept thread (close() alone would not, on Linux)
+        # wakes the accept() blocked in the accept thread (close() alone would not, on Linux)
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
         with self._lock:
             conns = list(self._conns)
         for c in conns:

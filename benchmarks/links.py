@@ -103,8 +103,8 @@ def _link_argv(upstream: str, shape: LinkShape) -> list[str]:
         argv += ["--flow-rate", repr(shape.flow_rate)]
     if shape.shared_rate:
         argv += ["--shared-rate", repr(shape.shared_rate)]
-    return argv + ["--up-delay", repr(shape.up_delay), "--down-delay", repr(shape.down_delay),
-                   "--handshake", repr(shape.handshake)]  # fmt: skip
+    return [*argv, "--up-delay", repr(shape.up_delay), "--down-delay", repr(shape.down_delay),
+            "--handshake", repr(shape.handshake)]  # fmt: skip
 
 
 def start_link(sink: Target, scenario: Scenario) -> LinkTarget:

@@ -39,7 +39,7 @@ def _curl_version() -> str | None:
     if not curl:
         return None
     try:
-        out = subprocess.run([curl, "--version"], capture_output=True, text=True, timeout=5).stdout
+        out = subprocess.run([curl, "--version"], capture_output=True, text=True, timeout=5, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     first = out.split("\n", 1)[0].split(" (")[0] if out else ""
@@ -58,7 +58,7 @@ def _version(module: str) -> str | None:
         from importlib.metadata import version
 
         return version(module)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a missing or broken peer has no version
         return None
 
 

@@ -57,7 +57,7 @@ class KernelSession:
                 msg = self.kc.get_iopub_msg(timeout=0.2)
             except queue.Empty:
                 continue
-            except Exception:  # channels closed at shutdown
+            except Exception:  # noqa: BLE001 - channels closed at shutdown
                 return
             kind = msg["header"]["msg_type"]
             self.events.append((time.monotonic(), kind))
@@ -136,7 +136,10 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
         out["cell_idle"] = summarize(baseline).as_dict()  # type: ignore[union-attr]
 
         # one task: widget messages per second
-        updates = "__import__('nbupload.ipython.extension', fromlist=['x']).current_session(get_ipython()).pump.applied_updates"
+        updates = (
+            "__import__('nbupload.ipython.extension', fromlist=['x'])"
+            ".current_session(get_ipython()).pump.applied_updates"
+        )
         done0 = _completed(ref)
         u0 = int(session.eval(updates))
         t_reply = time.monotonic()
@@ -148,7 +151,8 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
         u1 = int(session.eval(updates))
         out.update(
             one_task={"comm_msgs": n, "seconds": duration, "magic_reply": t_start - t_reply,
-                      "row_updates": u1 - u0, "row_updates_per_second": (u1 - u0) / duration if duration > 0 else None,
+                      "row_updates": u1 - u0,
+                      "row_updates_per_second": (u1 - u0) / duration if duration > 0 else None,
                       "comm_msgs_total": session.count("comm_msg", t_reply, time.monotonic())},
             messages_per_second_per_task=n / duration if duration > 0 else None,
         )  # fmt: skip
@@ -173,7 +177,8 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
             four_tasks={"comm_msgs": n4, "seconds": t_end - t_start,
                         "per_second_per_task": n4 / (t_end - t_start) / 4 if t_end > t_start else None},
         )  # fmt: skip
-        log(f"  panel: 4 tasks, {len(busy)} cells, median {out['cell']['median'] * 1000 if busy else 0:.1f} ms")
+        log(f"  panel: 4 tasks, {len(busy)} cells, median "
+        f"{out['cell']['median'] * 1000 if busy else 0:.1f} ms")
         out["kernel_errors"] = session.errors[-5:]
     finally:
         if session is not None:
@@ -198,12 +203,14 @@ def _markdown(out: dict[str, Any]) -> list[str]:
     four = out.get("four_tasks") or {}
     rate = out.get("messages_per_second_per_task")
     return [
-        f"A real ipykernel (jupyter_client), `%load_ext nbupload`, `%upload` of a {out['size'] / MiB:.0f} MiB file "
+        "A real ipykernel (jupyter_client), `%load_ext nbupload`, "
+        f"`%upload` of a {out['size'] / MiB:.0f} MiB file "
         "to the reference server (uploader protocol); IOPub read throughout as a frontend would.",
         "",
         "| figure | measured |",
         "|---|--:|",
-        f"| widget messages (`comm_msg`) / s, one task | {rate:.1f} ({one.get('comm_msgs')} in {one.get('seconds', 0):.2f} s) |"
+        f"| widget messages (`comm_msg`) / s, one task | {rate:.1f} "
+        f"({one.get('comm_msgs')} in {one.get('seconds', 0):.2f} s) |"
         if rate is not None
         else "| widget messages / s, one task | - |",
         f"| widget messages / s / task, four tasks | {four['per_second_per_task']:.1f} |"

@@ -16,6 +16,7 @@ interpreter start-up and imports can be told apart from the transfer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -103,19 +104,18 @@ sys.exit(code if code >= 0 else 128 - code)
 def _kill_tree(pid: int) -> None:
     """SIGKILL the launcher's process group members we started: the launcher and its child."""
     try:
-        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
     except OSError:
         children = []
     for p in [*map(int, children), pid]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _last_json_line(text: str) -> dict[str, Any]:
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
+    for raw in reversed(text.strip().splitlines()):
+        line = raw.strip()
         if line.startswith("{") and line.endswith("}"):
             try:
                 obj = json.loads(line)

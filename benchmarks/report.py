@@ -36,7 +36,8 @@ def _throughput_md(rows: Sequence[dict[str, Any]]) -> list[str]:
         out += [
             f"#### {_size(size)} file, {target} server",
             "",
-            f"| client | MiB/s (median) | min–max | × {REFERENCE_CLIENT} (min–max) | peak RSS MiB | CPU s/GiB, upload "
+            f"| client | MiB/s (median) | min–max | × {REFERENCE_CLIENT} "
+            "(min–max) | peak RSS MiB | CPU s/GiB, upload "
             "| CPU s/GiB, process | runs |",
             "|---|--:|--:|--:|--:|--:|--:|--:|",
         ]
@@ -71,7 +72,7 @@ def _rss_md(section: dict[str, Any]) -> list[str]:
         if r.get("errors"):
             g += f" ({r['errors'][0]})"
         out.append(f"| {r['label']} | {a} | {b} | {g} |")
-    return out + [""]
+    return [*out, ""]
 
 
 def _generic_md(section: dict[str, Any]) -> list[str]:
@@ -88,7 +89,7 @@ def render_markdown(results: dict[str, Any], checks: Sequence[Check]) -> str:
         f"- Run: {results['started_at']} → {results['finished_at']} (UTC), command `{results['command']}`",
         f"- Load average (1/5/15 min) before: {results['load_before']}, after: {results['load_after']}"
         + (f" — {results['busy_note']}" if results.get("busy_note") else ""),
-        f"- Versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v),
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v),
         f"- Each figure: median of {results['options']['runs']} run(s)"
         + (" after a warm-up" if results["options"].get("warmup", True) else " (no warm-up)")
         + ", clients run "
@@ -122,8 +123,10 @@ def render_markdown(results: dict[str, Any], checks: Sequence[Check]) -> str:
     if not any(key in results for key in ("throughput", "rss_growth")):  # links only: no CPU columns
         return "\n".join(out).rstrip() + "\n"
     out += [
-        "CPU s/GiB, upload: user + system CPU of the upload itself (Python clients measure it around the upload "
-        "call, all threads; curl's is its whole process). CPU s/GiB, process: the whole process from `wait4`, "
+        "CPU s/GiB, upload: user + system CPU of the upload "
+        "itself (Python clients measure it around the upload "
+        "call, all threads; curl's is its whole process). "
+        "CPU s/GiB, process: the whole process from `wait4`, "
         "interpreter start-up and imports included. Peak RSS: the client process's own, from `wait4`.",
         "",
         "Clients:",

@@ -111,7 +111,8 @@ def kill_and_resume(target: Target, path: Path, size: int, protocol: str, home: 
 def control_trial(target: Target, path: Path, size: int, protocol: str, home: Path) -> dict[str, Any]:
     target.clear_root()
     url = target.wcs_url if protocol == "wcs-append" else target.upload_url
-    argv = [sys.executable, "-m", "benchmarks.control", str(path), str(url), target.server.url + "/_nbupload/stats",
+    argv = [sys.executable, "-m", "benchmarks.control", str(path), str(url),
+            target.server.url + "/_nbupload/stats",
             "--size", str(size), "--protocol", protocol, "--chunk-size", str(CHUNK_SIZE)]  # fmt: skip
     if protocol == "wcs-append":
         argv += ["--access-key", target.access_key, "--secret-key", target.secret_key,
@@ -147,14 +148,16 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
     trials = max(1, min(runs, 3) if not quick else 1)
     rows: list[dict[str, Any]] = []
     md = [
-        f"File {size / MiB:.0f} MiB, reference server reading at {THROTTLE}/s (`--throttle`, so that the kill lands "
+        f"File {size / MiB:.0f} MiB, reference server reading "
+        f"at {THROTTLE}/s (`--throttle`, so that the kill lands "
         f"inside a request as on a real link), 4 MiB chunks; {trials} trial(s) each. "
         "`nbupload put` is killed with SIGKILL once the server has counted half the file plus half a "
         "chunk (so a request is cut short), then "
         "`nbupload resume --all` finishes the upload; *re-sent* is the server's file-byte count for the "
         "whole story minus the file size.",
         "",
-        "| protocol | re-sent (median, max) | bytes held at kill | `nbupload resume` spawn → first new byte |",
+        "| protocol | re-sent (median, max) | bytes held at "
+        "kill | `nbupload resume` spawn → first new byte |",
         "|---|--:|--:|--:|",
     ]
     try:
@@ -165,8 +168,9 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
                     r = kill_and_resume(slow, path, size, protocol, workdir / f"home-{protocol}-{i}")
                     results.append(r)
                     log(f"  resume {protocol:10} killed at {r['at_kill'] / MiB:7.1f} MiB, re-sent "
-                        f"{r['resent'] / MiB:6.2f} MiB, first new byte after {r['resume_first_byte'] * 1000:.0f} ms")
-                except Exception as exc:
+                        f"{r['resent'] / MiB:6.2f} MiB, first new byte "
+                        f"after {r['resume_first_byte'] * 1000:.0f} ms")
+                except Exception as exc:  # noqa: BLE001 - kept as a figure's error
                     errors.append(str(exc))
                     log(f"  resume {protocol:10} FAILED {exc}")
             resent = summarize(r["resent"] for r in results)
@@ -199,7 +203,7 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
                 log(f"  control: pause {c['pause_latency'] * 1000:.0f} ms, resume->byte "
                     f"{c['resume_first_byte'] * 1000:.0f} ms, cancel {c['cancel_latency'] * 1000:.0f} ms, "
                     f"wire stop {c['cancel_wire_stop'] * 1000:.0f} ms")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - kept as a figure's error
                 cerrors.append(str(exc))
                 log(f"  control FAILED {exc}")
         cancel = {
@@ -212,7 +216,8 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
         }
         md += [
             "",
-            f"In one process, against the unthrottled reference server (`benchmarks/control.py`, uploader protocol, {len(controls)} trial(s), "
+            "In one process, against the unthrottled reference server "
+            f"(`benchmarks/control.py`, uploader protocol, {len(controls)} trial(s), "
             "median (min–max)):",
             "",
             "| figure | measured |",

@@ -16,6 +16,7 @@ the machine; ``tests/server/test_server_load.py`` runs the short version and che
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -120,10 +121,8 @@ class Served:
     def rss(self) -> int:
         total = 0
         for w in self.workers() or [psutil.Process(self.proc.pid)]:  # --workers 1: one process
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 total += w.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         return total
 
     def stop(self) -> None:

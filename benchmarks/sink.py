@@ -32,6 +32,7 @@ Run: ``python -m benchmarks.sink --port 0`` prints ``sink: serving on http://127
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import signal
@@ -232,10 +233,8 @@ class SinkServer:
 
     def stop(self) -> None:
         self._stopping = True
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     def _accept_loop(self) -> None:
         while not self._stopping:
@@ -264,7 +263,7 @@ class SinkServer:
 
     def _handle(self, conn: socket.socket, reader: _Reader, head: bytes) -> bool:
         lines = head.split(b"\r\n")
-        method, target, version = (lines[0].split(b" ", 2) + [b"", b""])[:3]
+        method, target, version = ([*lines[0].split(b" ", 2), b"", b""])[:3]
         headers: dict[bytes, bytes] = {}
         for line in lines[1:]:
             if b":" in line:
@@ -349,7 +348,7 @@ class SinkServer:
         if is_query:
             try:
                 boundary = uploader.parse_query_request(prefix)
-            except Exception:
+            except Exception:  # noqa: BLE001 - any unparseable form is a 400
                 return 400, {}, b'{"result":"ERROR","code":400,"message":"bad form"}'
             with stats.lock:
                 stats.queries += 1

@@ -13,7 +13,7 @@ from typing import Any
 
 from .clients import CLIENTS
 
-__all__ = ["Check", "WELL_AHEAD", "check_targets"]
+__all__ = ["WELL_AHEAD", "Check", "check_targets"]
 
 MiB = 1 << 20
 WELL_AHEAD = 1.5
@@ -54,8 +54,8 @@ def _throughput_checks(rows: Sequence[dict[str, Any]], streams: int) -> list[Che
             row = by.get(client)
             got = row.get("ratio") if row else None
             checks.append(
-                Check(f"{client} / curl -F ({label})", "-" if got is None else f"{got:.2f}x", f">= {want:.1f}x",
-                      None if got is None else got >= want)
+                Check(f"{client} / curl -F ({label})", "-" if got is None else f"{got:.2f}x",
+                      f">= {want:.1f}x", None if got is None else got >= want)
             )  # fmt: skip
             for peer in ("toolbelt", "httpx"):
                 mine, theirs = _median(row, "rate"), _median(by.get(peer), "rate")
@@ -70,8 +70,8 @@ def _throughput_checks(rows: Sequence[dict[str, Any]], streams: int) -> list[Che
         limit = 64 * MiB + streams * MiB
         rss = float(r["maxrss"]["max"])
         checks.append(
-            Check(f"peak RSS {r['client']} ({r['size'] / MiB:.0f} MiB, {r['target']})", f"{rss / MiB:.1f} MiB",
-                  f"<= {limit / MiB:.0f} MiB", rss <= limit)
+            Check(f"peak RSS {r['client']} ({r['size'] / MiB:.0f} MiB, {r['target']})",
+                  f"{rss / MiB:.1f} MiB", f"<= {limit / MiB:.0f} MiB", rss <= limit)
         )  # fmt: skip
     return checks
 

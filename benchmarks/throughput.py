@@ -60,7 +60,7 @@ def measure_once(client: Client, target: Target, path: Path, size: int, run: int
     error = "" if child.ok else child.describe_failure()
     try:
         received = target.received_file_bytes(size)
-    except Exception as exc:  # a dead server: report it beside the client's own failure
+    except Exception as exc:  # noqa: BLE001 - a dead server: reported beside the client's failure
         error = error or f"server: {exc}"
     if not error and received != size:
         error = f"server received {received} bytes of {size}"

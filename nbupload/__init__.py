@@ -9,12 +9,24 @@ the package (for example to run the server) does not pull in the engine or ipywi
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time names load lazily (below)
     from .api import Task, get_engine, resume, tasks, upload
+    from .append import (
+        AppendConflict,
+        AppendHandler,
+        AppendHashMismatch,
+        AppendStream,
+        AppendStreamError,
+        open_append,
+    )
+    from .batch import Batch, BatchError, BatchSnapshot, upload_many
+    from .batchpaths import expand_paths
     from .engine import Engine, EngineConfig
     from .engine.state import TaskError, TaskSnapshot, TaskState
     from .errors import (
@@ -27,6 +39,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time names load laz
         UploadFailed,
         UploadPaused,
     )
+    from .follow import Follower, FollowError, follow
     from .server import start_server
 
 # public name -> module that defines it (relative to this package)
@@ -66,7 +79,61 @@ _LAZY = {
     "start_server": ".server",
 }
 
-__all__ = sorted([*_LAZY, "__version__", "load_ipython_extension", "unload_ipython_extension"])
+# The public surface, written out (not computed) so that tools read it; it is `_LAZY` plus the
+# names defined here, and the "Public API" list in docs/index.md (tests/test_exported_members.py).
+__all__ = [
+    "AppendConflict",
+    "AppendHandler",
+    "AppendHashMismatch",
+    "AppendStream",
+    "AppendStreamError",
+    "Batch",
+    "BatchError",
+    "BatchSnapshot",
+    "CredentialsError",
+    "Engine",
+    "EngineConfig",
+    "FollowError",
+    "Follower",
+    "NbuploadError",
+    "SourceChangedError",
+    "Task",
+    "TaskError",
+    "TaskLockedError",
+    "TaskSnapshot",
+    "TaskState",
+    "UploadCancelled",
+    "UploadError",
+    "UploadFailed",
+    "UploadPaused",
+    "__version__",
+    "expand_paths",
+    "follow",
+    "get_engine",
+    "load_ipython_extension",
+    "open_append",
+    "resume",
+    "start_server",
+    "tasks",
+    "unload_ipython_extension",
+    "upload",
+    "upload_many",
+]
+
+
+class _Package(types.ModuleType):
+    """This package's module type. Importing the submodule ``nbupload.follow`` (which any
+    ``from nbupload.follow import ...``, or loading ``nbupload.Follower``, does) binds it on the
+    package under the name of the public function ``nbupload.follow``; the function is bound
+    instead. The submodule stays in ``sys.modules``, where ``from nbupload.follow import`` finds it."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == "." + name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ _default_lock = threading.Lock()
 
 def get_engine() -> Engine:
     """The process-wide default engine, created on first use."""
-    global _default
+    global _default  # noqa: PLW0603 - the one process-wide default engine, behind its lock
     with _default_lock:
         if _default is None or _default.closed:
             _default = Engine(EngineConfig())

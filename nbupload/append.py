@@ -429,7 +429,7 @@ class AppendStream(io.BufferedIOBase):
             err.unsent = self._shared.written - self._shared.acked
             raise err
 
-    def write(self, data: Any) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         if self.closed:
             raise ValueError("write to a closed append stream")
         view = memoryview(data).cast("B")
@@ -719,7 +719,8 @@ class AppendHandler(logging.Handler):
     (``interval`` 2 s by default: a quiet log costs one request per interval at most). A
     failed append goes through ``handleError`` (a message on stderr; logging never raises
     into the program) and the handler stops sending; ``handler.stream.unsent`` tells how
-    much was lost, ``dropped`` how many records were not sent. ``close()`` (or ``logging.shutdown()`` at exit) sends the rest.
+    much was lost, ``dropped`` how many records were not sent. ``close()`` (or
+    ``logging.shutdown()`` at exit) sends the rest.
     """
 
     def __init__(

@@ -477,10 +477,9 @@ class Batch:
             extra["field"] = task.spec.field_name
             if result.get("stored"):
                 extra["stored"] = result["stored"]
-        try:
+        # the manifest only saves work on a re-run; never fail an upload for it
+        with contextlib.suppress(OSError):
             self._manifest.record(item, **extra)
-        except OSError:
-            pass  # the manifest only saves work on a re-run; never fail an upload for it
 
     def _adopt(self) -> None:
         """Resume this batch's unfinished journal entries (a previous kernel's run)."""

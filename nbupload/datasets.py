@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CompositeSource", "Dataset", "DatasetError", "SUPPORTED_FORMATS", "npy_header", "to_dataset"]
+__all__ = ["SUPPORTED_FORMATS", "CompositeSource", "Dataset", "DatasetError", "npy_header", "to_dataset"]
 
 SUPPORTED_FORMATS = (".csv", ".json", ".npy", ".parquet", "(any other name: bytes or str)")
 
@@ -154,16 +154,17 @@ def to_dataset(obj: Any, filename: str, *, spool_dir: str | os.PathLike[str] | N
         raise DatasetError(f".parquet needs a pandas DataFrame, not {type_name}")
 
     if ext == ".json":
+        payload: bytes | bytearray | memoryview
         if _is_dataframe(obj):
-            data = obj.to_json(orient="records").encode("utf-8")
+            payload = obj.to_json(orient="records").encode("utf-8")
         elif isinstance(obj, (bytes, bytearray, memoryview)):
-            data = obj
+            payload = obj
         else:
             try:
-                data = json.dumps(obj, ensure_ascii=False, default=_json_default).encode("utf-8")
+                payload = json.dumps(obj, ensure_ascii=False, default=_json_default).encode("utf-8")
             except (TypeError, ValueError) as exc:
                 raise DatasetError(f"{type_name} is not JSON-serialisable: {exc}") from None
-        return Dataset(data, filename, mime, memoryview(data).nbytes)
+        return Dataset(payload, filename, mime, memoryview(payload).nbytes)
 
     if ext == ".csv" and hasattr(obj, "to_csv"):  # a pandas Series
         path = _spool(spool_dir, ext)
@@ -171,8 +172,8 @@ def to_dataset(obj: Any, filename: str, *, spool_dir: str | os.PathLike[str] | N
         return Dataset(str(path), filename, mime, path.stat().st_size, spool=path)
 
     if isinstance(obj, str):
-        data = obj.encode("utf-8")
-        return Dataset(data, filename, mime if ext in _MIME else "text/plain; charset=utf-8", len(data))
+        text = obj.encode("utf-8")
+        return Dataset(text, filename, mime if ext in _MIME else "text/plain; charset=utf-8", len(text))
     if isinstance(obj, (bytes, bytearray, memoryview)):
         view = memoryview(obj)
         return Dataset(obj, filename, mime, view.nbytes)

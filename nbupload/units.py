@@ -57,7 +57,7 @@ def format_duration(seconds: float | None) -> str:
     """``1:02:03``, ``2:03``, or ``-`` when unknown."""
     if seconds is None or seconds < 0 or math.isinf(seconds) or math.isnan(seconds):
         return "-"
-    s = int(round(seconds))
+    s = round(seconds)
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -119,7 +119,8 @@ def run_demo(size: int = 16 << 20, keep: str | None = None, rate: float = 10e6) 
             _say(f"  WCS etag {result.get('hash')} computed while streaming: {verdict}")
             stats = srv.stats()
             _say(f"  server received {format_size(stats['total']['bytes'])} of file data for "
-                 f"{format_size(2 * size)} uploaded ({format_size(stats['total']['duplicate_bytes'])} duplicated)")
+                 f"{format_size(2 * size)} uploaded "
+                 f"({format_size(stats['total']['duplicate_bytes'])} duplicated)")
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)

@@ -68,8 +68,8 @@ def _load_credentials(args: argparse.Namespace) -> dict[str, str]:
             lines = path.read_text("utf-8").splitlines()
         except OSError as exc:
             raise CommandError(f"cannot read credentials file {path}: {exc.strerror}") from None
-        for number, line in enumerate(lines, 1):
-            line = line.strip()
+        for number, raw in enumerate(lines, 1):
+            line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             ak, sep, sk = line.partition(":")
@@ -178,10 +178,7 @@ def _token(args: argparse.Namespace) -> int:
     secret = args.sk if args.sk is not None else os.environ.get(SECRET_ENV)
     if not secret:
         raise CommandError(f"no secret key: give --sk or set {SECRET_ENV}")
-    if args.deadline is not None:
-        deadline = args.deadline
-    else:
-        deadline = int((time.time() + args.expires) * 1000)
+    deadline = args.deadline if args.deadline is not None else int((time.time() + args.expires) * 1000)
     policy = PutPolicy(
         scope=args.scope,
         deadline=deadline,

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..options import (
     OptionError,
@@ -29,6 +29,9 @@ from ..options import (
 from ..options import put_options as _put_options
 from ..units import format_size
 from . import CommandError
+
+if TYPE_CHECKING:  # the engine loads on use, so `nbupload --help` stays quick
+    from ..engine import Engine, Task, TaskSnapshot
 
 __all__ = [
     "ProgressBars",
@@ -148,7 +151,7 @@ class ProgressBars:
         self._bars.clear()
 
 
-def _make_engine(args: argparse.Namespace):
+def _make_engine(args: argparse.Namespace) -> Engine:
     from ..engine import Engine, EngineConfig
 
     try:
@@ -157,7 +160,7 @@ def _make_engine(args: argparse.Namespace):
         raise CommandError(str(exc)) from None
 
 
-def _wait_all(engine, tasks, quiet: bool) -> int:
+def _wait_all(engine: Engine, tasks: list[Task], quiet: bool) -> int:
     """Wait for tasks; Ctrl-C pauses them (the journal keeps them) and says how to resume."""
     from ..engine import TaskEvent, TaskState
 
@@ -175,10 +178,8 @@ def _wait_all(engine, tasks, quiet: bool) -> int:
             for t in tasks:
                 t.pause()
             for t in tasks:
-                try:
+                with contextlib.suppress(TimeoutError):
                     t.wait(10)
-                except TimeoutError:
-                    pass
             engine.flush_events()
             bars.close()
             ids = " ".join(t.id for t in tasks if t.state is TaskState.PAUSED)
@@ -216,7 +217,7 @@ def _wait_all(engine, tasks, quiet: bool) -> int:
     return status
 
 
-def _done_line(snap) -> str:
+def _done_line(snap: TaskSnapshot) -> str:
     took = (snap.finished_at or 0) - (snap.started_at or 0)
     extra = ""
     if isinstance(snap.result, dict) and snap.result.get("hash"):

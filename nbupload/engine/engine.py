@@ -65,8 +65,8 @@ class UnfinishedTask:
 
 def _clean_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
-    for k, v in (headers or {}).items():
-        k, v = str(k).strip(), str(v).strip()
+    for key, value in (headers or {}).items():
+        k, v = str(key).strip(), str(value).strip()
         if not k or any(c in k for c in ":\r\n") or "\r" in v or "\n" in v:
             raise ValueError(f"invalid header {k!r}")
         out[k] = v
@@ -388,8 +388,8 @@ class Engine:
         entries left by a previous process. Credentials and secret headers or fields are
         given again here (or come from configuration and environment); the journal never
         holds them. ``url`` gives the full URL again when its query carried a secret-looking
-        parameter (the journal keeps the URL without it). A task another process is running raises :class:`TaskLockedError` when
-        asked for by id, and is skipped otherwise."""
+        parameter (the journal keeps the URL without it). A task another process is running
+        raises :class:`TaskLockedError` when asked for by id, and is skipped otherwise."""
         again = dict(token=token, access_key=access_key, secret_key=secret_key, headers=headers, fields=fields,
                      url=url)
         out: list[Task] = []
@@ -536,10 +536,10 @@ class Engine:
         for pool in pools:
             pool.close()
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Engine:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
     def __repr__(self) -> str:

@@ -14,8 +14,8 @@ from ..errors import (
 
 __all__ = [
     "Interrupted",
-    "StepFailed",
     "Stalled",
+    "StepFailed",
     "UploadCancelled",
     "UploadError",
     "UploadFailed",

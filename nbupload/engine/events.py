@@ -8,6 +8,7 @@ dropped (the state event carries newer numbers).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -40,11 +41,8 @@ class Dispatcher:
             self._subs.append(callback)
 
         def unsubscribe() -> None:
-            with self._cond:
-                try:
-                    self._subs.remove(callback)
-                except ValueError:
-                    pass
+            with self._cond, contextlib.suppress(ValueError):
+                self._subs.remove(callback)
 
         return unsubscribe
 
@@ -127,7 +125,7 @@ class Dispatcher:
 class RateMeter:
     """Exponentially smoothed rate of a growing counter (time constant ``tau`` seconds)."""
 
-    def __init__(self, tau: float = 3.0, clock=time.monotonic) -> None:
+    def __init__(self, tau: float = 3.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.tau = tau
         self.rate = 0.0
         self._clock = clock

@@ -11,6 +11,7 @@ so two processes resuming the same task cannot both win.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -217,10 +218,8 @@ class TaskLock:
         if self._fd is None:
             return
         if remove:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-            except FileNotFoundError:
-                pass
         os.close(self._fd)
         self._fd = None
 
@@ -265,10 +264,8 @@ class Journal:
                     os.fsync(f.fileno())
             os.replace(tmp, target)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise
         if not durable:
             return
@@ -295,10 +292,8 @@ class Journal:
         return JournalEntry(task_id, data)
 
     def remove(self, task_id: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self._json(task_id).unlink()
-        except FileNotFoundError:
-            pass
 
     def entries(self) -> Iterator[JournalEntry]:
         if not self.dir.is_dir():

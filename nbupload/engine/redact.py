@@ -35,7 +35,7 @@ def redact_url(url: str, mask: str | None = "***") -> tuple[str, list[str]]:
 
     u = httpx.URL(url)
     names: list[str] = []
-    kept: list[tuple[str, str]] = []
+    kept: list[tuple[str, str | int | float | bool | None]] = []
     for k, v in u.params.multi_items():
         if is_secret_name(k):
             names.append(k)

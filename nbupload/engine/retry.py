@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
+from collections.abc import Callable
 
 __all__ = ["RETRYABLE_STATUS", "Backoff", "is_retryable_status", "parse_retry_after"]
 
@@ -42,7 +43,7 @@ class Backoff:
         cap: float,
         deadline: float,
         rng: random.Random | None = None,
-        clock=time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.retries = retries
         self.base = base

@@ -9,6 +9,7 @@ file changed in between.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -100,16 +101,12 @@ class OpenedSource:
 
     def close(self) -> None:
         if self._fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
             self._fd = None
         if self._tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
-            except OSError:
-                pass
             self._tmp = None
 
 

@@ -43,8 +43,8 @@ __all__ = [
     "Reply",
     "StreamClient",
     "build_client",
-    "make_ssl_context",
     "build_timeout",
+    "make_ssl_context",
     "post",
     "status_failure",
 ]

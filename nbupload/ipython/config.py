@@ -65,7 +65,8 @@ class Uploader(Configurable):
     ).tag(config=True)
     verify = Union(
         [Bool(), Unicode()], default_value=True,
-        help="HTTPS: verify the server's certificate (True), not at all (False), or against this CA bundle path.",
+        help="HTTPS: verify the server's certificate (True), not at all (False), "
+        "or against this CA bundle path.",
     ).tag(config=True)
     default_url = Unicode(
         "", help="URL used when %upload is given none (set by `%upload server start`)."
@@ -91,19 +92,22 @@ class Uploader(Configurable):
     def _positive(self, proposal: Any) -> int:
         if proposal["value"] < 1:
             raise TraitError(f"Uploader.{proposal['trait'].name} must be at least 1")
-        return proposal["value"]
+        value: int = proposal["value"]
+        return value
 
     @validate("retries")
     def _not_negative(self, proposal: Any) -> int:
         if proposal["value"] < 0:
             raise TraitError("Uploader.retries must not be negative")
-        return proposal["value"]
+        value: int = proposal["value"]
+        return value
 
     @validate("connect_timeout", "read_timeout", "stall_timeout", "progress_interval", "retry_deadline")
     def _positive_float(self, proposal: Any) -> float:
         if proposal["value"] <= 0:
             raise TraitError(f"Uploader.{proposal['trait'].name} must be positive")
-        return proposal["value"]
+        value: float = proposal["value"]
+        return value
 
     def engine_settings(self, *, changed_only: bool = False) -> dict[str, Any]:
         """The engine's share of the settings, as ``engine.configure`` keywords.

@@ -73,7 +73,10 @@ class EmbeddedServer:
         return paused
 
     def __repr__(self) -> str:
-        return f"EmbeddedServer(url={self.base_url!r}, root={str(self.handle.root)!r}, access_key={self.access_key!r})"
+        return (
+            f"EmbeddedServer(url={self.base_url!r}, root={str(self.handle.root)!r}, "
+            f"access_key={self.access_key!r})"
+        )
 
 
 @contextlib.contextmanager

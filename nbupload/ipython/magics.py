@@ -8,6 +8,7 @@ then split like a shell would and parsed by argparse, whose errors become one-li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import re
@@ -144,8 +145,9 @@ def help_transformer(lines: list[str]) -> list[str]:
         m = _HELP_LINE.match(line)
         words = m.group(2).split() if m else []
         if m and words and words[0] in _SUBCOMMANDS:
-            line = f"{m.group(1)}%upload {' '.join(words)} --help\n"
-        out.append(line)
+            out.append(f"{m.group(1)}%upload {' '.join(words)} --help\n")
+        else:
+            out.append(line)
     return out
 
 
@@ -179,6 +181,13 @@ class UploadMagics(Magics):
         super().__init__(shell)
         self.session = session
         self.parsers = build_parsers()
+
+    def _user_ns(self) -> dict[str, Any]:
+        """The user's namespace (the magics are registered with a shell, so there is one)."""
+        if self.shell is None:
+            raise UsageError("%upload needs an IPython shell")
+        ns: dict[str, Any] = self.shell.user_ns
+        return ns
 
     @line_magic
     def upload(self, line: str = "") -> Any:
@@ -214,12 +223,12 @@ class UploadMagics(Magics):
             url = args.file or args.url or s.default_url(protocol)
             if not args.as_name:
                 raise UsageError("--var needs --as FILENAME (data.csv, data.parquet, data.npy, data.json ...)")
-            if args.var not in self.shell.user_ns:
+            if args.var not in self._user_ns():
                 raise UsageError(f"no variable named {args.var!r} in the namespace")
             from ..datasets import DatasetError, to_dataset
 
             try:
-                data = to_dataset(self.shell.user_ns[args.var], args.as_name, spool_dir=s.spool_dir())
+                data = to_dataset(self._user_ns()[args.var], args.as_name, spool_dir=s.spool_dir())
             except DatasetError as exc:
                 raise UsageError(str(exc)) from None
             source, spool = data.source, data.spool
@@ -380,14 +389,16 @@ class UploadMagics(Magics):
                 raise UsageError(f"cannot start the server: {exc}") from None
             print(f"nbupload reference server at {server.base_url}\n"
                   f"  uploader URL: {server.handle.upload_url}   (default URL of %upload and the panel)\n"
-                  f"  WCS append:   {server.base_url}  access key {server.access_key} (demo secret kept in the kernel)\n"
+                  f"  WCS append:   {server.base_url}  access key "
+                  f"{server.access_key} (demo secret kept in the kernel)\n"
                   f"  files land in {server.handle.root}")
         elif args.action == "stop":
             paused = s.stop_server()
             if paused is None:
                 print("not running")
             elif paused:
-                print(f"stopped the demo server; paused {len(paused)} upload{'s' if len(paused) != 1 else ''} to it "
+                print(f"stopped the demo server; paused {len(paused)} "
+                f"upload{'s' if len(paused) != 1 else ''} to it "
                       f"({', '.join(paused)}): `%upload resume ID` once a server runs at the same URL")
             else:
                 print("stopped the demo server (no upload was running to it)")
@@ -419,7 +430,7 @@ class UploadMagics(Magics):
             token = make_token(access_key, secret, policy)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        self.shell.user_ns[args.var] = token
+        self._user_ns()[args.var] = token
         print(f"WCS token for scope {args.scope!r}, valid {args.expires:g} s: {redact_token(token)} "
               f"-> bound to `{args.var}` (use: --token ${args.var})")
 
@@ -429,7 +440,5 @@ def _past(verb: str) -> str:
 
 
 def _wait_briefly(task: Any, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         task.wait(timeout=seconds)
-    except TimeoutError:
-        pass

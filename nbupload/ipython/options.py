@@ -41,8 +41,8 @@ class MagicParser(argparse.ArgumentParser):
 def parse_fields(items: Iterable[str]) -> dict[str, str]:
     """``["a=1", "b=two"]`` -> ``{"a": "1", "b": "two"}``; blank lines ignored."""
     out: dict[str, str] = {}
-    for item in items:
-        item = item.strip()
+    for raw in items:
+        item = raw.strip()
         if not item:
             continue
         name, sep, value = item.partition("=")
@@ -55,7 +55,8 @@ def parse_fields(items: Iterable[str]) -> dict[str, str]:
 class _OptionsOnly:
     """Lets the CLI's ``add_put_arguments`` add its options to the magic's parser, minus what
     the magic does its own way: the positionals (FILE and URL are optional here, URL has a
-    default), engine-wide settings (``%config Uploader``, ``Uploader.verify`` for HTTPS) and ``--quiet`` (the magic has one).
+    default), engine-wide settings (``%config Uploader``, ``Uploader.verify`` for HTTPS)
+    and ``--quiet`` (the magic has one).
     """
 
     _SKIP = frozenset({"--retries", "--timeout", "--quiet", "--cacert", "--insecure"})

@@ -171,12 +171,14 @@ class UploadSession:
 
     def _url_of(self, task_id: str) -> str:
         try:
-            return self.engine.get(task_id).url
+            url: str = self.engine.get(task_id).url
+            return url
         except KeyError:
             pass
         for entry in self.engine.unfinished():
             if entry.id == task_id:
-                return entry.url
+                found: str = entry.url
+                return found
         return ""
 
     def _credentials_for(self, url: str) -> dict[str, str]:
@@ -327,7 +329,8 @@ class UploadSession:
                 n = len(offers)
                 ids = ", ".join(o.id for o in offers[:5]) + (" ..." if n > 5 else "")
                 print(
-                    f"nbupload: {n} unfinished upload{'s' if n != 1 else ''} from a previous session ({ids}): "
+                    f"nbupload: {n} unfinished upload{'s' if n != 1 else ''} "
+                    f"from a previous session ({ids}): "
                     "`%upload list`, `%upload resume all`, or Resume/Forget in `%upload panel`"
                 )
 

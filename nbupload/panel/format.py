@@ -220,7 +220,8 @@ def state_html(snap: TaskSnapshot, pending: str | None = None) -> str:
     if pending:
         return (
             f'<span class="nbupload-state nbupload-state-{snap.state.value} nbupload-pending" '
-            f'data-state="{snap.state.value}" data-pending="{html.escape(pending)}">{html.escape(pending)}</span>'
+            f'data-state="{snap.state.value}" '
+            f'data-pending="{html.escape(pending)}">{html.escape(pending)}</span>'
         )
     return (
         f'<span class="nbupload-state nbupload-state-{snap.state.value}" data-state="{snap.state.value}">'

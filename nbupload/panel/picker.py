@@ -452,7 +452,9 @@ class PickerCore:
                 {
                     "kind": "stop",
                     "file": fid,
-                    "message": "this transfer is no longer open in the kernel: pick the file again to continue",
+                    "message": (
+                        "this transfer is no longer open in the kernel: pick the file again to continue"
+                    ),
                 }
             ]
         if len(buffers) != 1:

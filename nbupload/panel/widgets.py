@@ -52,7 +52,7 @@ class Controller(Protocol):
     def clear_finished(self, task_id: str | None) -> None: ...
 
 
-class StartRequest(dict):
+class StartRequest(dict[str, Any]):
     """The form's values: ``source`` (path or bytes), ``url``, ``protocol``, ``chunk_size``
     (text such as ``4MiB``), ``fields`` (text, ``name=value`` per line), ``filename``,
     ``access_key``, ``secret_key``, ``scope``, ``token``."""
@@ -88,7 +88,7 @@ class _FullText:
     """ipywidgets cuts ``text/plain`` at 110 characters; consoles and nbval get the whole text."""
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        bundle: dict[str, Any] | None = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
         if bundle is not None:
             bundle["text/plain"] = repr(self)
         return bundle

@@ -69,12 +69,12 @@ def loads_lenient(data: bytes | str) -> Any:
         pass
     try:
         return json5.loads(text)
-    except Exception:  # json5 raises ValueError, but also others on odd input
+    except Exception:  # noqa: BLE001 - json5 raises ValueError, but also others on odd input
         pass
     candidate = _first_object(text)
     if candidate is not None and candidate != text:
         try:
             return json5.loads(candidate)
-        except Exception:
+        except Exception:  # noqa: BLE001 - as above
             pass
     raise ProtocolError(f"answer is neither JSON nor a JavaScript object literal: {text[:80]!r}")

@@ -73,8 +73,8 @@ class RangeSet:
         if not text:
             return cls()
         spans = []
-        for item in text.split(","):
-            item = item.strip()
+        for raw in text.split(","):
+            item = raw.strip()
             if not item:
                 continue
             start_s, sep, end_s = item.partition("-")

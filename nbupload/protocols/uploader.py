@@ -37,13 +37,13 @@ from .ranges import RangeSet, format_range_attr
 from .verdict import Verdict, VerdictKind, is_retryable_status
 
 __all__ = [
-    "ChunkAnswer",
-    "FATAL_CODES",
-    "RETRY_CODES",
     "ERROR_MESSAGES",
     "ERROR_STATUS",
-    "ErrorCode",
+    "FATAL_CODES",
     "PROTOCOL_NAME",
+    "RETRY_CODES",
+    "ChunkAnswer",
+    "ErrorCode",
     "QueryAnswer",
     "classify_chunk",
     "classify_query",

@@ -36,10 +36,10 @@ from .multipart import DEFAULT_PIECE_SIZE, Field, FilePart, MultipartEncoder, So
 
 __all__ = [
     "APPEND_POSITION_HEADER",
-    "AppendAnswer",
     "BLOCK_SIZE",
-    "EtagHasher",
     "OBJECT_TYPE_HEADER",
+    "AppendAnswer",
+    "EtagHasher",
     "PutPolicy",
     "ReplayVerdict",
     "append_path",
@@ -102,7 +102,7 @@ class PutPolicy:
 
     @property
     def key(self) -> str | None:
-        bucket, sep, key = self.scope.partition(":")
+        _bucket, sep, key = self.scope.partition(":")
         return key if sep else None
 
     def to_json(self) -> str:

@@ -86,7 +86,7 @@ class UploadServerApp:
             if message["type"] == "lifespan.startup":
                 try:
                     self._start()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - ASGI lifespan: failure is a message
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())

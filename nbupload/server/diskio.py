@@ -11,6 +11,7 @@ read), so memory per request stays at two batches whatever the part size.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable
 
@@ -121,7 +122,5 @@ class OffsetWriter:
         """Drop what is buffered and wait for a write in flight (its error ignored), so
         nothing lands after the caller truncates or closes the file."""
         self._take()
-        try:
+        with contextlib.suppress(OSError):
             await self._wait()
-        except OSError:
-            pass

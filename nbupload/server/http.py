@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 __all__ = ["Send", "header", "respond"]
 
@@ -13,7 +13,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 def header(scope: Mapping[str, Any], name: str) -> str | None:
     """A request header's value (latin-1), or ``None``."""
     key = name.lower().encode("latin-1")
-    for k, v in scope.get("headers", ()):
+    headers: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())
+    for k, v in headers:
         if k == key:
             return v.decode("latin-1")
     return None

@@ -20,6 +20,7 @@ cannot be used to tie the server up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -83,10 +84,8 @@ class LingeringHttpToolsProtocol(HttpToolsProtocol):
             return
         self._lingering = True
         if real.can_write_eof():
-            try:
+            with contextlib.suppress(OSError, RuntimeError):
                 real.write_eof()  # the answer is queued before the FIN: the client reads it, then EOF
-            except (OSError, RuntimeError):
-                pass
         self.flow.resume_reading()
         self._started = self.loop.time()
         self._limit = self.loop.call_later(LINGER_MAX_SECONDS, self._time_up)

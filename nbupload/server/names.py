@@ -1,7 +1,8 @@
 """Turning names from the wire into paths under the server root, safely.
 
 Two kinds of names arrive: an uploader ``filename`` (stored as ``ROOT/<name>``; a clean
-relative path such as ``run1/metrics.csv`` keeps its folders, PROTOCOLS.md A8) and a WCS ``bucket``/``key`` (``ROOT/<bucket>/<key>``, where the key may
+relative path such as ``run1/metrics.csv`` keeps its folders, PROTOCOLS.md A8) and a WCS
+``bucket``/``key`` (``ROOT/<bucket>/<key>``, where the key may
 hold ``/``-separated directories). A filename is *rewritten* into something harmless, as
 browsers' own downloads do; a key is *refused* when unsafe, because rewriting could map two
 different keys to one object.
@@ -14,6 +15,7 @@ descriptor, so a symlink planted under the root is never followed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -124,8 +126,8 @@ def normalize_extensions(extensions: Iterable[str] | str) -> tuple[str, ...]:
     if isinstance(extensions, str):
         extensions = extensions.split(",")
     out = []
-    for ext in extensions:
-        ext = ext.strip().lower()
+    for raw in extensions:
+        ext = raw.strip().lower()
         if ext:
             out.append(ext if ext.startswith(".") else "." + ext)
     return tuple(dict.fromkeys(out))
@@ -148,7 +150,7 @@ def _check_component(comp: str, what: str, *, top: bool) -> None:
         raise UnsafeNameError(f"{what} must not contain control or invisible characters")
     if len(comp.encode("utf-8")) > MAX_COMPONENT_BYTES:
         raise UnsafeNameError(f"{what} has a path component longer than {MAX_COMPONENT_BYTES} bytes")
-    if comp.split(".")[0].strip().lower() in _RESERVED:
+    if comp.split(".", maxsplit=1)[0].strip().lower() in _RESERVED:
         raise UnsafeNameError(f"{what} uses a reserved name ({comp!r})")
 
 
@@ -187,10 +189,8 @@ def open_dir_chain(root_fd: int, comps: Iterable[str], *, create: bool) -> int:
             except FileNotFoundError:
                 if not create:
                     raise
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(comp, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
                 nfd = os.open(comp, flags, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):

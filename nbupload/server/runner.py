@@ -98,7 +98,8 @@ class ServerHandle:
 
     def stats(self) -> dict[str, Any]:
         """Counters per protocol: requests, file bytes, duplicate bytes, completed, errors."""
-        return self.app.stats()
+        stats: dict[str, Any] = self.app.stats()
+        return stats
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving (idempotent); removes the root only if it was a fresh temp dir."""
@@ -111,7 +112,7 @@ class ServerHandle:
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> ServerHandle:
+    def __enter__(self) -> ServerHandle:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -120,10 +120,8 @@ class SessionStore:
 
     def ensure_partial_dir(self) -> Path:
         """Create ``ROOT/.partial`` (``OSError`` if impossible, e.g. a file is in the way)."""
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(self.partial, 0o700)
-        except FileExistsError:
-            pass
         if self.partial.is_symlink() or not self.partial.is_dir():
             raise NotADirectoryError(f"{self.partial} is not a directory")
         return self.partial

@@ -151,7 +151,8 @@ class _ChunkPart:
         n = piece.nbytes
         if self.received + n > self.end_ - self.start:
             raise _malformed(
-                f"file part is longer than its range {self.start}-{self.end_} ({self.end_ - self.start} bytes)"
+                "file part is longer than its range "
+                f"{self.start}-{self.end_} ({self.end_ - self.start} bytes)"
             )
         self.received += n
         self.rx.state.stats.add("uploader", "bytes", n)
@@ -259,10 +260,8 @@ class _PlainPart:
         if self.open:
             self.open = False
             os.close(self.writer.fd)
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.tmp)
-        except OSError:
-            pass
 
 
 class _Receiver:
@@ -346,7 +345,8 @@ class _Receiver:
         if config.max_file_size is not None and total > config.max_file_size:
             raise UploadError(
                 ErrorCode.FILE_TOO_LARGE,
-                f"File exceeded max_file_size: {total} bytes is over the server's limit of {config.max_file_size} bytes",
+                f"File exceeded max_file_size: {total} bytes is over "
+                f"the server's limit of {config.max_file_size} bytes",
             )
         async with self.transaction() as session:
             entry = session.files.get(name)
@@ -430,7 +430,8 @@ async def handle_upload(state: ServerState, scope: dict[str, Any], receive: Any,
         if limit is not None and declared is not None and declared.strip().isdigit() and int(declared) > limit:
             raise UploadError(
                 ErrorCode.REQUEST_TOO_LARGE,
-                f"File exceeded upload_max_filesize: the request's {int(declared)} bytes are over the server's "
+                "File exceeded upload_max_filesize: the request's "
+                f"{int(declared)} bytes are over the server's "
                 f"per-request limit of {limit} bytes",
             )
         if kind == "application/x-www-form-urlencoded":
@@ -447,7 +448,8 @@ async def handle_upload(state: ServerState, scope: dict[str, Any], receive: Any,
             await respond(send, 200, format_ok(**answer))
             return
         raise _malformed(
-            "expected an uploader query (application/x-www-form-urlencoded) or an upload (multipart/form-data)"
+            "expected an uploader query (application/x-www-form-urlencoded) "
+            "or an upload (multipart/form-data)"
         )
     except UploadError as exc:
         error = exc

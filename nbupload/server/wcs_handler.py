@@ -15,7 +15,7 @@ import contextlib
 import os
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 from ..protocols.errors import ProtocolError, TokenError
 from ..protocols.wcs import (
@@ -248,7 +248,7 @@ class _Append:
                     if current == "":
                         await self._file_data(item)  # type: ignore[arg-type]
                     elif current is not None:
-                        value += item  # type: ignore[operator]
+                        value += cast("bytes", item)  # DATA events carry bytes-like pieces
                         if len(value) > FIELD_MAX_BYTES:
                             raise AppendError(400, f"form field {current!r} is longer than {FIELD_MAX_BYTES} bytes")
                 elif kind == HEAD:

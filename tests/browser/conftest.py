@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from browser_support import ARTIFACTS
+
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -109,6 +109,6 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
     other = page.locator(".nbupload-row").filter(has_text="background.bin")
     assert other.count() == 2
     for i in range(2):
-        _wait(lambda: _state(other.nth(i)) == "done", timeout=60)
+        _wait(lambda i=i: _state(other.nth(i)) == "done", timeout=60)
     assert (srv / "background.bin").read_bytes() == background.read_bytes()
     page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / "panel-done-and-failed.png"))

@@ -208,7 +208,7 @@ def test_a_folder_or_unreadable_file_gets_a_message(lab, page, notebook, tmp_pat
         document.querySelector('.nbupload-picker-root').dispatchEvent(ev);
     }"""
     )
-    _wait(lambda: (notebook / "dropped.txt").is_file(), what="the dropped file at the server")
+    _wait((notebook / "dropped.txt").is_file, what="the dropped file at the server")
     assert (notebook / "dropped.txt").read_bytes() == b"dropped on the picker"
 
 
@@ -260,7 +260,8 @@ def test_a_big_pick_survives_a_reload_and_keeps_the_kernel_small(lab, page, note
     assert growth < 64 * MiB, f"kernel RSS grew by {growth / MiB:.1f} MiB"
     _wait(lambda: not _spooled(lab, name), what="the spool being removed")
     print(
-        f"\n{BIG // MiB} MiB pick with a reload at {held / MiB:.0f} MiB: in the kernel after {spooled_in:.1f} s, "
+        f"\n{BIG // MiB} MiB pick with a reload at {held / MiB:.0f} "
+        f"MiB: in the kernel after {spooled_in:.1f} s, "
         f"done at the server after {total:.1f} s; kernel RSS growth {growth / MiB:.1f} MiB"
     )
 

@@ -103,7 +103,8 @@ def _state(row) -> str:
 # Contrast of an element's text against the first opaque background behind it (WCAG 2).
 _CONTRAST_JS = """(el) => {
   const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
-  const lum = ([r, g, b]) => { const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+  const lum = ([r, g, b]) => {
+    const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
     return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
   let bg = null, node = el;
   while (node && node.nodeType === 1) { const c = rgb(getComputedStyle(node).backgroundColor);
@@ -116,17 +117,23 @@ _CONTRAST_JS = """(el) => {
 
 # Boxes of a row's parts: they must stay inside the row and never overlap each other.
 _LAYOUT_JS = """(row) => {
-  const box = e => { const r = e.getBoundingClientRect(); return {x: r.left, y: r.top, r: r.right, b: r.bottom, w: r.width, h: r.height}; };
+  const box = e => {
+    const r = e.getBoundingClientRect();
+    return {x: r.left, y: r.top, r: r.right, b: r.bottom, w: r.width, h: r.height};
+  };
   const sel = ['.nbupload-name-cell', '.nbupload-bar-cell', '.nbupload-state-cell'];
   const parts = [];
   for (const s of sel) { const e = row.querySelector(s); if (e) parts.push([s, e]); }
-  row.querySelectorAll('.nbupload-button').forEach((e, i) => { if (getComputedStyle(e).display !== 'none') parts.push(['button' + i, e]); });
+  row.querySelectorAll('.nbupload-button').forEach((e, i) => {
+    if (getComputedStyle(e).display !== 'none') parts.push(['button' + i, e]);
+  });
   const stats = row.querySelector('.nbupload-stats');
   const bar = row.querySelector('.nbupload-bar');
   const out = {row: box(row), parts: parts.map(([n, e]) => [n, box(e), e.scrollWidth, e.clientWidth]),
                stats: stats ? [box(stats), stats.scrollWidth, stats.clientWidth] : null,
                bar: bar ? box(bar) : null,
-               statsCell: row.querySelector('.nbupload-bar-cell') ? box(row.querySelector('.nbupload-bar-cell')) : null};
+               statsCell: row.querySelector('.nbupload-bar-cell')
+                 ? box(row.querySelector('.nbupload-bar-cell')) : null};
   return out;
 }"""
 

@@ -42,7 +42,7 @@ from hostile_net import ServerProcess, http_request, raw_exchange
 
 from tests.support.proxy import Fault, FaultProxy
 
-__all__ = ["Campaign", "KINDS", "REPORTS", "RunResult", "RunSpec", "format_table", "plan"]
+__all__ = ["KINDS", "REPORTS", "Campaign", "RunResult", "RunSpec", "format_table", "plan"]
 
 MiB = 1024 * 1024
 ACCESS_KEY = "AKchaos"
@@ -104,7 +104,7 @@ def plan(seed: int, runs: int, *, cover_all: bool = True) -> list[RunSpec]:
             if rng.random() < 0.5:
                 kinds.append(rng.choice(NETWORK_KINDS))
         else:
-            kinds = rng.sample(NETWORK_KINDS + ("server-sigkill",), rng.randint(1, 3))
+            kinds = rng.sample((*NETWORK_KINDS, "server-sigkill"), rng.randint(1, 3))
             if rng.random() < 0.1:  # a failure by design: kept rarer than the faults recovered from
                 kinds.append("source-modified")
             if rng.random() < 0.12:
@@ -320,7 +320,7 @@ class Campaign:
                 contract = self._run_in_process(spec, rng, source, note)
             else:
                 contract = self._run_children(spec, rng, source, note, scenario)
-        except Exception as exc:  # a harness failure is reported, never hidden
+        except Exception as exc:  # noqa: BLE001 - a harness failure is reported, never hidden
             contract = f"harness error: {type(exc).__name__}: {exc}"
         finally:
             self._drain_proxy_queue()
@@ -347,7 +347,8 @@ class Campaign:
             result.wire = max(0, self.front.forwarded - before_wire - spec.size)
         self.results.append(result)
         self.log(f"run {spec.index:3d} {spec.protocol:10s} {spec.size:>8d} B chunk {spec.chunk >> 10:>3d} KiB "
-                 f"x{spec.workers} s{spec.streams} {'+'.join(spec.kinds):45s} -> {result.outcome:10s} re-sent {result.resent} "
+                 f"x{spec.workers} s{spec.streams} {'+'.join(spec.kinds):45s} "
+                 f"-> {result.outcome:10s} re-sent {result.resent} "
                  f"wire+{result.wire} "
                  f"({seconds:.1f} s) {result.detail}")
         return result
@@ -445,9 +446,9 @@ class Campaign:
         end = time.monotonic() + timeout
         while time.monotonic() < end and alive():
             for entry in self._journal():
-                if entry.get("name") == name or entry.get("filename") == name:
-                    if entry.get("acked", 0) >= fraction * spec.size:
-                        return entry
+                named = entry.get("name") == name or entry.get("filename") == name
+                if named and entry.get("acked", 0) >= fraction * spec.size:
+                    return entry
             time.sleep(0.01)
         return None
 
@@ -465,7 +466,7 @@ class Campaign:
             put = self._cli(spec, "put", *self._put_args(spec, source))
             entry = self._wait_acked(name, fraction, spec, lambda: put.poll() is None)
             if entry is None:  # finished (or failed) before the kill: still a valid run
-                out, err = put.communicate(timeout=RUN_TIMEOUT)
+                _out, err = put.communicate(timeout=RUN_TIMEOUT)
                 note["state"] = "done" if put.returncode == 0 else "failed"
                 note["error"] = err.strip()[-300:]
                 return None
@@ -475,13 +476,13 @@ class Campaign:
             task_id = entry["id"]
             if scenario == "client-sigkill":
                 res = self._cli(spec, "resume", task_id, "--quiet")
-                out, err = res.communicate(timeout=RUN_TIMEOUT)
+                _out, err = res.communicate(timeout=RUN_TIMEOUT)
                 note["state"] = "done" if res.returncode == 0 else "failed"
                 note["error"] = err.strip()[-300:]
                 return None
             a, b = self._cli(spec, "resume", task_id, "--quiet"), self._cli(spec, "resume", task_id, "--quiet")
             outs = [p.communicate(timeout=RUN_TIMEOUT) for p in (a, b)]
-            results = [(p.returncode, err) for p, (_, err) in zip((a, b), outs)]
+            results = [(p.returncode, err) for p, (_, err) in zip((a, b), outs, strict=True)]
             codes = sorted(code for code, _ in results)
             note["state"] = "done" if 0 in codes else "failed"
             note["error"] = " | ".join(err.strip()[-200:] for _, err in results)
@@ -520,7 +521,7 @@ class Campaign:
             kc = km.client()
             kc.start_channels()
             kc.wait_for_ready(timeout=60)
-            reply, out = _execute(kc, "%load_ext nbupload\n%upload resume all")
+            reply, _out = _execute(kc, "%load_ext nbupload\n%upload resume all")
             if reply and "changed" not in reply:  # a changed source is reported here: fine
                 return f"kernel: %upload resume all failed: {reply}"
             self._kernel_outcome(kc, note, reply)
@@ -601,7 +602,8 @@ def format_table(results: list[RunResult], seed: int) -> str:
     protocols = Counter(r.spec.protocol for r in results)
     sizes = sorted({r.spec.size for r in results})
     lines = [f"nbupload fault campaign: seed {seed}, {len(results)} runs "
-             f"({', '.join(f'{n} {p}' for p, n in sorted(protocols.items()))}; sizes {', '.join(map(str, sizes))} B)",
+             f"({', '.join(f'{n} {p}' for p, n in sorted(protocols.items()))}; "
+             f"sizes {', '.join(map(str, sizes))} B)",
              "", "| fault kind | injected |", "|---|---:|"]
     lines += [f"| {kind} | {injected[kind]} |" for kind in KINDS]
     lines += ["", "| runs | ok | change detected | corrupted | lost | duplicated | contract failures |"

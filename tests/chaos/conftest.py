@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's own type
+def pytest_terminal_summary(terminalreporter) -> None:
     campaign = sys.modules.get("chaos_campaign")
     for table in getattr(campaign, "REPORTS", []):
         terminalreporter.write_sep("=", "fault campaign")

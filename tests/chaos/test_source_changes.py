@@ -36,7 +36,7 @@ def slow_link(tmp_path_factory):
 @pytest.mark.parametrize("protocol", ["uploader", "wcs-append"])
 @pytest.mark.parametrize("where", ["already-sent", "not-sent-yet"])
 def test_modified_source_fails_with_a_clear_error(slow_link, tmp_path, protocol, where):
-    server, proxy, base = slow_link
+    server, proxy, _base = slow_link
     src = tmp_path / f"{protocol}-{where}.bin"
     original = os.urandom(3 * MiB)
     src.write_bytes(original)

@@ -29,7 +29,7 @@ def cli(home):
 
     def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "nbupload", *args], capture_output=True, text=True,
-                              timeout=timeout, env=child_env(), cwd=ROOT)
+                              timeout=timeout, env=child_env(), cwd=ROOT, check=False)
 
     started: list[subprocess.Popen[str]] = []
 

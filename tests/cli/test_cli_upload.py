@@ -159,7 +159,7 @@ def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
     try:
         wait_for(lambda: _acked(home) >= CHUNK, timeout=30)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -179,7 +179,7 @@ def test_sigterm_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home)
     try:
         wait_for(lambda: _acked(home) >= CHUNK, timeout=30)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -204,7 +204,7 @@ def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_pauses(cli, s
         wait_for(lambda: _acked(home) >= at_sigint + CHUNK, timeout=30)  # still uploading
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -228,7 +228,7 @@ def test_two_resume_processes_one_wins(cli, crawl_server, tmp_path, home):
     a, b = cli.popen("resume", task_id, "--quiet"), cli.popen("resume", task_id, "--quiet")
     results = []
     for p in (a, b):
-        out, err = p.communicate(timeout=60)
+        _out, err = p.communicate(timeout=60)
         results.append((p.returncode, err))
     codes = sorted(code for code, _ in results)
     assert codes == [0, 1], results
@@ -272,7 +272,8 @@ def test_python_api_pauses_at_exit_and_the_cli_resumes(cli, slow_server, tmp_pat
         "while t.acked < 256 << 10: time.sleep(0.02)\n"
         "print(t.id)\n"
     )
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=child_env())
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=child_env(),
+                       check=False)
     task_id = r.stdout.strip()
     assert r.returncode == 0 and f"paused at exit; resume with: nbupload resume {task_id}" in r.stderr
     r = cli("resume", task_id, "--quiet")

@@ -7,10 +7,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.support` importable
 
-from nbupload.engine import Engine, EngineConfig  # noqa: E402
-from nbupload.server import start_server  # noqa: E402
-
-from tests.support.helpers import CREDENTIALS  # noqa: E402
+from nbupload.engine import Engine, EngineConfig
+from nbupload.server import start_server
+from tests.support.helpers import CREDENTIALS
 
 
 @pytest.fixture

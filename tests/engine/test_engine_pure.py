@@ -12,9 +12,8 @@ import types
 
 import pytest
 
-from nbupload.engine import EngineConfig
+from nbupload.engine import EngineConfig, credentials
 from nbupload.engine.config import default_home
-from nbupload.engine import credentials
 from nbupload.engine.credentials import CredentialsError, WcsCredentials, resolve_wcs_credentials
 from nbupload.engine.events import Dispatcher, RateMeter
 from nbupload.engine.journal import Journal, TaskLockedError, is_secret_name, split_secrets

@@ -44,7 +44,7 @@ def test_chunk_requests_have_exact_shape(make_engine):
     query, *chunks = seen
     assert query.content == f"server=uploader&action=query&boundary={task.spec.boundary}".encode()
     assert len(chunks) == 2  # 0-100 was held already
-    for req, rng in zip(chunks, ("100-200/250", "200-250/250")):
+    for req, rng in zip(chunks, ("100-200/250", "200-250/250"), strict=True):
         assert req.headers["content-type"] == f"multipart/form-data; boundary={task.spec.boundary}"
         assert int(req.headers["content-length"]) == len(req.content)
         assert "transfer-encoding" not in req.headers

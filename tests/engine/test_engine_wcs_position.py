@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from nbupload.protocols import wcs
-
 from tests.support.helpers import CREDENTIALS
 
 AK, SK = next(iter(CREDENTIALS.items()))

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from hostile_fixtures import (  # noqa: E402
+from hostile_fixtures import (
     MAX_FILE_SIZE,
     MAX_REQUEST_SIZE,
     HostileServer,

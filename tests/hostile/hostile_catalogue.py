@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BUCKETS", "FILENAMES", "HostileKey", "HostileName", "KEYS", "catalogue_size"]
+__all__ = ["BUCKETS", "FILENAMES", "KEYS", "HostileKey", "HostileName", "catalogue_size"]
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,13 @@ class ServerProcess:
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open by the child
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, preexec_fn=preexec, env=env)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            preexec_fn=preexec,  # noqa: PLW1509 - only setsid/setrlimit/signal between fork and exec
+            env=env,
+        )
         log.close()
         self.starts += 1
         found: list[str] = []
@@ -160,7 +166,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> ServerProcess:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -190,7 +196,7 @@ def http_request(
     body: bytes = b"",
     *,
     host: str = "127.0.0.1",
-    content_length: int | str | None | bool = True,
+    content_length: int | str | bool | None = True,
 ) -> bytes:
     """Exact request bytes. ``content_length``: True = the body's length, an int or str =
     that value as given (lies welcome), False/None = no header."""

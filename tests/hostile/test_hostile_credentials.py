@@ -12,8 +12,8 @@ import json
 import time
 
 import pytest
-from hostile_fixtures import ACCESS_KEY, CREDENTIALS, SECRET_KEY
 from hostile_client import append, make_token
+from hostile_fixtures import ACCESS_KEY, CREDENTIALS, SECRET_KEY
 
 from nbupload.protocols import wcs
 

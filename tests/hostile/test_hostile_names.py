@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from hostile_catalogue import BUCKETS, FILENAMES, KEYS, HostileKey, HostileName, catalogue_size
-from hostile_fixtures import ACCESS_KEY, SECRET_KEY, HostileServer
 from hostile_client import append, make_token, plain_body, post_multipart, upload_resumable
+from hostile_fixtures import ACCESS_KEY, SECRET_KEY, HostileServer
 from hostile_net import raw_exchange
 
 from nbupload.protocols import uploader as up

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 
 import pytest
-from hostile_fixtures import ACCESS_KEY, MAX_REQUEST_SIZE, SECRET_KEY, HostileServer
 from hostile_client import append, append_body, chunk_body, make_token, plain_body, post_multipart, query
+from hostile_fixtures import ACCESS_KEY, MAX_REQUEST_SIZE, SECRET_KEY, HostileServer
 from hostile_net import RawResponse, form_part, http_request, multipart, raw_exchange
 
 from nbupload.protocols import uploader as up
@@ -101,7 +101,8 @@ MALFORMED = [
     ("range-data-longer-than-range", _chunk(b'form-data; name="file"; filename="a"; range="0-5/10"', b"1234567"), 400, 400),
     ("range-data-shorter-than-range", _chunk(b'form-data; name="file"; filename="a"; range="0-5/10"', b"123"), 400, 4003),
     ("range-total-over-max-file-size", _chunk(b'form-data; name="file"; filename="a"; range="0-5/1000000000000"'), 413, 4002),
-    ("range-gigantic-offset", _chunk(b'form-data; name="file"; filename="a"; range="999999999999999995-1000000000000000000/1000000000000000000"'), 413, 4002),
+    ("range-gigantic-offset", _chunk(b'form-data; name="file"; filename="a"; '
+    b'range="999999999999999995-1000000000000000000/1000000000000000000"'), 413, 4002),
     ("range-parameter-duplicated", _chunk(b'form-data; name="file"; filename="a"; range="0-5/10"; range="5-10/10"'), 400, 400),
     ("filename-parameter-duplicated", _chunk(b'form-data; name="file"; filename="a.bin"; filename="../b.bin"; range="0-5/10"'), 400, 400),
     # transport-level abuse: answered by the HTTP layer (uvicorn), before the app

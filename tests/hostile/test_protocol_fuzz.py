@@ -11,6 +11,7 @@ from each ``format_*`` through its parser. Each property states what the parser 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import string
@@ -18,9 +19,8 @@ import string
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from nbupload.protocols import ProtocolError, RangeSet, TokenError
+from nbupload.protocols import ProtocolError, RangeSet, TokenError, wcs
 from nbupload.protocols import uploader as up
-from nbupload.protocols import wcs
 from nbupload.protocols.lenient import MAX_ANSWER_BYTES, loads_lenient
 from nbupload.protocols.multipart import _BCHARS, check_boundary, quote_param
 from nbupload.protocols.ranges import format_range_attr, parse_range_attr
@@ -53,7 +53,7 @@ nasty_texts = st.one_of(
     st.integers(900, 15_000).map(lambda n: '{"a":' * n + "1" + "}" * n),
     st.integers(900, 20_000).map(lambda n: "[" * n + "]" * n),
     st.sampled_from(["Infinity", "-Infinity", "NaN", "1e999", "-1e999", "9" * 5000, "\x00", "\ud800"]).map(
-        lambda v: '{"result":"ERROR","code":%s,"range":%s,"complete":%s}' % (v, json.dumps(v), v)
+        lambda v: f'{{"result":"ERROR","code":{v},"range":{json.dumps(v)},"complete":{v}}}'
     ),
     st.text(alphabet="{}[]\"':,\\ \n0123456789aeInfityNa-.", max_size=300),
 )
@@ -129,10 +129,8 @@ def test_lenient_ignores_bom_and_whitespace(value, pad):
 @example(b"[" * 30_000)  # json.loads raises RecursionError, not ValueError
 @example(b"\xef\xbb\xbf" + b"{" * 20_000)
 def test_lenient_raises_only_protocol_error(body):
-    try:
+    with contextlib.suppress(ProtocolError):
         loads_lenient(body)
-    except ProtocolError:
-        pass
 
 
 def test_lenient_size_cap_applies_to_text_and_bytes():
@@ -267,7 +265,7 @@ def test_append_answer_never_raises_and_positions_are_sane(status, headers, body
     # A position is a byte count: never negative, and only from plain ASCII digits.
     if answer.next_position is not None:
         assert answer.next_position >= 0
-        raw = [v for k, v in headers if k.lower() == wcs.APPEND_POSITION_HEADER][0]
+        raw = next(v for k, v in headers if k.lower() == wcs.APPEND_POSITION_HEADER)
         assert raw.strip().isascii() and raw.strip().isdigit()
     verdict = wcs.judge_replay(100, 10, answer)
     assert not (verdict.landed and verdict.conflict)
@@ -476,10 +474,8 @@ def test_signed_policies_of_any_shape_give_a_policy_or_token_error(deadline, fsi
 
 def test_signed_but_absurdly_nested_policy_is_a_token_error():
     token = wcs.make_token("AK", "S" * 20, '{"scope":"b","deadline":1,"x":' + "[" * 20_000 + "]" * 20_000 + "}")
-    try:
+    with contextlib.suppress(TokenError):
         wcs.verify_token(token, {"AK": "S" * 20}, 0)
-    except TokenError:
-        pass
 
 
 @FUZZ

@@ -24,7 +24,7 @@ from hostile_net import ServerProcess
 from nbupload.engine import Engine, EngineConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.support.proxy import Fault, FaultProxy  # noqa: E402
+from tests.support.proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -102,7 +102,7 @@ def test_engine_logs_reprs_errors_events_and_journal(link, tmp_path):
         assert [s.state.value for s in snaps] == ["done", "done", "failed", "failed", "done"], [
             (s.state.value, str(s.error)) for s in snaps]
         assert "401" in str(snaps[2].error) and "401" in str(snaps[3].error)
-        for task, snap in zip(tasks, snaps):
+        for task, snap in zip(tasks, snaps, strict=True):
             texts += [repr(task), str(task), repr(snap), str(snap), str(snap.error), repr(snap.error)]
             try:
                 task.wait(1, raise_on_error=True)
@@ -209,7 +209,8 @@ start(BAD_SRC, AK, WRONG_SK, "bkt:panel-bad.bin")
 engine = session.engine if hasattr(session, "engine") else None
 deadline = time.time() + 60
 from nbupload.api import get_engine
-while time.time() < deadline and any(t.state.value in ("queued", "connecting", "uploading") for t in get_engine().tasks()):
+busy = ("queued", "connecting", "uploading")
+while time.time() < deadline and any(t.state.value in busy for t in get_engine().tasks()):
     time.sleep(0.1)
 session.pump.flush() if hasattr(session, "pump") else None
 panel.refresh()

@@ -190,7 +190,7 @@ def test_token_needs_keys_without_demo_server(shell, run, monkeypatch):
 
 
 def test_server_status_and_stop(demo, shell, run, capsys):
-    session, root = demo
+    session, _root = demo
     run(shell, "%upload server status")
     out = capsys.readouterr().out
     assert session.server.base_url in out and session.server.secret_key not in out
@@ -213,7 +213,7 @@ def test_strip_comment_like_a_shell(line, expected):
 
 
 def test_trailing_comment_on_a_magic_line(demo, shell, run, data_file, tmp_path):
-    session, root = demo
+    _session, root = demo
     path, data = data_file
     task = run(shell, f"%upload {path} --wait -o   # push the payload")
     assert task.state is TaskState.DONE
@@ -223,7 +223,7 @@ def test_trailing_comment_on_a_magic_line(demo, shell, run, data_file, tmp_path)
 def test_panel_in_a_terminal_shell_shows_current_states(demo, shell, run, data_file):
     # No event loop here: nothing flushes the UI pump by itself, so the panel must not
     # show the state a row had when %upload displayed it.
-    session, root = demo
+    session, _root = demo
     path, data = data_file
     task = run(shell, f"%upload {path} -o")  # displays its row at once (queued/connecting)
     task.wait(20)

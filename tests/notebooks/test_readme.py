@@ -37,7 +37,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _run(args: list[str], tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(args, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        args, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=timeout, check=False
+    )
     assert proc.returncode == 0, f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
     return proc
 
@@ -138,7 +140,8 @@ def test_console_block_runs_in_bash(tmp_path: Path) -> None:
         if line.startswith("nbupload serve"):
             # wait until it accepts connections; stop it (by PID) whatever happens next
             script += ["SERVER=$!", "trap 'kill $SERVER' EXIT",
-                       f"for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done"]
+                       f"for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) "
+                       "2>/dev/null && break; sleep 0.1; done"]
     (tmp_path / "data.bin").write_bytes(os.urandom(3 << 20))
     (tmp_path / "block.sh").write_text("set -euo pipefail\n" + "\n".join(script) + "\n")
     out = _run(["bash", "block.sh"], tmp_path).stdout

@@ -65,7 +65,7 @@ def test_segments_stay_inside_the_bar_and_in_order(pairs, total):
     segs = segments(ranges, total, min_width=0.001, max_segments=20)
     assert len(segs) <= 20
     for s in segs:
-        assert 0.0 <= s.left <= 1.0 and 0.0 <= s.width and s.left + s.width <= 1.0 + 1e-9
+        assert 0.0 <= s.left <= 1.0 and s.width >= 0.0 and s.left + s.width <= 1.0 + 1e-9
     assert [s.start for s in segs] == sorted(s.start for s in segs)
     assert sum(s.end - s.start for s in segs) >= ranges.clip(total).covered()
 
@@ -159,7 +159,6 @@ def test_sizes_and_rates_are_always_in_plain_notation():
 
 def test_a_click_shows_its_pending_state_and_retrying_hides_rate_and_eta():
     from nbupload.engine.state import TaskError
-
     from nbupload.panel.format import state_html
 
     pending = state_html(snap(), "pausing…")

@@ -31,7 +31,7 @@ def make():
 
 
 def test_bursts_are_coalesced_to_the_latest_snapshot_per_task():
-    clock, sched, batches, pump = make()
+    _clock, sched, batches, pump = make()
     for i in range(1000):
         pump.push(TaskEvent("progress", snap("a", i)))
         pump.push(snap("b", i))
@@ -65,7 +65,7 @@ def test_state_changes_skip_the_rate_limit():
 
 
 def test_flush_force_and_close():
-    clock, sched, batches, pump = make()
+    _clock, sched, batches, pump = make()
     pump.push(snap("a", 1))
     sched.run_due()
     pump.push(snap("a", 2))

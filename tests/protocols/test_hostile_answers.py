@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from nbupload.protocols import ProtocolError, TokenError
+from nbupload.protocols import ProtocolError, TokenError, wcs
 from nbupload.protocols import uploader as up
-from nbupload.protocols import wcs
 from nbupload.protocols.lenient import loads_lenient
 
 

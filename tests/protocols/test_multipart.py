@@ -181,7 +181,7 @@ def test_round_trip_through_the_server_parser(fields, data, cut, piece, filename
     assert len(body) == enc.content_length
     parsed = parse(body, boundary, piece)
     assert len(parsed) == len(fields) + 1
-    for (head, value), (k, v) in zip(parsed, fields):
+    for (head, value), (k, v) in zip(parsed[:-1], fields, strict=True):
         assert (head.name, value) == (k, v.encode())
     head, value = parsed[-1]
     assert value == data[start:end]

@@ -76,7 +76,10 @@ def test_bad_query_answers_mean_plain_mode(status, body, why):
 
 
 def test_several_ranges_and_repeated_names_merge():
-    body = b'{"support":true,"boundary":"B","file":[{"name":"f","range":"0-10,20-30"},{"name":"f","range":"10-15"}]}'
+    body = (
+        b'{"support":true,"boundary":"B",'
+        b'"file":[{"name":"f","range":"0-10,20-30"},{"name":"f","range":"10-15"}]}'
+    )
     assert str(up.process_query_answer(200, body, "B").ranges_for("f")) == "0-15,20-30"
 
 

@@ -193,7 +193,8 @@ def test_logging_handler_reports_a_failure_once(server, creds, capsys):
         log.error("four")
     finally:
         log.removeHandler(handler)
-    # "two" was buffered before the conflict was known: it is unsent; "three" raised (reported), "four" dropped
+    # "two" was buffered before the conflict was known: it is unsent; "three" raised (reported),
+    # "four" dropped
     assert handler.dropped == 2 and handler.stream.unsent == len(b"two\n")
     assert capsys.readouterr().err.count("conflict") == 1
     with pytest.raises(nbupload.AppendConflict):

@@ -80,7 +80,7 @@ def test_missing_paths_and_clashes_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no file matches"):
         expand_paths([str(tmp_path / "*.nothing")])
     _tree(tmp_path, ["a/x.csv", "b/x.csv"])
-    with pytest.raises(NameClashError, match="x.csv"):
+    with pytest.raises(NameClashError, match=r"x\.csv"):
         expand_paths([tmp_path / "a" / "x.csv", tmp_path / "b" / "x.csv"])
     # the same file twice is sent once
     assert len(expand_paths([tmp_path / "a" / "x.csv", str(tmp_path / "a" / "*.csv")])) == 1

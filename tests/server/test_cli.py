@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-
 from nbupload.protocols import wcs
 
 from .conftest import SEED_BOUNDARY, data_of
@@ -161,9 +160,12 @@ def test_serve_stops_on_ctrl_c(tmp_path):
 
 
 def test_serve_without_the_server_extra_says_what_to_install(tmp_path):
-    code = "import sys\nsys.modules['uvicorn'] = None\nfrom nbupload.cli import main\nsys.exit(main(sys.argv[1:]))"
+    code = (
+        "import sys\nsys.modules['uvicorn'] = None\n"
+        "from nbupload.cli import main\nsys.exit(main(sys.argv[1:]))"
+    )
     r = subprocess.run([PY, "-c", code, "serve", "--port", "0", "--root", str(tmp_path)],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2
     assert "pip install 'nbupload[server]'" in r.stderr and "Traceback" not in r.stderr
 
@@ -191,7 +193,7 @@ def test_4007_and_507_when_the_disk_refuses_writes(tmp_path):
 
     root = tmp_path / "root"
     big = data_of(2 * 1024 * 1024, 11)
-    with serve("--root", str(root), "--credentials", f"{AK}:{SK}", prelude=FSIZE_PRELUDE) as (url, proc), \
+    with serve("--root", str(root), "--credentials", f"{AK}:{SK}", prelude=FSIZE_PRELUDE) as (url, _proc), \
             httpx.Client(timeout=30) as client:
         r = client.post(f"{url}/upload", files={"file": ("big.bin", big)})
         assert r.status_code == 507 and r.json()["code"] == 4007, r.text

@@ -132,7 +132,8 @@ def test_plain_upload_and_attachments_disposition(server, client):
     assert (server.root / "notes.txt").read_bytes() == b"hello"
     boundary = "xyzBOUNDARY"
     body = (
-        f"--{boundary}\r\nContent-Disposition: attachments; name=\"f\"; filename=\"att.txt\"; range=\"0-3/3\"\r\n\r\n"
+        f"--{boundary}\r\nContent-Disposition: attachments; name=\"f\"; "
+        'filename="att.txt"; range="0-3/3"\r\n\r\n'
         f"abc\r\n--{boundary}--\r\n"
     ).encode()
     r = client.post(server.upload_url, content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
@@ -235,7 +236,8 @@ def test_4002_file_too_large(tmp_path, client):
 def test_4003_part_shorter_than_range(server, client):
     boundary = "b0undary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.bin\"; range=\"0-100/200\"\r\n\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+        'filename="s.bin"; range="0-100/200"\r\n\r\n'
         + "x" * 60 + f"\r\n--{boundary}--\r\n"
     ).encode()
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
@@ -308,7 +310,8 @@ def test_400_total_mismatch_and_overlong_part(server, client):
     msg = _err(send_chunk(client, server.upload_url, boundary, data[:900], 100, 200), 400, 400)
     assert "1000" in msg and "900" in msg
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"; range=\"100-110/1000\"\r\n\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+        'filename="data.bin"; range="100-110/1000"\r\n\r\n'
         + "y" * 50 + f"\r\n--{boundary}--\r\n"
     ).encode()
     msg = _err(client.post(server.upload_url, content=body,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 
@@ -21,7 +22,7 @@ def test_sequential_appends_hash_across_blocks(server, client):
     tok = token("bkt")
     data = data_of(4 * MiB + 300_000, 1)
     cuts = [0, 1000, 3 * MiB, 4 * MiB, 4 * MiB + 1, len(data)]  # ends exactly on the block edge too
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         ans = append(client, server.url, a, data[a:b], tok, key="logs/app.log")
         assert ans.ok, ans.describe()
         assert ans.next_position == b and ans.object_type == "Appendable"

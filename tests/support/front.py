@@ -7,6 +7,7 @@ own logic, and must be able to end every connection they opened: that shared par
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -15,14 +16,10 @@ __all__ = ["LoopbackFront", "shutdown_and_close"]
 
 def shutdown_and_close(sock: socket.socket) -> None:
     """End a connection at once (FIN to the peer), ignoring sockets already gone."""
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass
 
 
 class LoopbackFront:
@@ -60,7 +57,7 @@ class LoopbackFront:
         while not self._stop.is_set():
             try:
                 client, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -74,10 +71,8 @@ class LoopbackFront:
     def close_connections(self) -> None:
         """Close every connection opened so far and keep listening (the end of a run)."""
         for sock in self._take_socks():
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
     def close(self) -> None:
         self._stop.set()

@@ -15,7 +15,7 @@ def file_part(body: bytes, boundary: str, field: str = "file") -> tuple[bytes, s
         if part.startswith(b"--"):
             break
         head, _, data = part[2:].partition(b"\r\n\r\n")
-        disp = next((l for l in head.decode().split("\r\n") if l.lower().startswith("content-disposition")), "")
+        disp = next((h for h in head.decode().split("\r\n") if h.lower().startswith("content-disposition")), "")
         if f'name="{field}"' in disp and "filename=" in disp:
             return data[:-2], disp
     raise ValueError("no file part")
@@ -63,7 +63,7 @@ class NonsenseQueryServer:
         self._httpd.server_close()
         self._thread.join(2)
 
-    def __enter__(self) -> NonsenseQueryServer:
+    def __enter__(self) -> NonsenseQueryServer:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -113,7 +113,7 @@ class WithholdingServer:
                     self._answer(uploader.format_query_answer(boundary, {"file": held}))
                     return
                 boundary = ctype.split("boundary=", 1)[1]
-                data, disp = file_part(body, boundary)
+                _data, disp = file_part(body, boundary)
                 start, end, _total = parse_range_attr(disp.split('range="', 1)[1].split('"', 1)[0])
                 with lock:
                     outer.chunks += 1
@@ -131,7 +131,7 @@ class WithholdingServer:
         self.httpd.server_close()
         self._thread.join(5)
 
-    def __enter__(self) -> WithholdingServer:
+    def __enter__(self) -> WithholdingServer:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
 
     def __exit__(self, *exc: object) -> None:
