@@ -9,8 +9,6 @@ the package (for example to run the server) does not pull in the engine or ipywi
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -39,7 +37,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time names load laz
         UploadFailed,
         UploadPaused,
     )
-    from .follow import Follower, FollowError, follow
+    from .following import Follower, FollowError, follow
     from .server import start_server
 
 # public name -> module that defines it (relative to this package)
@@ -119,21 +117,6 @@ __all__ = [
     "upload",
     "upload_many",
 ]
-
-
-class _Package(types.ModuleType):
-    """This package's module type. Importing the submodule ``nbupload.follow`` (which any
-    ``from nbupload.follow import ...``, or loading ``nbupload.Follower``, does) binds it on the
-    package under the name of the public function ``nbupload.follow``; the function is bound
-    instead. The submodule stays in ``sys.modules``, where ``from nbupload.follow import`` finds it."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _LAZY.get(name) == "." + name:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

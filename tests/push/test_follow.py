@@ -116,13 +116,3 @@ def test_another_files_object_is_refused(server, creds, tmp_path):
         _follow(server, creds, short)
     assert _object(server).read_bytes() == b"mine\n" * 10
 
-
-def test_importing_the_module_never_hides_the_function():
-    """``nbupload.follow`` stays the function after its module is imported (a module named
-    ``follow`` used to replace it, so any earlier ``import`` broke every later call)."""
-    import importlib
-
-    importlib.import_module("nbupload.following")
-    import nbupload
-
-    assert callable(nbupload.follow) and nbupload.follow.__module__ == "nbupload.following"
