@@ -39,7 +39,9 @@ def _curl_version() -> str | None:
     if not curl:
         return None
     try:
-        out = subprocess.run([curl, "--version"], capture_output=True, text=True, timeout=5, check=False).stdout
+        out = subprocess.run(
+            [curl, "--version"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     first = out.split("\n", 1)[0].split(" (")[0] if out else ""

@@ -115,4 +115,3 @@ def test_another_files_object_is_refused(server, creds, tmp_path):
     with pytest.raises(nbupload.FollowError, match="more than"):
         _follow(server, creds, short)
     assert _object(server).read_bytes() == b"mine\n" * 10
-
