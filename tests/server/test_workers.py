@@ -13,6 +13,7 @@ import psutil
 
 from nbupload.protocols import uploader
 from nbupload.protocols.multipart import BytesSource
+from tests.support import rawhttp
 
 from .conftest import data_of, query, send_chunk, wait_for
 from .test_cli import serve
@@ -89,7 +90,8 @@ def test_sigkill_of_a_worker_mid_chunk_loses_nothing_and_the_upload_finishes(tmp
                     == 200
                 )
         # a chunk half sent by hand on its own connection; its worker is then killed
-        enc = uploader.prepare_chunk(boundary, BytesSource(data), CHUNK * 4, len(data))
+        # (the same filename as the session's acknowledged chunks: a changed one is refused at once)
+        enc = uploader.prepare_chunk(boundary, BytesSource(data), CHUNK * 4, len(data), filename="data.bin")
         body = b"".join(bytes(p) for p in enc)
         host, port = url.rsplit("//", 1)[1].split(":")
         head = "".join(f"{k}: {v}\r\n" for k, v in enc.headers.items())
@@ -99,7 +101,10 @@ def test_sigkill_of_a_worker_mid_chunk_loses_nothing_and_the_upload_finishes(tmp
             sock.sendall(request + body[: 3 << 20])
             part = next((root / ".partial").glob("*/*.part"))
             landing = wait_for(lambda: part.stat().st_size > CHUNK * 4, timeout=90)  # its bytes are landing
-            assert landing, (part.stat().st_size, [w.pid for w in _workers(proc)])
+            if not landing:  # refused early? its answer says why
+                sock.settimeout(10)
+                answer = rawhttp.read_answer(sock)
+                raise AssertionError(f"no bytes of the chunk landed; the server answered {answer}")
             victim = _holder(_workers(proc), sock.getsockname()[1])
             os.kill(victim.pid, signal.SIGKILL)
             victim.wait(30)
