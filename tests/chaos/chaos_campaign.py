@@ -8,6 +8,7 @@ Topology (loopback only)::
       -> FaultProxy (resets at random byte offsets, swallowed        tests/support/proxy.py
                      answers, stalls, slowness)
       -> the reference server, a child process (SIGKILLed and restarted on the same root)
+         (or, with ``processes=2``, two child processes on that root, new connections to each in turn)
 
 Each run uploads one file with one protocol, under one to three fault kinds drawn from the
 seed, then checks: the stored file's sha256 equals the source's, nothing was appended twice
