@@ -51,7 +51,7 @@ serve: venv
 bench: venv
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-# The long randomized fault campaign (docs/reliability.md); NBUPLOAD_CHAOS_RUNS, NBUPLOAD_CHAOS_SEED.
+# The long randomized fault campaigns, one then two server processes (docs/reliability.md); NBUPLOAD_CHAOS_RUNS, NBUPLOAD_CHAOS_SEED.
 chaos: venv
 	$(PY) -m pytest tests/chaos -m chaos -s
 

@@ -8,6 +8,7 @@ Topology (loopback only)::
       -> FaultProxy (resets at random byte offsets, swallowed        tests/support/proxy.py
                      answers, stalls, slowness)
       -> the reference server, a child process (SIGKILLed and restarted on the same root)
+         (or, with ``processes=2``, two child processes on that root, new connections to each in turn)
 
 Each run uploads one file with one protocol, under one to three fault kinds drawn from the
 seed, then checks: the stored file's sha256 equals the source's, nothing was appended twice
@@ -148,7 +149,12 @@ def _write_source(path: Path, size: int, seed: int) -> None:
 class Campaign:
     """One server, one proxy chain, one journal home; :meth:`run` executes a :class:`RunSpec`."""
 
-    def __init__(self, workdir: Path, log: Callable[[str], None] = lambda s: None) -> None:
+    def __init__(
+        self, workdir: Path, log: Callable[[str], None] = lambda s: None, processes: int = 1
+    ) -> None:
+        """``processes`` > 1: that many server processes on one root, each new connection to
+        the next in turn, so the chunks of a session (and the appends of an object, across
+        reconnections) land on several processes; a server SIGKILL kills one of them."""
         self.workdir = workdir
         self.log = log
         self.root = workdir / "root"
@@ -156,11 +162,24 @@ class Campaign:
         self.sources = workdir / "sources"
         for d in (self.root, self.home, self.sources):
             d.mkdir(parents=True, exist_ok=True)
-        self.server = ServerProcess(self.root, credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning")
-        self.server.start()
+        self.servers = [
+            ServerProcess(
+                self.root,
+                credentials={ACCESS_KEY: SECRET_KEY},
+                log_level="warning",
+                log_path=workdir / f"server-{n}.log",
+            )
+            for n in range(processes)
+        ]
+        for server in self.servers:
+            server.start()
+        self.server = self.servers[0]
         self.proxy = FaultProxy(*self.server.address)
+        if processes > 1:
+            self.proxy.upstreams = [s.address for s in self.servers]
         self.front = BurstFront(("127.0.0.1", self.proxy.port))
         self._stats_carry: Counter = Counter()  # counters of server incarnations killed
+        self._requests_carry = [0] * processes  # requests answered by killed incarnations, per process
         self.children: list[subprocess.Popen] = []
         self.results: list[RunResult] = []
         self.kills = 0
@@ -174,7 +193,8 @@ class Campaign:
                 proc.wait(10)
         self.front.close()
         self.proxy.close()
-        self.server.stop()
+        for server in self.servers:
+            server.stop()
 
     def env(self, protocol: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NBUPLOAD_")}
@@ -185,8 +205,21 @@ class Campaign:
         return env
 
     def _stats_now(self) -> Counter:
+        """The counters of the live incarnations, summed over the server processes."""
+        return sum((self._stats_of(server) for server in self.servers), Counter())
+
+    def requests_by_process(self) -> list[int]:
+        """Upload requests each server process answered, over all its incarnations (both protocols)."""
+        now = [self._stats_of(server) for server in self.servers]
+        return [
+            int(c["uploader.requests"] + c["wcs.requests"]) + carry
+            for c, carry in zip(now, self._requests_carry, strict=True)
+        ]
+
+    @staticmethod
+    def _stats_of(server: ServerProcess) -> Counter:
         answer = raw_exchange(
-            self.server.address, http_request("GET", "/_nbupload/stats", [], b"", content_length=None)
+            server.address, http_request("GET", "/_nbupload/stats", [], b"", content_length=None)
         )
         if answer is None or answer.status != 200:
             return Counter()
@@ -207,12 +240,21 @@ class Campaign:
         return int(self._stats_carry[key] + self._stats_now()[key])
 
     def kill_server(self, rng: random.Random) -> None:
-        self._stats_carry += self._stats_now()  # bytes of the last instant before the kill are not counted
-        self.server.kill()
+        """SIGKILL a server process (one of them, drawn, when there are several) and restart
+        it on the same root; the others keep serving meanwhile."""
+        victim = self.servers[rng.randrange(len(self.servers))] if len(self.servers) > 1 else self.server
+        last = self._stats_of(victim)  # bytes of the last instant before the kill are not counted
+        self._stats_carry += last
+        self._requests_carry[self.servers.index(victim)] += int(
+            last["uploader.requests"] + last["wcs.requests"]
+        )
+        victim.kill()
         self.kills += 1
         time.sleep(rng.uniform(0.0, 0.4))
-        self.server.restart()
+        victim.restart()
         self.proxy.target = self.server.address
+        if len(self.servers) > 1:
+            self.proxy.upstreams = [s.address for s in self.servers]
 
     def _drain_proxy_queue(self) -> None:
         self.proxy.clear()  # faults queued for connections that never came
@@ -697,7 +739,7 @@ def _is_prefix(target: Path, original_path: Path) -> bool:
     return True
 
 
-def format_table(results: list[RunResult], seed: int) -> str:
+def format_table(results: list[RunResult], seed: int, requests_by_process: list[int] | None = None) -> str:
     """The figures: faults injected by kind, runs, corrupted, lost, duplicated, re-sent bytes."""
     injected: Counter = Counter()
     for r in results:
@@ -707,8 +749,9 @@ def format_table(results: list[RunResult], seed: int) -> str:
     wire = [r.wire for r in results if r.wire is not None]
     protocols = Counter(r.spec.protocol for r in results)
     sizes = sorted({r.spec.size for r in results})
+    where = f"{len(requests_by_process)} server processes on one root, " if requests_by_process else ""
     lines = [
-        f"nbupload fault campaign: seed {seed}, {len(results)} runs "
+        f"nbupload fault campaign: {where}seed {seed}, {len(results)} runs "
         f"({', '.join(f'{n} {p}' for p, n in sorted(protocols.items()))}; "
         f"sizes {', '.join(map(str, sizes))} B)",
         "",
@@ -726,6 +769,12 @@ def format_table(results: list[RunResult], seed: int) -> str:
         f"{int(statistics.median(resent)) if resent else 0} | {max(resent) if resent else 0} | "
         f"{int(statistics.median(wire)) if wire else 0} | {max(wire) if wire else 0} |",
     ]
+    if requests_by_process:
+        lines += [
+            "",
+            "upload requests answered per server process: "
+            + ", ".join(f"process {n + 1}: {k}" for n, k in enumerate(requests_by_process)),
+        ]
     bad = [r for r in results if r.outcome in ("corrupted", "lost", "duplicated", "failed-contract")]
     if bad:
         lines += ["", "failures:"] + [

@@ -10,21 +10,27 @@ import pytest
 from chaos_campaign import KINDS, REPORTS, Campaign, format_table, plan
 
 SHORT_SEED = 20261121
+TWO_PROCESS_SEED = 20261130
+TWO_PROCESS_RUNS = 12
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _campaign(tmp_path: Path, seed: int, runs: int) -> list:
-    campaign = Campaign(tmp_path, log=print)
+def _campaign(tmp_path: Path, seed: int, runs: int, processes: int = 1) -> list:
+    campaign = Campaign(tmp_path, log=print, processes=processes)
     try:
         for spec in plan(seed, runs):
             campaign.run(spec)
+        spread = campaign.requests_by_process()
     finally:
         campaign.close()
-    table = format_table(campaign.results, seed)
+    table = format_table(campaign.results, seed, requests_by_process=spread if processes > 1 else None)
     REPORTS.append(table)
     out = REPO / "test-artifacts"
     out.mkdir(exist_ok=True)
-    (out / f"chaos-seed{seed}-runs{runs}.md").write_text(table + "\n")
+    suffix = f"-processes{processes}" if processes > 1 else ""
+    (out / f"chaos-seed{seed}-runs{runs}{suffix}.md").write_text(table + "\n")
+    if processes > 1:  # the point of the mode: every process took part in the uploads
+        assert all(n > 0 for n in spread), f"requests per server process: {spread}"
     return campaign.results
 
 
@@ -47,9 +53,26 @@ def test_short_campaign_every_fault_kind_once(tmp_path):
     _assert_clean(results)
 
 
+@pytest.mark.timeout(300)
+def test_short_campaign_two_server_processes(tmp_path):
+    """The same faults against two server processes on one root (each new connection to the
+    other process, a server SIGKILL kills one of them): still no file corrupted, lost or duplicated."""
+    results = _campaign(tmp_path, TWO_PROCESS_SEED, TWO_PROCESS_RUNS, processes=2)
+    assert any(r.injected["server-sigkill"] for r in results)
+    _assert_clean(results)
+
+
 @pytest.mark.chaos
 @pytest.mark.timeout(0)
 def test_long_campaign(tmp_path):
     runs = int(os.environ.get("NBUPLOAD_CHAOS_RUNS", "200"))
     seed = int(os.environ.get("NBUPLOAD_CHAOS_SEED", "1"))
     _assert_clean(_campaign(tmp_path, seed, runs))
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(0)
+def test_long_campaign_two_server_processes(tmp_path):
+    runs = int(os.environ.get("NBUPLOAD_CHAOS_RUNS", "200"))
+    seed = int(os.environ.get("NBUPLOAD_CHAOS_SEED", "1"))
+    _assert_clean(_campaign(tmp_path, seed, runs, processes=2))

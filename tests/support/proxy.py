@@ -1,7 +1,8 @@
 """A small TCP proxy that misbehaves on purpose, for the engine's fault tests.
 
 Each new client connection takes the next queued :class:`Fault` (or the default one) and
-forwards bytes to the target, except that it can cut the connection after N bytes from
+forwards bytes to the target (or, with several ``upstreams``, to each in turn: one server
+spread over processes), except that it can cut the connection after N bytes from
 the client, stall, throttle, or swallow the server's answer once the server has sent it
 (so the server *applied* the request but the client never hears about it).
 """
@@ -49,6 +50,8 @@ class FaultProxy(LoopbackFront):
 
     def __init__(self, target_host: str, target_port: int, default: Fault | None = None) -> None:
         self.target = (target_host, target_port)
+        #: When set, new connections go to these in turn (round robin) instead of ``target``.
+        self.upstreams: list[tuple[str, int]] | None = None
         self.default = default or Fault()
         self._queue: deque[Fault] = deque()
         self.counters = _Counters()
@@ -71,17 +74,19 @@ class FaultProxy(LoopbackFront):
         with self._lock:
             self._queue.clear()
 
-    def _next_fault(self) -> Fault:
+    def _next_fault(self) -> tuple[Fault, tuple[str, int]]:
         with self._lock:
             self.counters.connections += 1
             fault = self._queue.popleft() if self._queue else self.default
             self.counters.faults_used.append(fault)
-            return fault
+            ups = self.upstreams
+            target = ups[(self.counters.connections - 1) % len(ups)] if ups else self.target
+            return fault, target
 
     def _handle(self, client: socket.socket) -> None:
-        fault = self._next_fault()
+        fault, target = self._next_fault()
         try:
-            upstream = socket.create_connection(self.target, timeout=5)
+            upstream = socket.create_connection(target, timeout=5)
         except OSError:
             client.close()
             return
