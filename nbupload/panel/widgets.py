@@ -223,8 +223,9 @@ class UploadForm(widgets.VBox):
         self.start = widgets.Button(description="Start upload", icon="upload", button_style="primary")
         self.picker = FilePicker(
             lambda path, name: self.controller.start_from_form(self.request(source=str(path), filename=name)),
-            # the session's engine, through whichever controller holds this form now (adopt)
-            engine=lambda: self.controller.session.engine)  # browser files, streamed in slices
+            # the session's engine (PanelController.session), through whichever controller holds
+            # this form now (adopt); None from a controller without a session
+            engine=lambda: getattr(getattr(self.controller, "session", None), "engine", None))
         self.message = widgets.HTML()
         for w, cls in ((self.path, "nbupload-path"), (self.url, "nbupload-url"),
                        (self.protocol, "nbupload-protocol"), (self.chunk, "nbupload-chunk"),
