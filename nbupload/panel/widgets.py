@@ -255,9 +255,11 @@ class UploadForm(widgets.VBox):
         self.scope = widgets.Text(description="Scope", placeholder="bucket[:key]")
         self.start = widgets.Button(description="Start upload", icon="upload", button_style="primary")
         self.picker = FilePicker(
-            lambda path, name: controller.start_from_form(self.request(source=str(path), filename=name)),
-            engine=lambda: getattr(controller, "engine", None),
-        )  # browser files, streamed in slices
+            lambda path, name: self.controller.start_from_form(self.request(source=str(path), filename=name)),
+            # the session's engine (PanelController.session), through whichever controller holds
+            # this form now (adopt); None from a controller without a session
+            engine=lambda: getattr(getattr(self.controller, "session", None), "engine", None),
+        )
         self.message = widgets.HTML()
         for w, cls in (
             (self.path, "nbupload-path"),
