@@ -86,17 +86,25 @@ def test_eight_concurrent_tasks(server, make_engine, tmp_path):
     assert server.stats()["uploader"]["duplicate_bytes"] == 0
 
 
-def test_server_error_is_reported_with_code_and_not_retried(tmp_path, make_engine):
-    engine = make_engine()
-    src = make_file(tmp_path / "big.bin", 600_000)
+@pytest.mark.parametrize("streams", [1, 4])
+def test_server_error_is_reported_with_code_and_not_retried(tmp_path, make_engine, streams):
+    engine = make_engine(streams=streams)
+    # 12 chunks of 256 KiB: more than the streams, so a stream that went on after the refusal
+    # would show as more than one chunk request per stream.
+    src = make_file(tmp_path / "big.bin", 3_000_000)
     with start_server(root=tmp_path / "r", max_file_size=500_000) as srv:
         task = engine.submit(src, srv.upload_url)
         with pytest.raises(UploadFailed) as info:
             task.wait(30, raise_on_error=True)
+        requests = srv.stats()["uploader"]["requests"]
     err = info.value.error
     assert err.code == 4002 and err.status == 413 and not err.retryable
     assert "max_file_size" in str(err)
-    assert task.snapshot().attempts == 2  # the query and one chunk: never retried
+    attempts = task.snapshot().attempts
+    # The query, then at most one chunk per stream (the chunks already in flight when the
+    # refusal came back each get it too): never retried, no new chunk after the refusal.
+    assert 2 <= attempts <= 1 + streams
+    assert requests == attempts
 
 
 def test_wrong_wcs_secret_fails_with_401_quickly(server, engine):
