@@ -67,24 +67,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="nbupload against curl and Python peers, side by side (see docs/benchmarks.md).",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, 1 run: a smoke test, not a measurement")
-    p.add_argument("--runs", type=int, help="measured runs per figure after the warm-up (default 5; --quick 1)")
+    p.add_argument(
+        "--runs", type=int, help="measured runs per figure after the warm-up (default 5; --quick 1)"
+    )
     p.add_argument("--sizes", type=_sizes, help="throughput file sizes (default 256MiB,1GiB)")
-    p.add_argument("--rss-sizes", type=_sizes, help="the two sizes of the RSS growth run (default 256MiB,4GiB)")
-    p.add_argument("--resume-size", type=_one_size, help="file size of the resume and cancel runs (default 256MiB)")
+    p.add_argument(
+        "--rss-sizes", type=_sizes, help="the two sizes of the RSS growth run (default 256MiB,4GiB)"
+    )
+    p.add_argument(
+        "--resume-size", type=_one_size, help="file size of the resume and cancel runs (default 256MiB)"
+    )
     p.add_argument("--panel-size", type=_one_size, help="file size of the panel runs (default 1GiB)")
-    p.add_argument("--ingest-size", type=_one_size, help="file size of each upload in the ingest runs (default 256MiB)")
+    p.add_argument(
+        "--ingest-size", type=_one_size, help="file size of each upload in the ingest runs (default 256MiB)"
+    )
     p.add_argument(
         "--link-size", type=_one_size, help="file size of the link scenarios (default 256MiB; --quick 8MiB)"
     )
     p.add_argument("--only", help="clients, comma-separated (names or prefixes, e.g. nbupload,curl-F)")
     p.add_argument("--servers", type=_csv(("sink", "reference")), default=["sink", "reference"])
-    p.add_argument("--sections", type=_csv(SECTIONS), default=list(DEFAULT_SECTIONS),
-                   help=f"of {', '.join(SECTIONS)} (default: all but links)")
-    p.add_argument("--links", action="store_true",
-                   help="only the link scenarios (= --sections links): results go to links.md/links.json")
-    p.add_argument("--scenarios", type=_csv([s.name for s in _scenarios()]),
-                   help="link scenarios, comma-separated (default: all): "
-                   + ", ".join(s.name for s in _scenarios()))
+    p.add_argument(
+        "--sections",
+        type=_csv(SECTIONS),
+        default=list(DEFAULT_SECTIONS),
+        help=f"of {', '.join(SECTIONS)} (default: all but links)",
+    )
+    p.add_argument(
+        "--links",
+        action="store_true",
+        help="only the link scenarios (= --sections links): results go to links.md/links.json",
+    )
+    p.add_argument(
+        "--scenarios",
+        type=_csv([s.name for s in _scenarios()]),
+        help="link scenarios, comma-separated (default: all): " + ", ".join(s.name for s in _scenarios()),
+    )
     p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results", help="results directory")
     p.add_argument("--workdir", type=Path, help="where the big temporary files go (default: a new temp dir)")
     p.add_argument("--update-docs", action="store_true", help="also put the tables into docs/benchmarks.md")
@@ -178,7 +195,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "throughput" in args.sections:
             from .throughput import run_matrix, summarize_samples
 
-            _log(f"== throughput: {len(clients)} clients x {len(chosen)} servers x {len(sizes)} sizes x {runs} runs")
+            _log(
+                f"== throughput: {len(clients)} clients x {len(chosen)} servers x {len(sizes)} sizes x {runs} runs"
+            )
             files = [(size, make_dense(workdir / f"data-{size}.bin", size)) for size in sizes]
             samples = run_matrix(clients, chosen, files, runs, warmup=not args.no_warmup, log=_log)
             for _, path in files:
@@ -191,7 +210,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             from .rss import run_rss_growth
 
             _log(f"== rss growth: {rss_sizes[0]} -> {rss_sizes[1]} bytes, sparse files, sink")
-            results["rss_growth"] = run_rss_growth(clients, sink, workdir, rss_sizes[0], rss_sizes[1], log=_log)
+            results["rss_growth"] = run_rss_growth(
+                clients, sink, workdir, rss_sizes[0], rss_sizes[1], log=_log
+            )
         if "links" in args.sections:
             from . import links
 

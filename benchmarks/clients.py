@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from .servers import Target
 
 __all__ = [
-    "CHUNK_SIZE", "CLIENTS", "LINK_CLIENTS", "REFERENCE_CLIENT", "Client", "engine_streams", "select_clients"
+    "CHUNK_SIZE",
+    "CLIENTS",
+    "LINK_CLIENTS",
+    "REFERENCE_CLIENT",
+    "Client",
+    "engine_streams",
+    "select_clients",
 ]
 
 CHUNK_SIZE = 4 << 20

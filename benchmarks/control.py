@@ -129,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=0, help="streams= for the upload (0: not passed)")
     p.add_argument("--counter", choices=("reference", "sink"), default="reference", help="who counts bytes")
     p.add_argument("--pause-at", type=int, default=0, help="pause once the server has this many bytes (half)")
-    p.add_argument("--cancel-at", type=int, default=0,
-                   help="cancel once this many more bytes arrived after resuming (a quarter of the file)")
+    p.add_argument(
+        "--cancel-at",
+        type=int,
+        default=0,
+        help="cancel once this many more bytes arrived after resuming (a quarter of the file)",
+    )
     p.add_argument("--access-key")
     p.add_argument("--secret-key")
     p.add_argument("--scope")

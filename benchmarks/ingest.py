@@ -55,8 +55,8 @@ def aggregate_once(client: Client, target: Target, paths: list[Path], size: int)
         assert target.root is not None
         sizes = sorted(p.stat().st_size for p in target.root.rglob("*") if p.is_file() and not
                        any(part.startswith(".") for part in p.relative_to(target.root).parts))  # fmt: skip
-        if sizes[-len(paths):] != [size] * len(paths):
-            return None, f"server holds {sizes[-len(paths):]}, expected {len(paths)} x {size}"
+        if sizes[-len(paths) :] != [size] * len(paths):
+            return None, f"server holds {sizes[-len(paths) :]}, expected {len(paths)} x {size}"
         target.clear_root()
     windows = [_window(c) for c in children]
     span = max(e for _, e in windows) - min(s for s, _ in windows)

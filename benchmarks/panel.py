@@ -44,7 +44,9 @@ class KernelSession:
     def __init__(self, env: dict[str, str]) -> None:
         from jupyter_client.manager import start_new_kernel
 
-        self.km, self.kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(REPO_ROOT), startup_timeout=60)
+        self.km, self.kc = start_new_kernel(
+            kernel_name="python3", env=env, cwd=str(REPO_ROOT), startup_timeout=60
+        )
         self.events: list[tuple[float, str]] = []  # (monotonic time, msg_type) of every IOPub message
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -152,8 +154,10 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
                       "comm_msgs_total": session.count("comm_msg", t_reply, time.monotonic())},
             messages_per_second_per_task=n / duration if duration > 0 else None,
         )  # fmt: skip
-        log(f"  panel: 1 task, {n} widget messages in {duration:.2f} s = {n / duration:.1f}/s "
-            f"({u1 - u0} row updates applied by the pump)")
+        log(
+            f"  panel: 1 task, {n} widget messages in {duration:.2f} s = {n / duration:.1f}/s "
+            f"({u1 - u0} row updates applied by the pump)"
+        )
 
         # four tasks: trivial cell round trip while they run
         ref.clear_root()
@@ -173,7 +177,9 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
             four_tasks={"comm_msgs": n4, "seconds": t_end - t_start,
                         "per_second_per_task": n4 / (t_end - t_start) / 4 if t_end > t_start else None},
         )  # fmt: skip
-        log(f"  panel: 4 tasks, {len(busy)} cells, median {out['cell']['median'] * 1000 if busy else 0:.1f} ms")
+        log(
+            f"  panel: 4 tasks, {len(busy)} cells, median {out['cell']['median'] * 1000 if busy else 0:.1f} ms"
+        )
         out["kernel_errors"] = session.errors[-5:]
     finally:
         if session is not None:

@@ -52,7 +52,9 @@ def _httpx(args: argparse.Namespace) -> Callable[[], Any]:
     def run() -> Any:
         with open(args.file, "rb") as f:
             r = httpx.post(
-                args.url, files={"file": (os.path.basename(args.file), f, "application/octet-stream")}, timeout=None
+                args.url,
+                files={"file": (os.path.basename(args.file), f, "application/octet-stream")},
+                timeout=None,
             )
         r.raise_for_status()
         return r.status_code
@@ -66,7 +68,9 @@ def _toolbelt(args: argparse.Namespace) -> Callable[[], Any]:
 
     def run() -> Any:
         with open(args.file, "rb") as f:
-            enc = MultipartEncoder(fields={"file": (os.path.basename(args.file), f, "application/octet-stream")})
+            enc = MultipartEncoder(
+                fields={"file": (os.path.basename(args.file), f, "application/octet-stream")}
+            )
             r = requests.post(args.url, data=enc, headers={"Content-Type": enc.content_type}, timeout=None)
         r.raise_for_status()
         return r.status_code
@@ -152,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.monotonic()
     cpu = _cpu() - cpu0
     size = os.path.getsize(args.file)
-    print(json.dumps({"t0": t0, "t1": t1, "cpu": cpu, "vm_hwm": _vm_hwm(), "status": str(status), "size": size}))
+    print(
+        json.dumps({"t0": t0, "t1": t1, "cpu": cpu, "vm_hwm": _vm_hwm(), "status": str(status), "size": size})
+    )
     return 0
 
 

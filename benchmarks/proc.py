@@ -160,7 +160,13 @@ def run_child(
         stderr = err.read().decode("utf-8", "replace")
     report = _last_json_line(stdout)
     if len(usage) == 5:
-        _pid, maxrss, utime, stime, floor = int(usage[0]), int(usage[1]), float(usage[2]), float(usage[3]), int(usage[4])
+        _pid, maxrss, utime, stime, floor = (
+            int(usage[0]),
+            int(usage[1]),
+            float(usage[2]),
+            float(usage[3]),
+            int(usage[4]),
+        )
     else:  # the launcher itself died
         maxrss, utime, stime, floor = 0, 0.0, 0.0, 0
     self_hwm = int(report.get("vm_hwm", 0))

@@ -147,7 +147,9 @@ def write_results(
     return md_path, json_path
 
 
-def update_doc(doc: Path, markdown: str, start: str = "<!-- latest-results -->", end: str = "<!-- /latest-results -->") -> bool:
+def update_doc(
+    doc: Path, markdown: str, start: str = "<!-- latest-results -->", end: str = "<!-- /latest-results -->"
+) -> bool:
     """Put ``markdown`` (minus its title) between the markers in ``doc``; False if they are missing."""
     text = doc.read_text(encoding="utf-8")
     a, b = text.find(start), text.find(end)

@@ -44,7 +44,16 @@ def _bytes(target: Target, protocol: str) -> int:
 
 
 def _wcs_args(target: Target, key: str) -> list[str]:
-    return ["--ak", target.access_key, "--sk", target.secret_key, "--scope", f"{target.bucket}:{key}", "--key", key]
+    return [
+        "--ak",
+        target.access_key,
+        "--sk",
+        target.secret_key,
+        "--scope",
+        f"{target.bucket}:{key}",
+        "--key",
+        key,
+    ]
 
 
 def _wait(pred: Callable[[], bool], timeout: float, step: float = 0.002) -> float:
@@ -66,7 +75,10 @@ def _end(proc: subprocess.Popen) -> str:
         proc.stderr.close()
     return err
 
-def kill_and_resume(target: Target, path: Path, size: int, protocol: str, home: Path, timeout: float = 300.0) -> dict[str, Any]:
+
+def kill_and_resume(
+    target: Target, path: Path, size: int, protocol: str, home: Path, timeout: float = 300.0
+) -> dict[str, Any]:
     """One trial: put, SIGKILL at half, resume; bytes counted by the server."""
     target.clear_root()
     home.mkdir(parents=True, exist_ok=True)
@@ -87,14 +99,18 @@ def kill_and_resume(target: Target, path: Path, size: int, protocol: str, home: 
     finally:
         err = _end(proc)
     if proc.returncode != -signal.SIGKILL:
-        raise RuntimeError(f"nbupload put ended before the kill (exit {proc.returncode}): {err.strip()[-300:]}")
+        raise RuntimeError(
+            f"nbupload put ended before the kill (exit {proc.returncode}): {err.strip()[-300:]}"
+        )
     time.sleep(0.3)  # the server notices the dead connection
     at_kill = _bytes(target, protocol) - base
     t0 = time.monotonic()
     res = subprocess.Popen([sys.executable, "-m", "nbupload", "resume", "--all", "--quiet", *creds], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        first = _wait(lambda: _bytes(target, protocol) - base > at_kill or res.poll() is not None, timeout, 0.001)
+        first = _wait(
+            lambda: _bytes(target, protocol) - base > at_kill or res.poll() is not None, timeout, 0.001
+        )
         res.wait(timeout)
     finally:
         rerr = _end(res)
@@ -164,8 +180,10 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
                 try:
                     r = kill_and_resume(slow, path, size, protocol, workdir / f"home-{protocol}-{i}")
                     results.append(r)
-                    log(f"  resume {protocol:10} killed at {r['at_kill'] / MiB:7.1f} MiB, re-sent "
-                        f"{r['resent'] / MiB:6.2f} MiB, first new byte after {r['resume_first_byte'] * 1000:.0f} ms")
+                    log(
+                        f"  resume {protocol:10} killed at {r['at_kill'] / MiB:7.1f} MiB, re-sent "
+                        f"{r['resent'] / MiB:6.2f} MiB, first new byte after {r['resume_first_byte'] * 1000:.0f} ms"
+                    )
                 except Exception as exc:
                     errors.append(str(exc))
                     log(f"  resume {protocol:10} FAILED {exc}")
@@ -186,8 +204,10 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
             rows.append(row)
             held = summarize(r["at_kill"] for r in results)
             if resent and held:
-                md.append(f"| {protocol} | {resent.median / MiB:.2f} MiB, {resent.max / MiB:.2f} MiB | "
-                          f"{held.median / MiB:.1f} MiB | {_ms(row['resume_first_byte'])} |")
+                md.append(
+                    f"| {protocol} | {resent.median / MiB:.2f} MiB, {resent.max / MiB:.2f} MiB | "
+                    f"{held.median / MiB:.1f} MiB | {_ms(row['resume_first_byte'])} |"
+                )
             else:
                 md.append(f"| {protocol} | failed: {errors[0] if errors else '?'} | - | - |")
         # cancel latency and in-process resume, uploader protocol
@@ -196,9 +216,11 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
             try:
                 c = control_trial(ref, path, size, "uploader", workdir / f"home-control-{i}")
                 controls.append(c)
-                log(f"  control: pause {c['pause_latency'] * 1000:.0f} ms, resume->byte "
+                log(
+                    f"  control: pause {c['pause_latency'] * 1000:.0f} ms, resume->byte "
                     f"{c['resume_first_byte'] * 1000:.0f} ms, cancel {c['cancel_latency'] * 1000:.0f} ms, "
-                    f"wire stop {c['cancel_wire_stop'] * 1000:.0f} ms")
+                    f"wire stop {c['cancel_wire_stop'] * 1000:.0f} ms"
+                )
             except Exception as exc:
                 cerrors.append(str(exc))
                 log(f"  control FAILED {exc}")

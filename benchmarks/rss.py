@@ -47,7 +47,9 @@ def run_rss_growth(
                         errors.append(f"{size / MiB:.0f} MiB: {s.error}")
                         continue
                     best = s.maxrss if best is None else max(best, s.maxrss)
-                    log(f"  rss {size / MiB:6.0f} MiB  {client.name:18} {s.maxrss / MiB:6.1f} MiB  {s.rate / MiB:8.1f} MiB/s")
+                    log(
+                        f"  rss {size / MiB:6.0f} MiB  {client.name:18} {s.maxrss / MiB:6.1f} MiB  {s.rate / MiB:8.1f} MiB/s"
+                    )
                 peaks[size] = best
             if all(v is None for v in peaks.values()) and not errors:
                 continue

@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO_ROOT", "ServerProcess", "Target", "child_env", "set_bench_home", "start_reference", "start_sink"]
+__all__ = [
+    "REPO_ROOT",
+    "ServerProcess",
+    "Target",
+    "child_env",
+    "set_bench_home",
+    "start_reference",
+    "start_sink",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _URL = re.compile(r"(https?://[0-9.:\[\]a-zA-Z-]+)")
@@ -35,6 +43,7 @@ _home = [os.path.join(tempfile.gettempdir(), "nbupload-bench-home")]
 def set_bench_home(path: Path) -> None:
     """Where nbupload children keep their journal (the run's temp dir, never the user's)."""
     _home[0] = str(path)
+
 
 #: Credentials the reference server is started with for WCS append (benchmark-only values).
 BENCH_ACCESS_KEY = "bench-ak"
@@ -89,7 +98,12 @@ class ServerProcess:
 def _spawn(argv: list[str], env: dict[str, str], timeout: float = 30.0) -> ServerProcess:
     """Start ``argv`` and wait for its first line naming a URL."""
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=str(REPO_ROOT)
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=str(REPO_ROOT),
     )
     assert proc.stdout is not None
     lines: list[str] = []
@@ -149,7 +163,9 @@ class Target:
         if self.is_sink:
             return int(self.stats()["file_bytes"])
         assert self.root is not None
-        sizes = [p.stat().st_size for p in self.root.rglob("*") if p.is_file() and not _is_internal(p, self.root)]
+        sizes = [
+            p.stat().st_size for p in self.root.rglob("*") if p.is_file() and not _is_internal(p, self.root)
+        ]
         return max(sizes) if sizes else 0
 
     def clear_root(self) -> None:
@@ -180,7 +196,18 @@ def start_reference(root: Path, throttle: str | None = None) -> Target:
     root.mkdir(parents=True, exist_ok=True)
     creds = root.parent / f"{root.name}.credentials"
     creds.write_text(f"{BENCH_ACCESS_KEY}:{BENCH_SECRET_KEY}\n", encoding="utf-8")
-    argv = [sys.executable, "-m", "nbupload", "serve", "--port", "0", "--root", str(root), "--credentials-file", str(creds)]
+    argv = [
+        sys.executable,
+        "-m",
+        "nbupload",
+        "serve",
+        "--port",
+        "0",
+        "--root",
+        str(root),
+        "--credentials-file",
+        str(creds),
+    ]
     if throttle:
         argv += ["--throttle", throttle]
     server = _spawn(argv, child_env())

@@ -55,7 +55,7 @@ _BOUNDARY = re.compile(rb'boundary="?([^";\r\n]+)"?', re.I)
 _RANGE_ATTR = re.compile(rb'range="(\d+)-(\d+)/(\d+)"', re.IGNORECASE)
 _NAME_ATTR = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
 _KEY_FIELD = re.compile(rb'name="key"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n', re.IGNORECASE)
-_FILE_HEAD = re.compile(rb'\r\nContent-Disposition:[^\r\n]*filename=[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n', re.I)
+_FILE_HEAD = re.compile(rb"\r\nContent-Disposition:[^\r\n]*filename=[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n", re.I)
 
 
 class ClientGone(Exception):

@@ -62,7 +62,9 @@ def _throughput_checks(rows: Sequence[dict[str, Any]], streams: int) -> list[Che
                 if mine is None or theirs is None or theirs == 0:
                     continue
                 r = mine / theirs
-                checks.append(Check(f"{client} / {peer} ({label})", f"{r:.2f}x", f">= {WELL_AHEAD}x", r >= WELL_AHEAD))
+                checks.append(
+                    Check(f"{client} / {peer} ({label})", f"{r:.2f}x", f">= {WELL_AHEAD}x", r >= WELL_AHEAD)
+                )
     for r in rows:
         client = CLIENTS.get(r["client"])
         if client is None or not r["client"].startswith("nbupload") or not r.get("maxrss"):
@@ -83,7 +85,9 @@ def check_targets(results: dict[str, Any]) -> list[Check]:
         if row["client"].startswith("nbupload") and row.get("growth") is not None:
             g = float(row["growth"])
             span = f"{_size(row['small'])} -> {_size(row['large'])}"
-            checks.append(Check(f"RSS growth {span}, {row['client']}", f"{g * 100:+.1f}%", "<= 5%", abs(g) <= 0.05))
+            checks.append(
+                Check(f"RSS growth {span}, {row['client']}", f"{g * 100:+.1f}%", "<= 5%", abs(g) <= 0.05)
+            )
     resume = results.get("resume") or {}
     for row in resume.get("rows") or []:
         if row.get("resent") is None:

@@ -50,7 +50,9 @@ class Sample:
         return {**asdict(self), "rate": self.rate}
 
 
-def measure_once(client: Client, target: Target, path: Path, size: int, run: int, timeout: float = 900.0) -> Sample:
+def measure_once(
+    client: Client, target: Target, path: Path, size: int, run: int, timeout: float = 900.0
+) -> Sample:
     argv = client.command(str(path), target)
     if argv is None:
         return Sample(client.name, target.name, size, run, False, "n/a", 0.0, 0.0, 0.0, 0.0, 0, None)
@@ -100,7 +102,11 @@ def run_matrix(
                     tag = "warm-up" if r == 0 else f"run {r}/{runs}"
                     if s.error == "n/a":
                         continue
-                    what = f"{s.rate / MiB:8.1f} MiB/s  rss {s.maxrss / MiB:6.1f} MiB" if s.ok else f"FAILED {s.error}"
+                    what = (
+                        f"{s.rate / MiB:8.1f} MiB/s  rss {s.maxrss / MiB:6.1f} MiB"
+                        if s.ok
+                        else f"FAILED {s.error}"
+                    )
                     log(f"  {target.name:9} {size / MiB:6.0f} MiB {tag:9} {client.name:18} {what}")
     return samples
 
@@ -114,7 +120,9 @@ def summarize_samples(samples: Sequence[Sample], clients: Sequence[Client]) -> l
     rows: list[dict[str, Any]] = []
     keys = sorted({(s.size, s.target) for s in samples}, key=lambda k: (k[0], k[1] != "sink", k[1]))
     for size, target in keys:
-        ref_rate = summarize(s.rate for s in _measured(samples, size=size, target=target, client=REFERENCE_CLIENT) if s.ok)
+        ref_rate = summarize(
+            s.rate for s in _measured(samples, size=size, target=target, client=REFERENCE_CLIENT) if s.ok
+        )
         for client in clients:
             got = _measured(samples, size=size, target=target, client=client.name)
             if not got or all(s.error == "n/a" for s in got):
@@ -131,8 +139,12 @@ def summarize_samples(samples: Sequence[Sample], clients: Sequence[Client]) -> l
                     "failures": [s.error for s in got if not s.ok],
                     "rate": _d(rate),
                     "ratio": ratio(rate, ref_rate),
-                    "ratio_min": (rate.min / ref_rate.median) if rate and ref_rate and ref_rate.median else None,
-                    "ratio_max": (rate.max / ref_rate.median) if rate and ref_rate and ref_rate.median else None,
+                    "ratio_min": (rate.min / ref_rate.median)
+                    if rate and ref_rate and ref_rate.median
+                    else None,
+                    "ratio_max": (rate.max / ref_rate.median)
+                    if rate and ref_rate and ref_rate.median
+                    else None,
                     "maxrss": _d(summarize(s.maxrss for s in ok)),
                     "cpu_per_gib": _d(summarize(s.cpu / (size / GiB) for s in ok)),
                     "cpu_process_per_gib": _d(summarize(s.cpu_process / (size / GiB) for s in ok)),

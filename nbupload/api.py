@@ -42,8 +42,10 @@ def _pause_at_exit(engine: Engine) -> None:
     if kept:
         import sys
 
-        print(f"nbupload: {len(kept)} upload(s) paused at exit; resume with: nbupload resume {' '.join(kept)}",
-              file=sys.stderr)
+        print(
+            f"nbupload: {len(kept)} upload(s) paused at exit; resume with: nbupload resume {' '.join(kept)}",
+            file=sys.stderr,
+        )
 
 
 def upload(
@@ -94,16 +96,42 @@ def upload(
 
         if filename or key or position:
             raise ValueError("a batch names each file itself: use nbupload.upload_many(..., prefix=...)")
-        return upload_many(source, url, protocol=protocol, chunk_size=chunk_size, name=name, fields=fields,  # type: ignore[return-value]
-                           headers=headers, token=token, access_key=access_key, secret_key=secret_key,
-                           scope=scope, mime=mime, wait=wait, engine=engine)
+        return upload_many(
+            source,
+            url,
+            protocol=protocol,
+            chunk_size=chunk_size,
+            name=name,
+            fields=fields,  # type: ignore[return-value]
+            headers=headers,
+            token=token,
+            access_key=access_key,
+            secret_key=secret_key,
+            scope=scope,
+            mime=mime,
+            wait=wait,
+            engine=engine,
+        )
     eng = engine or get_engine()
     if verify is not None and eng.config.verify != verify:
         eng.configure(verify=verify)
     task = eng.submit(
-        source, url, protocol=protocol, chunk_size=chunk_size, name=name, filename=filename,
-        fields=fields, headers=headers, key=key, token=token, access_key=access_key,
-        secret_key=secret_key, scope=scope, mime=mime, position=position, streams=streams,
+        source,
+        url,
+        protocol=protocol,
+        chunk_size=chunk_size,
+        name=name,
+        filename=filename,
+        fields=fields,
+        headers=headers,
+        key=key,
+        token=token,
+        access_key=access_key,
+        secret_key=secret_key,
+        scope=scope,
+        mime=mime,
+        position=position,
+        streams=streams,
         chunk_max=chunk_max,
     )
     if wait:

@@ -88,7 +88,9 @@ def npy_header(array: Any) -> tuple[bytes, memoryview]:
     from numpy.lib import format as npformat
 
     if array.dtype.hasobject:
-        raise DatasetError("arrays of Python objects cannot be saved as .npy without pickling; convert the dtype first")
+        raise DatasetError(
+            "arrays of Python objects cannot be saved as .npy without pickling; convert the dtype first"
+        )
     if not (array.flags.c_contiguous or array.flags.f_contiguous):
         array = np.ascontiguousarray(array)  # a strided view has no single buffer: one copy
     # the transpose of an F-ordered array is C-contiguous over the same bytes

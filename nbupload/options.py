@@ -66,40 +66,87 @@ def positive_float(text: str) -> float:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--retries", type=int, metavar="N", help="tries without progress before giving up (default 8)")
-    parser.add_argument("--timeout", type=positive_float, metavar="S",
-                        help="network timeout per phase (connect, send, answer) and stall limit, seconds")
+    parser.add_argument(
+        "--retries", type=int, metavar="N", help="tries without progress before giving up (default 8)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        metavar="S",
+        help="network timeout per phase (connect, send, answer) and stall limit, seconds",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    parser.add_argument("--cacert", metavar="PEM", help="HTTPS: trust the certificates signed by this CA bundle")
-    parser.add_argument("--insecure", "-k", action="store_true", help="HTTPS: do not verify the server's certificate")
+    parser.add_argument(
+        "--cacert", metavar="PEM", help="HTTPS: trust the certificates signed by this CA bundle"
+    )
+    parser.add_argument(
+        "--insecure", "-k", action="store_true", help="HTTPS: do not verify the server's certificate"
+    )
 
 
 def _add_credentials(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--token", help="WCS upload token (or NBUPLOAD_TOKEN); for the uploader protocol it is "
-                        "sent as 'Authorization: UpToken <token>'")
-    parser.add_argument("--ak", dest="access_key", metavar="AK", help="WCS access key (or NBUPLOAD_ACCESS_KEY)")
-    parser.add_argument("--sk", dest="secret_key", metavar="SK", help="WCS secret key (or NBUPLOAD_SECRET_KEY)")
+    parser.add_argument(
+        "--token",
+        help="WCS upload token (or NBUPLOAD_TOKEN); for the uploader protocol it is "
+        "sent as 'Authorization: UpToken <token>'",
+    )
+    parser.add_argument(
+        "--ak", dest="access_key", metavar="AK", help="WCS access key (or NBUPLOAD_ACCESS_KEY)"
+    )
+    parser.add_argument(
+        "--sk", dest="secret_key", metavar="SK", help="WCS secret key (or NBUPLOAD_SECRET_KEY)"
+    )
 
 
 def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """The ``put`` options (FILE URL and the rest), for ``nbupload put`` and ``%upload``."""
     if source:
-        parser.add_argument("file", metavar="PATH", nargs="+",
-                            help="file(s) to upload; folders (recursive) and globs make a batch")
+        parser.add_argument(
+            "file",
+            metavar="PATH",
+            nargs="+",
+            help="file(s) to upload; folders (recursive) and globs make a batch",
+        )
     parser.add_argument("url", metavar="URL", help="upload URL (for wcs-append: the upload domain)")
     parser.add_argument("--protocol", "-p", choices=PROTOCOLS, default="uploader")
-    parser.add_argument("--chunk-size", type=_size, metavar="SIZE",
-                        help="bytes per request to start with, e.g. 4MiB (default); it adapts to the link")
-    parser.add_argument("--streams", type=streams_arg, metavar="N",
-                        help="chunks of the file in flight at once, each on its own connection (default 4)")
-    parser.add_argument("--chunk-max", type=_size, metavar="SIZE",
-                        help="the largest a chunk grows to (default 64MiB); equal to --chunk-size: fixed chunks")
-    parser.add_argument("--name", default="file", metavar="FIELD", help="form field of the file (default: file)")
+    parser.add_argument(
+        "--chunk-size",
+        type=_size,
+        metavar="SIZE",
+        help="bytes per request to start with, e.g. 4MiB (default); it adapts to the link",
+    )
+    parser.add_argument(
+        "--streams",
+        type=streams_arg,
+        metavar="N",
+        help="chunks of the file in flight at once, each on its own connection (default 4)",
+    )
+    parser.add_argument(
+        "--chunk-max",
+        type=_size,
+        metavar="SIZE",
+        help="the largest a chunk grows to (default 64MiB); equal to --chunk-size: fixed chunks",
+    )
+    parser.add_argument(
+        "--name", default="file", metavar="FIELD", help="form field of the file (default: file)"
+    )
     parser.add_argument("--filename", metavar="NAME", help="file name sent to the server")
-    parser.add_argument("--field", action="append", type=parse_field, default=[], metavar="K=V",
-                        help="extra form field (repeatable; x:NAME variables for WCS)")
-    parser.add_argument("--header", action="append", type=parse_header, default=[], metavar="'K: V'",
-                        help="extra HTTP header (repeatable)")
+    parser.add_argument(
+        "--field",
+        action="append",
+        type=parse_field,
+        default=[],
+        metavar="K=V",
+        help="extra form field (repeatable; x:NAME variables for WCS)",
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        type=parse_header,
+        default=[],
+        metavar="'K: V'",
+        help="extra HTTP header (repeatable)",
+    )
     _add_credentials(parser)
     parser.add_argument("--scope", help="WCS scope, bucket or bucket:key (with --ak/--sk)")
     parser.add_argument("--key", help="WCS object key")

@@ -63,8 +63,10 @@ def _run_one(engine: Any, bars: Any, label: str, src: Path, url: str, pause_at: 
     engine.flush_events()
     bars.close()
     if snap.state is TaskState.PAUSED:
-        _say(f"[{label}] paused at {format_size(snap.acked)} of {format_size(snap.total)} "
-             f"(journal entry kept: the upload survives a restart)")
+        _say(
+            f"[{label}] paused at {format_size(snap.acked)} of {format_size(snap.total)} "
+            f"(journal entry kept: the upload survives a restart)"
+        )
         time.sleep(0.5)
         _say(f"[{label}] resuming: the server is asked what it holds, only the rest is sent")
         task.resume()
@@ -94,22 +96,36 @@ def run_demo(size: int = 16 << 20, keep: str | None = None, rate: float = 10e6) 
     ok = True
     try:
         with start_server(root=base / "server", credentials={access_key: secret_key}, throttle=rate) as srv:
-            _say(f"reference server on {srv.url} (root {srv.root}), paced at {format_size(rate)}/s "
-                 f"so the progress is visible; WCS demo key pair {access_key} / (secret generated)")
+            _say(
+                f"reference server on {srv.url} (root {srv.root}), paced at {format_size(rate)}/s "
+                f"so the progress is visible; WCS demo key pair {access_key} / (secret generated)"
+            )
             engine = Engine(EngineConfig(journal_dir=base / "journal", chunk_size=1 << 20, workers=2))
             bars = ProgressBars(enabled=True)
             unsubscribe = engine.subscribe(bars)
             try:
                 _run_one(engine, bars, "uploader", src, srv.upload_url, 0.4, filename=src.name)
-                wsnap = _run_one(engine, bars, "wcs-append", src, srv.url, 0.4, protocol="wcs-append",
-                                 access_key=access_key, secret_key=secret_key, scope="demo-bucket",
-                                 key="demo/data.bin")
+                wsnap = _run_one(
+                    engine,
+                    bars,
+                    "wcs-append",
+                    src,
+                    srv.url,
+                    0.4,
+                    protocol="wcs-append",
+                    access_key=access_key,
+                    secret_key=secret_key,
+                    scope="demo-bucket",
+                    key="demo/data.bin",
+                )
             finally:
                 unsubscribe()
                 engine.shutdown()
             _say("\nchecks:")
-            for label, path in (("uploader", srv.root / src.name),
-                                ("wcs-append", srv.root / "demo-bucket" / "demo" / "data.bin")):
+            for label, path in (
+                ("uploader", srv.root / src.name),
+                ("wcs-append", srv.root / "demo-bucket" / "demo" / "data.bin"),
+            ):
                 got = _sha256(path) if path.exists() else "(missing)"
                 good = got == digest
                 ok &= good
@@ -118,8 +134,10 @@ def run_demo(size: int = 16 << 20, keep: str | None = None, rate: float = 10e6) 
             verdict = "matches the server's hash" if result.get("verified") else "not confirmed by the server"
             _say(f"  WCS etag {result.get('hash')} computed while streaming: {verdict}")
             stats = srv.stats()
-            _say(f"  server received {format_size(stats['total']['bytes'])} of file data for "
-                 f"{format_size(2 * size)} uploaded ({format_size(stats['total']['duplicate_bytes'])} duplicated)")
+            _say(
+                f"  server received {format_size(stats['total']['bytes'])} of file data for "
+                f"{format_size(2 * size)} uploaded ({format_size(stats['total']['duplicate_bytes'])} duplicated)"
+            )
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -138,8 +156,11 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("demo", help="upload a generated file to a local reference server, pause, resume",
-                              description=__doc__.split("\n\n")[1] if __doc__ else None)
+    p = subparsers.add_parser(
+        "demo",
+        help="upload a generated file to a local reference server, pause, resume",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
     p.add_argument("--size", default="16MiB", help="size of the generated file (default 16MiB)")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep the files afterwards")
     p.set_defaults(func=_cmd)

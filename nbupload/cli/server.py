@@ -90,10 +90,14 @@ def _serve(args: argparse.Namespace) -> int:
         from ..server import ServerConfig, start_server
         from ..server.runner import run_workers
     except ImportError:
-        raise CommandError("the server needs its extra dependencies: pip install 'nbupload[server]'") from None
+        raise CommandError(
+            "the server needs its extra dependencies: pip install 'nbupload[server]'"
+        ) from None
     credentials = _load_credentials(args)
     if args.require_token and not credentials:
-        raise CommandError("--require-token needs the key pairs that sign the tokens: give --credentials-file")
+        raise CommandError(
+            "--require-token needs the key pairs that sign the tokens: give --credentials-file"
+        )
     if args.keyfile and not args.certfile:
         raise CommandError("--keyfile needs --certfile")
     for option, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
@@ -144,8 +148,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_workers(args: argparse.Namespace, root: Path, credentials: dict[str, str], config_type: Any,
-                   run_workers: Any) -> int:
+def _serve_workers(
+    args: argparse.Namespace, root: Path, credentials: dict[str, str], config_type: Any, run_workers: Any
+) -> int:
     """``--workers N``: N processes on one port, sharing the root (see docs/server.md)."""
     try:
         config = config_type(
@@ -163,8 +168,16 @@ def _serve_workers(args: argparse.Namespace, root: Path, credentials: dict[str, 
         def ready(url: str) -> None:
             print(f"nbupload: serving on {url} (root {config.root}, {args.workers} workers)", flush=True)
 
-        run_workers(config, args.host, args.port, args.workers, certfile=args.certfile, keyfile=args.keyfile,
-                    log_level=args.log_level, on_ready=ready)
+        run_workers(
+            config,
+            args.host,
+            args.port,
+            args.workers,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+            log_level=args.log_level,
+            on_ready=ready,
+        )
     except ssl.SSLError as exc:
         raise CommandError(f"cannot use the TLS certificate {args.certfile}: {exc.reason or exc}") from None
     except OSError as exc:
@@ -224,41 +237,84 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; default 8765)")
     serve.add_argument("--max-file-size", type=_size, metavar="SIZE", help="largest file accepted (4002)")
-    serve.add_argument("--max-request-size", type=_size, metavar="SIZE", help="largest request body accepted (4001)")
     serve.add_argument(
-        "--credentials", type=_credential, action="append", metavar="AK:SK",
+        "--max-request-size", type=_size, metavar="SIZE", help="largest request body accepted (4001)"
+    )
+    serve.add_argument(
+        "--credentials",
+        type=_credential,
+        action="append",
+        metavar="AK:SK",
         help="a WCS access key and its secret key (repeatable; prefer --credentials-file)",
     )
-    serve.add_argument("--credentials-file", metavar="FILE", help="file of AK:SK lines (keeps secrets off ps)")
     serve.add_argument(
-        "--deny-extensions", type=lambda s: [x for x in s.split(",") if x.strip()], metavar=".exe,.bat",
+        "--credentials-file", metavar="FILE", help="file of AK:SK lines (keeps secrets off ps)"
+    )
+    serve.add_argument(
+        "--deny-extensions",
+        type=lambda s: [x for x in s.split(",") if x.strip()],
+        metavar=".exe,.bat",
         help="refuse files with these extensions (4008)",
     )
-    serve.add_argument("--partial-ttl", type=parse_duration, default=86400.0, metavar="DURATION",
-                       help="drop partial uploads untouched this long (default 24h)")
-    serve.add_argument("--body-timeout", type=parse_duration, default=60.0, metavar="DURATION",
-                       help="give up a request body that sends nothing this long (default 60s)")
-    serve.add_argument("--throttle", type=_rate, metavar="RATE", help="read request bodies at most this fast, e.g. 1MiB")
-    serve.add_argument("--workers", type=int, default=1, metavar="N",
-                       help="serve with N processes on one port, sharing the root (default 1)")
+    serve.add_argument(
+        "--partial-ttl",
+        type=parse_duration,
+        default=86400.0,
+        metavar="DURATION",
+        help="drop partial uploads untouched this long (default 24h)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=parse_duration,
+        default=60.0,
+        metavar="DURATION",
+        help="give up a request body that sends nothing this long (default 60s)",
+    )
+    serve.add_argument(
+        "--throttle", type=_rate, metavar="RATE", help="read request bodies at most this fast, e.g. 1MiB"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve with N processes on one port, sharing the root (default 1)",
+    )
     serve.add_argument("--certfile", metavar="PEM", help="serve HTTPS with this certificate (chain)")
-    serve.add_argument("--keyfile", metavar="PEM", help="the certificate's private key (if not in --certfile)")
-    serve.add_argument("--require-token", action="store_true",
-                       help="refuse /upload requests without a valid upload token signed with --credentials")
-    serve.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--keyfile", metavar="PEM", help="the certificate's private key (if not in --certfile)"
+    )
+    serve.add_argument(
+        "--require-token",
+        action="store_true",
+        help="refuse /upload requests without a valid upload token signed with --credentials",
+    )
+    serve.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
     serve.set_defaults(func=_serve)
 
-    token = subparsers.add_parser("token", help="print a WCS upload token", description="Print a WCS upload token.")
+    token = subparsers.add_parser(
+        "token", help="print a WCS upload token", description="Print a WCS upload token."
+    )
     token.add_argument("--ak", required=True, help="access key")
     token.add_argument("--sk", help=f"secret key (default: ${SECRET_ENV})")
     token.add_argument("--scope", required=True, help="bucket or bucket:key")
     when = token.add_mutually_exclusive_group()
-    when.add_argument("--expires", type=float, default=3600.0, metavar="SECONDS", help="valid for (default 3600)")
-    when.add_argument("--deadline", type=int, metavar="MS", help="absolute deadline, Unix time in milliseconds")
+    when.add_argument(
+        "--expires", type=float, default=3600.0, metavar="SECONDS", help="valid for (default 3600)"
+    )
+    when.add_argument(
+        "--deadline", type=int, metavar="MS", help="absolute deadline, Unix time in milliseconds"
+    )
     token.add_argument("--fsize-limit", type=_size, metavar="SIZE", help="largest object size allowed")
-    token.add_argument("--return-body", metavar="TPL", help="returnBody template, e.g. 'key=$(key)&fsize=$(fsize)'")
+    token.add_argument(
+        "--return-body", metavar="TPL", help="returnBody template, e.g. 'key=$(key)&fsize=$(fsize)'"
+    )
     token.set_defaults(func=_token)
 
-    etag = subparsers.add_parser("etag", help="print files' WCS etags", description="Print each file's WCS etag.")
+    etag = subparsers.add_parser(
+        "etag", help="print files' WCS etags", description="Print each file's WCS etag."
+    )
     etag.add_argument("files", nargs="+", metavar="FILE")
     etag.set_defaults(func=_etag)

@@ -128,9 +128,18 @@ class ProgressBars:
         snap = event.snapshot
         bar = self._bars.get(snap.id)
         if bar is None:
-            bar = tqdm(total=snap.total, initial=snap.acked, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=snap.name[:30],
-                       file=sys.stderr, leave=True, dynamic_ncols=True, position=len(self._bars))
+            bar = tqdm(
+                total=snap.total,
+                initial=snap.acked,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=snap.name[:30],
+                file=sys.stderr,
+                leave=True,
+                dynamic_ncols=True,
+                position=len(self._bars),
+            )
             self._bars[snap.id] = bar
         bar.n = min(snap.total, snap.acked + snap.inflight)
         state = snap.state.value
@@ -168,8 +177,10 @@ def _wait_all(engine, tasks, quiet: bool) -> int:
     try:
         try:
             with _sigterm_pauses():
-                while any(t.state not in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.PAUSED)
-                          for t in tasks):
+                while any(
+                    t.state not in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.PAUSED)
+                    for t in tasks
+                ):
                     time.sleep(0.1)
         except (KeyboardInterrupt, _Terminated) as stop:
             for t in tasks:
@@ -204,7 +215,11 @@ def _wait_all(engine, tasks, quiet: bool) -> int:
         if snap.state is TaskState.FAILED:
             err = snap.error
             msg = f"nbupload: upload of {snap.name} failed: {err}"
-            if err is not None and (err.retryable or err.code in ("needs-credentials", "needs-secrets")) and t.persistent:
+            if (
+                err is not None
+                and (err.retryable or err.code in ("needs-credentials", "needs-secrets"))
+                and t.persistent
+            ):
                 msg += f"\nnbupload: the journal keeps it; try again with: nbupload resume {t.id}"
             elif t.persistent:
                 engine.discard(t.id)
@@ -221,7 +236,9 @@ def _done_line(snap) -> str:
     extra = ""
     if isinstance(snap.result, dict) and snap.result.get("hash"):
         extra = f", etag {snap.result['hash']}"
-    return f"nbupload: {snap.name}: {format_size(snap.total)} uploaded in {took:.1f} s ({snap.protocol}{extra})"
+    return (
+        f"nbupload: {snap.name}: {format_size(snap.total)} uploaded in {took:.1f} s ({snap.protocol}{extra})"
+    )
 
 
 def cmd_put(args: argparse.Namespace) -> int:
@@ -257,8 +274,11 @@ def _put_follow(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]
     keep = ("token", "access_key", "secret_key", "scope", "mime")
     stream_opts = {k: opts[k] for k in keep if opts.get(k) is not None}
     if not stream_opts.get("token"):  # as the engine does: options, then the environment
-        for name, env in (("token", "NBUPLOAD_TOKEN"), ("access_key", "NBUPLOAD_ACCESS_KEY"),
-                          ("secret_key", "NBUPLOAD_SECRET_KEY")):
+        for name, env in (
+            ("token", "NBUPLOAD_TOKEN"),
+            ("access_key", "NBUPLOAD_ACCESS_KEY"),
+            ("secret_key", "NBUPLOAD_SECRET_KEY"),
+        ):
             if not stream_opts.get(name) and os.environ.get(env):
                 stream_opts[name] = os.environ[env]
         if stream_opts.get("access_key") and stream_opts.get("secret_key"):
@@ -268,14 +288,24 @@ def _put_follow(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]
     if args.retries is not None:
         stream_opts["retries"] = args.retries
     try:
-        f = follow(paths[0], args.url, key=opts.get("key"), interval=args.interval, idle=args.idle,
-                   on_append=None if args.quiet else _say_position, **stream_opts)
+        f = follow(
+            paths[0],
+            args.url,
+            key=opts.get("key"),
+            interval=args.interval,
+            idle=args.idle,
+            on_append=None if args.quiet else _say_position,
+            **stream_opts,
+        )
     except (AppendStreamError, ValueError, OSError) as exc:
         raise CommandError(str(exc), EXIT_FAILED if isinstance(exc, AppendStreamError) else 2) from None
     if not args.quiet:
         idle = f", until idle for {args.idle:g} s" if args.idle else ""
-        print(f"nbupload: following {paths[0]} from byte {f.started} (every {args.interval:g} s{idle}; "
-              "Ctrl-C stops)", file=sys.stderr)
+        print(
+            f"nbupload: following {paths[0]} from byte {f.started} (every {args.interval:g} s{idle}; "
+            "Ctrl-C stops)",
+            file=sys.stderr,
+        )
     try:
         f.wait()
     except KeyboardInterrupt:
@@ -284,8 +314,10 @@ def _put_follow(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]
         print(f"nbupload: follow ended ({f.state}): {f.error}", file=sys.stderr)
         return EXIT_FAILED
     check = "hash verified" if f.verified else "hash not verified"
-    print(f"nbupload: {paths[0]}: {f.position} bytes in the object ({f.state}, {check}, etag {f.hash})",
-          file=sys.stderr)
+    print(
+        f"nbupload: {paths[0]}: {f.position} bytes in the object ({f.state}, {check}, etag {f.hash})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -304,8 +336,15 @@ def _put_batch(args: argparse.Namespace, paths: list[str], opts: dict[str, Any])
     engine = _make_engine(args)
     try:
         try:
-            batch = upload_many(paths, args.url, prefix=args.prefix or "", hidden=args.hidden,
-                                skip_unchanged=not args.no_skip, engine=engine, **opts)
+            batch = upload_many(
+                paths,
+                args.url,
+                prefix=args.prefix or "",
+                hidden=args.hidden,
+                skip_unchanged=not args.no_skip,
+                engine=engine,
+                **opts,
+            )
         except (NameClashError, FileNotFoundError, ValueError, TypeError, OSError) as exc:
             raise CommandError(str(exc)) from None
         return _wait_batch(batch, args.quiet)
@@ -321,14 +360,18 @@ def _wait_batch(batch: Any, quiet: bool) -> int:
 
         total = batch.snapshot().bytes_total
         print(f"nbupload: batch of {len(batch)} files -> {batch.url.split('?')[0]}", file=sys.stderr)
-        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True
+        )
     started = time.monotonic()
     try:
         while True:
             snap = batch.snapshot()
             if bar is not None:
                 bar.n = min(snap.bytes_done, snap.bytes_total)
-                bar.set_postfix_str(f"{snap.files_done + snap.files_skipped}/{snap.files_total} files", refresh=False)
+                bar.set_postfix_str(
+                    f"{snap.files_done + snap.files_skipped}/{snap.files_total} files", refresh=False
+                )
                 bar.refresh()
             if snap.settled:
                 break
@@ -338,8 +381,10 @@ def _wait_batch(batch: Any, quiet: bool) -> int:
         batch.wait(15)
         if bar is not None:
             bar.close()
-        print("nbupload: paused; run the same command again to resume (finished files are skipped)",
-              file=sys.stderr)
+        print(
+            "nbupload: paused; run the same command again to resume (finished files are skipped)",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     finally:
         batch.close()
@@ -360,15 +405,24 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.ids and args.all:
         raise CommandError("give task ids or --all, not both")
     engine = _make_engine(args)
-    again = {"token": args.token, "access_key": args.access_key, "secret_key": args.secret_key,
-             "headers": dict(args.header) or None, "fields": dict(args.field) or None, "url": args.url}
+    again = {
+        "token": args.token,
+        "access_key": args.access_key,
+        "secret_key": args.secret_key,
+        "headers": dict(args.header) or None,
+        "fields": dict(args.field) or None,
+        "url": args.url,
+    }
     protocols = {u.id: u.protocol for u in engine.unfinished()} if args.token else {}
 
     def again_for(task_id: str) -> dict[str, Any]:
         """``--token`` is the WCS token, or for an uploader task the UpToken header (A9)."""
         if args.token and protocols.get(task_id, "wcs-append") != "wcs-append":
-            return {**again, "token": None, "headers": {**(again["headers"] or {}),
-                                                         "Authorization": f"UpToken {args.token}"}}
+            return {
+                **again,
+                "token": None,
+                "headers": {**(again["headers"] or {}), "Authorization": f"UpToken {args.token}"},
+            }
         return again
 
     try:
@@ -399,13 +453,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 try:
                     tasks += engine.resume(task_id, **again_for(task_id))
                 except KeyError:
-                    raise CommandError(f"no unfinished task {task_id} (see: nbupload ls)", EXIT_FAILED) from None
+                    raise CommandError(
+                        f"no unfinished task {task_id} (see: nbupload ls)", EXIT_FAILED
+                    ) from None
                 except (TaskLockedError, ValueError) as exc:
                     raise CommandError(str(exc), EXIT_FAILED) from None
         if not args.quiet:
             for t in tasks:
-                print(f"nbupload: resuming task {t.id}: {t.name} ({format_size(t.acked)} of "
-                      f"{format_size(t.total)} already there) -> {t.url}", file=sys.stderr)
+                print(
+                    f"nbupload: resuming task {t.id}: {t.name} ({format_size(t.acked)} of "
+                    f"{format_size(t.total)} already there) -> {t.url}",
+                    file=sys.stderr,
+                )
         return _wait_all(engine, tasks, args.quiet)
     finally:
         engine.shutdown(wait=True, timeout=5)
@@ -454,34 +513,70 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    put = subparsers.add_parser("put", help="upload files, folders or globs (resumable) and wait",
-                                description="Upload PATH... to URL and wait; Ctrl-C pauses (resume later). "
-                                "Several paths, folders (recursive) or globs are one batch: names keep "
-                                "their relative folders; a re-run skips files already uploaded.")
+    put = subparsers.add_parser(
+        "put",
+        help="upload files, folders or globs (resumable) and wait",
+        description="Upload PATH... to URL and wait; Ctrl-C pauses (resume later). "
+        "Several paths, folders (recursive) or globs are one batch: names keep "
+        "their relative folders; a re-run skips files already uploaded.",
+    )
     add_put_arguments(put)
     # batch options: only here (the magic shares add_put_arguments, not these)
-    put.add_argument("--prefix", metavar="FOLDER", help="batch: a folder (uploader) or key prefix (WCS) for every name")
+    put.add_argument(
+        "--prefix", metavar="FOLDER", help="batch: a folder (uploader) or key prefix (WCS) for every name"
+    )
     put.add_argument("--hidden", action="store_true", help="batch: include dot files and folders")
     put.add_argument("--no-skip", action="store_true", help="batch: send files again even if unchanged")
-    put.add_argument("--follow", action="store_true",
-                     help="wcs-append: keep appending what FILE gains until Ctrl-C or --idle")
-    put.add_argument("--interval", type=positive_float, default=2.0, metavar="S",
-                     help="--follow: seconds between checks (default 2)")
-    put.add_argument("--idle", type=positive_float, metavar="S", help="--follow: stop after S seconds without growth")
+    put.add_argument(
+        "--follow",
+        action="store_true",
+        help="wcs-append: keep appending what FILE gains until Ctrl-C or --idle",
+    )
+    put.add_argument(
+        "--interval",
+        type=positive_float,
+        default=2.0,
+        metavar="S",
+        help="--follow: seconds between checks (default 2)",
+    )
+    put.add_argument(
+        "--idle", type=positive_float, metavar="S", help="--follow: stop after S seconds without growth"
+    )
     put.set_defaults(func=cmd_put)
 
-    res = subparsers.add_parser("resume", help="resume unfinished uploads (see nbupload ls)",
-                                description="Resume uploads left by an interrupted or killed nbupload/kernel.")
+    res = subparsers.add_parser(
+        "resume",
+        help="resume unfinished uploads (see nbupload ls)",
+        description="Resume uploads left by an interrupted or killed nbupload/kernel.",
+    )
     res.add_argument("ids", nargs="*", metavar="TASK_ID")
     res.add_argument("--all", action="store_true", help="every unfinished task")
-    res.add_argument("--streams", type=streams_arg, metavar="N",
-                     help="chunks of a file in flight at once (default: as the task was started, else 4)")
+    res.add_argument(
+        "--streams",
+        type=streams_arg,
+        metavar="N",
+        help="chunks of a file in flight at once (default: as the task was started, else 4)",
+    )
     _add_credentials(res)
-    res.add_argument("--header", action="append", type=parse_header, default=[], metavar="'K: V'",
-                     help="a secret header to send again (not kept in the journal)")
-    res.add_argument("--field", action="append", type=parse_field, default=[], metavar="K=V",
-                     help="a secret form field to send again (not kept in the journal)")
-    res.add_argument("--url", help="the full URL again, when its query held a secret (not kept in the journal)")
+    res.add_argument(
+        "--header",
+        action="append",
+        type=parse_header,
+        default=[],
+        metavar="'K: V'",
+        help="a secret header to send again (not kept in the journal)",
+    )
+    res.add_argument(
+        "--field",
+        action="append",
+        type=parse_field,
+        default=[],
+        metavar="K=V",
+        help="a secret form field to send again (not kept in the journal)",
+    )
+    res.add_argument(
+        "--url", help="the full URL again, when its query held a secret (not kept in the journal)"
+    )
     _add_common(res)
     res.set_defaults(func=cmd_resume)
 

@@ -84,11 +84,15 @@ class EngineConfig:
 
     @property
     def tasks_dir(self) -> Path:
-        return Path(self.journal_dir).expanduser() if self.journal_dir is not None else default_home() / "tasks"
+        return (
+            Path(self.journal_dir).expanduser() if self.journal_dir is not None else default_home() / "tasks"
+        )
 
     def with_changes(self, **changes: Any) -> EngineConfig:
         known = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:
-            raise TypeError(f"unknown engine setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise TypeError(
+                f"unknown engine setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         return replace(self, **changes)

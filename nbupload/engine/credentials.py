@@ -20,8 +20,6 @@ from ..protocols.errors import ProtocolError
 __all__ = ["CredentialsError", "WcsCredentials", "resolve_wcs_credentials"]
 
 
-
-
 def _token_policy(token: str) -> wcs.PutPolicy | None:
     """The policy a token carries (unverified: only the server knows the secret)."""
     try:
@@ -55,9 +53,18 @@ class WcsCredentials:
             if policy is not None and not self.scope:
                 self.scope = policy.scope
         elif not (self.access_key and self.secret_key and self.scope):
-            missing = [n for n, v in (("access key", self.access_key), ("secret key", self.secret_key), ("scope", self.scope)) if not v]
+            missing = [
+                n
+                for n, v in (
+                    ("access key", self.access_key),
+                    ("secret key", self.secret_key),
+                    ("scope", self.scope),
+                )
+                if not v
+            ]
             raise CredentialsError(
-                "wcs-append needs a token, or an access key, secret key and scope; missing: " + ", ".join(missing)
+                "wcs-append needs a token, or an access key, secret key and scope; missing: "
+                + ", ".join(missing)
             )
 
     def current(self) -> str:

@@ -97,7 +97,9 @@ class Engine:
     ) -> None:
         """``transport`` replaces the network for every request (tests: ``httpx.MockTransport``;
         pause and cancel then act between body pieces instead of cutting the connection)."""
-        self.config = (config or EngineConfig()).with_changes(**changes) if changes else (config or EngineConfig())
+        self.config = (
+            (config or EngineConfig()).with_changes(**changes) if changes else (config or EngineConfig())
+        )
         self._lock = threading.RLock()
         self._tasks: dict[str, Task] = {}
         self._queue: queue.Queue[tuple[Task, int] | None] = queue.Queue()
@@ -125,9 +127,21 @@ class Engine:
             self._dispatcher.interval = new.progress_interval
             if (new.journal, new.journal_dir) != (old.journal, old.journal_dir):
                 self._journal = Journal(new.tasks_dir) if new.journal else None
-            if (new.verify, new.user_agent, new.connect_timeout, new.read_timeout, new.write_timeout,
-                    new.pool_timeout) != (old.verify, old.user_agent, old.connect_timeout, old.read_timeout,
-                                          old.write_timeout, old.pool_timeout):
+            if (
+                new.verify,
+                new.user_agent,
+                new.connect_timeout,
+                new.read_timeout,
+                new.write_timeout,
+                new.pool_timeout,
+            ) != (
+                old.verify,
+                old.user_agent,
+                old.connect_timeout,
+                old.read_timeout,
+                old.write_timeout,
+                old.pool_timeout,
+            ):
                 self._old_clients.append(self._clients)
                 self._clients = ClientPool(new, self._transport)
             if self._workers:
@@ -184,8 +198,14 @@ class Engine:
             if task.backoff is None:
                 task.backoff = Backoff(c.retries, c.backoff_base, c.backoff_cap, c.retry_deadline)
             ctx = RunContext(
-                spec=task.spec, name=task.name, total=task.total, config=c, source=opened.source,
-                check_source=opened.check_unchanged, clients=self._clients, timeout=self._timeout(),
+                spec=task.spec,
+                name=task.name,
+                total=task.total,
+                config=c,
+                source=opened.source,
+                check_source=opened.check_unchanged,
+                clients=self._clients,
+                timeout=self._timeout(),
                 backoff=task.backoff,
             )
             result = run_driver(ctx, handle)
@@ -295,7 +315,10 @@ class Engine:
         creds = None
         if protocol == "wcs-append":
             creds = resolve_wcs_credentials(
-                token=token, access_key=access_key, secret_key=secret_key, scope=scope,
+                token=token,
+                access_key=access_key,
+                secret_key=secret_key,
+                scope=scope,
                 defaults=(self.config.token, self.config.access_key, self.config.secret_key),
                 ttl=self.config.token_ttl,
             )
@@ -303,7 +326,8 @@ class Engine:
                 key = filename or _source_name(source)
                 if not key:
                     raise CredentialsError(
-                        "wcs-append needs a key: give key=... or a scope of the form bucket:key")
+                        "wcs-append needs a key: give key=... or a scope of the form bucket:key"
+                    )
         elif token or access_key or secret_key or scope:
             raise ValueError("token, access_key, secret_key and scope are for protocol='wcs-append'")
         if position and protocol != "wcs-append":
@@ -332,8 +356,16 @@ class Engine:
             if self._journal is not None and opened.persistent:
                 lock = self._journal.lock(task_id)
             held = RangeSet([(0, int(position))]) if position else None
-            task = Task(self._host, task_id, spec, opened, total=opened.size, lock=lock, acked=held,
-                        extra={"position": int(position)} if position else None)
+            task = Task(
+                self._host,
+                task_id,
+                spec,
+                opened,
+                total=opened.size,
+                lock=lock,
+                acked=held,
+                extra={"position": int(position)} if position else None,
+            )
         except BaseException:
             opened.close()
             raise
@@ -371,9 +403,15 @@ class Engine:
             src = entry.data.get("source") or {}
             out.append(
                 UnfinishedTask(
-                    id=entry.id, name=entry.name, url=entry.url, protocol=entry.protocol,
-                    acked=entry.acked, total=entry.total, path=src.get("path"),
-                    locked=self._journal.is_locked(entry.id), updated_at=entry.data.get("updated_at"),
+                    id=entry.id,
+                    name=entry.name,
+                    url=entry.url,
+                    protocol=entry.protocol,
+                    acked=entry.acked,
+                    total=entry.total,
+                    path=src.get("path"),
+                    locked=self._journal.is_locked(entry.id),
+                    updated_at=entry.data.get("updated_at"),
                 )
             )
         return out
@@ -395,8 +433,9 @@ class Engine:
         holds them. ``url`` gives the full URL again when its query carried a secret-looking
         parameter (the journal keeps the URL without it). A task another process is running raises :class:`TaskLockedError` when
         asked for by id, and is skipped otherwise."""
-        again = dict(token=token, access_key=access_key, secret_key=secret_key, headers=headers, fields=fields,
-                     url=url)
+        again = dict(
+            token=token, access_key=access_key, secret_key=secret_key, headers=headers, fields=fields, url=url
+        )
         out: list[Task] = []
         if task_id is not None:
             with self._lock:
@@ -437,8 +476,18 @@ class Engine:
                 raise KeyError("that task has just finished in another process")
             rec = JournalRecord.from_json(fresh.data)
             spec, problem = self._spec_again(rec, again)
-            task = Task(self._host, rec.id, spec, None, total=rec.total, path=rec.path, identity=rec.identity,
-                        lock=lock, acked=rec.ranges, extra=rec.extra)
+            task = Task(
+                self._host,
+                rec.id,
+                spec,
+                None,
+                total=rec.total,
+                path=rec.path,
+                identity=rec.identity,
+                lock=lock,
+                acked=rec.ranges,
+                extra=rec.extra,
+            )
         except BaseException:
             lock.release()
             raise
@@ -469,22 +518,36 @@ class Engine:
         if lacking:
             problem = TaskError(
                 "not written to the journal because they look secret, give them again to resume "
-                "(headers=, fields=, url=): " + ", ".join(lacking), code="needs-secrets")
+                "(headers=, fields=, url=): " + ", ".join(lacking),
+                code="needs-secrets",
+            )
         creds = None
         if rec.protocol == "wcs-append":
             try:
                 creds = resolve_wcs_credentials(
-                    token=again.get("token"), access_key=again.get("access_key") or None,
-                    secret_key=again.get("secret_key"), scope=(rec.wcs or {}).get("scope"),
+                    token=again.get("token"),
+                    access_key=again.get("access_key") or None,
+                    secret_key=again.get("secret_key"),
+                    scope=(rec.wcs or {}).get("scope"),
                     defaults=(self.config.token, self.config.access_key, self.config.secret_key),
                     ttl=self.config.token_ttl,
                 )
             except CredentialsError as exc:
-                problem = TaskError(f"{exc} (credentials are never written to the journal)", code="needs-credentials")
+                problem = TaskError(
+                    f"{exc} (credentials are never written to the journal)", code="needs-credentials"
+                )
         spec = TaskSpec(
-            protocol=rec.protocol, url=task_url, filename=rec.filename or rec.name, field_name=rec.field_name,
-            fields=flds, headers=hdrs, key=rec.key, mime=rec.mime, chunk_size=rec.chunk_size or self.config.chunk_size,
-            boundary=rec.boundary, credentials=creds,  # streams: this process's setting
+            protocol=rec.protocol,
+            url=task_url,
+            filename=rec.filename or rec.name,
+            field_name=rec.field_name,
+            fields=flds,
+            headers=hdrs,
+            key=rec.key,
+            mime=rec.mime,
+            chunk_size=rec.chunk_size or self.config.chunk_size,
+            boundary=rec.boundary,
+            credentials=creds,  # streams: this process's setting
         )
         return spec, problem
 

@@ -124,14 +124,25 @@ class JournalRecord:
         url, url_secret = redact_url(spec.url, mask=None)
         creds = spec.credentials
         return cls(
-            id=task_id, name=spec.filename, protocol=spec.protocol, url=url, filename=spec.filename,
-            total=total, boundary=spec.boundary, chunk_size=spec.chunk_size, field_name=spec.field_name,
-            fields=fields_kept, headers=headers_kept,
+            id=task_id,
+            name=spec.filename,
+            protocol=spec.protocol,
+            url=url,
+            filename=spec.filename,
+            total=total,
+            boundary=spec.boundary,
+            chunk_size=spec.chunk_size,
+            field_name=spec.field_name,
+            fields=fields_kept,
+            headers=headers_kept,
             secret_names={"fields": fields_secret, "headers": headers_secret, "url": url_secret},
-            key=spec.key, mime=spec.mime,
+            key=spec.key,
+            mime=spec.mime,
             wcs={"scope": creds.scope, "access_key": creds.access_key} if creds is not None else None,
-            ranges=ranges, path=path, identity=identity,
-            extra={k: v for k, v in extra.items() if isinstance(v, _SCALAR)}
+            ranges=ranges,
+            path=path,
+            identity=identity,
+            extra={k: v for k, v in extra.items() if isinstance(v, _SCALAR)},
         )
 
     @property
@@ -140,11 +151,22 @@ class JournalRecord:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "id": self.id, "name": self.name, "protocol": self.protocol, "url": self.url,
-            "filename": self.filename, "field_name": self.field_name, "fields": self.fields,
-            "headers": self.headers, "secret_names": self.secret_names, "key": self.key, "mime": self.mime,
-            "chunk_size": self.chunk_size, "boundary": self.boundary, "total": self.total,
-            "acked": self.acked, "ranges": str(self.ranges),
+            "id": self.id,
+            "name": self.name,
+            "protocol": self.protocol,
+            "url": self.url,
+            "filename": self.filename,
+            "field_name": self.field_name,
+            "fields": self.fields,
+            "headers": self.headers,
+            "secret_names": self.secret_names,
+            "key": self.key,
+            "mime": self.mime,
+            "chunk_size": self.chunk_size,
+            "boundary": self.boundary,
+            "total": self.total,
+            "acked": self.acked,
+            "ranges": str(self.ranges),
             "source": {"path": self.path, **(self.identity.as_dict() if self.identity else {})},
             "extra": self.extra,
         }
@@ -158,22 +180,34 @@ class JournalRecord:
         src = d.get("source") or {}
         identity = None
         if {"size", "mtime_ns", "inode", "dev"} <= set(src):
-            identity = FileIdentity(int(src["size"]), int(src["mtime_ns"]), int(src["inode"]), int(src["dev"]))
+            identity = FileIdentity(
+                int(src["size"]), int(src["mtime_ns"]), int(src["inode"]), int(src["dev"])
+            )
         try:
             ranges = RangeSet.parse(d.get("ranges") or "")
         except ValueError:
             ranges = RangeSet()
         names = d.get("secret_names") or {}
         return cls(
-            id=str(d["id"]), name=str(d.get("name", "")), protocol=str(d["protocol"]), url=str(d["url"]),
-            filename=str(d.get("filename") or d.get("name") or ""), total=int(d.get("total", 0)),
-            boundary=str(d["boundary"]), chunk_size=int(d.get("chunk_size") or 0),
+            id=str(d["id"]),
+            name=str(d.get("name", "")),
+            protocol=str(d["protocol"]),
+            url=str(d["url"]),
+            filename=str(d.get("filename") or d.get("name") or ""),
+            total=int(d.get("total", 0)),
+            boundary=str(d["boundary"]),
+            chunk_size=int(d.get("chunk_size") or 0),
             field_name=str(d.get("field_name") or "file"),
             fields={str(k): str(v) for k, v in (d.get("fields") or {}).items()},
             headers={str(k): str(v) for k, v in (d.get("headers") or {}).items()},
             secret_names={str(k): [str(n) for n in v] for k, v in names.items()},
-            key=d.get("key"), mime=d.get("mime"), wcs=d.get("wcs"), ranges=ranges,
-            path=src.get("path"), identity=identity, extra=dict(d.get("extra") or {}),
+            key=d.get("key"),
+            mime=d.get("mime"),
+            wcs=d.get("wcs"),
+            ranges=ranges,
+            path=src.get("path"),
+            identity=identity,
+            extra=dict(d.get("extra") or {}),
             updated_at=d.get("updated_at"),
         )
 

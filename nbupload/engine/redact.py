@@ -11,7 +11,9 @@ from collections.abc import Mapping
 
 __all__ = ["is_secret_name", "redact_url", "split_secrets"]
 
-_SECRET_NAME = re.compile(r"auth|token|secret|passw|cookie|signature|credential|api[-_]?key|session", re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"auth|token|secret|passw|cookie|signature|credential|api[-_]?key|session", re.IGNORECASE
+)
 
 
 def is_secret_name(name: str) -> bool:

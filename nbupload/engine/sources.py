@@ -23,8 +23,6 @@ from ..protocols.multipart import BytesSource, FileSource, Source
 __all__ = ["FileIdentity", "OpenedSource", "SourceChangedError", "open_source", "reopen_path"]
 
 
-
-
 @dataclass(frozen=True)
 class FileIdentity:
     """What tells one version of a file from another without reading it."""
@@ -129,7 +127,9 @@ def _open_path(path: str | os.PathLike[str]) -> OpenedSource:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise ValueError(f"{p} is not a regular file")
-    return OpenedSource(FileSource(fd, st.st_size), st.st_size, os.path.basename(p), p, FileIdentity.of(st), _fd=fd)
+    return OpenedSource(
+        FileSource(fd, st.st_size), st.st_size, os.path.basename(p), p, FileIdentity.of(st), _fd=fd
+    )
 
 
 def reopen_path(path: str, expected: FileIdentity | None) -> OpenedSource:

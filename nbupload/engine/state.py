@@ -160,7 +160,11 @@ class TaskSnapshot:
 
     @property
     def fraction(self) -> float:
-        return 1.0 if self.total == 0 and self.state is TaskState.DONE else (self.acked / self.total if self.total else 0.0)
+        return (
+            1.0
+            if self.total == 0 and self.state is TaskState.DONE
+            else (self.acked / self.total if self.total else 0.0)
+        )
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,11 @@ def _transport_error(exc: Exception) -> StepFailed:
     else:
         msg = f"connection lost ({name}): {text}"
         request = getattr(exc, "_request", None)
-        if isinstance(exc, httpx.RemoteProtocolError) and request is not None and request.url.scheme == "http":
+        if (
+            isinstance(exc, httpx.RemoteProtocolError)
+            and request is not None
+            and request.url.scheme == "http"
+        ):
             # what a TLS port does with plain HTTP: it hangs up without an HTTP answer
             msg += " (if the server speaks HTTPS, use an https:// URL)"
     return StepFailed(TaskError(msg, retryable=True), ambiguous=True)
@@ -183,7 +187,9 @@ def post(
     if isinstance(body, MultipartEncoder):
         suffix = 2 + len(f"--{body.boundary}--\r\n")
         start = body.content_length - suffix - file_len
-        content: bytes | Iterator[bytes] = _stream(body, check, stall_timeout, start, file_len, on_file, timing)
+        content: bytes | Iterator[bytes] = _stream(
+            body, check, stall_timeout, start, file_len, on_file, timing
+        )
         headers = {**headers, **body.headers}
     else:
         check()
@@ -196,8 +202,13 @@ def post(
                 data += part
                 if len(data) > MAX_ANSWER:
                     break
-            return Reply(resp.status_code, resp.headers, bytes(data[:MAX_ANSWER]),
-                         seconds=time.monotonic() - began, body_seconds=timing.get("body", 0.0))
+            return Reply(
+                resp.status_code,
+                resp.headers,
+                bytes(data[:MAX_ANSWER]),
+                seconds=time.monotonic() - began,
+                body_seconds=timing.get("body", 0.0),
+            )
     except (Interrupted, ShortReadError):
         raise
     except Stalled as exc:
@@ -232,8 +243,9 @@ class _TrackedStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
         self._inner = self._inner.start_tls(ssl_context, server_hostname, timeout)
         return self
 
@@ -259,8 +271,14 @@ class _TrackingBackend(httpcore.SyncBackend):
         self._lock = threading.Lock()
         self.streams: list[_TrackedStream] = []
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
         stream = _TrackedStream(super().connect_tcp(host, port, timeout, local_address, socket_options))
         with self._lock:
             self.streams = [*self.streams[-3:], stream]  # a stream keeps one connection at a time

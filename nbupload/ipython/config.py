@@ -46,25 +46,30 @@ ENGINE_TRAITS = {
 class Uploader(Configurable):
     """Settings of nbupload's engine and of the ``%upload`` magics."""
 
-    chunk_size = Int(_D.chunk_size, help="Bytes per uploader chunk or WCS append to start with.").tag(config=True)
+    chunk_size = Int(_D.chunk_size, help="Bytes per uploader chunk or WCS append to start with.").tag(
+        config=True
+    )
     chunk_max = Int(_D.chunk_max, help="Largest chunk the adaptive chunk size may reach.").tag(config=True)
     streams = Int(_D.streams, help="Chunks of one upload in flight at once, each on its own connection.").tag(
         config=True
     )
-    workers = Int(_D.workers, help="Uploads running at once (each task sends one request at a time).").tag(config=True)
+    workers = Int(_D.workers, help="Uploads running at once (each task sends one request at a time).").tag(
+        config=True
+    )
     retries = Int(_D.retries, help="Failed attempts in a row, without progress, before a task fails.").tag(
         config=True
     )
-    retry_deadline = Float(_D.retry_deadline, help="Seconds a failing streak may last before the task fails.").tag(
-        config=True
-    )
+    retry_deadline = Float(
+        _D.retry_deadline, help="Seconds a failing streak may last before the task fails."
+    ).tag(config=True)
     connect_timeout = Float(_D.connect_timeout, help="Seconds to establish a connection.").tag(config=True)
     read_timeout = Float(_D.read_timeout, help="Seconds to wait for a server's answer.").tag(config=True)
     stall_timeout = Float(
         _D.stall_timeout, help="Seconds a request may move no bytes before it is abandoned and retried."
     ).tag(config=True)
     verify = Union(
-        [Bool(), Unicode()], default_value=True,
+        [Bool(), Unicode()],
+        default_value=True,
         help="HTTPS: verify the server's certificate (True), not at all (False), or against this CA bundle path.",
     ).tag(config=True)
     default_url = Unicode(
@@ -74,9 +79,9 @@ class Uploader(Configurable):
     journal_dir = Unicode(
         "", help="Where unfinished tasks are journaled (empty: NBUPLOAD_HOME or the user data dir)."
     ).tag(config=True)
-    progress_interval = Float(_D.progress_interval, help="Seconds between progress updates of one task (panel and events).").tag(
-        config=True
-    )
+    progress_interval = Float(
+        _D.progress_interval, help="Seconds between progress updates of one task (panel and events)."
+    ).tag(config=True)
     auto_resume = Bool(False, help="Resume unfinished tasks from the journal when the extension loads.").tag(
         config=True
     )

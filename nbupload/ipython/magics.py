@@ -52,20 +52,31 @@ def build_parsers() -> dict[str, MagicParser]:
     put.add_argument("file", nargs="?", metavar="FILE", help="path on the kernel's filesystem")
     put.add_argument("url", nargs="?", metavar="URL", help="upload URL")
     put.add_argument("--var", metavar="NAME", help="upload the object bound to NAME in the namespace")
-    put.add_argument("--as", dest="as_name", metavar="FILENAME",
-                     help="format and name for --var: data.csv, data.parquet, data.npy, data.json, or any "
-                     "name for bytes/str")
-    put.add_argument("--wait", action="store_true",
-                     help="block until the task ends; interrupting pauses it (resumable)")
+    put.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="FILENAME",
+        help="format and name for --var: data.csv, data.parquet, data.npy, data.json, or any "
+        "name for bytes/str",
+    )
+    put.add_argument(
+        "--wait", action="store_true", help="block until the task ends; interrupting pauses it (resumable)"
+    )
     put.add_argument("-o", "--output", action="store_true", help="return the Task object")
     put.add_argument("-q", "--quiet", action="store_true", help="do not display the live row")
     add_put_arguments(put)
 
     parsers = {"put": put}
-    lst = MagicParser(prog="%upload list", description="List the kernel's tasks and unfinished journal entries.")
+    lst = MagicParser(
+        prog="%upload list", description="List the kernel's tasks and unfinished journal entries."
+    )
     parsers["list"] = lst
-    for verb, what in (("pause", "Pause"), ("resume", "Resume (also tasks found in the journal)"),
-                       ("cancel", "Cancel"), ("retry", "Retry a failed")):
+    for verb, what in (
+        ("pause", "Pause"),
+        ("resume", "Resume (also tasks found in the journal)"),
+        ("cancel", "Cancel"),
+        ("retry", "Retry a failed"),
+    ):
         p = MagicParser(prog=f"%upload {verb}", description=f"{what} task(s).")
         p.add_argument("ids", nargs="+", metavar="ID|all", help="task ids, or 'all'")
         parsers[verb] = p
@@ -78,10 +89,15 @@ def build_parsers() -> dict[str, MagicParser]:
     srv.add_argument("action", choices=("start", "stop", "status"))
     srv.add_argument("--root", metavar="DIR", help="where uploaded files land (default: a temp dir)")
     srv.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: any free port)")
-    srv.add_argument("--max-file-size", type=_size, metavar="SIZE", help=f"largest file accepted ({_SIZE_UNITS})")
+    srv.add_argument(
+        "--max-file-size", type=_size, metavar="SIZE", help=f"largest file accepted ({_SIZE_UNITS})"
+    )
     srv.add_argument("--throttle", type=_size, metavar="RATE", help="ingest at most RATE bytes/s (for demos)")
-    srv.add_argument("--tls", action="store_true",
-                     help="serve HTTPS with a self-signed certificate this kernel's uploads trust")
+    srv.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a self-signed certificate this kernel's uploads trust",
+    )
     parsers["server"] = srv
     tok = MagicParser(
         prog="%upload token",
@@ -90,13 +106,17 @@ def build_parsers() -> dict[str, MagicParser]:
         "for); without --ak, the demo server's key pair.",
     )
     tok.add_argument("--scope", default="demo", help="bucket or bucket:key (default: demo)")
-    tok.add_argument("--expires", type=float, default=3600.0, metavar="SECONDS", help="lifetime (default 3600)")
+    tok.add_argument(
+        "--expires", type=float, default=3600.0, metavar="SECONDS", help="lifetime (default 3600)"
+    )
     tok.add_argument("--fsize-limit", type=_size, default=0, metavar="SIZE", help="largest object (0: none)")
     tok.add_argument("--return-body", metavar="TPL", help="returnBody template, e.g. 'key=$(key)'")
     tok.add_argument("--ak", dest="access_key", metavar="AK", help="access key")
     tok.add_argument("--sk", dest="secret_key", metavar="SK", help="secret key (prefer $var or --sk-env)")
     tok.add_argument("--sk-env", metavar="VAR", help="read the secret key from this environment variable")
-    tok.add_argument("--var", default="upload_token", metavar="NAME", help="variable to bind (default upload_token)")
+    tok.add_argument(
+        "--var", default="upload_token", metavar="NAME", help="variable to bind (default upload_token)"
+    )
     parsers["token"] = tok
     return parsers
 
@@ -187,8 +207,9 @@ class UploadMagics(Magics):
         except ValueError as exc:
             raise UsageError(f"%upload: {exc}") from None
         if not argv:
-            raise UsageError("%upload needs arguments: %upload FILE URL, %upload list, %upload panel ... "
-                             "(see %upload?)")
+            raise UsageError(
+                "%upload needs arguments: %upload FILE URL, %upload list, %upload panel ... (see %upload?)"
+            )
         verb = argv[0]
         try:
             if verb in _SUBCOMMANDS:
@@ -213,7 +234,9 @@ class UploadMagics(Magics):
                 raise UsageError("with --var, give only the URL (the object replaces FILE)")
             url = args.file or args.url or s.default_url(protocol)
             if not args.as_name:
-                raise UsageError("--var needs --as FILENAME (data.csv, data.parquet, data.npy, data.json ...)")
+                raise UsageError(
+                    "--var needs --as FILENAME (data.csv, data.parquet, data.npy, data.json ...)"
+                )
             if args.var not in self.shell.user_ns:
                 raise UsageError(f"no variable named {args.var!r} in the namespace")
             from ..datasets import DatasetError, to_dataset
@@ -236,8 +259,10 @@ class UploadMagics(Magics):
             source = path
             url = args.url or s.default_url(protocol)
         if not url:
-            raise UsageError("no URL: give one, set %config Uploader.default_url = '...', "
-                             "or start the demo server with %upload server start")
+            raise UsageError(
+                "no URL: give one, set %config Uploader.default_url = '...', "
+                "or start the demo server with %upload server start"
+            )
         try:
             task = s.submit(source, url, spool=spool, **options)
         except (ValueError, TypeError, OSError) as exc:
@@ -260,8 +285,10 @@ class UploadMagics(Magics):
             task.pause()
             s.pump.push(task.snapshot())
             s.panel_controller.flush(force=True)
-            print(f"nbupload: paused {task.id}; `%upload resume {task.id}` goes on where it stopped",
-                  file=sys.stderr)
+            print(
+                f"nbupload: paused {task.id}; `%upload resume {task.id}` goes on where it stopped",
+                file=sys.stderr,
+            )
             return
         s.panel_controller.flush(force=True)
         snap = task.snapshot()
@@ -319,7 +346,10 @@ class UploadMagics(Magics):
                 raise UsageError(f"cannot {verb} {task.id}: {exc}") from None
             self.session.pump.push(task.snapshot())
             acted.append(task.id)
-        print(f"{_past(verb)} {len(acted)} task{'s' if len(acted) != 1 else ''}" + (f": {', '.join(acted)}" if acted else ""))
+        print(
+            f"{_past(verb)} {len(acted)} task{'s' if len(acted) != 1 else ''}"
+            + (f": {', '.join(acted)}" if acted else "")
+        )
 
     def _do_pause(self, args: argparse.Namespace) -> None:
         self._steer(args, "pause")
@@ -340,14 +370,19 @@ class UploadMagics(Magics):
                 try:
                     tasks += s.resume(task_id)
                 except KeyError:
-                    raise UsageError(f"no task {task_id!r} here or in the journal (see %upload list)") from None
+                    raise UsageError(
+                        f"no task {task_id!r} here or in the journal (see %upload list)"
+                    ) from None
                 except (RuntimeError, ValueError, OSError) as exc:
                     raise UsageError(f"cannot resume {task_id}: {exc}") from None
         done = {t.id for t in tasks}
         s.panel_controller.set_offers([o for o in s.offers if o.id not in done])
         for task in tasks:
             s.pump.push(task.snapshot())
-        print(f"resumed {len(tasks)} task{'s' if len(tasks) != 1 else ''}" + (f": {', '.join(sorted(done))}" if done else ""))
+        print(
+            f"resumed {len(tasks)} task{'s' if len(tasks) != 1 else ''}"
+            + (f": {', '.join(sorted(done))}" if done else "")
+        )
 
     def _do_panel(self, _args: argparse.Namespace) -> None:
         display(self.session.get_panel())
@@ -378,17 +413,21 @@ class UploadMagics(Magics):
                 server = s.start_server(**kwargs)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise UsageError(f"cannot start the server: {exc}") from None
-            print(f"nbupload reference server at {server.base_url}\n"
-                  f"  uploader URL: {server.handle.upload_url}   (default URL of %upload and the panel)\n"
-                  f"  WCS append:   {server.base_url}  access key {server.access_key} (demo secret kept in the kernel)\n"
-                  f"  files land in {server.handle.root}")
+            print(
+                f"nbupload reference server at {server.base_url}\n"
+                f"  uploader URL: {server.handle.upload_url}   (default URL of %upload and the panel)\n"
+                f"  WCS append:   {server.base_url}  access key {server.access_key} (demo secret kept in the kernel)\n"
+                f"  files land in {server.handle.root}"
+            )
         elif args.action == "stop":
             paused = s.stop_server()
             if paused is None:
                 print("not running")
             elif paused:
-                print(f"stopped the demo server; paused {len(paused)} upload{'s' if len(paused) != 1 else ''} to it "
-                      f"({', '.join(paused)}): `%upload resume ID` once a server runs at the same URL")
+                print(
+                    f"stopped the demo server; paused {len(paused)} upload{'s' if len(paused) != 1 else ''} to it "
+                    f"({', '.join(paused)}): `%upload resume ID` once a server runs at the same URL"
+                )
             else:
                 print("stopped the demo server (no upload was running to it)")
         else:
@@ -405,23 +444,31 @@ class UploadMagics(Magics):
                 secret = os.environ.get(args.sk_env)
                 if not secret:
                     raise UsageError(f"environment variable {args.sk_env} is not set")
-            secret = secret or os.environ.get("NBUPLOAD_SECRET_KEY") or getpass.getpass(
-                f"WCS secret key for {access_key}: ")
+            secret = (
+                secret
+                or os.environ.get("NBUPLOAD_SECRET_KEY")
+                or getpass.getpass(f"WCS secret key for {access_key}: ")
+            )
         elif s.server is not None:
             access_key, secret = s.server.access_key, s.server.secret_key
         else:
-            raise UsageError("give --ak (and --sk-env VAR, or type the secret when asked), "
-                             "or start the demo server first: %upload server start")
+            raise UsageError(
+                "give --ak (and --sk-env VAR, or type the secret when asked), "
+                "or start the demo server first: %upload server start"
+            )
         deadline = int((time.time() + args.expires) * 1000)
-        policy = PutPolicy(scope=args.scope, deadline=deadline, fsize_limit=args.fsize_limit,
-                           return_body=args.return_body)
+        policy = PutPolicy(
+            scope=args.scope, deadline=deadline, fsize_limit=args.fsize_limit, return_body=args.return_body
+        )
         try:
             token = make_token(access_key, secret, policy)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         self.shell.user_ns[args.var] = token
-        print(f"WCS token for scope {args.scope!r}, valid {args.expires:g} s: {redact_token(token)} "
-              f"-> bound to `{args.var}` (use: --token ${args.var})")
+        print(
+            f"WCS token for scope {args.scope!r}, valid {args.expires:g} s: {redact_token(token)} "
+            f"-> bound to `{args.var}` (use: --token ${args.var})"
+        )
 
 
 def _past(verb: str) -> str:

@@ -138,7 +138,9 @@ class Segment:
     width: float
 
 
-def segments(ranges: RangeSet, total: int, *, min_width: float = 0.0, max_segments: int = 200) -> list[Segment]:
+def segments(
+    ranges: RangeSet, total: int, *, min_width: float = 0.0, max_segments: int = 200
+) -> list[Segment]:
     """Geometry of the acknowledged ranges on a bar of length 1.
 
     ``min_width`` keeps tiny ranges visible; above ``max_segments`` neighbouring ranges
@@ -276,8 +278,15 @@ def summary_text(snaps: Iterable[TaskSnapshot]) -> str:
     if not snaps:
         return ""
     counts = Counter(s.state for s in snaps)
-    order = [TaskState.UPLOADING, TaskState.CONNECTING, TaskState.QUEUED, TaskState.PAUSED, TaskState.FAILED,
-             TaskState.CANCELLED, TaskState.DONE]
+    order = [
+        TaskState.UPLOADING,
+        TaskState.CONNECTING,
+        TaskState.QUEUED,
+        TaskState.PAUSED,
+        TaskState.FAILED,
+        TaskState.CANCELLED,
+        TaskState.DONE,
+    ]
     parts = ", ".join(f"{counts[s]} {s.value}" for s in order if counts[s])
     # failed and cancelled uploads are not on their way: their bytes are not in the total
     going = [s for s in snaps if s.state not in (TaskState.FAILED, TaskState.CANCELLED)]

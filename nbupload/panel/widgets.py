@@ -31,7 +31,17 @@ from .format import (
 from .picker import FilePicker
 from .subshells import route_to_frontend_subshell
 
-__all__ = ["PENDING", "Controller", "Offer", "StartRequest", "TaskRow", "UploadForm", "UploadPanel", "complete_path", "style_widget"]
+__all__ = [
+    "PENDING",
+    "Controller",
+    "Offer",
+    "StartRequest",
+    "TaskRow",
+    "UploadForm",
+    "UploadPanel",
+    "complete_path",
+    "style_widget",
+]
 
 
 class Controller(Protocol):
@@ -113,16 +123,23 @@ class TaskRow(_FullText, widgets.VBox):
         self.error = widgets.HTML()
         self.buttons: dict[str, widgets.Button] = {}
         for action, label, icon in (*_BUTTONS, ("clear", "Clear", "times")):
-            button = widgets.Button(description=label, icon=icon, layout=widgets.Layout(width="auto"),
-                                    tooltip=f"{label} {snap.name}")
+            button = widgets.Button(
+                description=label,
+                icon=icon,
+                layout=widgets.Layout(width="auto"),
+                tooltip=f"{label} {snap.name}",
+            )
             button.add_class("nbupload-button")
             button.add_class(f"nbupload-{action}")
             button.on_click(lambda _b, a=action: self._on_action(self.task_id, a))
             route_to_frontend_subshell(button)  # clicks act while a cell runs (see subshells.py)
             self.buttons[action] = button
-        for w, cls in ((self.name, "nbupload-name-cell"), (self.bar, "nbupload-bar-cell"),
-                       (self.state, "nbupload-state-cell"),
-                       (self.error, "nbupload-error-cell")):
+        for w, cls in (
+            (self.name, "nbupload-name-cell"),
+            (self.bar, "nbupload-bar-cell"),
+            (self.state, "nbupload-state-cell"),
+            (self.error, "nbupload-error-cell"),
+        ):
             w.add_class(cls)
         self.button_box = widgets.HBox(list(self.buttons.values()))
         self.button_box.add_class("nbupload-buttons")
@@ -152,7 +169,9 @@ class TaskRow(_FullText, widgets.VBox):
         self.update(self._snap)
 
     def update(self, snap: TaskSnapshot) -> None:
-        if self._pending is not None and (snap.state is not self._snap.state or not can(self._pending, snap.state)):
+        if self._pending is not None and (
+            snap.state is not self._snap.state or not can(self._pending, snap.state)
+        ):
             self._pending = None  # the engine moved on: the click took effect (or cannot)
         self._snap = snap
         parts = [self.name, self.bar, self.state, self.error, *self.buttons.values()]
@@ -204,33 +223,55 @@ def complete_path(text: str, limit: int = 50) -> list[str]:
 class UploadForm(widgets.VBox):
     """Start an upload: a kernel-side path (with completion) or files picked in the browser."""
 
-    def __init__(self, controller: Controller, *, url: str = "", protocol: str = "uploader",
-                 chunk_size: str = "4MiB", protocols: Sequence[str] = ("uploader", "plain", "wcs-append"),
-                 default_url: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        *,
+        url: str = "",
+        protocol: str = "uploader",
+        chunk_size: str = "4MiB",
+        protocols: Sequence[str] = ("uploader", "plain", "wcs-append"),
+        default_url: Callable[[str], str] | None = None,
+    ) -> None:
         self.controller = controller
         self._default_url = default_url
         wide = widgets.Layout(width="100%")
-        self.path = widgets.Combobox(placeholder="path on the kernel's filesystem", ensure_option=False,
-                                     description="File", layout=wide)
+        self.path = widgets.Combobox(
+            placeholder="path on the kernel's filesystem",
+            ensure_option=False,
+            description="File",
+            layout=wide,
+        )
         self.url = widgets.Text(value=url, placeholder="upload URL", description="URL", layout=wide)
         self.protocol = widgets.Dropdown(options=list(protocols), value=protocol, description="Protocol")
         self.chunk = widgets.Text(value=chunk_size, description="Chunk")
-        self.fields = widgets.Textarea(placeholder="name=value, one per line", description="Fields",
-                                       layout=widgets.Layout(width="100%", height="4em"))
+        self.fields = widgets.Textarea(
+            placeholder="name=value, one per line",
+            description="Fields",
+            layout=widgets.Layout(width="100%", height="4em"),
+        )
         self.access_key = widgets.Text(description="Access key", placeholder="WCS (optional)")
         self.secret_key = widgets.Password(description="Secret key", placeholder="WCS (optional)")
         self.scope = widgets.Text(description="Scope", placeholder="bucket[:key]")
         self.start = widgets.Button(description="Start upload", icon="upload", button_style="primary")
         self.picker = FilePicker(
             lambda path, name: controller.start_from_form(self.request(source=str(path), filename=name)),
-            engine=lambda: getattr(controller, "engine", None))  # browser files, streamed in slices
+            engine=lambda: getattr(controller, "engine", None),
+        )  # browser files, streamed in slices
         self.message = widgets.HTML()
-        for w, cls in ((self.path, "nbupload-path"), (self.url, "nbupload-url"),
-                       (self.protocol, "nbupload-protocol"), (self.chunk, "nbupload-chunk"),
-                       (self.fields, "nbupload-fields"), (self.access_key, "nbupload-access-key"),
-                       (self.secret_key, "nbupload-secret-key"), (self.scope, "nbupload-scope"),
-                       (self.start, "nbupload-start"), (self.picker, "nbupload-picker"),
-                       (self.message, "nbupload-form-message")):
+        for w, cls in (
+            (self.path, "nbupload-path"),
+            (self.url, "nbupload-url"),
+            (self.protocol, "nbupload-protocol"),
+            (self.chunk, "nbupload-chunk"),
+            (self.fields, "nbupload-fields"),
+            (self.access_key, "nbupload-access-key"),
+            (self.secret_key, "nbupload-secret-key"),
+            (self.scope, "nbupload-scope"),
+            (self.start, "nbupload-start"),
+            (self.picker, "nbupload-picker"),
+            (self.message, "nbupload-form-message"),
+        ):
             w.add_class(cls)
         self.path.observe(self._complete, names="value")
         self.protocol.observe(self._protocol_changed, names="value")
@@ -242,10 +283,19 @@ class UploadForm(widgets.VBox):
         for box in (wcs, settings, self.sources):
             box.add_class("nbupload-form-line")
         self.sources.add_class("nbupload-form-sources")
-        super().__init__([
-            widgets.HTML("<b>New upload</b>"),
-            self.path, self.url, settings, self.fields, wcs, self.sources, self.message,
-        ], layout=widgets.Layout(width="100%"))
+        super().__init__(
+            [
+                widgets.HTML("<b>New upload</b>"),
+                self.path,
+                self.url,
+                settings,
+                self.fields,
+                wcs,
+                self.sources,
+                self.message,
+            ],
+            layout=widgets.Layout(width="100%"),
+        )
         self.add_class("nbupload-form")
 
     def add_source(self, widget: widgets.Widget) -> None:
@@ -269,9 +319,14 @@ class UploadForm(widgets.VBox):
 
     def request(self, **source: Any) -> StartRequest:
         return StartRequest(
-            url=self.url.value.strip(), protocol=self.protocol.value, chunk_size=self.chunk.value.strip(),
-            fields=self.fields.value, access_key=self.access_key.value.strip(),
-            secret_key=self.secret_key.value, scope=self.scope.value.strip(), **source,
+            url=self.url.value.strip(),
+            protocol=self.protocol.value,
+            chunk_size=self.chunk.value.strip(),
+            fields=self.fields.value,
+            access_key=self.access_key.value.strip(),
+            secret_key=self.secret_key.value,
+            scope=self.scope.value.strip(),
+            **source,
         )
 
     def say(self, text: str, error: bool = False) -> None:
@@ -305,16 +360,20 @@ class UploadForm(widgets.VBox):
 class UploadPanel(_FullText, widgets.VBox):
     """Every task of the kernel, a summary line, the resume offers and the form."""
 
-    def __init__(self, controller: Controller, rows: Callable[[], Sequence[TaskRow]], *,
-                 form: UploadForm | None = None) -> None:
+    def __init__(
+        self, controller: Controller, rows: Callable[[], Sequence[TaskRow]], *, form: UploadForm | None = None
+    ) -> None:
         self.controller = controller
         self._rows = rows
         self.style = style_widget()
         self.summary = widgets.HTML()
         self.summary.add_class("nbupload-summary")
-        self.clear_done = widgets.Button(description="Clear finished", icon="times",
-                                         layout=widgets.Layout(width="auto", display="none"),
-                                         tooltip="remove done and cancelled rows")
+        self.clear_done = widgets.Button(
+            description="Clear finished",
+            icon="times",
+            layout=widgets.Layout(width="auto", display="none"),
+            tooltip="remove done and cancelled rows",
+        )
         self.clear_done.add_class("nbupload-clear-finished")
         self.clear_done.on_click(lambda _b: self.controller.clear_finished(None))
         head = widgets.HBox([self.summary, self.clear_done])
@@ -349,20 +408,32 @@ class UploadPanel(_FullText, widgets.VBox):
             self.offers.children = ()
             return
         n = len(offers)
-        items: list[widgets.Widget] = [widgets.HTML(
-            f"<b>{n} unfinished upload{'s' if n != 1 else ''} from a previous session</b>"
-        )]
+        items: list[widgets.Widget] = [
+            widgets.HTML(f"<b>{n} unfinished upload{'s' if n != 1 else ''} from a previous session</b>")
+        ]
         for offer in offers:
-            resume = widgets.Button(description="Resume", icon="play", layout=widgets.Layout(width="auto"),
-                                    tooltip=f"resume {offer.name}", disabled=not offer.resumable)
+            resume = widgets.Button(
+                description="Resume",
+                icon="play",
+                layout=widgets.Layout(width="auto"),
+                tooltip=f"resume {offer.name}",
+                disabled=not offer.resumable,
+            )
             resume.add_class("nbupload-offer-resume")
             resume.on_click(lambda _b, t=offer.id: self.controller.resume_offer(t))
-            forget = widgets.Button(description="Forget", icon="trash", layout=widgets.Layout(width="auto"),
-                                    tooltip=f"forget {offer.name} (removes its journal entry)", disabled=offer.locked)
+            forget = widgets.Button(
+                description="Forget",
+                icon="trash",
+                layout=widgets.Layout(width="auto"),
+                tooltip=f"forget {offer.name} (removes its journal entry)",
+                disabled=offer.locked,
+            )
             forget.add_class("nbupload-offer-forget")
             forget.on_click(lambda _b, t=offer.id: self.controller.forget_offer(t))
             cls = "nbupload-offer-text" + (" nbupload-offer-dead" if offer.note else "")
-            label = widgets.HTML(f'<span class="{cls}" title="{html.escape(offer.url)}">{html.escape(offer.text)}</span>')
+            label = widgets.HTML(
+                f'<span class="{cls}" title="{html.escape(offer.url)}">{html.escape(offer.text)}</span>'
+            )
             label.add_class("nbupload-offer-text")
             actions = widgets.HBox([resume, forget])
             actions.add_class("nbupload-offer-actions")
@@ -377,8 +448,12 @@ class UploadPanel(_FullText, widgets.VBox):
             every.on_click(lambda _b: self.controller.resume_offer(None))
             buttons.append(every)
         if any(o.forgettable_as_failed for o in offers):
-            dead = widgets.Button(description="Forget unresumable", icon="trash", layout=widgets.Layout(width="auto"),
-                                  tooltip="forget the offers that cannot resume (their server is gone)")
+            dead = widgets.Button(
+                description="Forget unresumable",
+                icon="trash",
+                layout=widgets.Layout(width="auto"),
+                tooltip="forget the offers that cannot resume (their server is gone)",
+            )
             dead.add_class("nbupload-offer-forget-failed")
             dead.on_click(lambda _b: self.controller.forget_offer(None))
             buttons.append(dead)
@@ -398,8 +473,17 @@ class UploadPanel(_FullText, widgets.VBox):
 class Offer:
     """An unfinished task from the journal as the panel shows it (see ``describe_offer``)."""
 
-    def __init__(self, id: str, name: str, url: str, text: str, *, note: str = "", resumable: bool = True,
-                 locked: bool = False) -> None:
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        url: str,
+        text: str,
+        *,
+        note: str = "",
+        resumable: bool = True,
+        locked: bool = False,
+    ) -> None:
         self.id = id
         self.name = name
         self.url = url

@@ -49,7 +49,9 @@ class RangeSet:
     __slots__ = ("_spans",)
 
     def __init__(self, spans: Iterable[tuple[int, int] | ByteRange] = ()) -> None:
-        items = sorted((s.start, s.end) if isinstance(s, ByteRange) else (int(s[0]), int(s[1])) for s in spans)
+        items = sorted(
+            (s.start, s.end) if isinstance(s, ByteRange) else (int(s[0]), int(s[1])) for s in spans
+        )
         merged: list[tuple[int, int]] = []
         for start, end in items:
             if start < 0 or end < start:

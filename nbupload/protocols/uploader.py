@@ -170,7 +170,9 @@ def process_query_answer(status: int, body: bytes | str, boundary: str) -> Query
         name = str(item["name"])
         held[name] = held.get(name, RangeSet()) | ranges
     data = tuple(
-        str(item["name"]) for item in _flatten(obj.get("data") or []) if isinstance(item, dict) and "name" in item
+        str(item["name"])
+        for item in _flatten(obj.get("data") or [])
+        if isinstance(item, dict) and "name" in item
     )
     return QueryAnswer(True, held=held, data=data)
 
@@ -351,9 +353,7 @@ def _dumps(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def format_query_answer(
-    boundary: str, files: Mapping[str, RangeSet], data: Sequence[str] = ()
-) -> bytes:
+def format_query_answer(boundary: str, files: Mapping[str, RangeSet], data: Sequence[str] = ()) -> bytes:
     """The body of a "resume supported" query answer."""
     return _dumps(
         {

@@ -188,7 +188,9 @@ def verify_token(token: str, credentials: Mapping[str, str], now_ms: int) -> Put
         raise TokenError("token policy is not valid base64-encoded JSON") from None
     policy = PutPolicy.from_obj(obj)
     if now_ms > policy.deadline:
-        raise TokenError(f"token expired (deadline {policy.deadline} ms is {now_ms - policy.deadline} ms in the past)")
+        raise TokenError(
+            f"token expired (deadline {policy.deadline} ms is {now_ms - policy.deadline} ms in the past)"
+        )
     return policy
 
 
@@ -390,7 +392,9 @@ def process_append_answer(
     pos_text = _header(headers, APPEND_POSITION_HEADER)
     pos_text = pos_text.strip() if pos_text is not None else ""
     # A byte count in ASCII digits only: int() would also take "-5", "1_000" and "١٢".
-    next_position = int(pos_text) if pos_text.isascii() and pos_text.isdigit() and len(pos_text) <= 19 else None
+    next_position = (
+        int(pos_text) if pos_text.isascii() and pos_text.isdigit() and len(pos_text) <= 19 else None
+    )
     object_type = _header(headers, OBJECT_TYPE_HEADER)
     object_type = object_type.strip() if object_type else None
     if 200 <= status < 300:

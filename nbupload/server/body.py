@@ -56,8 +56,13 @@ class BodyReader:
     """Pull body pieces from ASGI ``receive``: counts, enforces ``limit``, paces by ``throttle``."""
 
     def __init__(
-        self, receive: Receive, limit: int | None = None, throttle: Throttle | None = None, *,
-        expect_continue: bool = False, idle_timeout: float = BODY_IDLE_TIMEOUT,
+        self,
+        receive: Receive,
+        limit: int | None = None,
+        throttle: Throttle | None = None,
+        *,
+        expect_continue: bool = False,
+        idle_timeout: float = BODY_IDLE_TIMEOUT,
     ) -> None:
         self._receive = receive
         self.idle_timeout = idle_timeout
@@ -130,8 +135,11 @@ class BodyReader:
             self.limit, self.throttle = limit, throttle
 
 
-def request_body(scope: dict[str, Any], receive: Receive, config: ServerConfig, throttle: Throttle | None) -> BodyReader:
+def request_body(
+    scope: dict[str, Any], receive: Receive, config: ServerConfig, throttle: Throttle | None
+) -> BodyReader:
     """This request's body under the server's limits; answers ``Expect: 100-continue``."""
     expect = (header(scope, "expect") or "").strip().lower() == "100-continue"
-    return BodyReader(receive, config.max_request_size, throttle, expect_continue=expect,
-                      idle_timeout=config.body_timeout)
+    return BodyReader(
+        receive, config.max_request_size, throttle, expect_continue=expect, idle_timeout=config.body_timeout
+    )

@@ -194,7 +194,9 @@ def open_dir_chain(root_fd: int, comps: Iterable[str], *, create: bool) -> int:
                 nfd = os.open(comp, flags, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise UnsafeNameError(f"path component {comp!r} is a symlink or not a directory") from None
+                    raise UnsafeNameError(
+                        f"path component {comp!r} is a symlink or not a directory"
+                    ) from None
                 raise
             os.close(fd)
             fd = nfd

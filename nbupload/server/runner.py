@@ -76,8 +76,18 @@ def _bind(host: str, port: int) -> socket.socket:
 class ServerHandle:
     """A running server: its URLs and root, its counters, and :meth:`stop`."""
 
-    def __init__(self, server: Any, thread: threading.Thread, sock: socket.socket, app: Any, host: str,
-                 root: Path, owns_root: bool, *, https: bool = False) -> None:
+    def __init__(
+        self,
+        server: Any,
+        thread: threading.Thread,
+        sock: socket.socket,
+        app: Any,
+        host: str,
+        root: Path,
+        owns_root: bool,
+        *,
+        https: bool = False,
+    ) -> None:
         self._server = server
         self._thread = thread
         self._sock = sock
@@ -178,7 +188,9 @@ def start_server(
         uconfig.load()
         uconfig.ssl = ssl  # uvicorn builds its context from files; a given context replaces it
     server = uvicorn.Server(uconfig)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="nbupload-server", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="nbupload-server", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + _START_TIMEOUT
     while not server.started:

@@ -186,7 +186,9 @@ class _ChunkPart:
         async with rx.transaction() as session:
             entry = session.files.get(self.entry.name)
             if entry is None or entry.total != self.entry.total:  # swept meanwhile: start it again
-                entry = session.files[self.entry.name] = FileEntry(self.entry.name, self.entry.filename, self.entry.total)
+                entry = session.files[self.entry.name] = FileEntry(
+                    self.entry.name, self.entry.filename, self.entry.total
+                )
             if entry.complete:
                 if self.writer is not None:
                     # completed by another request: an open that came after its move created
@@ -252,7 +254,12 @@ class _PlainPart:
             raise _write_error(exc, f"storing {self.filename!r}") from None
         self.rx.state.stats.add("uploader", "completed")
         size = self.writer.written
-        return {"name": self.name, "range": str(RangeSet([(0, size)])), "complete": True, "stored": self.filename}
+        return {
+            "name": self.name,
+            "range": str(RangeSet([(0, size)])),
+            "complete": True,
+            "stored": self.filename,
+        }
 
     async def abort(self) -> None:
         await self.writer.discard()
@@ -268,7 +275,9 @@ class _PlainPart:
 class _Receiver:
     """One multipart request of session ``boundary``, read part by part."""
 
-    def __init__(self, state: ServerState, boundary: str, reader: BodyReader, policy: PutPolicy | None = None) -> None:
+    def __init__(
+        self, state: ServerState, boundary: str, reader: BodyReader, policy: PutPolicy | None = None
+    ) -> None:
         self.state = state
         self.boundary = boundary
         self.reader = reader
@@ -354,7 +363,9 @@ class _Receiver:
                 entry = session.files[name] = FileEntry(name, filename, total)
                 self.save(session)
             elif self.policy is not None and entry.filename.rpartition("/")[0] != filename.rpartition("/")[0]:
-                raise _unauthorized(f"field {name!r} of this session goes to {entry.filename!r}, out of the token's scope")
+                raise _unauthorized(
+                    f"field {name!r} of this session goes to {entry.filename!r}, out of the token's scope"
+                )
             elif entry.total != total:
                 raise _malformed(
                     f"range total {total} differs from the {entry.total} bytes this session already has "
@@ -388,7 +399,8 @@ class _Receiver:
                         part = None
             if not stream.finished:
                 raise UploadError(
-                    ErrorCode.PARTIAL_UPLOAD, "File only partially uploaded: the body ended before its closing boundary"
+                    ErrorCode.PARTIAL_UPLOAD,
+                    "File only partially uploaded: the body ended before its closing boundary",
                 )
         except BaseException:
             if part is not None:
@@ -427,7 +439,12 @@ async def handle_upload(state: ServerState, scope: dict[str, Any], receive: Any,
         policy = check_upload_token(state, scope) if config.require_token else None
         declared = header(scope, "content-length")
         limit = config.max_request_size
-        if limit is not None and declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        if (
+            limit is not None
+            and declared is not None
+            and declared.strip().isdigit()
+            and int(declared) > limit
+        ):
             raise UploadError(
                 ErrorCode.REQUEST_TOO_LARGE,
                 f"File exceeded upload_max_filesize: the request's {int(declared)} bytes are over the server's "

@@ -67,7 +67,9 @@ def _cannot_write(exc: OSError) -> AppendError:
 class _Append:
     """One append request."""
 
-    def __init__(self, state: ServerState, position: int, reader: BodyReader, stack: contextlib.AsyncExitStack) -> None:
+    def __init__(
+        self, state: ServerState, position: int, reader: BodyReader, stack: contextlib.AsyncExitStack
+    ) -> None:
         self.state = state
         self.position = position
         self.reader = reader
@@ -250,7 +252,9 @@ class _Append:
                     elif current is not None:
                         value += item  # type: ignore[operator]
                         if len(value) > FIELD_MAX_BYTES:
-                            raise AppendError(400, f"form field {current!r} is longer than {FIELD_MAX_BYTES} bytes")
+                            raise AppendError(
+                                400, f"form field {current!r} is longer than {FIELD_MAX_BYTES} bytes"
+                            )
                 elif kind == HEAD:
                     head: PartHead = item  # type: ignore[assignment]
                     if head.is_file or head.name == "file":
@@ -332,8 +336,15 @@ async def handle_append(state: ServerState, scope: dict[str, Any], receive: Any,
             raise AppendError(400, str(exc)) from None
         declared = header(scope, "content-length")
         limit = config.max_request_size
-        if limit is not None and declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            raise AppendError(413, f"request of {int(declared)} bytes is over the server's limit of {limit} bytes")
+        if (
+            limit is not None
+            and declared is not None
+            and declared.strip().isdigit()
+            and int(declared) > limit
+        ):
+            raise AppendError(
+                413, f"request of {int(declared)} bytes is over the server's limit of {limit} bytes"
+            )
         try:
             boundary = multipart_boundary(header(scope, "content-type") or "")
         except ProtocolError as exc:

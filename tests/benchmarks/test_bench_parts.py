@@ -88,7 +88,13 @@ def test_launcher_reports_the_childs_own_peak_memory_and_cpu() -> None:
     assert small.ok and big.ok
     assert big.maxrss - small.maxrss > 70 << 20  # the 80 MiB shows, exactly the child's
     assert small.maxrss < 40 << 20  # nothing of this (larger) test process leaks in
-    spin = run_child([sys.executable, "-c", "import time; t = time.process_time()\nwhile time.process_time() - t < 0.3: pass"])
+    spin = run_child(
+        [
+            sys.executable,
+            "-c",
+            "import time; t = time.process_time()\nwhile time.process_time() - t < 0.3: pass",
+        ]
+    )
     assert spin.cpu >= 0.3
 
 

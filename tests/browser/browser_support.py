@@ -13,7 +13,14 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 def write_notebook(path: Path, cells: list[str]) -> None:
     nb = {
         "cells": [
-            {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src, "id": f"c{i}"}
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "metadata": {},
+                "outputs": [],
+                "source": src,
+                "id": f"c{i}",
+            }
             for i, src in enumerate(cells)
         ],
         "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},

@@ -45,12 +45,15 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
     background.write_bytes(os.urandom(5 * 512 * 1024))
     big = lab.root / "too-big.bin"
     big.write_bytes(os.urandom(4 * 1024 * 1024))
-    write_notebook(lab.root / "panel.ipynb", [
-        "%load_ext nbupload",
-        f"%upload server start --root {srv} --throttle {THROTTLE} --max-file-size 3MiB",
-        f"%upload {background} --chunk-size 256KiB",  # a second task (and its inline live row)
-        "%upload panel",
-    ])
+    write_notebook(
+        lab.root / "panel.ipynb",
+        [
+            "%load_ext nbupload",
+            f"%upload server start --root {srv} --throttle {THROTTLE} --max-file-size 3MiB",
+            f"%upload {background} --chunk-size 256KiB",  # a second task (and its inline live row)
+            "%upload panel",
+        ],
+    )
 
     page.goto(f"{lab.url}/doc/tree/panel.ipynb")
     page.wait_for_function(
@@ -91,7 +94,9 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
     row.locator(".nbupload-resume").click()
     _wait(lambda: _state(row) == "done", timeout=60)
     assert _acked(row) == len(good_data)
-    assert hashlib.sha256((srv / "good.bin").read_bytes()).hexdigest() == hashlib.sha256(good_data).hexdigest()
+    assert (
+        hashlib.sha256((srv / "good.bin").read_bytes()).hexdigest() == hashlib.sha256(good_data).hexdigest()
+    )
 
     # a file over the server's max_file_size fails with its code inline
     page.locator(".nbupload-path input").fill(str(big))

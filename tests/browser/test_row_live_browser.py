@@ -25,9 +25,11 @@ KIB = 1024
 MIB = 1024 * KIB
 REPO = Path(__file__).resolve().parents[2]
 
-_KERNEL = ("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-           " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-           " return k ? k.status : null; }")
+_KERNEL = (
+    "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+    " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+    " return k ? k.status : null; }"
+)
 
 
 def _wait(predicate, timeout=60.0, step=0.1, what="condition"):
@@ -42,8 +44,9 @@ def _wait(predicate, timeout=60.0, step=0.1, what="condition"):
 
 def _open(page, lab, name: str) -> None:
     page.goto(f"{lab.url}/doc/tree/{name}")
-    page.wait_for_function(_KERNEL.replace("return k ? k.status : null;", "return k && k.status === 'idle';"),
-                           timeout=90_000)
+    page.wait_for_function(
+        _KERNEL.replace("return k ? k.status : null;", "return k && k.status === 'idle';"), timeout=90_000
+    )
 
 
 def _run_all(page) -> None:
@@ -52,18 +55,24 @@ def _run_all(page) -> None:
 
 def _run_above(page, index: int) -> None:
     """Run the cells above cell ``index`` (the last one waits for its turn)."""
-    page.evaluate(f"() => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = {index};"
-                  " return window.jupyterapp.commands.execute('notebook:run-all-above'); }")
+    page.evaluate(
+        f"() => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = {index};"
+        " return window.jupyterapp.commands.execute('notebook:run-all-above'); }"
+    )
 
 
 def _run_cell(page, index: int) -> None:
     """Start running cell ``index`` (not waiting for it to end)."""
-    page.evaluate(f"() => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = {index};"
-                  " window.jupyterapp.commands.execute('notebook:run-cell'); }")
+    page.evaluate(
+        f"() => {{ window.jupyterapp.shell.currentWidget.content.activeCellIndex = {index};"
+        " window.jupyterapp.commands.execute('notebook:run-cell'); }"
+    )
 
 
-_SUBSHELLS = ("() => { const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;"
-              " return {supportsSubshells: k.supportsSubshells, commsOverSubshells: k.commsOverSubshells}; }")
+_SUBSHELLS = (
+    "() => { const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;"
+    " return {supportsSubshells: k.supportsSubshells, commsOverSubshells: k.commsOverSubshells}; }"
+)
 
 
 def _server_url(outputs: str) -> str:
@@ -139,11 +148,17 @@ def _check_layout(page, row, label: str) -> None:
     assert len(boxes) >= 4, (label, boxes)  # name, bar, state and at least one button
     for name, b, scroll_w, client_w in boxes:
         assert b["w"] > 0 and b["h"] > 0, (label, name, b)
-        assert b["x"] >= outer["x"] - eps and b["r"] <= outer["r"] + eps, (label, name, "outside the row", b, outer)
+        assert b["x"] >= outer["x"] - eps and b["r"] <= outer["r"] + eps, (
+            label,
+            name,
+            "outside the row",
+            b,
+            outer,
+        )
         if name.startswith("button"):
             assert scroll_w <= client_w + 1, (label, name, "button text clipped", scroll_w, client_w)
     for i, (n1, a, _, _) in enumerate(boxes):
-        for n2, b, _, _ in boxes[i + 1:]:
+        for n2, b, _, _ in boxes[i + 1 :]:
             overlap_x = min(a["r"], b["r"]) - max(a["x"], b["x"])
             overlap_y = min(a["b"], b["b"]) - max(a["y"], b["y"])
             assert overlap_x <= eps or overlap_y <= eps, (label, "overlap", n1, a, n2, b)
@@ -162,12 +177,15 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
     srv = lab.root / "srv-live"
     big = lab.root / "live.bin"
     big.write_bytes(os.urandom(12 * MIB))
-    write_notebook(lab.root / "live.ipynb", [
-        "%load_ext nbupload",
-        f"%upload server start --root {srv} --throttle 256KiB",
-        f"%upload {big} --chunk-size 128KiB",
-        "import time\ntime.sleep(15)\nprint('slept')",
-    ])
+    write_notebook(
+        lab.root / "live.ipynb",
+        [
+            "%load_ext nbupload",
+            f"%upload server start --root {srv} --throttle 256KiB",
+            f"%upload {big} --chunk-size 128KiB",
+            "import time\ntime.sleep(15)\nprint('slept')",
+        ],
+    )
     _open(page, lab, "live.ipynb")
     _run_above(page, 3)
     row = page.locator(".nbupload-row").filter(has_text="live.bin").first
@@ -207,7 +225,9 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
     received_before = _server_bytes(server)
     row.locator(".nbupload-pause").first.click()
     state = row.locator(".nbupload-state").first
-    shown = "e => e.innerText.trim() === 'pausing…' || getComputedStyle(e, '::after').content === '\"pausing…\"'"
+    shown = (
+        "e => e.innerText.trim() === 'pausing…' || getComputedStyle(e, '::after').content === '\"pausing…\"'"
+    )
     _wait(lambda: state.evaluate(shown) or _state(row) == "paused", timeout=3, what="pausing… shown")
     assert "slept" not in _outputs(page) and _cell_running(page, 3)
     page.screenshot(path=str(ARTIFACTS / "row-alone-pausing.png"))
@@ -242,11 +262,14 @@ def test_error_row_is_styled_with_aa_contrast_in_light_and_dark(lab, page):
     srv = lab.root / "srv-err"
     huge = lab.root / "over-limit.bin"
     huge.write_bytes(os.urandom(3 * MIB))
-    write_notebook(lab.root / "error.ipynb", [
-        "%load_ext nbupload",
-        f"%upload server start --root {srv} --max-file-size 1MiB",
-        f"%upload {huge}",
-    ])
+    write_notebook(
+        lab.root / "error.ipynb",
+        [
+            "%load_ext nbupload",
+            f"%upload server start --root {srv} --max-file-size 1MiB",
+            f"%upload {huge}",
+        ],
+    )
     _open(page, lab, "error.ipynb")
     _run_all(page)
     row = page.locator(".nbupload-row").filter(has_text="over-limit.bin").first
@@ -273,13 +296,16 @@ def test_rows_fit_at_common_widths_in_light_and_dark(lab, page):
     path.write_bytes(os.urandom(6 * MIB))
     done = lab.root / "small-done.bin"
     done.write_bytes(os.urandom(64 * KIB))
-    write_notebook(lab.root / "fit.ipynb", [
-        "%load_ext nbupload",
-        f"%upload server start --root {srv} --throttle 96KiB",
-        f"%upload {done}",
-        f"%upload {path} --chunk-size 64KiB",
-        "%upload panel",
-    ])
+    write_notebook(
+        lab.root / "fit.ipynb",
+        [
+            "%load_ext nbupload",
+            f"%upload server start --root {srv} --throttle 96KiB",
+            f"%upload {done}",
+            f"%upload {path} --chunk-size 64KiB",
+            "%upload panel",
+        ],
+    )
     _open(page, lab, "fit.ipynb")
     _run_all(page)
     page.locator(".nbupload-panel").wait_for(timeout=60_000)
@@ -311,16 +337,19 @@ def test_server_stop_and_reload_during_a_slow_upload_print_no_traceback(lab, pag
     srv = lab.root / "srv-stop"
     slow = lab.root / "slow.bin"
     slow.write_bytes(os.urandom(8 * MIB))
-    write_notebook(lab.root / "stop.ipynb", [
-        "%load_ext nbupload",
-        f"%upload server start --root {srv} --throttle 128KiB",
-        f"%upload {slow} --chunk-size 64KiB",
-        "import time\ntime.sleep(2)",
-        "%reload_ext nbupload",
-        "time.sleep(2)",
-        "%upload server stop",
-        "print('all ran')",
-    ])
+    write_notebook(
+        lab.root / "stop.ipynb",
+        [
+            "%load_ext nbupload",
+            f"%upload server start --root {srv} --throttle 128KiB",
+            f"%upload {slow} --chunk-size 64KiB",
+            "import time\ntime.sleep(2)",
+            "%reload_ext nbupload",
+            "time.sleep(2)",
+            "%upload server stop",
+            "print('all ran')",
+        ],
+    )
     _open(page, lab, "stop.ipynb")
     _run_all(page)
     _wait(lambda: "all ran" in _outputs(page), timeout=120, what="the notebook to finish")

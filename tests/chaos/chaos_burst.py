@@ -30,7 +30,12 @@ class Burst:
     retry_after: str | None = None
 
 
-_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+_REASONS = {
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 
 def _read_head(sock: socket.socket, buf: bytearray) -> bytes | None:
@@ -58,8 +63,9 @@ def _content_length(head: bytes) -> int | None:
     return 0
 
 
-def _relay(src: socket.socket, dst: socket.socket, buf: bytearray, n: int,
-           count: Callable[[int], None] | None = None) -> bool:
+def _relay(
+    src: socket.socket, dst: socket.socket, buf: bytearray, n: int, count: Callable[[int], None] | None = None
+) -> bool:
     """Forward exactly ``n`` body bytes (``buf`` first); False if a side closed."""
     if buf:
         take = bytes(buf[:n])
@@ -184,7 +190,9 @@ class BurstFront(LoopbackFront):
                 cut = self._take_cut()
                 if cut is not None:  # forward the first `cut` bytes of the answer, then reset
                     client.sendall((rhead + bytes(ubuf))[:cut])
-                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    client.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
                     return
                 client.sendall(rhead)
                 rlength = _content_length(rhead)
@@ -203,8 +211,12 @@ class BurstFront(LoopbackFront):
     @staticmethod
     def _answer(client: socket.socket, burst: Burst) -> None:
         body = b'{"result":"ERROR","code":%d,"message":"injected by the fault campaign"}' % burst.status
-        lines = [f"HTTP/1.1 {burst.status} {_REASONS.get(burst.status, 'Error')}", "Content-Type: application/json",
-                 f"Content-Length: {len(body)}", "Connection: close"]
+        lines = [
+            f"HTTP/1.1 {burst.status} {_REASONS.get(burst.status, 'Error')}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+        ]
         if burst.retry_after is not None:
             lines.append(f"Retry-After: {burst.retry_after}")
         client.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)

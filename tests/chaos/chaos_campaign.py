@@ -50,7 +50,15 @@ SECRET_KEY = "chaos-secret-" + hashlib.sha256(b"chaos").hexdigest()[:16]
 BUCKET = "chaos"
 REPO = Path(__file__).resolve().parents[2]
 
-NETWORK_KINDS = ("reset-up", "reset-down", "answer-swallowed", "5xx-burst", "5xx-burst-retry-after", "slow-response", "stall")
+NETWORK_KINDS = (
+    "reset-up",
+    "reset-down",
+    "answer-swallowed",
+    "5xx-burst",
+    "5xx-burst-retry-after",
+    "slow-response",
+    "stall",
+)
 PROCESS_KINDS = ("server-sigkill", "client-sigkill", "kernel-restart", "two-resumers", "source-modified")
 KINDS = NETWORK_KINDS + PROCESS_KINDS
 #: Kinds that replace the in-process engine by other processes (at most one per run).
@@ -115,7 +123,9 @@ def plan(seed: int, runs: int, *, cover_all: bool = True) -> list[RunSpec]:
         size = rng.choice([s for s in SIZES if s >= MiB]) if needs_time else rng.choice(SIZES)
         chunk = rng.choice(CHUNKS)
         workers = 1 if protocol == "wcs-append" else rng.randint(1, 4)
-        specs.append(RunSpec(i, protocol, size, chunk, workers, tuple(dict.fromkeys(kinds)), rng.randrange(2**32)))
+        specs.append(
+            RunSpec(i, protocol, size, chunk, workers, tuple(dict.fromkeys(kinds)), rng.randrange(2**32))
+        )
     return specs
 
 
@@ -177,12 +187,21 @@ class Campaign:
         return env
 
     def _stats_now(self) -> Counter:
-        answer = raw_exchange(self.server.address, http_request("GET", "/_nbupload/stats", [], b"", content_length=None))
+        answer = raw_exchange(
+            self.server.address, http_request("GET", "/_nbupload/stats", [], b"", content_length=None)
+        )
         if answer is None or answer.status != 200:
             return Counter()
         obj = json.loads(answer.body)
-        return Counter({f"{proto}.{name}": value for proto, counters in obj.items() if isinstance(counters, dict)
-                        for name, value in counters.items() if isinstance(value, (int, float))})
+        return Counter(
+            {
+                f"{proto}.{name}": value
+                for proto, counters in obj.items()
+                if isinstance(counters, dict)
+                for name, value in counters.items()
+                if isinstance(value, (int, float))
+            }
+        )
 
     def received(self, protocol: str) -> int:
         """File bytes received by every incarnation of the server, for ``protocol``."""
@@ -221,14 +240,25 @@ class Campaign:
         used = list(c.faults_used)
         slow = sum(1 for f in used if 0 < f.delay < STALL_TIMEOUT)
         held = sum(1 for f in used if f.delay >= STALL_TIMEOUT)  # answers held back past the watchdog
-        return Counter({"reset-up": c.cuts, "reset-down": self.front.answers_cut, "answer-swallowed": c.swallowed,
-                        "stall": c.stalls + held, "slow-response": slow,
-                        "5xx-burst": sum(1 for b in self.front.injected if b.retry_after is None),
-                        "5xx-burst-retry-after": sum(1 for b in self.front.injected if b.retry_after is not None),
-                        "server-sigkill": self.kills})
+        return Counter(
+            {
+                "reset-up": c.cuts,
+                "reset-down": self.front.answers_cut,
+                "answer-swallowed": c.swallowed,
+                "stall": c.stalls + held,
+                "slow-response": slow,
+                "5xx-burst": sum(1 for b in self.front.injected if b.retry_after is None),
+                "5xx-burst-retry-after": sum(1 for b in self.front.injected if b.retry_after is not None),
+                "server-sigkill": self.kills,
+            }
+        )
 
     def target(self, spec: RunSpec) -> Path:
-        return self.root / BUCKET / self.key(spec) if spec.protocol == "wcs-append" else self.root / self.filename(spec)
+        return (
+            self.root / BUCKET / self.key(spec)
+            if spec.protocol == "wcs-append"
+            else self.root / self.filename(spec)
+        )
 
     @staticmethod
     def filename(spec: RunSpec) -> str:
@@ -256,7 +286,9 @@ class Campaign:
                 else:
                     faults.append(Fault(delay=STALL_TIMEOUT * 2.5))
             elif kind == "slow-response":
-                faults += [Fault(delay=rng.uniform(0.05, 0.3), rate=rng.uniform(1, 6) * MiB) for _ in range(2)]
+                faults += [
+                    Fault(delay=rng.uniform(0.05, 0.3), rate=rng.uniform(1, 6) * MiB) for _ in range(2)
+                ]
         rng.shuffle(faults)
         mixed: list[Fault] = []
         for n, fault in enumerate(faults):  # clean connections in between, so faults land at various points
@@ -270,7 +302,13 @@ class Campaign:
         latest = max(0.0, 1 - 1.5 * spec.chunk / max(spec.size, 1))
         out = []
         for kind in spec.kinds:
-            if kind in ("reset-down", "5xx-burst", "5xx-burst-retry-after", "server-sigkill", "source-modified"):
+            if kind in (
+                "reset-down",
+                "5xx-burst",
+                "5xx-burst-retry-after",
+                "server-sigkill",
+                "source-modified",
+            ):
                 out.append((rng.uniform(0.0, min(0.8, latest)), kind))
         return sorted(out)
 
@@ -298,6 +336,7 @@ class Campaign:
         of the file: at an exact point of the upload, on a fast or a loaded machine alike."""
         base = self.front.forwarded
         for fraction, kind in self._timed_faults(spec, rng):
+
             def action(kind: str = kind) -> None:
                 with self._firing:  # run() waits for a fault being fired before judging
                     note.setdefault("fired", []).append(kind)
@@ -343,8 +382,13 @@ class Campaign:
         for kind in ("client-sigkill", "kernel-restart", "two-resumers"):
             injected[kind] += note.get(kind, 0)
         # (A server SIGKILL in the same run may end the stalled request before the watchdog.)
-        if (injected["stall"] and scenario is None and "server-sigkill" not in spec.kinds
-                and not note.get("watchdog") and contract is None):
+        if (
+            injected["stall"]
+            and scenario is None
+            and "server-sigkill" not in spec.kinds
+            and not note.get("watchdog")
+            and contract is None
+        ):
             contract = "a stall was injected but the stall watchdog never fired"
         result = self._judge(spec, source, original, note, contract)
         result.injected, result.seconds = injected, seconds
@@ -352,13 +396,17 @@ class Campaign:
             result.resent = max(0, self.received(spec.protocol) - before_received - spec.size)
             result.wire = max(0, self.front.forwarded - before_wire - spec.size)
         self.results.append(result)
-        self.log(f"run {spec.index:3d} {spec.protocol:10s} {spec.size:>8d} B chunk {spec.chunk >> 10:>3d} KiB "
-                 f"x{spec.workers} s{spec.streams} {'+'.join(spec.kinds):45s} -> {result.outcome:10s} re-sent {result.resent} "
-                 f"wire+{result.wire} "
-                 f"({seconds:.1f} s) {result.detail}")
+        self.log(
+            f"run {spec.index:3d} {spec.protocol:10s} {spec.size:>8d} B chunk {spec.chunk >> 10:>3d} KiB "
+            f"x{spec.workers} s{spec.streams} {'+'.join(spec.kinds):45s} -> {result.outcome:10s} re-sent {result.resent} "
+            f"wire+{result.wire} "
+            f"({seconds:.1f} s) {result.detail}"
+        )
         return result
 
-    def _judge(self, spec: RunSpec, source: Path, original: str, note: dict, contract: str | None) -> RunResult:
+    def _judge(
+        self, spec: RunSpec, source: Path, original: str, note: dict, contract: str | None
+    ) -> RunResult:
         target = self.target(spec)
         modified = "modified" in note
         exists = target.is_file()
@@ -371,13 +419,19 @@ class Campaign:
                 return RunResult(spec, "ok", detail="modified after the last byte was read")
             if note.get("state") == "failed" and "changed" in note.get("error", ""):
                 if spec.protocol == "uploader" and exists:
-                    return RunResult(spec, "corrupted", detail="a file is under the final name after a change")
+                    return RunResult(
+                        spec, "corrupted", detail="a file is under the final name after a change"
+                    )
                 if exists and not _is_prefix(target, original_path=note["original_copy"]):
-                    return RunResult(spec, "corrupted", detail="the partial object is not a prefix of the source")
+                    return RunResult(
+                        spec, "corrupted", detail="the partial object is not a prefix of the source"
+                    )
                 return RunResult(spec, "detected", detail=note.get("error", "")[:80])
             if exists:
                 return RunResult(spec, "corrupted", detail=f"mixed file stored (state {note.get('state')})")
-            return RunResult(spec, "failed-contract", detail=f"change not reported: {note.get('error', note.get('state'))}")
+            return RunResult(
+                spec, "failed-contract", detail=f"change not reported: {note.get('error', note.get('state'))}"
+            )
         if exists and got != original:
             return RunResult(spec, "corrupted", detail=f"sha256 differs ({size} of {spec.size} bytes)")
         if not exists or note.get("state") not in (None, "done"):
@@ -387,15 +441,32 @@ class Campaign:
         return RunResult(spec, "ok")
 
     def _engine_config(self, spec: RunSpec) -> dict[str, Any]:
-        return dict(journal_dir=self.home / "tasks", chunk_size=spec.chunk, workers=spec.workers,
-                    streams=spec.streams, chunk_max=spec.chunk,
-                    stall_timeout=STALL_TIMEOUT, read_timeout=5.0, write_timeout=5.0, connect_timeout=2.0,
-                    backoff_base=0.05, backoff_cap=0.3, retries=30, retry_deadline=60.0, progress_interval=0.05)
+        return dict(
+            journal_dir=self.home / "tasks",
+            chunk_size=spec.chunk,
+            workers=spec.workers,
+            streams=spec.streams,
+            chunk_max=spec.chunk,
+            stall_timeout=STALL_TIMEOUT,
+            read_timeout=5.0,
+            write_timeout=5.0,
+            connect_timeout=2.0,
+            backoff_base=0.05,
+            backoff_cap=0.3,
+            retries=30,
+            retry_deadline=60.0,
+            progress_interval=0.05,
+        )
 
     def _submit_kwargs(self, spec: RunSpec) -> dict[str, Any]:
         if spec.protocol == "wcs-append":
-            return dict(protocol="wcs-append", access_key=ACCESS_KEY, secret_key=SECRET_KEY, scope=BUCKET,
-                        key=self.key(spec))
+            return dict(
+                protocol="wcs-append",
+                access_key=ACCESS_KEY,
+                secret_key=SECRET_KEY,
+                scope=BUCKET,
+                key=self.key(spec),
+            )
         return dict(protocol="uploader", filename=self.filename(spec))
 
     def _run_in_process(self, spec: RunSpec, rng: random.Random, source: Path, note: dict) -> str | None:
@@ -434,20 +505,47 @@ class Campaign:
         return out
 
     def _cli(self, spec: RunSpec, *args: str) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "nbupload", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=self.env(spec.protocol), cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nbupload", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(spec.protocol),
+            cwd=REPO,
+        )
         self.children.append(proc)
         return proc
 
     def _put_args(self, spec: RunSpec, source: Path) -> list[str]:
         if spec.protocol == "wcs-append":
-            return [str(source), self.front.url, "-p", "wcs-append", "--scope", BUCKET, "--key", self.key(spec),
-                    "--chunk-size", str(spec.chunk), "--quiet"]
-        return [str(source), self.front.url + "/upload", "--filename", self.filename(spec),
-                "--chunk-size", str(spec.chunk), "--streams", str(spec.streams), "--quiet"]
+            return [
+                str(source),
+                self.front.url,
+                "-p",
+                "wcs-append",
+                "--scope",
+                BUCKET,
+                "--key",
+                self.key(spec),
+                "--chunk-size",
+                str(spec.chunk),
+                "--quiet",
+            ]
+        return [
+            str(source),
+            self.front.url + "/upload",
+            "--filename",
+            self.filename(spec),
+            "--chunk-size",
+            str(spec.chunk),
+            "--streams",
+            str(spec.streams),
+            "--quiet",
+        ]
 
-    def _wait_acked(self, name: str, fraction: float, spec: RunSpec, alive: Callable[[], bool],
-                    timeout: float = 30.0) -> dict | None:
+    def _wait_acked(
+        self, name: str, fraction: float, spec: RunSpec, alive: Callable[[], bool], timeout: float = 30.0
+    ) -> dict | None:
         end = time.monotonic() + timeout
         while time.monotonic() < end and alive():
             for entry in self._journal():
@@ -457,8 +555,9 @@ class Campaign:
             time.sleep(0.01)
         return None
 
-    def _run_children(self, spec: RunSpec, rng: random.Random, source: Path, note: dict,
-                      scenario: str) -> str | None:
+    def _run_children(
+        self, spec: RunSpec, rng: random.Random, source: Path, note: dict, scenario: str
+    ) -> str | None:
         # Slow the link so the interruption lands mid-upload (0.75-1.5 MiB/s: a 1 MiB file
         # takes longer than the journal's first acknowledged chunk).
         self.proxy.default = Fault(rate=rng.uniform(0.75, 1.5) * MiB)
@@ -485,7 +584,10 @@ class Campaign:
                 note["state"] = "done" if res.returncode == 0 else "failed"
                 note["error"] = err.strip()[-300:]
                 return None
-            a, b = self._cli(spec, "resume", task_id, "--quiet"), self._cli(spec, "resume", task_id, "--quiet")
+            a, b = (
+                self._cli(spec, "resume", task_id, "--quiet"),
+                self._cli(spec, "resume", task_id, "--quiet"),
+            )
             outs = [p.communicate(timeout=RUN_TIMEOUT) for p in (a, b)]
             results = [(p.returncode, err) for p, (_, err) in zip((a, b), outs)]
             codes = sorted(code for code, _ in results)
@@ -540,8 +642,10 @@ class Campaign:
     @staticmethod
     def _kernel_outcome(kc: Any, note: dict, reply: str = "") -> None:
         """Wait until the kernel's tasks are all finished; their states and errors into ``note``."""
-        code = ("import json; from nbupload.api import get_engine; print('TASKS', json.dumps("
-                "[(t.state.value, str(t.error or '')) for t in get_engine().tasks()]))")
+        code = (
+            "import json; from nbupload.api import get_engine; print('TASKS', json.dumps("
+            "[(t.state.value, str(t.error or '')) for t in get_engine().tasks()]))"
+        )
         end = time.monotonic() + RUN_TIMEOUT
         tasks: list = []
         while time.monotonic() < end:
@@ -552,7 +656,9 @@ class Campaign:
             time.sleep(0.2)
         states = [state for state, _ in tasks]
         note["state"] = "done" if states and all(s == "done" for s in states) else "failed"
-        note["error"] = " | ".join([reply, *(err for _, err in tasks if err)]).strip(" |") or f"tasks {states}"
+        note["error"] = (
+            " | ".join([reply, *(err for _, err in tasks if err)]).strip(" |") or f"tasks {states}"
+        )
 
 
 def _quote(arg: str) -> str:
@@ -606,19 +712,29 @@ def format_table(results: list[RunResult], seed: int) -> str:
     wire = [r.wire for r in results if r.wire is not None]
     protocols = Counter(r.spec.protocol for r in results)
     sizes = sorted({r.spec.size for r in results})
-    lines = [f"nbupload fault campaign: seed {seed}, {len(results)} runs "
-             f"({', '.join(f'{n} {p}' for p, n in sorted(protocols.items()))}; sizes {', '.join(map(str, sizes))} B)",
-             "", "| fault kind | injected |", "|---|---:|"]
+    lines = [
+        f"nbupload fault campaign: seed {seed}, {len(results)} runs "
+        f"({', '.join(f'{n} {p}' for p, n in sorted(protocols.items()))}; sizes {', '.join(map(str, sizes))} B)",
+        "",
+        "| fault kind | injected |",
+        "|---|---:|",
+    ]
     lines += [f"| {kind} | {injected[kind]} |" for kind in KINDS]
-    lines += ["", "| runs | ok | change detected | corrupted | lost | duplicated | contract failures |"
-              " re-sent bytes median | re-sent bytes max | extra wire bytes median | extra wire bytes max |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-              f"| {len(results)} | {outcomes['ok']} | {outcomes['detected']} | {outcomes['corrupted']} | "
-              f"{outcomes['lost']} | {outcomes['duplicated']} | {outcomes['failed-contract']} | "
-              f"{int(statistics.median(resent)) if resent else 0} | {max(resent) if resent else 0} | "
-              f"{int(statistics.median(wire)) if wire else 0} | {max(wire) if wire else 0} |"]
+    lines += [
+        "",
+        "| runs | ok | change detected | corrupted | lost | duplicated | contract failures |"
+        " re-sent bytes median | re-sent bytes max | extra wire bytes median | extra wire bytes max |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {len(results)} | {outcomes['ok']} | {outcomes['detected']} | {outcomes['corrupted']} | "
+        f"{outcomes['lost']} | {outcomes['duplicated']} | {outcomes['failed-contract']} | "
+        f"{int(statistics.median(resent)) if resent else 0} | {max(resent) if resent else 0} | "
+        f"{int(statistics.median(wire)) if wire else 0} | {max(wire) if wire else 0} |",
+    ]
     bad = [r for r in results if r.outcome in ("corrupted", "lost", "duplicated", "failed-contract")]
     if bad:
-        lines += ["", "failures:"] + [f"- run {r.spec.index} {r.spec.protocol} {r.spec.size} B "
-                                       f"{'+'.join(r.spec.kinds)}: {r.outcome}: {r.detail}" for r in bad]
+        lines += ["", "failures:"] + [
+            f"- run {r.spec.index} {r.spec.protocol} {r.spec.size} B "
+            f"{'+'.join(r.spec.kinds)}: {r.outcome}: {r.detail}"
+            for r in bad
+        ]
     return "\n".join(lines)

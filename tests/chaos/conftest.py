@@ -20,8 +20,10 @@ sys.path.insert(0, str(HERE.parents[1]))  # tests.support: the fault-injecting p
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "chaos: the long randomized fault campaign (make chaos; NBUPLOAD_CHAOS_RUNS, "
-                                       "NBUPLOAD_CHAOS_SEED)")
+    config.addinivalue_line(
+        "markers",
+        "chaos: the long randomized fault campaign (make chaos; NBUPLOAD_CHAOS_RUNS, NBUPLOAD_CHAOS_SEED)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -30,8 +30,11 @@ def _campaign(tmp_path: Path, seed: int, runs: int) -> list:
 
 def _assert_clean(results: list) -> None:
     bad = [r for r in results if r.outcome not in ("ok", "detected")]
-    assert not bad, "\n".join(f"run {r.spec.index} {r.spec.protocol} {r.spec.size} B {'+'.join(r.spec.kinds)}: "
-                              f"{r.outcome}: {r.detail}" for r in bad)
+    assert not bad, "\n".join(
+        f"run {r.spec.index} {r.spec.protocol} {r.spec.size} B {'+'.join(r.spec.kinds)}: "
+        f"{r.outcome}: {r.detail}"
+        for r in bad
+    )
 
 
 @pytest.mark.timeout(300)

@@ -24,7 +24,9 @@ from tests.support.proxy import FaultProxy
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kill_at", [1_000, 60_000, 200_000])
 def test_sigkill_during_the_first_append(tmp_path, kill_at):
-    server = ServerProcess(tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning").start()
+    server = ServerProcess(
+        tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning"
+    ).start()
     proxy = FaultProxy(*server.address)
     front = BurstFront(("127.0.0.1", proxy.port))
     killed = []
@@ -43,11 +45,25 @@ def test_sigkill_during_the_first_append(tmp_path, kill_at):
     src = tmp_path / "first.log"
     data = os.urandom(300_000)
     src.write_bytes(data)
-    engine = Engine(EngineConfig(journal_dir=tmp_path / "journal", chunk_size=256 * 1024, stall_timeout=2,
-                                 backoff_base=0.05, backoff_cap=0.3))
+    engine = Engine(
+        EngineConfig(
+            journal_dir=tmp_path / "journal",
+            chunk_size=256 * 1024,
+            stall_timeout=2,
+            backoff_base=0.05,
+            backoff_cap=0.3,
+        )
+    )
     try:
-        task = engine.submit(str(src), front.url, protocol="wcs-append", access_key=ACCESS_KEY,
-                             secret_key=SECRET_KEY, scope=BUCKET, key=src.name)
+        task = engine.submit(
+            str(src),
+            front.url,
+            protocol="wcs-append",
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            scope=BUCKET,
+            key=src.name,
+        )
         snap = task.wait(60)
         assert killed, "the server was never killed"
         assert snap.state.value == "done", snap.error

@@ -17,14 +17,23 @@ from nbupload.engine import Engine, EngineConfig
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("retry_after", ["\u00b2", "9" * 400, "Fri, 31 Dec 9999 23:59:59 GMT", "soon"])
 def test_odd_retry_after_is_retried(tmp_path, retry_after):
-    server = ServerProcess(tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning").start()
+    server = ServerProcess(
+        tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning"
+    ).start()
     front = BurstFront(server.address)
     front.arm(2, Burst(503, retry_after))
     src = tmp_path / "odd.bin"
     data = os.urandom(100_000)
     src.write_bytes(data)
-    engine = Engine(EngineConfig(journal_dir=tmp_path / "journal", chunk_size=64 * 1024, backoff_base=0.05,
-                                 backoff_cap=0.1, retries=5))
+    engine = Engine(
+        EngineConfig(
+            journal_dir=tmp_path / "journal",
+            chunk_size=64 * 1024,
+            backoff_base=0.05,
+            backoff_cap=0.1,
+            retries=5,
+        )
+    )
     try:
         task = engine.submit(str(src), front.url + "/upload", filename=src.name)
         snap = task.wait(60)

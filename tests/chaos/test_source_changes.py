@@ -41,15 +41,30 @@ def test_modified_source_fails_with_a_clear_error(slow_link, tmp_path, protocol,
     original = os.urandom(3 * MiB)
     src.write_bytes(original)
     time.sleep(0.02)  # the change below must get a later mtime than the file's creation
-    engine = Engine(EngineConfig(journal_dir=tmp_path / "journal", chunk_size=256 * 1024, workers=2,
-                                 backoff_base=0.05, backoff_cap=0.3, stall_timeout=5))
+    engine = Engine(
+        EngineConfig(
+            journal_dir=tmp_path / "journal",
+            chunk_size=256 * 1024,
+            workers=2,
+            backoff_base=0.05,
+            backoff_cap=0.3,
+            stall_timeout=5,
+        )
+    )
     try:
         if protocol == "uploader":
             task = engine.submit(str(src), proxy.url + "/upload", filename=src.name)
             target = server.root / src.name
         else:
-            task = engine.submit(str(src), proxy.url, protocol="wcs-append", access_key=ACCESS_KEY,
-                                 secret_key=SECRET_KEY, scope=BUCKET, key=src.name)
+            task = engine.submit(
+                str(src),
+                proxy.url,
+                protocol="wcs-append",
+                access_key=ACCESS_KEY,
+                secret_key=SECRET_KEY,
+                scope=BUCKET,
+                key=src.name,
+            )
             target = server.root / BUCKET / src.name
         deadline = time.monotonic() + 30
         while task.acked < MiB and time.monotonic() < deadline:

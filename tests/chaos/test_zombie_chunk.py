@@ -24,7 +24,9 @@ from tests.support.proxy import Fault, FaultProxy
 
 @pytest.mark.timeout(120)
 def test_file_is_in_place_when_the_task_is_done_despite_a_zombie_chunk(tmp_path):
-    server = ServerProcess(tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning").start()
+    server = ServerProcess(
+        tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning"
+    ).start()
     proxy = FaultProxy(*server.address)
     proxy.add(Fault(stall_after=50_000, stall_for=60))  # the first connection freezes mid-chunk
     src = tmp_path / "zombie.bin"
@@ -33,9 +35,19 @@ def test_file_is_in_place_when_the_task_is_done_despite_a_zombie_chunk(tmp_path)
     # One stream and fixed chunks: the fault counts the bytes of the first connection, and with
     # several streams that connection need not carry 50 000 of them (seen: 4 connections, no
     # stall). chaos_campaign.py covers stalls with several streams.
-    engine = Engine(EngineConfig(journal_dir=tmp_path / "journal", chunk_size=128 * 1024, chunk_max=128 * 1024,
-                                 streams=1, workers=1, stall_timeout=1.0, read_timeout=5, backoff_base=0.05,
-                                 backoff_cap=0.2))
+    engine = Engine(
+        EngineConfig(
+            journal_dir=tmp_path / "journal",
+            chunk_size=128 * 1024,
+            chunk_max=128 * 1024,
+            streams=1,
+            workers=1,
+            stall_timeout=1.0,
+            read_timeout=5,
+            backoff_base=0.05,
+            backoff_cap=0.2,
+        )
+    )
     try:
         task = engine.submit(str(src), proxy.url + "/upload", filename=src.name)
         snap = task.wait(60)

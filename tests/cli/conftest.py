@@ -28,16 +28,28 @@ def cli(home):
     """Run ``nbupload ARGS`` in a child process: ``cli("put", ...)`` -> CompletedProcess."""
 
     def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "nbupload", *args], capture_output=True, text=True,
-                              timeout=timeout, env=child_env(), cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "nbupload", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=child_env(),
+            cwd=ROOT,
+        )
 
     started: list[subprocess.Popen[str]] = []
 
     def popen(*args: str, sigint: str = "default") -> subprocess.Popen[str]:
         """``nbupload ARGS`` started with SIGINT at its default (or ``"ignore"``d, as a
         background job), whatever this test run inherited; killed at teardown if still running."""
-        proc = subprocess.Popen(python_argv("-m", "nbupload", *args, sigint=sigint), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=child_env(), cwd=ROOT)
+        proc = subprocess.Popen(
+            python_argv("-m", "nbupload", *args, sigint=sigint),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+            cwd=ROOT,
+        )
         started.append(proc)
         return proc
 

@@ -52,8 +52,21 @@ def test_put_uploader_and_wcs(cli, server, tmp_path, home):
     r = cli("put", str(src), server.upload_url, "--chunk-size", "256KiB", "--field", "album=x", "--quiet")
     assert r.returncode == 0, r.stderr
     assert sha256_file(server.root / "a.bin") == sha256_file(src)
-    r = cli("put", str(src), server.url, "-p", "wcs-append", "--ak", AK, "--sk", SK, "--scope", "bkt",
-            "--key", "k/a.bin")
+    r = cli(
+        "put",
+        str(src),
+        server.url,
+        "-p",
+        "wcs-append",
+        "--ak",
+        AK,
+        "--sk",
+        SK,
+        "--scope",
+        "bkt",
+        "--key",
+        "k/a.bin",
+    )
     assert r.returncode == 0, r.stderr
     assert "uploaded" in r.stderr and "etag" in r.stderr
     assert sha256_file(server.root / "bkt" / "k" / "a.bin") == sha256_file(src)
@@ -63,7 +76,9 @@ def test_put_uploader_and_wcs(cli, server, tmp_path, home):
 def test_put_wcs_with_a_bare_bucket_scope_keys_by_file_name(cli, server, tmp_path, home):
     """The same rule as ``%upload``: ``--scope bucket`` without ``--key`` uploads to bucket/<file name>."""
     src = make_file(tmp_path / "bare.bin", 300_000)
-    r = cli("put", str(src), server.url, "-p", "wcs-append", "--ak", AK, "--sk", SK, "--scope", "bkt", "--quiet")
+    r = cli(
+        "put", str(src), server.url, "-p", "wcs-append", "--ak", AK, "--sk", SK, "--scope", "bkt", "--quiet"
+    )
     assert r.returncode == 0, r.stderr
     assert sha256_file(server.root / "bkt" / "bare.bin") == sha256_file(src)
 
@@ -95,21 +110,51 @@ def test_usage_errors_are_clear(cli, tmp_path):
 
 def test_put_options_are_reusable_by_the_magic():
     args = put_parser("%upload").parse_args(
-        ["f.bin", "http://h/u", "--chunk-size", "1MiB", "--chunk-max", "2MiB", "--field", "a=1", "--header", "X-A: b",
-         "--mime", "t/x"])
+        [
+            "f.bin",
+            "http://h/u",
+            "--chunk-size",
+            "1MiB",
+            "--chunk-max",
+            "2MiB",
+            "--field",
+            "a=1",
+            "--header",
+            "X-A: b",
+            "--mime",
+            "t/x",
+        ]
+    )
     opts = put_options(args)
-    assert opts["chunk_size"] == 1 << 20 and opts["chunk_max"] == 2 << 20 and opts["fields"] == {"a": "1"} and opts["headers"] == {"X-A": "b"}
+    assert (
+        opts["chunk_size"] == 1 << 20
+        and opts["chunk_max"] == 2 << 20
+        and opts["fields"] == {"a": "1"}
+        and opts["headers"] == {"X-A": "b"}
+    )
     assert opts["protocol"] == "uploader" and opts["mime"] == "t/x"
     with pytest.raises(CommandError):
         put_options(put_parser().parse_args(["f", "http://h", "--token", "t", "--ak", "a"]))
 
 
-def test_sigkill_with_four_streams_then_resume_sends_at_most_four_chunks_again(cli, slow_server, tmp_path, home):
+def test_sigkill_with_four_streams_then_resume_sends_at_most_four_chunks_again(
+    cli, slow_server, tmp_path, home
+):
     src = make_file(tmp_path / "killed4.bin", 3_000_000)
     size = src.stat().st_size
     # --chunk-max pins the chunk at 256 KiB (chunks grow otherwise): the bound below is in chunks.
-    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--chunk-max", "256KiB",
-                     "--streams", "4", "--quiet")
+    proc = cli.popen(
+        "put",
+        str(src),
+        slow_server.upload_url,
+        "--chunk-size",
+        "256KiB",
+        "--chunk-max",
+        "256KiB",
+        "--streams",
+        "4",
+        "--quiet",
+    )
     try:
         entry = wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text()), timeout=20)
         wait_for(lambda: json.loads(_journal(home)[0].read_text())["acked"] >= 2 * CHUNK, timeout=20)
@@ -132,8 +177,18 @@ def test_sigkill_then_resume_sends_at_most_one_chunk_again(cli, slow_server, tmp
     src = make_file(tmp_path / "killed.bin", 2_000_000)
     size = src.stat().st_size
     # --chunk-max pins the chunk at 256 KiB (chunks grow otherwise): the bound below is in chunks.
-    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--chunk-max", "256KiB",
-                     "--streams", "1", "--quiet")
+    proc = cli.popen(
+        "put",
+        str(src),
+        slow_server.upload_url,
+        "--chunk-size",
+        "256KiB",
+        "--chunk-max",
+        "256KiB",
+        "--streams",
+        "1",
+        "--quiet",
+    )
     try:
         entry = wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text()), timeout=20)
         wait_for(lambda: json.loads(_journal(home)[0].read_text())["acked"] >= 2 * CHUNK, timeout=20)
@@ -152,8 +207,10 @@ def test_sigkill_then_resume_sends_at_most_one_chunk_again(cli, slow_server, tmp
     assert "resuming task" in r.stderr
     assert sha256_file(slow_server.root / "killed.bin") == sha256_file(src)
     sent_twice = slow_server.stats()["uploader"]["bytes"] - size
-    print(f"\nSIGKILL at {before} bytes received; bytes sent again after resume: {sent_twice} "
-          f"(chunk {CHUNK}, 1 stream)")
+    print(
+        f"\nSIGKILL at {before} bytes received; bytes sent again after resume: {sent_twice} "
+        f"(chunk {CHUNK}, 1 stream)"
+    )
     assert 0 <= sent_twice <= CHUNK  # at most the one chunk in flight at the kill
     assert _journal(home) == []
 
@@ -226,7 +283,9 @@ def test_two_resume_processes_one_wins(cli, crawl_server, tmp_path, home):
     slow_server = crawl_server
     src = make_file(tmp_path / "two.bin", 2_500_000)  # ~7 s left at 300 kB/s: both resumers meet
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
-    wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= CHUNK, timeout=20)
+    wait_for(
+        lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= CHUNK, timeout=20
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     task_id = _journal(home)[0].stem
@@ -277,7 +336,9 @@ def test_python_api_pauses_at_exit_and_the_cli_resumes(cli, slow_server, tmp_pat
         "while t.acked < 256 << 10: time.sleep(0.02)\n"
         "print(t.id)\n"
     )
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=child_env())
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=child_env()
+    )
     task_id = r.stdout.strip()
     assert r.returncode == 0 and f"paused at exit; resume with: nbupload resume {task_id}" in r.stderr
     r = cli("resume", task_id, "--quiet")

@@ -29,8 +29,16 @@ def make_engine(journal_dir):
     engines: list[Engine] = []
 
     def make(transport=None, **changes) -> Engine:
-        settings = dict(journal_dir=journal_dir, chunk_size=256 << 10, backoff_base=0.05, backoff_cap=0.5,
-                        stall_timeout=5.0, read_timeout=10.0, write_timeout=10.0, connect_timeout=5.0)
+        settings = dict(
+            journal_dir=journal_dir,
+            chunk_size=256 << 10,
+            backoff_base=0.05,
+            backoff_cap=0.5,
+            stall_timeout=5.0,
+            read_timeout=10.0,
+            write_timeout=10.0,
+            connect_timeout=5.0,
+        )
         settings.update(changes)
         # Fixed-size chunks unless a test asks for growth: many tests count requests.
         settings.setdefault("chunk_max", settings["chunk_size"])

@@ -52,8 +52,9 @@ def test_lost_wcs_append_answer_duplicates_nothing(server, engine, tmp_path):
     errors = _errors(engine)
     with FaultProxy.for_url(server.url) as proxy:
         proxy.add(Fault(swallow_after=400_000))  # the 2nd append lands; its answer is lost
-        task = engine.submit(src, proxy.url, protocol="wcs-append", access_key=AK, secret_key=SK,
-                             scope="bkt", key="obj.bin")
+        task = engine.submit(
+            src, proxy.url, protocol="wcs-append", access_key=AK, secret_key=SK, scope="bkt", key="obj.bin"
+        )
         snap = task.wait(30, raise_on_error=True)
         assert proxy.counters.swallowed == 1
     engine.flush_events()
@@ -67,8 +68,9 @@ def test_lost_last_wcs_answer_is_verified_by_an_empty_append(server, engine, tmp
     src = make_file(tmp_path / "last.bin", 300_000, seed=6)
     with FaultProxy.for_url(server.url) as proxy:
         proxy.add(Fault(swallow_after=290_000))  # the last (2nd) append's answer is lost
-        task = engine.submit(src, proxy.url, protocol="wcs-append", access_key=AK, secret_key=SK,
-                             scope="bkt:last.bin")
+        task = engine.submit(
+            src, proxy.url, protocol="wcs-append", access_key=AK, secret_key=SK, scope="bkt:last.bin"
+        )
         snap = task.wait(30, raise_on_error=True)
     assert sha256_file(server.root / "bkt" / "last.bin") == sha256_file(src)
     assert snap.result["verified"]

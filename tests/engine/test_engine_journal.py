@@ -32,8 +32,15 @@ def test_journal_holds_no_secret_and_resume_needs_them_again(slow_server, make_e
     src = make_file(tmp_path / "secret.bin", 1_000_000)
     first = make_engine(chunk_size=CHUNK)
     task = _start_and_pause(
-        first, src, slow_server.url, protocol="wcs-append", access_key=AK, secret_key=SK, scope="bkt",
-        key="s.bin", headers={"Authorization": "Bearer hdr-secret-123", "X-Trace": "trace-1"},
+        first,
+        src,
+        slow_server.url,
+        protocol="wcs-append",
+        access_key=AK,
+        secret_key=SK,
+        scope="bkt",
+        key="s.bin",
+        headers={"Authorization": "Bearer hdr-secret-123", "X-Trace": "trace-1"},
         fields={"token": "field-secret-456", "album": "holiday"},
     )
     minted = task.spec.credentials.current()
@@ -48,13 +55,23 @@ def test_journal_holds_no_secret_and_resume_needs_them_again(slow_server, make_e
 
     second = make_engine(chunk_size=CHUNK)
     [unfinished] = second.unfinished()
-    assert (unfinished.id, unfinished.acked, unfinished.total, unfinished.locked) == (task.id, position, 1_000_000, False)
+    assert (unfinished.id, unfinished.acked, unfinished.total, unfinished.locked) == (
+        task.id,
+        position,
+        1_000_000,
+        False,
+    )
     [again] = second.resume(task.id)
     snap = again.wait(10)
     assert snap.state is TaskState.FAILED and snap.error.code == "needs-credentials"
     assert "never written to the journal" in snap.error.message
-    [again] = second.resume(task.id, access_key=AK, secret_key=SK,
-                            headers={"Authorization": "Bearer hdr-secret-123"}, fields={"token": "field-secret-456"})
+    [again] = second.resume(
+        task.id,
+        access_key=AK,
+        secret_key=SK,
+        headers={"Authorization": "Bearer hdr-secret-123"},
+        fields={"token": "field-secret-456"},
+    )
     again.wait(30, raise_on_error=True)
     assert sha256_file(slow_server.root / "bkt" / "s.bin") == sha256_file(src)
     assert not (journal_dir / f"{task.id}.json").exists()
@@ -162,8 +179,9 @@ def test_secret_url_parameters_stay_out_of_journal_and_reprs(slow_server, make_e
 
 
 @pytest.mark.parametrize("protocol", ["uploader", "wcs-append"])
-def test_progress_journal_writes_are_durable_only_where_they_must_be(server, make_engine, tmp_path, monkeypatch,
-                                                                    journal_dir, protocol):
+def test_progress_journal_writes_are_durable_only_where_they_must_be(
+    server, make_engine, tmp_path, monkeypatch, journal_dir, protocol
+):
     # 16 chunks. Uploader progress skips fsync (a resume asks the server what it holds); a
     # WCS position is the client's own record for judging a replay, so it stays durable.
     import os as _os

@@ -32,8 +32,15 @@ def test_uploader_end_to_end_resumable(server, engine, tmp_path):
 
 def test_wcs_append_end_to_end_with_hash_check(server, engine, tmp_path):
     src = make_file(tmp_path / "data.bin", 1_000_000, seed=2)
-    task = engine.submit(src, server.url, protocol="wcs-append", access_key=AK, secret_key=SK,
-                         scope="bucket", key="dir/data.bin")
+    task = engine.submit(
+        src,
+        server.url,
+        protocol="wcs-append",
+        access_key=AK,
+        secret_key=SK,
+        scope="bucket",
+        key="dir/data.bin",
+    )
     snap = task.wait(30, raise_on_error=True)
     assert snap.result["verified"] and snap.result["hash"] == wcs.etag_of(src.read_bytes())
     assert sha256_file(server.root / "bucket" / "dir" / "data.bin") == sha256_file(src)
@@ -109,8 +116,14 @@ def test_server_error_is_reported_with_code_and_not_retried(tmp_path, make_engin
 
 
 def test_wrong_wcs_secret_fails_with_401_quickly(server, engine):
-    task = engine.submit(b"x" * 1000, server.url, protocol="wcs-append", access_key=AK,
-                         secret_key="not-the-secret-xyz", scope="b:k")
+    task = engine.submit(
+        b"x" * 1000,
+        server.url,
+        protocol="wcs-append",
+        access_key=AK,
+        secret_key="not-the-secret-xyz",
+        scope="b:k",
+    )
     snap = task.wait(30)
     assert snap.state is TaskState.FAILED and snap.error.status == 401
     assert snap.attempts <= 2  # one fresh token, then give up
@@ -137,11 +150,22 @@ def test_pause_resume_and_progress_events(tmp_path, make_engine):
     engine.flush_events()
     mine = [e for e in events if e.snapshot.id == task.id]
     states = [e.snapshot.state.value for e in mine if e.kind == "state"]
-    assert states == ["queued", "connecting", "uploading", "paused", "queued", "connecting", "uploading", "done"]
+    assert states == [
+        "queued",
+        "connecting",
+        "uploading",
+        "paused",
+        "queued",
+        "connecting",
+        "uploading",
+        "done",
+    ]
     acked = [e.snapshot.acked for e in mine]
     assert acked == sorted(acked) and held > 0  # acked never goes backwards
     progress = [e for e in mine if e.kind == "progress"]
-    duration = mine[-1].snapshot.finished_at - mine[0].snapshot.started_at if mine[0].snapshot.started_at else 2
+    duration = (
+        mine[-1].snapshot.finished_at - mine[0].snapshot.started_at if mine[0].snapshot.started_at else 2
+    )
     assert len(progress) <= 12 * max(duration, 1) + 4  # coalesced to ~10 per second
     assert any(e.snapshot.rate > 0 for e in progress)
 
@@ -201,7 +225,9 @@ def test_a_task_chunk_max_pins_its_chunks_whatever_the_engine_allows(tmp_path, m
     src = make_file(tmp_path / "pinned.bin", 1_000_000)
     with pytest.raises(ValueError, match="chunk_max"):
         engine.submit(src, server.upload_url, chunk_max=0)
-    snap = engine.submit(src, server.upload_url, chunk_size=65536, chunk_max=65536).wait(60, raise_on_error=True)
+    snap = engine.submit(src, server.upload_url, chunk_size=65536, chunk_max=65536).wait(
+        60, raise_on_error=True
+    )
     assert snap.chunk_size == 65536
     assert sha256_file(server.root / "pinned.bin") == sha256_file(src)
     assert server.stats()["uploader"]["requests"] == 1 + 16  # the query, ceil(1000000 / 65536) chunks

@@ -54,9 +54,22 @@ def test_backoff_honours_retry_after():
     assert b.next_delay(retry_after=3.0) >= 3.0
 
 
-@pytest.mark.parametrize("status,expected", [(408, True), (429, True), (500, True), (502, True), (503, True),
-                                             (507, True), (400, False), (401, False), (413, False), (404, False),
-                                             (501, False)])
+@pytest.mark.parametrize(
+    "status,expected",
+    [
+        (408, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (507, True),
+        (400, False),
+        (401, False),
+        (413, False),
+        (404, False),
+        (501, False),
+    ],
+)
 def test_retryable_statuses(status, expected):
     assert is_retryable_status(status) is expected
 
@@ -106,8 +119,9 @@ def test_task_lock_is_exclusive_between_open_files(tmp_path):
 
 
 def test_secret_names_are_split_out():
-    kept, secret = split_secrets({"Authorization": "Bearer x", "X-Api-Key": "k", "Accept": "a", "token": "t",
-                                  "user": "u"})
+    kept, secret = split_secrets(
+        {"Authorization": "Bearer x", "X-Api-Key": "k", "Accept": "a", "token": "t", "user": "u"}
+    )
     assert kept == {"Accept": "a", "user": "u"}
     assert sorted(secret) == ["Authorization", "X-Api-Key", "token"]
     assert is_secret_name("Cookie") and not is_secret_name("x:album")
@@ -130,7 +144,9 @@ def test_engine_config_validates_and_hides_secrets():
 
 # ------------------------------------------------------------------ events
 def _snap(task_id: str, state=TaskState.UPLOADING, acked=0) -> TaskSnapshot:
-    return TaskSnapshot(id=task_id, name="n", protocol="uploader", url="u", state=state, total=100, acked=acked)
+    return TaskSnapshot(
+        id=task_id, name="n", protocol="uploader", url="u", state=state, total=100, acked=acked
+    )
 
 
 def test_dispatcher_coalesces_progress_and_never_drops_states():

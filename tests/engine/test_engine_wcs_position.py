@@ -12,8 +12,16 @@ AK, SK = next(iter(CREDENTIALS.items()))
 
 
 def _append_upload(engine, server, path, **options):
-    return engine.submit(path, server.url, protocol="wcs-append", access_key=AK, secret_key=SK,
-                         scope="logs", key="run/train.log", **options)
+    return engine.submit(
+        path,
+        server.url,
+        protocol="wcs-append",
+        access_key=AK,
+        secret_key=SK,
+        scope="logs",
+        key="run/train.log",
+        **options,
+    )
 
 
 def test_a_growing_file_is_appended_in_steps_and_verified(server, engine, tmp_path):

@@ -32,8 +32,9 @@ from hostile_fixtures import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileServer]:
-    server = HostileServer(tmp_path_factory.mktemp("hostile"), max_file_size=MAX_FILE_SIZE,
-                           max_request_size=MAX_REQUEST_SIZE)
+    server = HostileServer(
+        tmp_path_factory.mktemp("hostile"), max_file_size=MAX_FILE_SIZE, max_request_size=MAX_REQUEST_SIZE
+    )
     server.proc.start()
     try:
         yield server
@@ -47,6 +48,8 @@ def fence(hostile_server: HostileServer) -> Iterator[HostileServer]:
     evil_tmp = Path("/tmp/evil.txt").exists()
     yield hostile_server
     assert hostile_server.proc.alive, "the server process died: " + hostile_server.proc.log_text()[-2000:]
-    assert snapshot_outside(hostile_server.base, hostile_server.root) == before, "something outside the root changed"
+    assert snapshot_outside(hostile_server.base, hostile_server.root) == before, (
+        "something outside the root changed"
+    )
     assert Path("/tmp/evil.txt").exists() == evil_tmp
     assert_inside_root(hostile_server.root)

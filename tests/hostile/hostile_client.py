@@ -33,25 +33,50 @@ def post_multipart(path: str, boundary: str | bytes, body: bytes, **kw: object) 
 
 def query(address: Address, boundary: str) -> RawResponse | None:
     headers, body = up.prepare_query(boundary)
-    return raw_exchange(address, http_request("POST", "/upload", [("Content-Type", headers["Content-Type"])], body))
+    return raw_exchange(
+        address, http_request("POST", "/upload", [("Content-Type", headers["Content-Type"])], body)
+    )
 
 
-def chunk_body(boundary: str, filename: bytes, data: bytes, start: int, total: int, *, name: bytes = b"file",
-               fields: Sequence[tuple[bytes, bytes]] = (), range_attr: bytes | None = None) -> bytes:
+def chunk_body(
+    boundary: str,
+    filename: bytes,
+    data: bytes,
+    start: int,
+    total: int,
+    *,
+    name: bytes = b"file",
+    fields: Sequence[tuple[bytes, bytes]] = (),
+    range_attr: bytes | None = None,
+) -> bytes:
     rng = range_attr if range_attr is not None else f"{start}-{start + len(data)}/{total}".encode()
     parts = [form_part(b'form-data; name="' + k + b'"', v) for k, v in fields]
-    parts.append(form_part(b'form-data; name="' + name + b'"; filename="' + filename + b'"; range="' + rng + b'"',
-                           data, "application/octet-stream"))
+    parts.append(
+        form_part(
+            b'form-data; name="' + name + b'"; filename="' + filename + b'"; range="' + rng + b'"',
+            data,
+            "application/octet-stream",
+        )
+    )
     return multipart(boundary, parts)
 
 
 def plain_body(boundary: str, filename: bytes, data: bytes, *, name: bytes = b"file") -> bytes:
-    return multipart(boundary, [form_part(b'form-data; name="' + name + b'"; filename="' + filename + b'"', data,
-                                          "application/octet-stream")])
+    return multipart(
+        boundary,
+        [
+            form_part(
+                b'form-data; name="' + name + b'"; filename="' + filename + b'"',
+                data,
+                "application/octet-stream",
+            )
+        ],
+    )
 
 
-def upload_resumable(address: Address, filename: bytes, data: bytes, chunk: int,
-                     boundary: str | None = None) -> list[RawResponse | None]:
+def upload_resumable(
+    address: Address, filename: bytes, data: bytes, chunk: int, boundary: str | None = None
+) -> list[RawResponse | None]:
     """Query, then every chunk in order; all answers."""
     boundary = boundary or new_boundary()
     answers = [query(address, boundary)]
@@ -62,15 +87,26 @@ def upload_resumable(address: Address, filename: bytes, data: bytes, chunk: int,
     return answers
 
 
-def make_token(scope: str, *, access_key: str, secret_key: str, deadline: int | str | None = None,
-               **extra: object) -> str:
-    policy = {"scope": scope, "deadline": deadline if deadline is not None else int(time.time() * 1000) + 600_000,
-              **extra}
+def make_token(
+    scope: str, *, access_key: str, secret_key: str, deadline: int | str | None = None, **extra: object
+) -> str:
+    policy = {
+        "scope": scope,
+        "deadline": deadline if deadline is not None else int(time.time() * 1000) + 600_000,
+        **extra,
+    }
     return wcs.make_token(access_key, secret_key, json.dumps(policy))
 
 
-def append_body(boundary: str, token: str | bytes, data: bytes, *, key: str | bytes | None = None,
-                token_first: bool = True, extra: Sequence[bytes] = ()) -> bytes:
+def append_body(
+    boundary: str,
+    token: str | bytes,
+    data: bytes,
+    *,
+    key: str | bytes | None = None,
+    token_first: bool = True,
+    extra: Sequence[bytes] = (),
+) -> bytes:
     def enc(v: str | bytes) -> bytes:
         return v if isinstance(v, bytes) else v.encode("utf-8", "surrogatepass")
 
@@ -82,8 +118,15 @@ def append_body(boundary: str, token: str | bytes, data: bytes, *, key: str | by
     return multipart(boundary, [*fields, file_part] if token_first else [file_part, *fields])
 
 
-def append(address: Address, position: int | str, token: str | bytes, data: bytes, *,
-           key: str | bytes | None = None, token_first: bool = True) -> RawResponse | None:
+def append(
+    address: Address,
+    position: int | str,
+    token: str | bytes,
+    data: bytes,
+    *,
+    key: str | bytes | None = None,
+    token_first: bool = True,
+) -> RawResponse | None:
     boundary = new_boundary()
     body = append_body(boundary, token, data, key=key, token_first=token_first)
     return raw_exchange(address, post_multipart(f"/append/{position}", boundary, body))

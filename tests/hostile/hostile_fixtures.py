@@ -13,8 +13,16 @@ from pathlib import Path
 
 from hostile_net import ServerProcess
 
-__all__ = ["ACCESS_KEY", "CREDENTIALS", "HostileServer", "MAX_FILE_SIZE", "MAX_REQUEST_SIZE", "SECRET_KEY",
-           "assert_inside_root", "snapshot_outside"]
+__all__ = [
+    "ACCESS_KEY",
+    "CREDENTIALS",
+    "HostileServer",
+    "MAX_FILE_SIZE",
+    "MAX_REQUEST_SIZE",
+    "SECRET_KEY",
+    "assert_inside_root",
+    "snapshot_outside",
+]
 
 SECRET_KEY = "hostile-SK-" + secrets.token_hex(12)
 ACCESS_KEY = "AKhostile"

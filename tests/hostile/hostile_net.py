@@ -91,8 +91,19 @@ class ServerProcess:
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> ServerProcess:
-        cmd = [PYTHON, "-c", _LAUNCHER, json.dumps({"root": str(self.root), "credentials": self.credentials,
-                                                     "log_level": self.log_level, **self.options})]
+        cmd = [
+            PYTHON,
+            "-c",
+            _LAUNCHER,
+            json.dumps(
+                {
+                    "root": str(self.root),
+                    "credentials": self.credentials,
+                    "log_level": self.log_level,
+                    **self.options,
+                }
+            ),
+        ]
         limit = self.fsize_limit
 
         def preexec() -> None:  # runs in the child only
@@ -239,8 +250,12 @@ def raw_exchange(
 
 
 # --------------------------------------------------------------------------- multipart by hand
-def form_part(disposition: bytes | str, data: bytes = b"", content_type: bytes | str | None = None,
-              extra_headers: Sequence[bytes] = ()) -> bytes:
+def form_part(
+    disposition: bytes | str,
+    data: bytes = b"",
+    content_type: bytes | str | None = None,
+    extra_headers: Sequence[bytes] = (),
+) -> bytes:
     """One part, head and data, without the boundary line: raw bytes in, raw bytes out."""
     disp = disposition if isinstance(disposition, bytes) else disposition.encode("utf-8")
     head = [b"Content-Disposition: " + disp]

@@ -41,19 +41,34 @@ def _good(scope: str = "cred", deadline: int | str = FUTURE) -> str:
 
 CASES = [
     # (id, token, key, words the message must contain)
-    ("forged-signature", make_token("cred", access_key=ACCESS_KEY, secret_key="guessed-secret", deadline=FUTURE), "a.log", ["signature"]),
+    (
+        "forged-signature",
+        make_token("cred", access_key=ACCESS_KEY, secret_key="guessed-secret", deadline=FUTURE),
+        "a.log",
+        ["signature"],
+    ),
     ("expired-ms-number", _good(deadline=NOW_MS - 1000), "a.log", ["expired"]),
     ("expired-ms-string", _good(deadline=str(NOW_MS - 1000)), "a.log", ["expired"]),
     ("expired-long-ago", _good(deadline=1), "a.log", ["expired"]),
     ("deadline-in-seconds-not-ms", _good(deadline=NOW_MS // 1000 + 3600), "a.log", ["expired"]),
     ("deadline-not-a-number", _good(deadline="tomorrow"), "a.log", ["deadline"]),
     ("scope-does-not-cover-key", _good(scope="cred:allowed.log"), "other.log", ["scope", "other.log"]),
-    ("scope-other-bucket-via-key-traversal", _good(scope="cred:allowed.log"), "../other/allowed.log", ["scope"]),
+    (
+        "scope-other-bucket-via-key-traversal",
+        _good(scope="cred:allowed.log"),
+        "../other/allowed.log",
+        ["scope"],
+    ),
     ("tampered-scope", _tamper(_good(scope="cred:allowed.log"), scope="cred"), "x.log", ["signature"]),
     ("tampered-deadline", _tamper(_good(deadline=NOW_MS - 1000), deadline=FUTURE), "a.log", ["signature"]),
     ("tampered-fsize-limit", _tamper(_good(), fsizeLimit=0, overwrite=1), "a.log", ["signature"]),
     ("token-for-another-access-key", f"{OTHER_KEY}:" + _good().split(":", 1)[1], "a.log", ["signature"]),
-    ("unknown-access-key", make_token("cred", access_key="AKnobody", secret_key=SECRET_KEY, deadline=FUTURE), "a.log", ["unknown access key"]),
+    (
+        "unknown-access-key",
+        make_token("cred", access_key="AKnobody", secret_key=SECRET_KEY, deadline=FUTURE),
+        "a.log",
+        ["unknown access key"],
+    ),
     ("malformed-two-parts", "AKhostile:abc", "a.log", ["malformed"]),
     ("malformed-empty-parts", "::", "a.log", ["malformed"]),
     ("malformed-not-base64", f"{ACCESS_KEY}:{wcs.sign(SECRET_KEY, '!!!')}:!!!", "a.log", ["policy"]),

@@ -62,7 +62,9 @@ def test_hostile_filename_is_stored_under_a_safe_name(fence, case: HostileName):
 
     # The same name through a plain (non-resumable) upload.
     boundary = new_boundary()
-    plain = raw_exchange(server.address, post_multipart("/upload", boundary, plain_body(boundary, case.raw, data[::-1])))
+    plain = raw_exchange(
+        server.address, post_multipart("/upload", boundary, plain_body(boundary, case.raw, data[::-1]))
+    )
     assert plain is not None
     if case.raw == b"":  # an empty filename without range is a browser's empty file input
         assert (plain.status, json.loads(plain.body)["code"]) == (400, 4004), plain.text
@@ -153,7 +155,9 @@ def test_symlinked_partial_session_dir_is_refused_with_4006(fence):
     partial = server.root / PARTIAL_DIR
     partial.mkdir(exist_ok=True)
     os.symlink(server.outside, partial / sid)
-    answers = upload_resumable(server.address, b"via-link.bin", os.urandom(3000), chunk=1000, boundary=boundary)
+    answers = upload_resumable(
+        server.address, b"via-link.bin", os.urandom(3000), chunk=1000, boundary=boundary
+    )
     for answer in answers[1:]:
         judged = up.process_chunk_answer(answer.status, answer.body)
         assert (answer.status, judged.code) == (500, 4006), answer.text

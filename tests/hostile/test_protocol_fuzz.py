@@ -81,7 +81,11 @@ def js_literal(value, depth_hint: int = 0) -> str:
     if isinstance(value, dict):
         items = []
         for k, v in value.items():
-            key = k if _IDENT.fullmatch(k) and k not in {"true", "false", "null", "Infinity", "NaN"} else js_string(k)
+            key = (
+                k
+                if _IDENT.fullmatch(k) and k not in {"true", "false", "null", "Infinity", "NaN"}
+                else js_string(k)
+            )
             items.append(f"{key}: {js_literal(v)}")
         return "{ " + ", ".join(items) + (", }" if items and depth_hint % 2 else " }")
     if isinstance(value, list):
@@ -162,7 +166,9 @@ def test_query_answer_never_raises_and_is_consistent(status, body, boundary):
 
 
 @FUZZ
-@given(boundaries, st.dictionaries(names, range_sets, max_size=4), st.lists(names, max_size=3), st.integers(0, 3))
+@given(
+    boundaries, st.dictionaries(names, range_sets, max_size=4), st.lists(names, max_size=3), st.integers(0, 3)
+)
 def test_query_answer_round_trip_json_and_js(boundary, files, data, nesting):
     body = up.format_query_answer(boundary, files, data)
     answer = up.process_query_answer(200, body, boundary)
@@ -217,7 +223,9 @@ def test_chunk_answer_never_raises_and_follows_the_runtime_rule(status, body):
 
 
 @FUZZ
-@given(statuses, json_objects, st.sampled_from(["OK", "ok", " Ok ", "ERROR", "error", "", "other"]), json_values)
+@given(
+    statuses, json_objects, st.sampled_from(["OK", "ok", " Ok ", "ERROR", "error", "", "other"]), json_values
+)
 def test_chunk_answer_fields_of_any_type(status, obj, result, code):
     obj = {**obj, "result": result, "code": code}
     answer = up.process_chunk_answer(status, json.dumps(obj).encode())
@@ -238,7 +246,11 @@ def test_error_answers_round_trip(code, message):
 
 
 @FUZZ
-@given(range_sets, st.booleans(), st.dictionaries(st.text(string.ascii_letters, min_size=1, max_size=6), scalars, max_size=3))
+@given(
+    range_sets,
+    st.booleans(),
+    st.dictionaries(st.text(string.ascii_letters, min_size=1, max_size=6), scalars, max_size=3),
+)
 def test_ok_answers_round_trip(held, complete, extra):
     extra = {k: v for k, v in extra.items() if k not in {"result", "code", "message", "range", "complete"}}
     answer = up.process_chunk_answer(200, up.format_ok(range=str(held), complete=complete, **extra))
@@ -248,9 +260,16 @@ def test_ok_answers_round_trip(held, complete, extra):
 
 # --------------------------------------------------------------------------- WCS, client side
 headers_lists = st.lists(
-    st.tuples(st.sampled_from([wcs.APPEND_POSITION_HEADER, "X-WCS-Next-Append-Position", wcs.OBJECT_TYPE_HEADER, "x-other"]),
-              st.one_of(st.text(max_size=25), st.integers(-(2**70), 2**70).map(str),
-                        st.sampled_from(["-5", " 12 ", "1_000", "\u0661\u0662", "+7", "0x10", "9" * 5000, "١"]))),
+    st.tuples(
+        st.sampled_from(
+            [wcs.APPEND_POSITION_HEADER, "X-WCS-Next-Append-Position", wcs.OBJECT_TYPE_HEADER, "x-other"]
+        ),
+        st.one_of(
+            st.text(max_size=25),
+            st.integers(-(2**70), 2**70).map(str),
+            st.sampled_from(["-5", " 12 ", "1_000", "\u0661\u0662", "+7", "0x10", "9" * 5000, "١"]),
+        ),
+    ),
     max_size=4,
 )
 
@@ -276,9 +295,17 @@ def test_append_answer_never_raises_and_positions_are_sane(status, headers, body
 
 
 @FUZZ
-@given(st.integers(0, 2**63), st.text(string.ascii_letters + string.digits + "-_=", max_size=30),
-       st.lists(st.tuples(st.text(string.ascii_letters, min_size=1, max_size=6),
-                          st.text(string.ascii_letters + string.digits + ". /", max_size=12)), max_size=3))
+@given(
+    st.integers(0, 2**63),
+    st.text(string.ascii_letters + string.digits + "-_=", max_size=30),
+    st.lists(
+        st.tuples(
+            st.text(string.ascii_letters, min_size=1, max_size=6),
+            st.text(string.ascii_letters + string.digits + ". /", max_size=12),
+        ),
+        max_size=3,
+    ),
+)
 def test_append_success_round_trip(position, etag, fields):
     status, headers, body = wcs.format_append_success(position, etag, fields)
     answer = wcs.process_append_answer(status, headers, body)
@@ -288,11 +315,16 @@ def test_append_success_round_trip(position, etag, fields):
 
 
 @FUZZ
-@given(st.sampled_from([400, 401, 409, 413, 500, 503]), st.text(max_size=60),
-       st.one_of(st.none(), st.integers(0, 2**63)), st.sampled_from([None, "Normal", "Appendable"]))
+@given(
+    st.sampled_from([400, 401, 409, 413, 500, 503]),
+    st.text(max_size=60),
+    st.one_of(st.none(), st.integers(0, 2**63)),
+    st.sampled_from([None, "Normal", "Appendable"]),
+)
 def test_append_error_round_trip(status, message, next_position, object_type):
-    answer = wcs.process_append_answer(*wcs.format_append_error(status, message, next_position=next_position,
-                                                                 object_type=object_type))
+    answer = wcs.process_append_answer(
+        *wcs.format_append_error(status, message, next_position=next_position, object_type=object_type)
+    )
     assert not answer.ok and answer.status == status
     assert (answer.message, answer.next_position, answer.object_type) == (message, next_position, object_type)
 
@@ -305,9 +337,15 @@ def test_query_request_round_trip(boundary):
 
 
 @FUZZ
-@given(st.one_of(st.binary(max_size=200),
-                 st.text(max_size=100).map(lambda t: ("server=uploader&action=query&boundary=" + t).encode("utf-8", "surrogatepass")),
-                 st.integers(0, 40).map(lambda n: b"server=uploader&action=query&boundary=B" + b"&x=1" * n)))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=100).map(
+            lambda t: ("server=uploader&action=query&boundary=" + t).encode("utf-8", "surrogatepass")
+        ),
+        st.integers(0, 40).map(lambda n: b"server=uploader&action=query&boundary=B" + b"&x=1" * n),
+    )
+)
 @example(b"server=uploader&action=query&boundary=%0D%0AX-Injected:%201")
 @example(b"server=uploader&action=query&boundary=..%2F..%2Fetc")
 @example(b"server=uploader&action=query&boundary=%FF%FE")
@@ -332,9 +370,9 @@ def test_range_attribute_round_trip(a, b, c):
 range_texts = st.one_of(
     st.text(max_size=40),
     st.text(alphabet="0123456789-/, +_\u0661\u0662\uff11\t", max_size=40),
-    st.tuples(st.integers(-(10**20), 10**20), st.integers(-(10**20), 10**20), st.integers(-(10**20), 10**20)).map(
-        lambda t: f"{t[0]}-{t[1]}/{t[2]}"
-    ),
+    st.tuples(
+        st.integers(-(10**20), 10**20), st.integers(-(10**20), 10**20), st.integers(-(10**20), 10**20)
+    ).map(lambda t: f"{t[0]}-{t[1]}/{t[2]}"),
 )
 
 
@@ -367,8 +405,13 @@ def test_rangeset_parse_is_canonical(text):
 
 
 @FUZZ
-@given(st.one_of(st.text(max_size=30).map(lambda t: "/append/" + t), st.text(max_size=30),
-                 st.integers(-(10**20), 10**20).map(lambda n: f"/append/{n}")))
+@given(
+    st.one_of(
+        st.text(max_size=30).map(lambda t: "/append/" + t),
+        st.text(max_size=30),
+        st.integers(-(10**20), 10**20).map(lambda n: f"/append/{n}"),
+    )
+)
 @example("/append/\u0661")
 @example("/append/1/../../etc")
 @example("/append/%31")
@@ -383,14 +426,14 @@ def test_append_path_accepts_only_positions(path):
 
 
 # --------------------------------------------------------------------------- tokens, server side
-access_keys = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=":"), min_size=1, max_size=12).filter(
-    lambda s: s.strip() == s
-)
+access_keys = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters=":"), min_size=1, max_size=12
+).filter(lambda s: s.strip() == s)
 secret_keys = st.text(string.ascii_letters + string.digits, min_size=16, max_size=40)
-scopes = st.tuples(st.text(string.ascii_lowercase + string.digits + "-", min_size=1, max_size=10),
-                   st.one_of(st.none(), st.text(min_size=1, max_size=20))).map(
-    lambda t: t[0] if t[1] is None else f"{t[0]}:{t[1]}"
-)
+scopes = st.tuples(
+    st.text(string.ascii_lowercase + string.digits + "-", min_size=1, max_size=10),
+    st.one_of(st.none(), st.text(min_size=1, max_size=20)),
+).map(lambda t: t[0] if t[1] is None else f"{t[0]}:{t[1]}")
 
 
 def _policy_json(scope: str, deadline, **extra) -> str:
@@ -434,7 +477,11 @@ def test_token_for_another_access_key_or_secret_is_refused(sk1, sk2, scope):
     policy = _policy_json(scope, NOW + 60_000)
     good = wcs.make_token("AK1", sk1, policy)
     _, sign, encoded = good.split(":")
-    for bad in (f"AK2:{sign}:{encoded}", wcs.make_token("AK1", sk2, policy), wcs.make_token("AK3", sk1, policy)):
+    for bad in (
+        f"AK2:{sign}:{encoded}",
+        wcs.make_token("AK1", sk2, policy),
+        wcs.make_token("AK3", sk1, policy),
+    ):
         try:
             wcs.verify_token(bad, creds, NOW)
         except TokenError as exc:
@@ -444,10 +491,14 @@ def test_token_for_another_access_key_or_secret_is_refused(sk1, sk2, scope):
 
 
 @FUZZ
-@given(secret_keys, scopes, st.integers(1, 10**12), st.sampled_from(["number", "string", "padded", "seconds"]))
+@given(
+    secret_keys, scopes, st.integers(1, 10**12), st.sampled_from(["number", "string", "padded", "seconds"])
+)
 def test_expired_deadlines_in_every_form(sk, scope, ago, form):
     deadline = NOW - ago
-    value = {"number": deadline, "string": str(deadline), "padded": f" {deadline} ", "seconds": NOW // 1000}[form]
+    value = {"number": deadline, "string": str(deadline), "padded": f" {deadline} ", "seconds": NOW // 1000}[
+        form
+    ]
     token = wcs.make_token("AK", sk, _policy_json(scope, value))
     try:
         wcs.verify_token(token, {"AK": sk}, NOW)
@@ -475,7 +526,9 @@ def test_signed_policies_of_any_shape_give_a_policy_or_token_error(deadline, fsi
 
 
 def test_signed_but_absurdly_nested_policy_is_a_token_error():
-    token = wcs.make_token("AK", "S" * 20, '{"scope":"b","deadline":1,"x":' + "[" * 20_000 + "]" * 20_000 + "}")
+    token = wcs.make_token(
+        "AK", "S" * 20, '{"scope":"b","deadline":1,"x":' + "[" * 20_000 + "]" * 20_000 + "}"
+    )
     try:
         wcs.verify_token(token, {"AK": "S" * 20}, 0)
     except TokenError:
@@ -510,8 +563,14 @@ def test_scope_resolution_never_escapes_the_scope(scope, key):
 
 # --------------------------------------------------------------------------- engine: Retry-After
 @FUZZ
-@given(st.one_of(st.none(), st.text(max_size=40), st.integers(-(10**30), 10**30).map(str),
-                 st.datetimes().map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT"))))
+@given(
+    st.one_of(
+        st.none(),
+        st.text(max_size=40),
+        st.integers(-(10**30), 10**30).map(str),
+        st.datetimes().map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT")),
+    )
+)
 @example("\u00b2")  # superscript two: str.isdigit() is true, float() refuses it
 @example("\u0663")
 @example("9" * 400)
@@ -527,9 +586,9 @@ def test_retry_after_header_never_raises(value):
 dispositions = st.one_of(
     st.binary(max_size=200),
     st.text(alphabet='form-dat;="\\ \t%250DAa5Cc*', max_size=80).map(lambda t: ("form-data;" + t).encode()),
-    st.lists(st.tuples(st.sampled_from(["name", "filename", "range", "x"]), st.text(max_size=12)), max_size=4).map(
-        lambda ps: ("form-data" + "".join(f'; {k}="{v}"' for k, v in ps)).encode("utf-8", "surrogatepass")
-    ),
+    st.lists(
+        st.tuples(st.sampled_from(["name", "filename", "range", "x"]), st.text(max_size=12)), max_size=4
+    ).map(lambda ps: ("form-data" + "".join(f'; {k}="{v}"' for k, v in ps)).encode("utf-8", "surrogatepass")),
 )
 
 

@@ -78,29 +78,61 @@ def test_engine_logs_reprs_errors_events_and_journal(link, tmp_path):
     journal = tmp_path / "journal"
     texts: list[str] = []
     explicit = make_token("bkt:explicit.bin", access_key=AK, secret_key=SK)
-    expired = make_token("bkt:expired.bin", access_key=AK, secret_key=SK, deadline=int(time.time() * 1000) - 1000)
+    expired = make_token(
+        "bkt:expired.bin", access_key=AK, secret_key=SK, deadline=int(time.time() * 1000) - 1000
+    )
     src = tmp_path / "src.bin"
     src.write_bytes(os.urandom(2 * MiB))
-    engine = Engine(EngineConfig(journal_dir=journal, chunk_size=256 * 1024, backoff_base=0.05, backoff_cap=0.2,
-                                 stall_timeout=2, retries=3, access_key=AK, secret_key=SK))
+    engine = Engine(
+        EngineConfig(
+            journal_dir=journal,
+            chunk_size=256 * 1024,
+            backoff_base=0.05,
+            backoff_cap=0.2,
+            stall_timeout=2,
+            retries=3,
+            access_key=AK,
+            secret_key=SK,
+        )
+    )
     events: list[str] = []
     engine.subscribe(lambda ev: events.append(repr(ev)))
     try:
         # connection cuts on the way, so retries and their messages happen
         proxy.add(Fault(cut_after=50_000), Fault(), Fault(swallow_after=300_000))
         tasks = [
-            engine.submit(str(src), proxy.url, protocol="wcs-append", access_key=AK, secret_key=SK, scope="bkt",
-                          key="derived.bin"),
+            engine.submit(
+                str(src),
+                proxy.url,
+                protocol="wcs-append",
+                access_key=AK,
+                secret_key=SK,
+                scope="bkt",
+                key="derived.bin",
+            ),
             engine.submit(str(src), proxy.url, protocol="wcs-append", token=explicit),
-            engine.submit(str(src), proxy.url, protocol="wcs-append", access_key=AK, secret_key=WRONG_SK,
-                          scope="bkt", key="forged.bin"),
+            engine.submit(
+                str(src),
+                proxy.url,
+                protocol="wcs-append",
+                access_key=AK,
+                secret_key=WRONG_SK,
+                scope="bkt",
+                key="forged.bin",
+            ),
             engine.submit(str(src), proxy.url, protocol="wcs-append", token=expired),
-            engine.submit(str(src), proxy.url + "/upload", filename="hdr.bin",
-                          headers={"Authorization": f"Bearer {BEARER}"}, fields={"token": FIELD_SECRET, "who": "me"}),
+            engine.submit(
+                str(src),
+                proxy.url + "/upload",
+                filename="hdr.bin",
+                headers={"Authorization": f"Bearer {BEARER}"},
+                fields={"token": FIELD_SECRET, "who": "me"},
+            ),
         ]
         snaps = [t.wait(60) for t in tasks]
         assert [s.state.value for s in snaps] == ["done", "done", "failed", "failed", "done"], [
-            (s.state.value, str(s.error)) for s in snaps]
+            (s.state.value, str(s.error)) for s in snaps
+        ]
         assert "401" in str(snaps[2].error) and "401" in str(snaps[3].error)
         for task, snap in zip(tasks, snaps):
             texts += [repr(task), str(task), repr(snap), str(snap), str(snap.error), repr(snap.error)]
@@ -112,9 +144,13 @@ def test_engine_logs_reprs_errors_events_and_journal(link, tmp_path):
         slow_link = FaultProxy(*server.address, default=Fault(rate=1 * MiB))  # fresh, slow connections
         explicit_slow = make_token("bkt:explicit-slow.bin", access_key=AK, secret_key=SK)
         try:
-            slow = engine.submit(str(src), slow_link.url + "/upload", filename="paused.bin",
-                                 headers={"X-Api-Key": BEARER, "Cookie": f"s={BEARER}"},
-                                 fields={"password": FIELD_SECRET})
+            slow = engine.submit(
+                str(src),
+                slow_link.url + "/upload",
+                filename="paused.bin",
+                headers={"X-Api-Key": BEARER, "Cookie": f"s={BEARER}"},
+                fields={"password": FIELD_SECRET},
+            )
             slow_wcs = engine.submit(str(src), slow_link.url, protocol="wcs-append", token=explicit_slow)
             deadline = time.monotonic() + 30
             while (slow.acked < 256 * 1024 or slow_wcs.acked < 256 * 1024) and time.monotonic() < deadline:
@@ -135,7 +171,9 @@ def test_engine_logs_reprs_errors_events_and_journal(link, tmp_path):
         root.removeHandler(handler)
         root.setLevel(old_level)
     texts += events + handler.lines
-    assert any(line.startswith(("httpx DEBUG", "httpcore")) for line in handler.lines), "no DEBUG log captured"
+    assert any(line.startswith(("httpx DEBUG", "httpcore")) for line in handler.lines), (
+        "no DEBUG log captured"
+    )
     everything = "\n".join(texts)
     secrets_ = (explicit, expired, explicit_slow, explicit.split(":")[1], explicit_slow.split(":")[1])
     assert not leaks(everything, secrets_), leaks(everything, secrets_)
@@ -157,11 +195,34 @@ def test_cli_output_and_journal(link, tmp_path):
     env.update(NBUPLOAD_HOME=str(home), PYTHONPATH=str(REPO))
 
     def cli(*args: str, **kw) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "nbupload", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={**env, **kw}, cwd=REPO)
+        return subprocess.Popen(
+            [sys.executable, "-m", "nbupload", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, **kw},
+            cwd=REPO,
+        )
 
-    put = cli("put", str(src), proxy.url, "-p", "wcs-append", "--ak", AK, "--sk", SK, "--scope", "bkt",
-              "--key", "cli.bin", "--chunk-size", "256KiB", "--header", f"Authorization: Bearer {BEARER}")
+    put = cli(
+        "put",
+        str(src),
+        proxy.url,
+        "-p",
+        "wcs-append",
+        "--ak",
+        AK,
+        "--sk",
+        SK,
+        "--scope",
+        "bkt",
+        "--key",
+        "cli.bin",
+        "--chunk-size",
+        "256KiB",
+        "--header",
+        f"Authorization: Bearer {BEARER}",
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -179,8 +240,14 @@ def test_cli_output_and_journal(link, tmp_path):
     ls = cli("ls", "--json")
     texts += list(ls.communicate(timeout=30))
     proxy.default = Fault()
-    resume = cli("resume", "--all", "--header", f"Authorization: Bearer {BEARER}", NBUPLOAD_ACCESS_KEY=AK,
-                 NBUPLOAD_SECRET_KEY=SK)
+    resume = cli(
+        "resume",
+        "--all",
+        "--header",
+        f"Authorization: Bearer {BEARER}",
+        NBUPLOAD_ACCESS_KEY=AK,
+        NBUPLOAD_SECRET_KEY=SK,
+    )
     rout, rerr = resume.communicate(timeout=60)
     assert resume.returncode == 0, rerr
     texts += [rout, rerr]
@@ -243,8 +310,10 @@ def test_notebook_widget_state_and_outputs(link, tmp_path):
         kc = km.client()
         kc.start_channels()
         kc.wait_for_ready(timeout=60)
-        prelude = (f"URL = {server.url!r}\nAK = {AK!r}\nSK = {SK!r}\nWRONG_SK = {WRONG_SK!r}\n"
-                   f"GOOD_SRC = {str(good)!r}\nBAD_SRC = {str(bad)!r}\n")
+        prelude = (
+            f"URL = {server.url!r}\nAK = {AK!r}\nSK = {SK!r}\nWRONG_SK = {WRONG_SK!r}\n"
+            f"GOOD_SRC = {str(good)!r}\nBAD_SRC = {str(bad)!r}\n"
+        )
         for code in ("%load_ext nbupload", prelude + _KERNEL_CODE, "%upload list"):
             msg_id = kc.execute(code)
             while True:

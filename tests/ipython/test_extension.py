@@ -56,9 +56,21 @@ def test_autoload_through_interactive_shell_app_extensions(tmp_path):
         "print('CHUNK', [c for c in ip.configurables if type(c).__name__ == 'Uploader'][0].chunk_size)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-m", "IPython", "--quick", "--no-banner", "--colors=nocolor",
-         "--InteractiveShellApp.extensions=['nbupload']", "--Uploader.chunk_size=1048576", "-c", code],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "IPython",
+            "--quick",
+            "--no-banner",
+            "--colors=nocolor",
+            "--InteractiveShellApp.extensions=['nbupload']",
+            "--Uploader.chunk_size=1048576",
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**__import__("os").environ, "IPYTHONDIR": str(profile), "NBUPLOAD_HOME": str(tmp_path / "home")},
     )
     lines = out.stdout.splitlines()

@@ -29,8 +29,12 @@ def _kernel_python_with_ipykernel6(base: Path) -> str:
     venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
     py = str(env_dir / "bin" / "python")
     subprocess.run([py, "-m", "pip", "install", "-q", "ipykernel>=6.29,<7"], check=True, timeout=600)
-    version = subprocess.run([py, "-c", "import ipykernel; print(ipykernel.__version__)"], check=True,
-                             capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        [py, "-c", "import ipykernel; print(ipykernel.__version__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert version.startswith("6."), version
     return py
 
@@ -70,8 +74,11 @@ def _live_updates_during_sleep(python: str, tmp_path: Path) -> list[int]:
             kind = msg["header"]["msg_type"]
             if kind == "stream" and "slept" in msg["content"].get("text", ""):
                 running = False
-            if kind == "status" and msg["parent_header"].get("msg_id") == msg_id \
-                    and msg["content"]["execution_state"] == "idle":
+            if (
+                kind == "status"
+                and msg["parent_header"].get("msg_id") == msg_id
+                and msg["content"]["execution_state"] == "idle"
+            ):
                 break
             if kind == "comm_msg" and running:
                 value = str(msg["content"].get("data", {}).get("state", {}).get("value", ""))

@@ -105,7 +105,9 @@ def test_interrupting_wait_pauses_the_task_resumably(shell, run, tmp_path, capsy
         session = current_session(shell)
 
         def interrupt_when_moving():
-            wait_for(lambda: any(t.snapshot().acked > 0 for t in session.engine.tasks() if t.name == "int.bin"))
+            wait_for(
+                lambda: any(t.snapshot().acked > 0 for t in session.engine.tasks() if t.name == "int.bin")
+            )
             signal.pthread_kill(main, signal.SIGINT)
 
         # SIGINT raises KeyboardInterrupt here even when the test run started with it ignored
@@ -147,7 +149,13 @@ def test_in_memory_objects(demo, shell, run):
     df = pd.DataFrame({"x": np.arange(1000), "y": np.linspace(0, 1, 1000)})
     arr = np.arange(50_000, dtype=np.float32).reshape(100, 500)
     shell.user_ns.update(df=df, arr=arr, blob=bytearray(os.urandom(70_000)), obj={"a": [1, 2, 3]})
-    for var, name in (("df", "t.parquet"), ("df", "t.csv"), ("arr", "a.npy"), ("blob", "b.bin"), ("obj", "o.json")):
+    for var, name in (
+        ("df", "t.parquet"),
+        ("df", "t.csv"),
+        ("arr", "a.npy"),
+        ("blob", "b.bin"),
+        ("obj", "o.json"),
+    ):
         task = run(shell, f"%upload --var {var} --as {name} --chunk-size 32KiB --wait -o -q")
         assert task.state is TaskState.DONE, (name, task.error)
     assert pd.read_parquet(root / "t.parquet").equals(df)
@@ -200,12 +208,18 @@ def test_server_status_and_stop(demo, shell, run, capsys):
     assert "not running" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("server start   # the embedded server", "server start   "),
-    ("f.bin http://h/u#frag --field k=#v", "f.bin http://h/u#frag --field k=#v"),
-    ("f.bin '# not a comment' \"#nor this\" \\#nor-this # but this", "f.bin '# not a comment' \"#nor this\" \\#nor-this "),
-    ("# all comment", ""),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("server start   # the embedded server", "server start   "),
+        ("f.bin http://h/u#frag --field k=#v", "f.bin http://h/u#frag --field k=#v"),
+        (
+            "f.bin '# not a comment' \"#nor this\" \\#nor-this # but this",
+            "f.bin '# not a comment' \"#nor this\" \\#nor-this ",
+        ),
+        ("# all comment", ""),
+    ],
+)
 def test_strip_comment_like_a_shell(line, expected):
     from nbupload.ipython.magics import strip_comment
 

@@ -104,8 +104,10 @@ def test_offers_say_when_their_server_is_gone_and_can_be_forgotten(ip, tmp_path,
             assert "server is not running" in dead.text and not dead.resumable
             assert alive.resumable and not alive.note and "KiB / 256 KiB" in alive.text
             panel = session.get_panel()
-            assert "nbupload-offer-dead" in panel.offers.children[1].children[1].value + \
-                panel.offers.children[2].children[1].value
+            assert (
+                "nbupload-offer-dead"
+                in panel.offers.children[1].children[1].value + panel.offers.children[2].children[1].value
+            )
             # "Resume all" skips the dead one; "Forget unresumable" removes its journal entry
             session.panel_controller.resume_offer(None)
             assert [o.name for o in session.offers] == ["dead.bin"]

@@ -54,14 +54,20 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path):
         row.buttons["resume"].click()
         pump_until(session, lambda: row.snapshot.state is TaskState.DONE)
         elapsed = time.monotonic() - started
-        assert row.bar.value.count('class="nbupload-segment"') == 1 and 'data-acked="1048576"' in row.bar.value
-        assert hashlib.sha256((tmp_path / "srv" / "panel.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+        assert (
+            row.bar.value.count('class="nbupload-segment"') == 1 and 'data-acked="1048576"' in row.bar.value
+        )
+        assert (
+            hashlib.sha256((tmp_path / "srv" / "panel.bin").read_bytes()).digest()
+            == hashlib.sha256(data).digest()
+        )
         # at most ~10 updates a second for this task, plus its state changes
         assert session.pump.applied_updates <= 10 * (elapsed + 5) + 10
 
         # a file picked in the browser goes through the same engine
-        form.picker._handle_custom_msg({"kind": "begin", "file": "f1", "name": "picked.txt", "size": 5,
-                                        "last_modified": 0}, [])
+        form.picker._handle_custom_msg(
+            {"kind": "begin", "file": "f1", "name": "picked.txt", "size": 5, "last_modified": 0}, []
+        )
         form.picker._handle_custom_msg({"kind": "slice", "file": "f1", "offset": 0}, [memoryview(b"hello")])
         (picked,) = [t for t in session.engine.tasks() if t.name == "picked.txt"]
         picked.wait(10)
@@ -73,15 +79,24 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path):
         form.path.value = str(big)
         form.start.click()
         (failed,) = [t for t in session.engine.tasks() if t.name == "panel-big.bin"]
-        pump_until(session, lambda: failed.id in session.rows and session.rows[failed.id].snapshot.state
-                   is TaskState.FAILED)
+        pump_until(
+            session,
+            lambda: failed.id in session.rows and session.rows[failed.id].snapshot.state is TaskState.FAILED,
+        )
         err = session.rows[failed.id].error.value
-        assert 'class="nbupload-error"' in err and 'data-code="4002"' in err and "File exceeded max_file_size" in err
+        assert (
+            'class="nbupload-error"' in err
+            and 'data-code="4002"' in err
+            and "File exceeded max_file_size" in err
+        )
         # 4002 can never succeed: Retry is disabled, Cancel is not
         assert session.rows[failed.id].buttons["retry"].disabled
         assert not session.rows[failed.id].buttons["cancel"].disabled
         failed_count = sum(r.snapshot.state is TaskState.FAILED for r in session.rows.values())
-        assert f"{len(session.rows)} tasks:" in panel.summary.value and f"{failed_count} failed" in panel.summary.value
+        assert (
+            f"{len(session.rows)} tasks:" in panel.summary.value
+            and f"{failed_count} failed" in panel.summary.value
+        )
 
         form.path.value = str(tmp_path / "nope.bin")
         form.start.click()

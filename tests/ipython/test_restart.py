@@ -18,7 +18,10 @@ def ipython(script, home, tmp_path, name):
     env = {**os.environ, "NBUPLOAD_HOME": str(home), "IPYTHONDIR": str(tmp_path / "ipythondir")}
     return subprocess.Popen(
         [sys.executable, "-m", "IPython", "--quick", "--no-banner", "--colors=nocolor", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
 
 
@@ -36,7 +39,9 @@ def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
             "while t.snapshot().acked == 0: time.sleep(0.02)\n"
             "print('STARTED', t.id, flush=True)\n"
             "time.sleep(120)\n",
-            home, tmp_path, "first",
+            home,
+            tmp_path,
+            "first",
         )
         try:
             line = ""
@@ -56,7 +61,9 @@ def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
             "%upload resume all\n"
             "import nbupload\n"
             "for t in nbupload.tasks(): print('FINAL', t.id, t.wait(60).state.value)\n",
-            home, tmp_path, "second",
+            home,
+            tmp_path,
+            "second",
         )
         try:
             out, _ = second.communicate(timeout=120)

@@ -30,8 +30,14 @@ def refresh(path: Path) -> float:
     """Execute ``path`` and save it; returns the seconds it took."""
     nb = nbformat.read(path, as_version=4)
     started = time.monotonic()
-    NotebookClient(nb, timeout=120, kernel_name="python3", record_timing=False, store_widget_state=False,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        record_timing=False,
+        store_widget_state=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
     took = time.monotonic() - started
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:

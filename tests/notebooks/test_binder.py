@@ -43,7 +43,9 @@ _EXECUTE = textwrap.dedent(
 
 def _run(args: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 600) -> str:
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc.stdout
 
 
@@ -66,13 +68,19 @@ def test_binder_environment_builds_and_runs_the_quickstart(tmp_path: Path) -> No
     )
 
     # 1. what repo2docker does: requirements.txt, then postBuild from the repository root
-    _run([str(bindir / "python"), "-m", "pip", "install", "--quiet", "-r", str(BINDER / "requirements.txt")],
-         env=env, cwd=ROOT)
+    _run(
+        [str(bindir / "python"), "-m", "pip", "install", "--quiet", "-r", str(BINDER / "requirements.txt")],
+        env=env,
+        cwd=ROOT,
+    )
     _run(["bash", str(BINDER / "postBuild")], env=env, cwd=ROOT)
 
     # the package comes from the environment, not from this checkout
-    where = _run([str(bindir / "python"), "-c", "import nbupload, pathlib; print(pathlib.Path(nbupload.__file__))"],
-                 env=env, cwd=tmp_path).strip()
+    where = _run(
+        [str(bindir / "python"), "-c", "import nbupload, pathlib; print(pathlib.Path(nbupload.__file__))"],
+        env=env,
+        cwd=tmp_path,
+    ).strip()
     assert Path(where).is_relative_to(venv), where
     _run([str(bindir / "jupyter"), "lab", "--version"], env=env, cwd=tmp_path)
 
@@ -80,13 +88,15 @@ def test_binder_environment_builds_and_runs_the_quickstart(tmp_path: Path) -> No
     script = tmp_path / "execute.py"
     script.write_text(_EXECUTE)
     notebook = ROOT / "notebooks" / "quickstart.ipynb"
-    out = _run([str(bindir / "python"), str(script), str(notebook), str(notebook.parent)], env=env, cwd=tmp_path)
+    out = _run(
+        [str(bindir / "python"), str(script), str(notebook), str(notebook.parent)], env=env, cwd=tmp_path
+    )
     text = "\n".join(json.loads(out))
     assert "nbupload reference server at http://127.0.0.1:" in text
     assert "measurements.csv [" in text and "100%|####################| 708 KiB/708 KiB done" in text
     assert "measurements.parquet done" in text
     assert "paused with part of the file on the server: True" in text
-    assert "done True" in text                     # resumed, and the server holds the same bytes
+    assert "done True" in text  # resumed, and the server holds the same bytes
     assert "failed 4002 413" in text
     assert "'verified': True" in text and "724820 True" in text
     assert "stopped" in text

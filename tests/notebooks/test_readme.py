@@ -29,16 +29,23 @@ def _block(lang: str) -> str:
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(NBUPLOAD_HOME=str(tmp_path / "home"), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-               IPYTHONDIR=str(tmp_path / "ipython"))
+    env.update(
+        NBUPLOAD_HOME=str(tmp_path / "home"),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        IPYTHONDIR=str(tmp_path / "ipython"),
+    )
     for name in ("NBUPLOAD_ACCESS_KEY", "NBUPLOAD_SECRET_KEY", "NBUPLOAD_TOKEN"):
         env.pop(name, None)
     return env
 
 
 def _run(args: list[str], tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(args, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    proc = subprocess.run(
+        args, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    )
     return proc
 
 
@@ -52,8 +59,17 @@ def _anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-@pytest.mark.parametrize("doc", ["README.md", "CONTRIBUTING.md", "CHANGELOG.md", "docs/index.md", "docs/errors.md",
-                                 "docs/troubleshooting.md"])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "README.md",
+        "CONTRIBUTING.md",
+        "CHANGELOG.md",
+        "docs/index.md",
+        "docs/errors.md",
+        "docs/troubleshooting.md",
+    ],
+)
 def test_links_point_at_files_and_headings_that_exist(doc: str) -> None:
     source = ROOT / doc
     for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", source.read_text(encoding="utf-8")):
@@ -63,7 +79,9 @@ def test_links_point_at_files_and_headings_that_exist(doc: str) -> None:
         assert path.exists(), f"{doc} links to {target}, which does not exist"
         if anchor and path.suffix == ".md":
             headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), flags=re.M)
-            assert anchor in {_anchor(h) for h in headings}, f"{doc} links to {target}#{anchor}: no such heading"
+            assert anchor in {_anchor(h) for h in headings}, (
+                f"{doc} links to {target}#{anchor}: no such heading"
+            )
 
 
 def test_python_api_block_runs_and_prints_what_its_comments_say(tmp_path: Path) -> None:
@@ -137,8 +155,11 @@ def test_console_block_runs_in_bash(tmp_path: Path) -> None:
         script.append(line.replace("8765", str(port)))
         if line.startswith("nbupload serve"):
             # wait until it accepts connections; stop it (by PID) whatever happens next
-            script += ["SERVER=$!", "trap 'kill $SERVER' EXIT",
-                       f"for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done"]
+            script += [
+                "SERVER=$!",
+                "trap 'kill $SERVER' EXIT",
+                f"for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done",
+            ]
     (tmp_path / "data.bin").write_bytes(os.urandom(3 << 20))
     (tmp_path / "block.sh").write_text("set -euo pipefail\n" + "\n".join(script) + "\n")
     out = _run(["bash", "block.sh"], tmp_path).stdout
@@ -146,8 +167,8 @@ def test_console_block_runs_in_bash(tmp_path: Path) -> None:
     assert (tmp_path / "uploads" / "data.bin").read_bytes() == data
     assert (tmp_path / "uploads" / "bucket" / "runs" / "data.bin").read_bytes() == data
     assert "no unfinished uploads" in out
-    assert re.search(r"^AK:[\w=-]+:[\w=-]+$", out, re.M)          # the token
-    assert re.search(r"^[\w-]{28}$", out, re.M)                     # the etag line
+    assert re.search(r"^AK:[\w=-]+:[\w=-]+$", out, re.M)  # the token
+    assert re.search(r"^[\w-]{28}$", out, re.M)  # the etag line
 
 
 @pytest.mark.parametrize("name", ["quickstart", "push-dataset", "resume-after-restart"])

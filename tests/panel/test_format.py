@@ -25,8 +25,9 @@ from nbupload.protocols.uploader import process_chunk_answer
 
 
 def snap(**kw):
-    base = dict(id="t1", name="data.bin", protocol="uploader", url="http://h/u", state=TaskState.UPLOADING,
-                total=1000)
+    base = dict(
+        id="t1", name="data.bin", protocol="uploader", url="http://h/u", state=TaskState.UPLOADING, total=1000
+    )
     base.update(kw)
     return TaskSnapshot(**base)
 
@@ -74,7 +75,7 @@ def test_bar_html_has_one_segment_div_per_range_and_data_attributes():
     html = bar_html(snap(acked=350, ranges=RangeSet.parse("0-100,500-750")))
     assert html.count('class="nbupload-segment"') == 2
     assert 'data-acked="350"' in html and 'data-total="1000"' in html and 'data-state="uploading"' in html
-    assert re.search(r'left:50%;width:25%', html)
+    assert re.search(r"left:50%;width:25%", html)
 
 
 def test_done_empty_file_shows_a_full_bar():
@@ -98,7 +99,9 @@ def test_error_html_escapes_server_text():
 
 def test_text_line_is_tqdm_like_and_stable():
     s = snap(acked=500, ranges=RangeSet.parse("0-500"), rate=1024.0, eta=3.0)
-    assert text_line(s) == "data.bin [t1]  50%|##########          | 500 B/1000 B 1.00 KiB/s ETA 0:03 uploading"
+    assert (
+        text_line(s) == "data.bin [t1]  50%|##########          | 500 B/1000 B 1.00 KiB/s ETA 0:03 uploading"
+    )
     assert text_bar(1.5, 4) == "|####|" and text_bar(-1, 4) == "|    |"
     paused = snap(acked=500, state=TaskState.PAUSED)
     assert text_line(paused).endswith("500 B/1000 B paused")
@@ -111,8 +114,11 @@ def test_stats_text_shows_rate_and_eta_only_while_moving():
 
 
 def test_summary_counts_states_and_bytes():
-    snaps = [snap(id="a", acked=1000, state=TaskState.DONE), snap(id="b", acked=200, rate=2048.0),
-             snap(id="c", state=TaskState.FAILED)]
+    snaps = [
+        snap(id="a", acked=1000, state=TaskState.DONE),
+        snap(id="b", acked=200, rate=2048.0),
+        snap(id="c", state=TaskState.FAILED),
+    ]
     # the failed task's bytes are not on their way: not in the total
     assert summary_text(snaps) == "3 tasks: 1 uploading, 1 failed, 1 done - 1.17 KiB / 1.95 KiB  2.00 KiB/s"
     assert summary_text([]) == ""
@@ -124,10 +130,13 @@ def test_css_token():
 
 def test_error_text_says_each_thing_once():
     # As the engine builds it from the server's answer (ChunkAnswer.text: no code in the message).
-    answer = process_chunk_answer(413, b'{"result":"ERROR","code":4002,"message":"File exceeded max_file_size: 3 bytes over"}')
+    answer = process_chunk_answer(
+        413, b'{"result":"ERROR","code":4002,"message":"File exceeded max_file_size: 3 bytes over"}'
+    )
     err = TaskError(answer.text, answer.code, 413)
     assert text_line(snap(state=TaskState.FAILED, error=err)).endswith(
-        "failed: 4002 File exceeded max_file_size: 3 bytes over (HTTP 413)")
+        "failed: 4002 File exceeded max_file_size: 3 bytes over (HTTP 413)"
+    )
     plain = TaskError("connection refused")
     assert text_line(snap(state=TaskState.FAILED, error=plain)).endswith("failed: connection refused")
 
@@ -153,7 +162,19 @@ def test_sizes_and_rates_are_always_in_plain_notation():
     assert format_size(1000 * 2**20) == "1000 MiB"
     assert format_rate(1000 * 1024) == "1000 KiB/s"
     assert format_rate(1.02e3 * 1024) == "1020 KiB/s"
-    for n in [0, 1, 999, 1023, 1024, 10 * 1024 - 1, 100 * 1024 - 1, 1000 * 1024, 1023.9 * 1024, 5 * 2**30, 3 * 2**50]:
+    for n in [
+        0,
+        1,
+        999,
+        1023,
+        1024,
+        10 * 1024 - 1,
+        100 * 1024 - 1,
+        1000 * 1024,
+        1023.9 * 1024,
+        5 * 2**30,
+        3 * 2**50,
+    ]:
         assert "e+" not in format_size(n) and "e-" not in format_size(n), n
 
 
@@ -163,7 +184,11 @@ def test_a_click_shows_its_pending_state_and_retrying_hides_rate_and_eta():
     from nbupload.panel.format import state_html
 
     pending = state_html(snap(), "pausing…")
-    assert 'data-pending="pausing…"' in pending and ">pausing…<" in pending and 'data-state="uploading"' in pending
+    assert (
+        'data-pending="pausing…"' in pending
+        and ">pausing…<" in pending
+        and 'data-state="uploading"' in pending
+    )
     retrying = snap(rate=4096.0, eta=3.0, error=TaskError("connection reset", retryable=True))
     assert stats_text(retrying).endswith("retrying") and "/s" not in stats_text(retrying)
     assert "ETA" not in text_line(retrying)

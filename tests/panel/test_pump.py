@@ -18,8 +18,9 @@ class Clock:
 
 
 def snap(task_id="a", acked=0, state=TaskState.UPLOADING):
-    return TaskSnapshot(id=task_id, name=task_id, protocol="uploader", url="u", state=state, total=10_000,
-                        acked=acked)
+    return TaskSnapshot(
+        id=task_id, name=task_id, protocol="uploader", url="u", state=state, total=10_000, acked=acked
+    )
 
 
 def make():

@@ -8,8 +8,14 @@ from nbupload.protocols.ranges import RangeSet
 
 
 def snap(**kw):
-    base = dict(id="ab12", name="data.bin", protocol="uploader", url="http://h/u", state=TaskState.UPLOADING,
-                total=1000)
+    base = dict(
+        id="ab12",
+        name="data.bin",
+        protocol="uploader",
+        url="http://h/u",
+        state=TaskState.UPLOADING,
+        total=1000,
+    )
     base.update(kw)
     return TaskSnapshot(**base)
 
@@ -65,7 +71,9 @@ def test_row_classes_buttons_and_updates():
     row.update(snap(state=TaskState.FAILED, error=TaskError("server busy", code=4001, retryable=True)))
     assert enabled(row) == {"retry", "cancel"}
     row.update(snap(state=TaskState.FAILED, error=TaskError("File exceeded max_file_size", code=4002)))
-    assert 'class="nbupload-error"' in row.error.value and "4002 File exceeded max_file_size" in row.error.value
+    assert (
+        'class="nbupload-error"' in row.error.value and "4002 File exceeded max_file_size" in row.error.value
+    )
 
     row.update(snap(state=TaskState.DONE, acked=1000, ranges=RangeSet.parse("0-1000")))
     # a finished row drops its four buttons for one that clears it
@@ -88,9 +96,19 @@ def test_panel_summary_rows_and_offers():
     assert panel.rows_box.children == tuple(rows)
     assert "3 tasks: 3 uploading" in panel.summary.value
     assert repr(panel).splitlines()[0].startswith("3 tasks:") and len(repr(panel).splitlines()) == 4
-    panel.set_offers([Offer("old1", "a.bin", "http://h/u", "a.bin [old1]"),
-                      Offer("old2", "b.bin", "http://h/u", "b.bin [old2]  - its server is not running",
-                            note="its server is not running", resumable=False)])
+    panel.set_offers(
+        [
+            Offer("old1", "a.bin", "http://h/u", "a.bin [old1]"),
+            Offer(
+                "old2",
+                "b.bin",
+                "http://h/u",
+                "b.bin [old2]  - its server is not running",
+                note="its server is not running",
+                resumable=False,
+            ),
+        ]
+    )
     lines = panel.offers.children[1:3]
     resume2, forget2 = lines[1].children[0].children
     assert resume2.disabled and "nbupload-offer-dead" in lines[1].children[1].value
@@ -142,7 +160,9 @@ def test_form_submits_paths_and_picked_files_and_shows_errors(tmp_path):
     form.url.value = "http://srv/upload"
     # a picked file, as the browser streams it (tests/panel/test_picker.py has the protocol)
     form.picker.core.store.root = tmp_path / "spool"
-    form.picker._handle_custom_msg({"kind": "begin", "file": "f1", "name": "p.txt", "size": 2, "last_modified": 0}, [])
+    form.picker._handle_custom_msg(
+        {"kind": "begin", "file": "f1", "name": "p.txt", "size": 2, "last_modified": 0}, []
+    )
     form.picker._handle_custom_msg({"kind": "slice", "file": "f1", "offset": 0}, [memoryview(b"hi")])
     assert rec.requests[-1]["source"].endswith(".data") and rec.requests[-1]["filename"] == "p.txt"
     assert form.picker.entries[0]["task"] == "new1"
@@ -167,8 +187,19 @@ def test_plain_text_of_a_big_panel_is_not_cut():
 
 def test_an_offer_another_kernel_runs_can_be_neither_resumed_nor_forgotten_here():
     panel = UploadPanel(Recorder(), list)
-    panel.set_offers([Offer("busy", "b.bin", "http://h/u", "b.bin [busy]  - another kernel or process is running it",
-                            note="another kernel or process is running it", resumable=False, locked=True)])
+    panel.set_offers(
+        [
+            Offer(
+                "busy",
+                "b.bin",
+                "http://h/u",
+                "b.bin [busy]  - another kernel or process is running it",
+                note="another kernel or process is running it",
+                resumable=False,
+                locked=True,
+            )
+        ]
+    )
     resume, forget = panel.offers.children[1].children[0].children
     assert resume.disabled and forget.disabled
     assert len(panel.offers.children) == 2  # no "Resume all" / "Forget unresumable" line for it

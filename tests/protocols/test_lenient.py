@@ -19,12 +19,12 @@ def test_javascript_literals_from_the_seed():
 
 def test_trailing_garbage_is_dropped():
     # The seed's query answer example closes one brace too many.
-    assert loads_lenient(b'{a:1}}') == {"a": 1}
+    assert loads_lenient(b"{a:1}}") == {"a": 1}
     assert loads_lenient(b'{"a":"}"} trailing') == {"a": "}"}
 
 
 def test_bom_and_whitespace():
-    assert loads_lenient("\ufeff  {\"a\": 1}\n") == {"a": 1}
+    assert loads_lenient('\ufeff  {"a": 1}\n') == {"a": 1}
 
 
 @pytest.mark.parametrize("bad", [b"", b"   ", b"<html>502 Bad Gateway</html>", b"{unclosed", b"\xff\xfe"])

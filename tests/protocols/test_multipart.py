@@ -70,10 +70,16 @@ def parse_plain_python_multipart(body: bytes, boundary: str) -> list[dict[str, s
         _, params = parse_options_header(state["headers"][b"content-disposition"])
         heads.append({k.decode(): v.decode("utf-8") for k, v in params.items()})
 
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_part_end": on_part_end,
-        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-    })
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_part_end": on_part_end,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+        },
+    )
     parser.write(body)
     parser.finalize()
     return heads
@@ -88,7 +94,7 @@ def name_examples(test):
     cases = [
         ("file", "\\"),  # "a\" read as an escaped quote: range swallowed, a 300 kB upload stored as "300000"
         ("file", "weird\\"),
-        ("file", "\\\""),  # backslash then quote: "%5C%22", never \"
+        ("file", '\\"'),  # backslash then quote: "%5C%22", never \"
         ("file", '"'),
         ("file", 'a"; range="0-1/1'),  # a quote must not end the value and inject a parameter
         ("file", "a; range=0-1/1"),  # nor a semicolon
@@ -121,7 +127,8 @@ def name_examples(test):
 def test_names_round_trip_through_the_server_parser(name, filename):
     boundary = new_boundary()
     enc = MultipartEncoder(
-        [Field(name, "v"), FilePart(name, filename, BytesSource(b"12345"), 1, 3, params={"range": "1-4/5"})], boundary
+        [Field(name, "v"), FilePart(name, filename, BytesSource(b"12345"), 1, 3, params={"range": "1-4/5"})],
+        boundary,
     )
     (field, value), (part, data) = parse(enc.read_all(), boundary)
     assert (field.name, value, field.is_file) == (name, b"v", False)
@@ -153,7 +160,9 @@ def test_quote_param_is_unambiguous_and_safe_for_any_quoted_string_reader(value)
     assert quoted == f'"{inner}"' and not set(inner) & set('"\\\r\n')
     assert unquote_param(inner) == value
     if "%" not in value:  # what browsers send, plus %5C for a backslash
-        assert inner == value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A").replace("\\", "%5C")
+        assert inner == value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A").replace(
+            "\\", "%5C"
+        )
 
 
 @settings(max_examples=examples(0.5))
@@ -170,9 +179,14 @@ def test_round_trip_through_the_server_parser(fields, data, cut, piece, filename
     boundary = new_boundary()
     src = BytesSource(data)
     enc = MultipartEncoder(
-        [*(Field(k, v) for k, v in fields),
-         FilePart("file", filename, src, start, end - start, params={"range": f"{start}-{end}/{len(data)}"})],
-        boundary, piece,
+        [
+            *(Field(k, v) for k, v in fields),
+            FilePart(
+                "file", filename, src, start, end - start, params={"range": f"{start}-{end}/{len(data)}"}
+            ),
+        ],
+        boundary,
+        piece,
     )
     pieces = list(enc)
     assert all(isinstance(p, bytes) for p in pieces)

@@ -116,7 +116,9 @@ def test_chunk_answer_details():
     answer = up.process_chunk_answer(413, b'{"result":"ERROR","code":4002}')
     assert answer.message == "File exceeded max_file_size"
     assert answer.describe() == "4002 File exceeded max_file_size"
-    answer = up.process_chunk_answer(200, b'{"result":"OK","code":0,"range":"0-10","complete":true,"path":"a"}')
+    answer = up.process_chunk_answer(
+        200, b'{"result":"OK","code":0,"range":"0-10","complete":true,"path":"a"}'
+    )
     assert answer.held == RangeSet.parse("0-10") and answer.complete and answer.extra == {"path": "a"}
     assert up.process_chunk_answer(502, b"").describe() == "HTTP 502 Bad Gateway"
 
@@ -129,7 +131,10 @@ def test_error_table_is_the_seeds():
     answer = up.process_chunk_answer(status, body)
     assert (answer.ok, answer.code, answer.message) == (False, 4001, "File exceeded upload_max_filesize")
     assert up.format_error(4007)[0] == 507 and up.format_error(4002)[0] == 413
-    assert up.format_error(400, "bad range", status=400) == (400, b'{"result":"ERROR","code":400,"message":"bad range"}')
+    assert up.format_error(400, "bad range", status=400) == (
+        400,
+        b'{"result":"ERROR","code":400,"message":"bad range"}',
+    )
 
 
 def test_ok_answer():
@@ -155,8 +160,13 @@ def test_plain_body_has_no_range():
 
 
 def test_parse_query_request_rejects_other_forms():
-    for bad in [b"server=x&action=query&boundary=B", b"server=uploader&action=upload&boundary=B",
-                b"server=uploader&action=query", b"\xff", b"server=uploader&action=query&boundary=" + b"x" * 80]:
+    for bad in [
+        b"server=x&action=query&boundary=B",
+        b"server=uploader&action=upload&boundary=B",
+        b"server=uploader&action=query",
+        b"\xff",
+        b"server=uploader&action=query&boundary=" + b"x" * 80,
+    ]:
         with pytest.raises(ProtocolError):
             up.parse_query_request(bad)
     body = up.prepare_query("----a b")[1]
@@ -166,7 +176,9 @@ def test_parse_query_request_rejects_other_forms():
 
 def test_error_text_says_each_thing_once():
     # Servers (ours included) often repeat the seed's phrase in their message.
-    answer = up.process_chunk_answer(413, b'{"result":"ERROR","code":4002,"message":"File exceeded max_file_size: 300 > 200"}')
+    answer = up.process_chunk_answer(
+        413, b'{"result":"ERROR","code":4002,"message":"File exceeded max_file_size: 300 > 200"}'
+    )
     assert answer.text == "File exceeded max_file_size: 300 > 200"
     assert answer.describe() == "4002 File exceeded max_file_size: 300 > 200"
     answer = up.process_chunk_answer(507, b'{"result":"ERROR","code":4007,"message":"disk full"}')

@@ -70,7 +70,11 @@ def test_token_round_trip_and_layout():
     ak, sign, encoded = token.split(":")
     assert ak == "AK" and sign == wcs.sign("SK", encoded)
     assert json.loads(base64.urlsafe_b64decode(encoded)) == {
-        "scope": "bucket", "deadline": str(NOW + 60_000), "fsizeLimit": 100, "returnBody": "name=$(fname)"}
+        "scope": "bucket",
+        "deadline": str(NOW + 60_000),
+        "fsizeLimit": 100,
+        "returnBody": "name=$(fname)",
+    }
     got = wcs.verify_token(token, {"AK": "SK"}, NOW)
     assert got.scope == "bucket" and got.fsize_limit == 100 and got.return_body == "name=$(fname)"
 
@@ -120,10 +124,21 @@ def test_redaction_hides_the_signature():
 
 
 def test_append_request_shape():
-    enc = wcs.prepare_append("AK:s:p", BytesSource(b"hello"), 1, 3, key="k", mime="text/plain",
-                             deadline_days=2, variables={"who": "me"}, boundary="b")
+    enc = wcs.prepare_append(
+        "AK:s:p",
+        BytesSource(b"hello"),
+        1,
+        3,
+        key="k",
+        mime="text/plain",
+        deadline_days=2,
+        variables={"who": "me"},
+        boundary="b",
+    )
     body = enc.read_all()
-    order = [body.index(f'name="{n}"'.encode()) for n in ("token", "x:who", "key", "mimeType", "deadline", "file")]
+    order = [
+        body.index(f'name="{n}"'.encode()) for n in ("token", "x:who", "key", "mimeType", "deadline", "file")
+    ]
     assert order == sorted(order)
     assert b"\r\n\r\nell\r\n--b--\r\n" in body and len(body) == enc.content_length
     assert wcs.append_path(42) == "/append/42" and wcs.parse_append_path("/append/42") == 42
@@ -158,7 +173,9 @@ def test_replay_judgement_b5():
 
 
 def test_return_body_template():
-    pairs = wcs.render_return_body("name=$(fname)&size=$(fsize)&v=$(x:who)", {"fname": "a", "fsize": "3", "x:who": "me"})
+    pairs = wcs.render_return_body(
+        "name=$(fname)&size=$(fsize)&v=$(x:who)", {"fname": "a", "fsize": "3", "x:who": "me"}
+    )
     assert pairs == [("name", "a"), ("size", "3"), ("v", "me")]
 
 
@@ -175,9 +192,16 @@ def test_token_parser_only_raises_token_errors(text):
         pass
 
 
-@pytest.mark.parametrize("obj", [{"scope": "b", "deadline": "x"}, {"scope": "", "deadline": 1},
-                                 {"scope": "b", "deadline": NOW + 1, "overwrite": "yes"},
-                                 {"scope": "b", "deadline": NOW + 1, "fsizeLimit": "big"}, ["not", "an", "object"]])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"scope": "b", "deadline": "x"},
+        {"scope": "", "deadline": 1},
+        {"scope": "b", "deadline": NOW + 1, "overwrite": "yes"},
+        {"scope": "b", "deadline": NOW + 1, "fsizeLimit": "big"},
+        ["not", "an", "object"],
+    ],
+)
 def test_signed_but_invalid_policies_are_token_errors(obj):
     token = wcs.make_token("AK", "SK", json.dumps(obj))
     with pytest.raises(TokenError):

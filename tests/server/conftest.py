@@ -48,10 +48,20 @@ def query(client: httpx.Client, url: str, boundary: str) -> uploader.QueryAnswer
 
 
 def send_chunk(
-    client: httpx.Client, url: str, boundary: str, data: bytes, start: int, end: int, *,
-    name: str = "file", filename: str = "data.bin", fields: dict[str, str] | None = None,
+    client: httpx.Client,
+    url: str,
+    boundary: str,
+    data: bytes,
+    start: int,
+    end: int,
+    *,
+    name: str = "file",
+    filename: str = "data.bin",
+    fields: dict[str, str] | None = None,
 ) -> httpx.Response:
-    enc = uploader.prepare_chunk(boundary, BytesSource(data), start, end, name=name, filename=filename, fields=fields)
+    enc = uploader.prepare_chunk(
+        boundary, BytesSource(data), start, end, name=name, filename=filename, fields=fields
+    )
     return client.post(url, content=iter(enc), headers=enc.headers)
 
 
@@ -60,7 +70,10 @@ def answer(r: httpx.Response) -> dict:
 
 
 def token(scope: str, *, deadline_ms: int | str | None = None, ak: str = AK, sk: str = SK, **policy) -> str:
-    obj = {"scope": scope, "deadline": deadline_ms if deadline_ms is not None else int(time.time() * 1000) + 3600_000}
+    obj = {
+        "scope": scope,
+        "deadline": deadline_ms if deadline_ms is not None else int(time.time() * 1000) + 3600_000,
+    }
     obj.update(policy)
     return wcs.make_token(ak, sk, json.dumps(obj))
 
@@ -73,7 +86,9 @@ def append(
     return wcs.process_append_answer(r.status_code, r.headers.items(), r.content)
 
 
-def raw_request(host: str, port: int, head: bytes, body: bytes, *, close_early: bool = False) -> RawResponse | None:
+def raw_request(
+    host: str, port: int, head: bytes, body: bytes, *, close_early: bool = False
+) -> RawResponse | None:
     """Send bytes on a fresh connection and read the whole answer; with ``close_early`` hang up
     at once (RST) without reading."""
     with socket.create_connection((host, port), timeout=60) as s:

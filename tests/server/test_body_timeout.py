@@ -14,14 +14,21 @@ from nbupload.server import start_server
 from tests.support.rawhttp import read_answer
 
 
-
 def test_a_silent_body_is_cut_short_after_body_timeout(tmp_path):
     with start_server(root=tmp_path, body_timeout=0.5) as srv:
         boundary = "----timeout-test"
-        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.bin"; '
-                f'range="0-1000/1000"\r\n\r\n').encode()
-        request = (f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
-                   f"Content-Length: {len(head) + 1000 + 40}\r\n\r\n").encode() + head + b"x" * 100
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.bin"; '
+            f'range="0-1000/1000"\r\n\r\n'
+        ).encode()
+        request = (
+            (
+                f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {len(head) + 1000 + 40}\r\n\r\n"
+            ).encode()
+            + head
+            + b"x" * 100
+        )
         with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as sock:
             sock.sendall(request)  # ... then nothing more
             started = time.monotonic()
@@ -46,7 +53,22 @@ def _query(srv, boundary: str) -> bytes:
 
 @pytest.mark.parametrize("bad", ["0", "-5", "soon"])
 def test_serve_rejects_a_bad_body_timeout(tmp_path, bad):
-    done = subprocess.run([sys.executable, "-m", "nbupload", "serve", "--root", str(tmp_path), "--port", "0",
-                           "--body-timeout", bad], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nbupload",
+            "serve",
+            "--root",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--body-timeout",
+            bad,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2
     assert "--body-timeout" in done.stderr and "Traceback" not in done.stderr

@@ -26,17 +26,29 @@ PY = sys.executable
 SECRET = "cli-secret-never-printed"
 
 
-def nbupload(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "nbupload", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})}, check=check)
+def nbupload(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PY, "-m", "nbupload", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=check,
+    )
 
 
 @contextlib.contextmanager
 def serve(*args: str, prelude: str = "") -> Iterator[tuple[str, subprocess.Popen]]:
     """``nbupload serve --port 0 ...`` in a subprocess; yields its URL from the one stdout line."""
     code = f"import sys\n{prelude}\nfrom nbupload.cli import main\nsys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen([PY, "-c", code, "serve", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PY, "-c", code, "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         m = re.fullmatch(r"nbupload: serving on (https?://127\.0\.0\.1:\d+) \(root (.+)\)\n", line)
@@ -60,25 +72,50 @@ def curl(*args: str) -> subprocess.CompletedProcess:
 
 def _independent_sign(secret: str, data: str) -> str:
     # written from the document, not from nbupload: urlsafe b64 of the hex HMAC-SHA1
-    return base64.urlsafe_b64encode(hmac.new(secret.encode(), data.encode(), hashlib.sha1).hexdigest().encode()).decode()
+    return base64.urlsafe_b64encode(
+        hmac.new(secret.encode(), data.encode(), hashlib.sha1).hexdigest().encode()
+    ).decode()
 
 
 def test_token_command_matches_the_documented_signature():
     assert "UMU:" + _independent_sign("key", "The quick brown fox jumps over the lazy dog") == (
         "UMU:ZGU3YzliODViOGI3OGFhNmJjOGE3YTM2ZjcwYTkwNzAxYzlkYjRkOQ=="
     )
-    out = nbupload("token", "--ak", "UMU", "--sk", "key", "--scope", "bkt:k", "--deadline", "1700000000000",
-                   "--fsize-limit", "1MiB", "--return-body", "key=$(key)").stdout.strip()
+    out = nbupload(
+        "token",
+        "--ak",
+        "UMU",
+        "--sk",
+        "key",
+        "--scope",
+        "bkt:k",
+        "--deadline",
+        "1700000000000",
+        "--fsize-limit",
+        "1MiB",
+        "--return-body",
+        "key=$(key)",
+    ).stdout.strip()
     ak, sign, policy = out.split(":")
     assert ak == "UMU" and sign == _independent_sign("key", policy)
     assert json.loads(base64.urlsafe_b64decode(policy)) == {
-        "scope": "bkt:k", "deadline": "1700000000000", "fsizeLimit": 1048576, "returnBody": "key=$(key)"}
+        "scope": "bkt:k",
+        "deadline": "1700000000000",
+        "fsizeLimit": 1048576,
+        "returnBody": "key=$(key)",
+    }
     # the secret from the environment; --expires sets a deadline in the future
-    out = nbupload("token", "--ak", "UMU", "--scope", "b", "--expires", "60", env={"NBUPLOAD_SECRET_KEY": "key"}).stdout
+    out = nbupload(
+        "token", "--ak", "UMU", "--scope", "b", "--expires", "60", env={"NBUPLOAD_SECRET_KEY": "key"}
+    ).stdout
     policy_obj = json.loads(base64.urlsafe_b64decode(out.strip().split(":")[2]))
     assert 0 < int(policy_obj["deadline"]) - time.time() * 1000 <= 61_000
     missing = nbupload("token", "--ak", "UMU", "--scope", "b", env={"NBUPLOAD_SECRET_KEY": ""}, check=False)
-    assert missing.returncode == 2 and "NBUPLOAD_SECRET_KEY" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "NBUPLOAD_SECRET_KEY" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
 
 
 def test_etag_command_vectors(tmp_path):
@@ -105,22 +142,45 @@ def test_serve_answers_curl_requests_from_the_seed_documents(tmp_path):
         # the secret never reaches the process list
         assert SECRET not in " ".join(Path(f"/proc/{proc.pid}/cmdline").read_text().split("\0"))
         # 1. the uploader query, exactly the seed's body
-        r = curl("-X", "POST", "-H", "Content-Type: application/x-www-form-urlencoded",
-                 "--data", f"server=uploader&action=query&boundary={SEED_BOUNDARY}", f"{url}/upload")
-        assert json.loads(r.stdout) == {"protocol": "uploader", "support": True, "boundary": SEED_BOUNDARY,
-                                        "file": [], "data": []}
+        r = curl(
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/x-www-form-urlencoded",
+            "--data",
+            f"server=uploader&action=query&boundary={SEED_BOUNDARY}",
+            f"{url}/upload",
+        )
+        assert json.loads(r.stdout) == {
+            "protocol": "uploader",
+            "support": True,
+            "boundary": SEED_BOUNDARY,
+            "file": [],
+            "data": [],
+        }
         # 2. a chunk shaped like the seed's example, sent as raw bytes
         chunk = data_of(102400, 9)
         body = tmp_path / "chunk.body"
         body.write_bytes(
-            f"--{SEED_BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"image.jpg\"; "
-            f"range=\"102400-204800/456770\"\r\nContent-Type: image/jpeg\r\n\r\n".encode()
-            + chunk + f"\r\n--{SEED_BOUNDARY}\r\nContent-Disposition: form-data; name=\"submit\"\r\n\r\n"
+            f'--{SEED_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="image.jpg"; '
+            f'range="102400-204800/456770"\r\nContent-Type: image/jpeg\r\n\r\n'.encode()
+            + chunk
+            + f'\r\n--{SEED_BOUNDARY}\r\nContent-Disposition: form-data; name="submit"\r\n\r\n'
             f".....\r\n--{SEED_BOUNDARY}--\r\n".encode()
         )
-        r = curl("-H", f"Content-Type: multipart/form-data; boundary={SEED_BOUNDARY}",
-                 "--data-binary", f"@{body}", f"{url}/upload")
-        assert json.loads(r.stdout) == {"result": "OK", "code": 0, "range": "102400-204800", "complete": False}
+        r = curl(
+            "-H",
+            f"Content-Type: multipart/form-data; boundary={SEED_BOUNDARY}",
+            "--data-binary",
+            f"@{body}",
+            f"{url}/upload",
+        )
+        assert json.loads(r.stdout) == {
+            "result": "OK",
+            "code": 0,
+            "range": "102400-204800",
+            "complete": False,
+        }
         r = curl("--data", f"server=uploader&action=query&boundary={SEED_BOUNDARY}", f"{url}/upload")
         assert json.loads(r.stdout)["file"] == [{"name": "file", "range": "102400-204800"}]
         # 3. a plain upload with curl -F
@@ -130,9 +190,25 @@ def test_serve_answers_curl_requests_from_the_seed_documents(tmp_path):
         assert json.loads(r.stdout)["complete"] is True
         assert (root / "8.png").read_bytes() == photo.read_bytes()
         # 4. the WCS document's append example (file part first), token from the CLI
-        tok = nbupload("token", "--ak", "AKCLI", "--scope", "test", env={"NBUPLOAD_SECRET_KEY": SECRET}).stdout.strip()
-        r = curl("-v", "-i", "-X", "POST", "-H", "Expect:", "-F", f"file=@{photo}", "-F", "key=m.png",
-                 "-F", f"token={tok}", "--url", f"{url}/append/0")
+        tok = nbupload(
+            "token", "--ak", "AKCLI", "--scope", "test", env={"NBUPLOAD_SECRET_KEY": SECRET}
+        ).stdout.strip()
+        r = curl(
+            "-v",
+            "-i",
+            "-X",
+            "POST",
+            "-H",
+            "Expect:",
+            "-F",
+            f"file=@{photo}",
+            "-F",
+            "key=m.png",
+            "-F",
+            f"token={tok}",
+            "--url",
+            f"{url}/append/0",
+        )
         head, _, payload = r.stdout.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")
         assert f"x-wcs-next-append-position: {photo.stat().st_size}".encode() in head
@@ -140,8 +216,18 @@ def test_serve_answers_curl_requests_from_the_seed_documents(tmp_path):
         assert base64.urlsafe_b64decode(payload) == f"hash={wcs.etag_of(photo.read_bytes())}".encode()
         assert (root / "test" / "m.png").read_bytes() == photo.read_bytes()
         # a second append at the wrong position: 409 with the real size
-        r = curl("-i", "-H", "Expect:", "-F", f"file=@{photo}", "-F", "key=m.png", "-F", f"token={tok}",
-                 f"{url}/append/0")
+        r = curl(
+            "-i",
+            "-H",
+            "Expect:",
+            "-F",
+            f"file=@{photo}",
+            "-F",
+            "key=m.png",
+            "-F",
+            f"token={tok}",
+            f"{url}/append/0",
+        )
         assert r.stdout.startswith(b"HTTP/1.1 409")
         assert f"x-wcs-next-append-position: {photo.stat().st_size}".encode() in r.stdout
         # stats as JSON
@@ -162,8 +248,12 @@ def test_serve_stops_on_ctrl_c(tmp_path):
 
 def test_serve_without_the_server_extra_says_what_to_install(tmp_path):
     code = "import sys\nsys.modules['uvicorn'] = None\nfrom nbupload.cli import main\nsys.exit(main(sys.argv[1:]))"
-    r = subprocess.run([PY, "-c", code, "serve", "--port", "0", "--root", str(tmp_path)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [PY, "-c", code, "serve", "--port", "0", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "pip install 'nbupload[server]'" in r.stderr and "Traceback" not in r.stderr
 
@@ -191,8 +281,10 @@ def test_4007_and_507_when_the_disk_refuses_writes(tmp_path):
 
     root = tmp_path / "root"
     big = data_of(2 * 1024 * 1024, 11)
-    with serve("--root", str(root), "--credentials", f"{AK}:{SK}", prelude=FSIZE_PRELUDE) as (url, proc), \
-            httpx.Client(timeout=30) as client:
+    with (
+        serve("--root", str(root), "--credentials", f"{AK}:{SK}", prelude=FSIZE_PRELUDE) as (url, proc),
+        httpx.Client(timeout=30) as client,
+    ):
         r = client.post(f"{url}/upload", files={"file": ("big.bin", big)})
         assert r.status_code == 507 and r.json()["code"] == 4007, r.text
         assert not (root / "big.bin").exists()

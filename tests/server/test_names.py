@@ -70,7 +70,11 @@ def test_deny_extensions():
 
 @pytest.mark.parametrize(
     ("bucket", "key", "comps"),
-    [("b", "k", ["b", "k"]), ("b", "dir/sub/f.log", ["b", "dir", "sub", "f.log"]), ("b", "..x", ["b", "..x"])],
+    [
+        ("b", "k", ["b", "k"]),
+        ("b", "dir/sub/f.log", ["b", "dir", "sub", "f.log"]),
+        ("b", "..x", ["b", "..x"]),
+    ],
 )
 def test_split_key_accepts(bucket, key, comps):
     assert split_key(bucket, key) == comps

@@ -38,17 +38,27 @@ def seed_chunk_body(plain: bytes, chunk: bytes) -> bytes:
 
 
 def test_seed_query_byte_for_byte_unknown_session(server, client):
-    r = client.post(server.upload_url, content=SEED_QUERY,
-                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        server.upload_url, content=SEED_QUERY, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 200
-    assert answer(r) == {"protocol": "uploader", "support": True, "boundary": SEED_BOUNDARY, "file": [], "data": []}
+    assert answer(r) == {
+        "protocol": "uploader",
+        "support": True,
+        "boundary": SEED_BOUNDARY,
+        "file": [],
+        "data": [],
+    }
 
 
 def test_seed_chunk_example_then_query(server, client):
     plain = data_of(3000, 1)
     chunk = data_of(102400, 2)
-    r = client.post(server.upload_url, content=seed_chunk_body(plain, chunk),
-                    headers={"Content-Type": f"multipart/form-data; boundary={SEED_BOUNDARY}"})
+    r = client.post(
+        server.upload_url,
+        content=seed_chunk_body(plain, chunk),
+        headers={"Content-Type": f"multipart/form-data; boundary={SEED_BOUNDARY}"},
+    )
     assert r.status_code == 200, r.text
     body = answer(r)
     assert body["result"] == "OK" and body["code"] == 0
@@ -57,11 +67,15 @@ def test_seed_chunk_example_then_query(server, client):
     # the plain part is a whole file, stored at once
     assert (server.root / "image.jpg").read_bytes() == plain
     # the query (exact seed bytes) now lists the held range and the data field
-    r = client.post(server.upload_url, content=SEED_QUERY,
-                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        server.upload_url, content=SEED_QUERY, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert answer(r) == {
-        "protocol": "uploader", "support": True, "boundary": SEED_BOUNDARY,
-        "file": [{"name": "file", "range": "102400-204800"}], "data": [{"name": "submit"}],
+        "protocol": "uploader",
+        "support": True,
+        "boundary": SEED_BOUNDARY,
+        "file": [{"name": "file", "range": "102400-204800"}],
+        "data": [{"name": "submit"}],
     }
     got = uploader.process_query_answer(r.status_code, r.content, SEED_BOUNDARY)
     assert got.resumable and got.ranges_for("file") == RangeSet([(102400, 204800)])
@@ -79,7 +93,11 @@ def test_out_of_order_chunks_complete_and_move_atomically(server, client):
         if i < len(pieces) - 1:
             assert body["complete"] is False
             assert not (server.root / "out of order.bin").exists()  # never visible before whole
-    assert body["complete"] is True and body["range"] == f"0-{len(data)}" and body["stored"] == "out of order.bin"
+    assert (
+        body["complete"] is True
+        and body["range"] == f"0-{len(data)}"
+        and body["stored"] == "out of order.bin"
+    )
     assert (server.root / "out of order.bin").read_bytes() == data
     # overlapping and repeated chunks after completion are fine and counted as duplicates
     before = server.stats()["uploader"]["duplicate_bytes"]
@@ -109,10 +127,18 @@ def test_restart_mid_session_keeps_held_ranges(tmp_path, client):
     data = data_of(250_000, 5)
     boundary = new_boundary()
     with start_server(root) as first:
-        assert send_chunk(client, first.upload_url, boundary, data, 0, 100_000,
-                          fields={"note": "v1"}).status_code == 200
-        assert send_chunk(client, first.upload_url, boundary, data, 200_000, 250_000,
-                          fields={"note": "v2"}).status_code == 200
+        assert (
+            send_chunk(
+                client, first.upload_url, boundary, data, 0, 100_000, fields={"note": "v1"}
+            ).status_code
+            == 200
+        )
+        assert (
+            send_chunk(
+                client, first.upload_url, boundary, data, 200_000, 250_000, fields={"note": "v2"}
+            ).status_code
+            == 200
+        )
     with start_server(root) as second:
         got = query(client, second.upload_url, boundary)
         assert got.resumable and got.ranges_for("file") == RangeSet([(0, 100_000), (200_000, 250_000)])
@@ -132,10 +158,12 @@ def test_plain_upload_and_attachments_disposition(server, client):
     assert (server.root / "notes.txt").read_bytes() == b"hello"
     boundary = "xyzBOUNDARY"
     body = (
-        f"--{boundary}\r\nContent-Disposition: attachments; name=\"f\"; filename=\"att.txt\"; range=\"0-3/3\"\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: attachments; name="f"; filename="att.txt"; range="0-3/3"\r\n\r\n'
         f"abc\r\n--{boundary}--\r\n"
     ).encode()
-    r = client.post(server.upload_url, content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    r = client.post(
+        server.upload_url, content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert r.status_code == 200 and answer(r)["complete"] is True
     assert (server.root / "att.txt").read_bytes() == b"abc"
 
@@ -159,8 +187,17 @@ def test_empty_file_and_zero_total(server, client):
 def test_encoder_round_trip_through_server_parser(server, client, name, filename):
     data = data_of(5000, 6)
     boundary = new_boundary()
-    r = send_chunk(client, server.upload_url, boundary, data, 0, 2000, name=name, filename=filename,
-                   fields={"title": 'x"y\r\nz ü'})
+    r = send_chunk(
+        client,
+        server.upload_url,
+        boundary,
+        data,
+        0,
+        2000,
+        name=name,
+        filename=filename,
+        fields={"title": 'x"y\r\nz ü'},
+    )
     assert r.status_code == 200, r.text
     got = query(client, server.upload_url, boundary)
     assert got.ranges_for(name) == RangeSet([(0, 2000)])  # the field name survived exactly
@@ -173,8 +210,16 @@ def test_encoder_round_trip_through_server_parser(server, client, name, filename
 
 
 @pytest.mark.parametrize(
-    "filename", ["../../escape.txt", "..\\..\\escape.txt", "/tmp/escape.txt", "%2e%2e%2fescape.txt",
-                 ".partial", "sub/../../escape.txt", "a\x00escape.txt"],
+    "filename",
+    [
+        "../../escape.txt",
+        "..\\..\\escape.txt",
+        "/tmp/escape.txt",
+        "%2e%2e%2fescape.txt",
+        ".partial",
+        "sub/../../escape.txt",
+        "a\x00escape.txt",
+    ],
 )
 def test_path_traversal_filenames_stay_in_root(server, client, tmp_path, filename):
     outside_before = sorted(p.name for p in tmp_path.iterdir())
@@ -235,8 +280,9 @@ def test_4002_file_too_large(tmp_path, client):
 def test_4003_part_shorter_than_range(server, client):
     boundary = "b0undary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.bin\"; range=\"0-100/200\"\r\n\r\n"
-        + "x" * 60 + f"\r\n--{boundary}--\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.bin"; range="0-100/200"\r\n\r\n'
+        + "x" * 60
+        + f"\r\n--{boundary}--\r\n"
     ).encode()
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     _err(client.post(server.upload_url, content=body, headers=headers), 400, 4003)
@@ -282,7 +328,11 @@ def test_4008_denied_extension(tmp_path, client):
     with start_server(tmp_path / "r", deny_extensions=[".exe", "bat"]) as srv:
         msg = _err(client.post(srv.upload_url, files={"file": ("setup.EXE", b"MZ")}), 403, 4008)
         assert "server-side rule" in msg
-        _err(send_chunk(client, srv.upload_url, new_boundary(), b"x" * 10, 0, 5, filename="run.bat. "), 403, 4008)
+        _err(
+            send_chunk(client, srv.upload_url, new_boundary(), b"x" * 10, 0, 5, filename="run.bat. "),
+            403,
+            4008,
+        )
         assert tree(srv.root) == []  # nothing written at all
 
 
@@ -297,7 +347,13 @@ def test_4008_denied_extension(tmp_path, client):
 )
 def test_400_malformed_ranges(server, client, disposition, needle):
     body = f"--bb\r\nContent-Disposition: {disposition}\r\n\r\n0123456789\r\n--bb--\r\n".encode()
-    msg = _err(client.post(server.upload_url, content=body, headers={"Content-Type": "multipart/form-data; boundary=bb"}), 400, 400)
+    msg = _err(
+        client.post(
+            server.upload_url, content=body, headers={"Content-Type": "multipart/form-data; boundary=bb"}
+        ),
+        400,
+        400,
+    )
     assert needle in msg
 
 
@@ -308,11 +364,19 @@ def test_400_total_mismatch_and_overlong_part(server, client):
     msg = _err(send_chunk(client, server.upload_url, boundary, data[:900], 100, 200), 400, 400)
     assert "1000" in msg and "900" in msg
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"; range=\"100-110/1000\"\r\n\r\n"
-        + "y" * 50 + f"\r\n--{boundary}--\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="data.bin"; range="100-110/1000"\r\n\r\n'
+        + "y" * 50
+        + f"\r\n--{boundary}--\r\n"
     ).encode()
-    msg = _err(client.post(server.upload_url, content=body,
-                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}), 400, 400)
+    msg = _err(
+        client.post(
+            server.upload_url,
+            content=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        ),
+        400,
+        400,
+    )
     assert "longer than its range" in msg
     assert query(client, server.upload_url, boundary).ranges_for("file") == RangeSet([(0, 100)])
 
@@ -370,8 +434,22 @@ def test_4001_with_expect_100_continue_answers_before_the_body(tmp_path):
     big = tmp_path / "big.bin"
     big.write_bytes(data_of(3 * 1024 * 1024))
     with start_server(tmp_path / "r", max_request_size=1024 * 1024) as srv:
-        out = subprocess.run(["/usr/bin/curl", "-sS", "-H", "Expect: 100-continue", "-F", f"file=@{big}",
-                              "-w", "\n%{size_upload}", srv.upload_url], capture_output=True, timeout=60, check=True)
+        out = subprocess.run(
+            [
+                "/usr/bin/curl",
+                "-sS",
+                "-H",
+                "Expect: 100-continue",
+                "-F",
+                f"file=@{big}",
+                "-w",
+                "\n%{size_upload}",
+                srv.upload_url,
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
         answer_text, _, uploaded = out.stdout.decode().rpartition("\n")
         assert json.loads(answer_text)["code"] == 4001
         assert int(uploaded) == 0  # the body was never sent

@@ -111,14 +111,18 @@ def test_file_part_before_token_is_spooled(server, client):
     """The WCS document's curl example puts the file part first."""
     tok = token("bkt")
     data = data_of(2 * MiB + 5, 3)
-    enc = MultipartEncoder([FilePart("file", "8.png", BytesSource(data)), Field("key", "m.png"), Field("token", tok)])
+    enc = MultipartEncoder(
+        [FilePart("file", "8.png", BytesSource(data)), Field("key", "m.png"), Field("token", tok)]
+    )
     r = client.post(f"{server.url}/append/0", content=iter(enc), headers=enc.headers)
     ans = wcs.process_append_answer(r.status_code, r.headers.items(), r.content)
     assert ans.ok and ans.next_position == len(data) and ans.hash == wcs.etag_of(data)
     assert (server.root / "bkt" / "m.png").read_bytes() == data
     assert list((server.root / ".wcs" / "spool").iterdir()) == []
     # a spooled append that turns out wrong leaves nothing behind either
-    enc = MultipartEncoder([FilePart("file", "x", BytesSource(b"zz")), Field("key", "m.png"), Field("token", tok)])
+    enc = MultipartEncoder(
+        [FilePart("file", "x", BytesSource(b"zz")), Field("key", "m.png"), Field("token", tok)]
+    )
     r = client.post(f"{server.url}/append/0", content=iter(enc), headers=enc.headers)
     assert r.status_code == 409 and int(r.headers["x-wcs-next-append-position"]) == len(data)
     assert list((server.root / ".wcs" / "spool").iterdir()) == []
@@ -177,7 +181,9 @@ def test_400_no_file_part_and_not_multipart(server, client):
     enc = MultipartEncoder([Field("token", token("bkt")), Field("key", "k")])
     r = client.post(server.url + "/append/0", content=enc.read_all(), headers=enc.headers)
     assert r.status_code == 400 and "file" in r.json()["message"]
-    r = client.post(server.url + "/append/0", content=b"raw", headers={"Content-Type": "application/octet-stream"})
+    r = client.post(
+        server.url + "/append/0", content=b"raw", headers={"Content-Type": "application/octet-stream"}
+    )
     assert r.status_code == 400
 
 
@@ -197,7 +203,9 @@ def test_concurrent_appends_to_one_object_are_serialized(server):
 
     tok = token("bkt")
     with httpx.Client(timeout=30) as c, concurrent.futures.ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda i: append(c, server.url, 0, bytes([65 + i]) * 50_000, tok, key="race"), range(4)))
+        answers = list(
+            pool.map(lambda i: append(c, server.url, 0, bytes([65 + i]) * 50_000, tok, key="race"), range(4))
+        )
     assert sum(a.ok for a in answers) == 1
     assert all(a.status == 409 and a.next_position == 50_000 for a in answers if not a.ok)
     assert len((server.root / "bkt" / "race").read_bytes()) == 50_000
@@ -224,7 +232,9 @@ def test_planted_sidecar_symlink_is_refused(server, client, tmp_path):
 
 def test_key_field_after_the_file_part_is_honoured(server, client):
     tok = token("bkt")
-    enc = MultipartEncoder([Field("token", tok), FilePart("file", "f", BytesSource(b"late key")), Field("key", "late")])
+    enc = MultipartEncoder(
+        [Field("token", tok), FilePart("file", "f", BytesSource(b"late key")), Field("key", "late")]
+    )
     r = client.post(f"{server.url}/append/0", content=iter(enc), headers=enc.headers)
     assert r.status_code == 200, r.text
     assert (server.root / "bkt" / "late").read_bytes() == b"late key"

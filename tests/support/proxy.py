@@ -94,7 +94,9 @@ class FaultProxy(LoopbackFront):
 
 
 class _Connection:
-    def __init__(self, proxy: FaultProxy, client: socket.socket, upstream: socket.socket, fault: Fault) -> None:
+    def __init__(
+        self, proxy: FaultProxy, client: socket.socket, upstream: socket.socket, fault: Fault
+    ) -> None:
         self.proxy = proxy
         self.client = client
         self.upstream = upstream

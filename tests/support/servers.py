@@ -15,7 +15,9 @@ def file_part(body: bytes, boundary: str, field: str = "file") -> tuple[bytes, s
         if part.startswith(b"--"):
             break
         head, _, data = part[2:].partition(b"\r\n\r\n")
-        disp = next((l for l in head.decode().split("\r\n") if l.lower().startswith("content-disposition")), "")
+        disp = next(
+            (l for l in head.decode().split("\r\n") if l.lower().startswith("content-disposition")), ""
+        )
         if f'name="{field}"' in disp and "filename=" in disp:
             return data[:-2], disp
     raise ValueError("no file part")
@@ -55,7 +57,9 @@ class NonsenseQueryServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/upload"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -123,7 +127,9 @@ class WithholdingServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/upload"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="withholding-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="withholding-server", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
