@@ -66,6 +66,7 @@ def upload(
     mime: str | None = None,
     position: int = 0,
     streams: int | None = None,
+    chunk_max: int | None = None,
     wait: bool = False,
     verify: bool | str | None = None,
     engine: Engine | None = None,
@@ -81,7 +82,8 @@ def upload(
     For a file that grew since an earlier WCS upload, ``position=`` (the size the object has)
     appends just the new bytes. ``chunk_size`` is where chunks start (default: the engine's
     setting; they adapt to the link); ``streams`` how many chunks of this file are in flight
-    at once (default: the engine's ``streams``, 4).
+    at once (default: the engine's ``streams``, 4); ``chunk_max`` the largest its chunks grow
+    to (default: the engine's ``chunk_max``; equal to ``chunk_size``: fixed chunks).
 
     A list or tuple of paths, a folder, or a glob is uploaded as one batch: this returns a
     :class:`~nbupload.batch.Batch` (see :func:`~nbupload.batch.upload_many`).
@@ -130,6 +132,7 @@ def upload(
         mime=mime,
         position=position,
         streams=streams,
+        chunk_max=chunk_max,
     )
     if wait:
         task.wait(raise_on_error=True)

@@ -122,6 +122,12 @@ def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -
         help="chunks of the file in flight at once, each on its own connection (default 4)",
     )
     parser.add_argument(
+        "--chunk-max",
+        type=_size,
+        metavar="SIZE",
+        help="the largest a chunk grows to (default 64MiB); equal to --chunk-size: fixed chunks",
+    )
+    parser.add_argument(
         "--name", default="file", metavar="FIELD", help="form field of the file (default: file)"
     )
     parser.add_argument("--filename", metavar="NAME", help="file name sent to the server")
@@ -178,4 +184,6 @@ def put_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["chunk_size"] = args.chunk_size
     if getattr(args, "streams", None):
         opts["streams"] = args.streams
+    if getattr(args, "chunk_max", None):
+        opts["chunk_max"] = args.chunk_max
     return opts

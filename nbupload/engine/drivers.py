@@ -120,7 +120,9 @@ class _Driver:
         self.cfg = ctx.config
         self.source = ctx.source
         self.backoff = ctx.backoff
-        self.sizer = ChunkSizer(self.spec.chunk_size, max(self.cfg.chunk_max, self.spec.chunk_size))
+        self.sizer = ChunkSizer(
+            self.spec.chunk_size, max(self.spec.chunk_max or self.cfg.chunk_max, self.spec.chunk_size)
+        )
         self._lock = threading.Lock()
 
     def send(

@@ -286,6 +286,7 @@ class Engine:
         mime: str | None = None,
         position: int = 0,
         streams: int | None = None,
+        chunk_max: int | None = None,
         start: bool = True,
     ) -> Task:
         """Start uploading ``source`` to ``url``; returns at once with the queued task.
@@ -293,7 +294,8 @@ class Engine:
         ``position`` (wcs-append only): the object already holds the source's first
         ``position`` bytes (an earlier upload of a file that has grown since), so appends
         start there; the final hash check still covers the whole object. ``streams``: chunks
-        in flight at once for this task (default: the engine's ``streams`` setting). For
+        in flight at once for this task (default: the engine's ``streams`` setting);
+        ``chunk_max``: the largest its chunks grow to (default: the engine's ``chunk_max``). For
         wcs-append with a bare-bucket scope (no ``:key``) and no ``key``, the key is the file
         name (every front end gets this rule from here).
         """
@@ -308,6 +310,8 @@ class Engine:
             raise ValueError("chunk_size must be positive")
         if streams is not None and not 1 <= int(streams) <= 64:
             raise ValueError("streams must be between 1 and 64")
+        if chunk_max is not None and int(chunk_max) <= 0:
+            raise ValueError("chunk_max must be positive")
         creds = None
         if protocol == "wcs-append":
             creds = resolve_wcs_credentials(
@@ -345,6 +349,7 @@ class Engine:
                 boundary=new_boundary(),
                 credentials=creds,
                 streams=int(streams) if streams is not None else None,
+                chunk_max=int(chunk_max) if chunk_max is not None else None,
             )
             task_id = secrets.token_hex(6)
             lock = None

@@ -31,6 +31,8 @@ class TaskSpec:
     credentials: WcsCredentials | None = field(default=None, repr=False)
     #: chunks in flight at once; ``None``: the engine's ``streams`` setting
     streams: int | None = None
+    #: the largest a chunk may grow to; ``None``: the engine's ``chunk_max`` setting
+    chunk_max: int | None = None
 
     @property
     def content_type(self) -> str:

@@ -93,17 +93,26 @@ def test_eight_concurrent_tasks(server, make_engine, tmp_path):
     assert server.stats()["uploader"]["duplicate_bytes"] == 0
 
 
-def test_server_error_is_reported_with_code_and_not_retried(tmp_path, make_engine):
-    engine = make_engine()
-    src = make_file(tmp_path / "big.bin", 600_000)
+@pytest.mark.parametrize("streams", [1, 4])
+def test_server_error_is_reported_with_code_and_not_retried(tmp_path, make_engine, streams):
+    engine = make_engine(streams=streams)
+    # 12 chunks of 256 KiB: more than the streams, so a stream that went on after the refusal
+    # would show as more than one chunk request per stream.
+    src = make_file(tmp_path / "big.bin", 3_000_000)
     with start_server(root=tmp_path / "r", max_file_size=500_000) as srv:
         task = engine.submit(src, srv.upload_url)
         with pytest.raises(UploadFailed) as info:
             task.wait(30, raise_on_error=True)
+        requests = srv.stats()["uploader"]["requests"]
     err = info.value.error
     assert err.code == 4002 and err.status == 413 and not err.retryable
     assert "max_file_size" in str(err)
-    assert task.snapshot().attempts == 2  # the query and one chunk: never retried
+    attempts = task.snapshot().attempts
+    # The query, then at most one chunk per stream (the chunks already in flight when the
+    # refusal came back each get it too): never retried, no new chunk after the refusal.
+    assert 2 <= attempts <= 1 + streams
+    # a request cancelled when another stream got the refusal may never reach the server's count
+    assert 2 <= requests <= attempts
 
 
 def test_wrong_wcs_secret_fails_with_401_quickly(server, engine):
@@ -136,7 +145,8 @@ def test_pause_resume_and_progress_events(tmp_path, make_engine):
         task.resume()
         task.wait(30, raise_on_error=True)
         assert sha256_file(srv.root / "slow.bin") == sha256_file(src)
-        assert srv.stats()["uploader"]["bytes"] - src.stat().st_size <= 64 << 10
+        # a pause drops the chunk each stream has in flight (chunk_max pinned at 64 KiB)
+        assert srv.stats()["uploader"]["bytes"] - src.stat().st_size <= engine.config.streams * (64 << 10)
     engine.flush_events()
     mine = [e for e in events if e.snapshot.id == task.id]
     states = [e.snapshot.state.value for e in mine if e.kind == "state"]
@@ -208,3 +218,16 @@ def test_empty_file(server, engine, tmp_path, protocol):
     snap = engine.submit(src, url, protocol=protocol, **wcs_opts).wait(30, raise_on_error=True)
     stored = server.root / ("b/empty.txt" if wcs_opts else "empty.txt")
     assert snap.fraction == 1.0 and stored.exists() and stored.stat().st_size == 0
+
+
+def test_a_task_chunk_max_pins_its_chunks_whatever_the_engine_allows(tmp_path, make_engine, server):
+    engine = make_engine(chunk_max=64 << 20)  # the engine would let chunks grow to 64 MiB
+    src = make_file(tmp_path / "pinned.bin", 1_000_000)
+    with pytest.raises(ValueError, match="chunk_max"):
+        engine.submit(src, server.upload_url, chunk_max=0)
+    snap = engine.submit(src, server.upload_url, chunk_size=65536, chunk_max=65536).wait(
+        60, raise_on_error=True
+    )
+    assert snap.chunk_size == 65536
+    assert sha256_file(server.root / "pinned.bin") == sha256_file(src)
+    assert server.stats()["uploader"]["requests"] == 1 + 16  # the query, ceil(1000000 / 65536) chunks

@@ -20,6 +20,12 @@ SIZE = 300_000
 CHUNK = 65536
 
 
+@pytest.fixture
+def engine(make_engine):
+    """Chunks pinned at ``CHUNK`` (``chunk_max`` = ``chunk_size``): the tests count one request per chunk."""
+    return make_engine(chunk_size=CHUNK)
+
+
 def _files_under(root) -> list[str]:
     """The stored files, without the server's own ``.partial``/``.wcs`` bookkeeping."""
     found = (os.path.relpath(os.path.join(d, n), root) for d, _, names in os.walk(root) for n in names)
@@ -66,4 +72,4 @@ def test_wcs_append_stores_an_odd_name_whole(server, engine, tmp_path):
     assert task.state is TaskState.DONE and task.result["verified"] and task.result["key"] == key
     assert _files_under(server.root / "bucket") == [key]
     assert sha256_file(server.root / "bucket" / key) == sha256_file(src)
-    assert server.stats()["wcs"]["requests"] == 5
+    assert server.stats()["wcs"]["requests"] == 5  # ceil(300000 / 65536) appends, each carrying the key
