@@ -195,4 +195,10 @@ def test_chunks_shrink_after_4001_and_stay_under_the_learned_limit(make_engine, 
         src = make_file(tmp_path / "limit.bin", 2 * MiB)
         snap = engine.submit(src, server.upload_url).wait(60, raise_on_error=True)
         assert sha256_file(server.root / "limit.bin") == sha256_file(src)
-    assert snap.state is TaskState.DONE and snap.chunk_size < 300 * KiB
+        refused = server.stats()["uploader"]["errors"]  # every error here is a 4001
+    # the chunk shrank from the refused 1 MiB; the limit (300 KiB of request, headers included)
+    # is searched by halving the gap between the largest size accepted and the smallest refused,
+    # so a handful of 4001s, not one per chunk; the size left for a next chunk may still be in
+    # that gap (below the smallest size refused) when the file ends first
+    assert snap.state is TaskState.DONE and snap.chunk_size < 1 * MiB
+    assert 1 <= refused <= 8, refused
