@@ -189,7 +189,9 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
         [
             "%load_ext nbupload",
             f"%upload server start --root {srv} --throttle 256KiB",
-            f"%upload {big} --chunk-size 128KiB",
+            # one stream of fixed 128 KiB chunks: an acknowledgement every half second at 256 KiB/s
+            # (chunks would grow, and 4 streams finish together), so the row has news to show
+            f"%upload {big} --chunk-size 128KiB --chunk-max 128KiB --streams 1",
             "import time\ntime.sleep(15)\nprint('slept')",
         ],
     )
