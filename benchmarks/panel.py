@@ -49,6 +49,8 @@ class KernelSession:
         )
         self.events: list[tuple[float, str]] = []  # (monotonic time, msg_type) of every IOPub message
         self.errors: list[str] = []
+        self._marks: set[str] = set()
+        self._seen_marks: dict[str, float] = {}
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read_iopub, name="iopub-reader", daemon=True)
         self._reader.start()
@@ -67,6 +69,8 @@ class KernelSession:
                 self.errors.append("\n".join(msg["content"].get("traceback", []))[-500:])
             elif kind == "stream" and msg["content"].get("name") == "stderr":
                 self.errors.append(msg["content"].get("text", "")[-500:])
+            elif kind == "stream" and msg["content"].get("text", "").strip() in self._marks:
+                self._seen_marks[msg["content"]["text"].strip()] = time.monotonic()
 
     def run(self, code: str, timeout: float = 60.0) -> tuple[float, dict[str, Any]]:
         """Execute ``code``; seconds from request to reply, and the reply's content."""
@@ -94,6 +98,22 @@ class KernelSession:
             raise RuntimeError(f"{expr}: {x.get('ename')}: {x.get('evalue')}")
         return str(x["data"]["text/plain"])
 
+    def barrier(self, timeout: float = 60.0) -> float:
+        """When every IOPub message the kernel sent before now has been read.
+
+        The kernel sends IOPub messages on one socket, in order: once a marker printed now
+        arrives, everything sent before it (widget updates included) has arrived too.
+        """
+        mark = f"nbupload-bench-barrier-{len(self._marks)}"
+        self._marks.add(mark)
+        self.run(f"print({mark!r})")
+        end = time.monotonic() + timeout
+        while mark not in self._seen_marks:
+            if time.monotonic() > end:
+                raise TimeoutError("IOPub marker not received")
+            time.sleep(0.01)
+        return self._seen_marks[mark]
+
     def count(self, kind: str, start: float, end: float) -> int:
         return sum(1 for t, k in list(self.events) if k == kind and start <= t <= end)
 
@@ -113,6 +133,27 @@ def _wait_completed(target: Target, goal: int, timeout: float) -> float:
             raise TimeoutError(f"uploads not complete after {timeout:.0f} s")
         time.sleep(0.01)
     return time.monotonic()
+
+
+def _wait_row_settled(session: KernelSession, timeout: float) -> float:
+    """Wait until every task in the kernel is finished and its row shows it.
+
+    The server counting a file complete says nothing about the kernel: the engine may
+    not have read the last answer yet, and the pump applies it up to one interval later.
+    Counting before then would miss the final update (and, on a fast link where the
+    whole upload fits in one pump interval, every update).
+    """
+    settled = (
+        "(lambda s: s.pump.pending == 0 and all("
+        "t.state.value in ('done', 'failed', 'cancelled') for t in s.engine.tasks()))"
+        "(__import__('nbupload.ipython.extension', fromlist=['x']).current_session(get_ipython()))"
+    )
+    end = time.monotonic() + timeout
+    while session.eval(settled) != "True":
+        if time.monotonic() > end:
+            raise TimeoutError(f"rows not settled after {timeout:.0f} s")
+        time.sleep(0.05)
+    return session.barrier(timeout)
 
 
 def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int, preset: dict[str, Any],
@@ -147,7 +188,8 @@ def run_section(*, targets: list[Target], workdir: Path, quick: bool, runs: int,
         t_reply = time.monotonic()
         session.run(f"%upload {path} {ref.upload_url} --protocol uploader --filename one.bin")
         t_start = time.monotonic()
-        t_end = _wait_completed(ref, done0 + 1, 600)
+        _wait_completed(ref, done0 + 1, 600)
+        t_end = _wait_row_settled(session, 60)
         duration = t_end - t_start
         n = session.count("comm_msg", t_start, t_end)
         u1 = int(session.eval(updates))

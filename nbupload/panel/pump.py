@@ -165,6 +165,12 @@ class UIPump:
         self.applied_updates = 0
 
     # -- any thread ------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Snapshots waiting to be applied (0 once every row shows its task's latest state)."""
+        with self._lock:
+            return len(self._pending)
+
     def push(self, item: TaskEvent | TaskSnapshot) -> None:
         snap = item.snapshot if isinstance(item, TaskEvent) else item
         with self._lock:
