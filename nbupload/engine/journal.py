@@ -36,6 +36,7 @@ __all__ = [
     "JournalRecord",
     "TaskLock",
     "TaskLockedError",
+    "dumps_text",
     "is_secret_name",
     "redact_url",
     "split_secrets",
@@ -43,6 +44,22 @@ __all__ = [
 
 JOURNAL_VERSION = 1
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def dumps_text(obj: Any, **kwargs: Any) -> str:
+    """JSON for a UTF-8 file: readable non-ASCII, and lossless for paths that are not text.
+
+    ``os.fsdecode`` keeps a file name's undecodable bytes (a Latin-1 name on a UTF-8
+    system) as lone surrogates, which UTF-8 cannot encode. Such a document is written with
+    ``\\udcXX`` escapes instead: still valid JSON, read back to the same string, and the
+    path reopens the same file on resume.
+    """
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, **kwargs)
+    return text
 
 
 @dataclass
@@ -288,7 +305,7 @@ class Journal:
         body = dict(data)
         body["version"] = JOURNAL_VERSION
         body["updated_at"] = time.time()
-        text = json.dumps(body, indent=1, sort_keys=True, ensure_ascii=False)
+        text = dumps_text(body, indent=1, sort_keys=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{task_id}.", suffix=".tmp", dir=self.dir)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
