@@ -261,7 +261,8 @@ def text_bar(fraction: float, width: int = 20) -> str:
 def text_line(snap: TaskSnapshot, width: int = 20) -> str:
     """One stable line per task for consoles, nbconvert and nbval.
 
-    ``data.bin [ab12cd]  37%|#######      | 1.50 MiB/4.00 MiB 512 KiB/s ETA 0:05 chunk 8 MiB uploading``
+    ``data.bin [ab12cd]  37%|#######             | 1.50 MiB/4.00 MiB 512 KiB/s ETA 0:05``
+    ``chunk 8.00 MiB uploading`` (one line)
 
     A running task shows its current chunk size: it adapts to the link (docs/engine.md), and
     this is where a user sees what the engine chose.
