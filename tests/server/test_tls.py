@@ -100,6 +100,12 @@ def _cli(*args: str, home: Path) -> list[str]:
     return [sys.executable, "-m", "nbupload", *args]
 
 
+def _run_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """``nbupload ARGS`` in a child process with its own home; waits up to 120 s."""
+    return subprocess.run(_cli(*args, home=home), capture_output=True, text=True, env=_env(home),
+                          timeout=120, check=False)  # fmt: skip
+
+
 def _env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["NBUPLOAD_HOME"] = str(home)
@@ -148,14 +154,7 @@ def test_sigkill_then_resume_over_tls_with_cacert(tmp_path, cert):
             proc.stdout.close()
             proc.stderr.close()
         assert not (srv.root / "k.bin").exists()
-        done = subprocess.run(
-            _cli("resume", "--all", "--quiet", "--cacert", str(cert.ca_file), home=home),
-            capture_output=True,
-            text=True,
-            env=_env(home),
-            timeout=120,
-            check=False,
-        )
+        done = _run_cli("resume", "--all", "--quiet", "--cacert", str(cert.ca_file), home=home)
         assert done.returncode == 0, done.stderr
         assert _sha(srv.root / "k.bin") == _sha(src)
 
@@ -164,25 +163,11 @@ def test_an_untrusted_certificate_is_a_clear_error_and_insecure_skips_the_check(
     home = tmp_path / "home"
     src = tmp_path / "u.bin"
     src.write_bytes(data_of(5000))
-    done = subprocess.run(
-        _cli("put", str(src), tls_server.upload_url, "--quiet", "--retries", "0", home=home),
-        capture_output=True,
-        text=True,
-        env=_env(home),
-        timeout=120,
-        check=False,
-    )
+    done = _run_cli("put", str(src), tls_server.upload_url, "--quiet", "--retries", "0", home=home)
     assert done.returncode != 0
     assert "CERTIFICATE_VERIFY_FAILED" in done.stderr or "certificate verify failed" in done.stderr
     assert "Traceback" not in done.stderr
-    done = subprocess.run(
-        _cli("put", str(src), tls_server.upload_url, "--quiet", "--insecure", home=home),
-        capture_output=True,
-        text=True,
-        env=_env(home),
-        timeout=120,
-        check=False,
-    )
+    done = _run_cli("put", str(src), tls_server.upload_url, "--quiet", "--insecure", home=home)
     assert done.returncode == 0, done.stderr
     assert _sha(tls_server.root / "u.bin") == _sha(src)
 
@@ -192,14 +177,7 @@ def test_plain_http_to_the_https_port_says_to_use_https(tls_server, tmp_path):
     src = tmp_path / "h.bin"
     src.write_bytes(data_of(5000))
     plain = tls_server.upload_url.replace("https://", "http://")
-    done = subprocess.run(
-        _cli("put", str(src), plain, "--quiet", "--retries", "0", home=home),
-        capture_output=True,
-        text=True,
-        env=_env(home),
-        timeout=120,
-        check=False,
-    )
+    done = _run_cli("put", str(src), plain, "--quiet", "--retries", "0", home=home)
     assert done.returncode != 0
     assert "https://" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
