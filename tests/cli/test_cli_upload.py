@@ -185,7 +185,7 @@ def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
     src = make_file(tmp_path / "int.bin", 4_000_000)
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB")
     try:
-        wait_for(lambda: _acked(home) >= CHUNK, timeout=30)
+        wait_for(lambda: _acked(home) >= CHUNK, timeout=60)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -205,7 +205,7 @@ def test_sigterm_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home)
     src = make_file(tmp_path / "term.bin", 4_000_000)
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB")
     try:
-        wait_for(lambda: _acked(home) >= CHUNK, timeout=30)
+        wait_for(lambda: _acked(home) >= CHUNK, timeout=60)
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -226,10 +226,10 @@ def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_pauses(cli, s
     src = make_file(tmp_path / "bg.bin", 6_000_000)  # 4 s at 1.5 MB/s (the server runs in this process)
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", sigint="ignore")
     try:
-        wait_for(lambda: _acked(home) >= CHUNK, timeout=30)
+        wait_for(lambda: _acked(home) >= CHUNK, timeout=60)
         proc.send_signal(signal.SIGINT)
         at_sigint = _acked(home)
-        wait_for(lambda: _acked(home) >= at_sigint + CHUNK, timeout=30)  # still uploading
+        wait_for(lambda: _acked(home) >= at_sigint + CHUNK, timeout=60)  # still uploading
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
@@ -270,7 +270,7 @@ def test_two_resume_processes_one_wins(cli, crawl_server, tmp_path, home):
 def test_rm_forgets_an_unfinished_task(cli, slow_server, tmp_path, home):
     src = make_file(tmp_path / "rm.bin", 1_500_000)
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
-    wait_for(lambda: _journal(home), timeout=20)
+    wait_for(lambda: _journal(home), timeout=60)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     task_id = _journal(home)[0].stem

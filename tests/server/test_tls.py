@@ -81,9 +81,9 @@ def test_pause_and_resume_over_tls(tmp_path, cert, engine):
     src.write_bytes(data_of(8_000_000, seed=4))
     with start_server(tmp_path / "root", ssl=cert.context, throttle=1_000_000) as srv:
         task = nbupload.upload(str(src), srv.upload_url, engine=engine)
-        wait_for(lambda: task.snapshot().acked >= 256 << 10, timeout=30)
+        wait_for(lambda: task.snapshot().acked >= 256 << 10, timeout=60)
         task.pause()
-        wait_for(lambda: task.state == TaskState.PAUSED, timeout=30)
+        wait_for(lambda: task.state == TaskState.PAUSED, timeout=60)
         paused = task.snapshot()
         assert 0 < paused.acked < paused.total
         assert not (srv.root / "p.bin").exists()
