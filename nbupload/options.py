@@ -236,7 +236,9 @@ def put_options(args: argparse.Namespace) -> dict[str, Any]:
                 "one object per task (give the files as PATH... for a batch)"
             )
         if args.filename or args.name != "file":
-            raise OptionError("--file FIELD=PATH names each file's field: --name and --filename do not go with it")
+            raise OptionError(
+                "--file FIELD=PATH names each file's field: --name and --filename do not go with it"
+            )
     headers = dict(args.header)
     token = args.token
     if args.protocol != "wcs-append" and token:

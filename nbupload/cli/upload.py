@@ -237,7 +237,9 @@ def _done_line(snap: TaskSnapshot) -> str:
     extra = ""
     if isinstance(snap.result, dict) and snap.result.get("hash"):
         extra = f", etag {snap.result['hash']}"
-    line = f"nbupload: {snap.name}: {format_size(snap.total)} uploaded in {took:.1f} s ({snap.protocol}{extra})"
+    line = (
+        f"nbupload: {snap.name}: {format_size(snap.total)} uploaded in {took:.1f} s ({snap.protocol}{extra})"
+    )
     files = snap.result.get("files") if isinstance(snap.result, dict) else None
     if isinstance(files, dict):  # a multi-file session: each field's outcome
         for field, info in files.items():

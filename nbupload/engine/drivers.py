@@ -321,7 +321,7 @@ class _UploaderDriver(_Driver):
         self.layout = FieldLayout.of(files)
         self.sources: list[Any] = [
             self.source if not self.multi else _FieldSource(self.source, base, f.size)
-            for f, base in zip(self.layout.files, self.layout.bases)
+            for f, base in zip(self.layout.files, self.layout.bases, strict=True)
         ]
 
     def _content_type(self, f: SessionFile) -> str:
@@ -397,7 +397,7 @@ class _UploaderDriver(_Driver):
                 spec.boundary,
                 [
                     uploader.FileField(f.name, f.filename, src, self._content_type(f))
-                    for f, src in zip(self.layout.files, self.sources)
+                    for f, src in zip(self.layout.files, self.sources, strict=True)
                 ],
                 fields=spec.fields,
                 piece_size=self.cfg.piece_size,
@@ -457,7 +457,9 @@ class _UploaderDriver(_Driver):
         total = self.ctx.total
         result: dict[str, Any] = {"mode": "resumable", "boundary": self.spec.boundary}
         plan = _Plan(held, self.layout)
-        if not self.multi and total == 0:  # nothing to slice: one empty chunk tells the server the file exists
+        if (
+            not self.multi and total == 0
+        ):  # nothing to slice: one empty chunk tells the server the file exists
             self._empty_fields(plan)
             last = plan.answers[0]
             result.update(dict(last.extra))

@@ -417,7 +417,8 @@ class Engine:
         clash = sorted(set(fields or {}) & set(file_fields))
         if clash:
             raise FileFieldError(
-                f"{', '.join(map(repr, clash))} is both a file field and a data field: give them different names"
+                f"{', '.join(map(repr, clash))} is both a file field and a data field: "
+                "give them different names"
             )
 
     def tasks(self) -> list[Task]:

@@ -127,16 +127,17 @@ def _opened_session(parts: list[OpenedSource], files: tuple[SessionFile, ...]) -
     return OpenedSession(src, src.size, session_label(files), parts=parts, files=files)
 
 
-def open_session(items: Mapping[str, Any] | Iterable[tuple[str, Any]], mime: str | None = None) -> OpenedSession:
+def open_session(
+    items: Mapping[str, Any] | Iterable[tuple[str, Any]], mime: str | None = None
+) -> OpenedSession:
     """Open every file of a session (see :func:`check_session_items`); :class:`FileFieldError`
     names the field whose file is missing or unreadable."""
     pairs = check_session_items(items)
     parts: list[OpenedSource] = []
     files: list[SessionFile] = []
     try:
-        for name, source in pairs:
-            if isinstance(source, (str, os.PathLike)):
-                source = os.path.expanduser(os.fspath(source))
+        for name, given in pairs:
+            source = os.path.expanduser(os.fspath(given)) if isinstance(given, (str, os.PathLike)) else given
             try:
                 opened = open_source(source)
             except (OSError, ValueError, TypeError) as exc:
@@ -200,13 +201,6 @@ class FieldLayout:
     @property
     def total(self) -> int:
         return sum(f.size for f in self.files)
-
-    def index_at(self, offset: int) -> int:
-        """The field holding byte ``offset`` of the task (never a zero-byte field)."""
-        for i in range(len(self.files) - 1, -1, -1):
-            if self.bases[i] <= offset and self.files[i].size > 0:
-                return i
-        raise ValueError(f"offset {offset} is outside the session")
 
     def to_task(self, i: int, ranges: RangeSet) -> RangeSet:
         """Field ``i``'s own ranges as ranges of the task."""

@@ -90,7 +90,9 @@ def test_sigkill_then_resume_sends_only_what_each_field_lacks(cli, slow_server, 
         "--quiet",
     )
     try:
-        wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= 4 * CHUNK, 60)
+        wait_for(
+            lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= 4 * CHUNK, 60
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -101,7 +103,9 @@ def test_sigkill_then_resume_sends_only_what_each_field_lacks(cli, slow_server, 
     assert [f["name"] for f in entry["files"]] == ["a", "b", "c"]
     headers, body = uploader.prepare_query(entry["boundary"])
     answer = uploader.process_query_answer(
-        200, httpx.post(slow_server.upload_url, headers=headers, content=body, timeout=30).content, entry["boundary"]
+        200,
+        httpx.post(slow_server.upload_url, headers=headers, content=body, timeout=30).content,
+        entry["boundary"],
     )
     held = {name: answer.ranges_for(name) for name in ("a", "b")}
     lacking = 2_500_000 - sum(r.covered() for r in held.values())

@@ -48,7 +48,10 @@ def _held(url: str, boundary: str) -> dict[str, RangeSet]:
     ids=["two-fields", "three-fields"],
 )
 def test_every_field_lands_intact_under_its_name(server, engine, tmp_path, sizes):
-    paths = {name: make_file(tmp_path / f"{name}.bin", size, seed=i) for i, (name, size) in enumerate(sizes.items())}
+    paths = {
+        name: make_file(tmp_path / f"{name}.bin", size, seed=i)
+        for i, (name, size) in enumerate(sizes.items())
+    }
     task = engine.submit({k: str(v) for k, v in paths.items()}, server.upload_url, fields={"album": "x"})
     snap = task.wait(60, raise_on_error=True)
     total = sum(sizes.values())
@@ -113,7 +116,9 @@ def test_restart_resumes_each_field_from_the_journal(slow_server, make_engine, t
     a = make_file(tmp_path / "a.bin", 1_200_000, seed=1)
     b = make_file(tmp_path / "b.bin", 800_000, seed=2)
     empty = make_file(tmp_path / "e.bin", 0)
-    task = first.submit({"a": str(a), "b": str(b), "e": str(empty)}, slow_server.upload_url, fields={"k": "v"})
+    task = first.submit(
+        {"a": str(a), "b": str(b), "e": str(empty)}, slow_server.upload_url, fields={"k": "v"}
+    )
     assert task.persistent
     wait_for(lambda: task.acked >= 2 * CHUNK, timeout=60)
     first.shutdown(wait=True, timeout=30)  # what a kernel restart leaves: the journal entry
@@ -227,7 +232,11 @@ def test_chunk_requests_carry_one_fields_range_and_the_data_fields(make_engine, 
         ({"a": "missing.bin"}, {}, r"field 'a': no such file"),
         ({"a b": "f.bin"}, {}, "not a usable form field name"),
         ({}, {}, "at least one"),
-        ({"a": "f.bin"}, {"protocol": "wcs-append", "access_key": AK, "secret_key": SK, "scope": "b"}, "wcs-append"),
+        (
+            {"a": "f.bin"},
+            {"protocol": "wcs-append", "access_key": AK, "secret_key": SK, "scope": "b"},
+            "wcs-append",
+        ),
         ({"a": "f.bin"}, {"filename": "x"}, "filename names one file"),
         ({"a": "f.bin"}, {"name": "upfile"}, "the field names are the mapping's keys"),
         ({"a": "f.bin", "b": "f.bin"}, {"fields": {"b": "1"}}, "both a file field and a data field"),

@@ -24,7 +24,9 @@ def test_magic_file_options_upload_one_session(demo, shell, run, tmp_path):
     session, root = demo
     a = make_file(tmp_path / "a.bin", 500_000, seed=1)
     b = make_file(tmp_path / "b.csv", 0)
-    task = run(shell, f"%upload --file photo={a} --file table={b} --field user=ann --chunk-size 128KiB --wait -o")
+    task = run(
+        shell, f"%upload --file photo={a} --file table={b} --field user=ann --chunk-size 128KiB --wait -o"
+    )
     assert task.state is TaskState.DONE, task.error
     assert task.total == 500_000 and len(task.spec.files) == 2
     assert sha256_file(root / "a.bin") == sha256_file(a)
