@@ -249,3 +249,36 @@ def test_clear_errors_for_sessions_that_cannot_go(engine, tmp_path, monkeypatch,
     with pytest.raises(nbupload.NbuploadError):  # the API says the same
         nbupload.upload(source, "http://127.0.0.1:9/upload", engine=engine, **options)
     assert engine.tasks() == []
+
+
+def test_retry_after_a_failure_resumes_the_whole_session(server, make_engine, tmp_path):
+    engine = make_engine(retries=0, streams=1)  # the first failure fails the task
+    a = make_file(tmp_path / "a.bin", 900_000, seed=1)
+    b = make_file(tmp_path / "b.bin", 300_000, seed=2)
+    with FaultProxy.for_url(server.url) as proxy:
+        proxy.add(Fault(cut_after=500_000))  # mid-way through the session's second chunk
+        task = engine.submit({"a": str(a), "b": str(b)}, proxy.url + "/upload")
+        snap = task.wait(60)
+        assert snap.state is TaskState.FAILED and snap.error.retryable
+        assert 0 < snap.acked < snap.total
+        task.retry()
+        snap = task.wait(60, raise_on_error=True)
+    assert set(snap.result["files"]) == {"a", "b"}
+    assert sha256_file(server.root / "a.bin") == sha256_file(a)
+    assert sha256_file(server.root / "b.bin") == sha256_file(b)
+    stats = server.stats()["uploader"]
+    assert stats["duplicate_bytes"] == 0 and stats["bytes"] - 1_200_000 <= CHUNK
+
+
+def test_a_file_changed_before_the_resume_fails_the_session_naming_it(slow_server, make_engine, tmp_path):
+    first = make_engine()
+    a = make_file(tmp_path / "a.bin", 2_000_000, seed=1)
+    b = make_file(tmp_path / "b.bin", 1_000_000, seed=2)
+    task = first.submit({"a": str(a), "b": str(b)}, slow_server.upload_url)
+    wait_for(lambda: task.acked > 0, timeout=60)
+    first.shutdown(wait=True, timeout=30)
+    b.write_bytes(b"another version")
+    (again,) = make_engine().resume(task.id)
+    snap = again.wait(60)
+    assert snap.state is TaskState.FAILED and snap.error.code == "source-changed"
+    assert str(b) in snap.error.message and "changed since the upload started" in snap.error.message

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 from IPython.core.error import UsageError
 
 from nbupload.engine.state import TaskState
 from nbupload.ipython.extension import current_session
+from nbupload.server import start_server
+from tests.ipython.test_restart import ipython
 from tests.support.helpers import make_file, sha256_file
 
 
@@ -52,3 +58,54 @@ def test_magic_file_errors_are_usage_errors(demo, shell, run, tmp_path, line, ma
     (tmp_path / "a").write_bytes(b"x")
     with pytest.raises(UsageError, match=match):
         run(shell, line.format(a=tmp_path / "a", missing=tmp_path / "nope"))
+
+
+def test_a_session_started_by_the_magic_resumes_after_the_kernel_is_killed(tmp_path):
+    home = tmp_path / "home"
+    a = make_file(tmp_path / "a.bin", 600_000, seed=1)
+    b = make_file(tmp_path / "b.bin", 300_000, seed=2)
+    with start_server(root=tmp_path / "srv", throttle=256 * 1024) as server:
+        first = ipython(
+            "%load_ext nbupload\n"
+            f"t = %upload --file a={a} --file b={b} {server.upload_url} "
+            "--chunk-size 64KiB --chunk-max 64KiB -o -q\n"
+            "import time\n"
+            "while t.snapshot().acked == 0: time.sleep(0.02)\n"
+            "print('STARTED', t.id, flush=True)\n"
+            "time.sleep(120)\n",
+            home,
+            tmp_path,
+            "first",
+        )
+        try:
+            line = ""
+            deadline = time.monotonic() + 60
+            while not line.startswith("STARTED") and time.monotonic() < deadline:
+                line = first.stdout.readline()
+                assert line or first.poll() is None, "first kernel died early"
+            task_id = line.split()[1]
+        finally:
+            os.kill(first.pid, signal.SIGKILL)  # the kernel dies mid-session
+            first.wait(10)
+            first.stdout.close()
+        second = ipython(
+            "%load_ext nbupload\n"
+            "%upload resume all\n"
+            "import nbupload\n"
+            "for t in nbupload.tasks():\n"
+            "    print('FINAL', t.id, t.wait(60).state.value, sorted(t.result['files']))\n",
+            home,
+            tmp_path,
+            "second",
+        )
+        try:
+            out, _ = second.communicate(timeout=120)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.communicate()
+        assert f"FINAL {task_id} done ['a', 'b']" in out, out
+        assert sha256_file(tmp_path / "srv" / "a.bin") == sha256_file(a)
+        assert sha256_file(tmp_path / "srv" / "b.bin") == sha256_file(b)
+        stats = server.stats()["uploader"]
+        assert stats["duplicate_bytes"] == 0 and stats["bytes"] - 900_000 <= 4 * (64 << 10)
