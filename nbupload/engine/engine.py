@@ -301,8 +301,8 @@ class Engine:
         name (every front end gets this rule from here).
 
         ``source`` may be a mapping of form field names to files (``{"photo": "a.jpg",
-        "doc": "b.pdf"}``, or ``(field, file)`` pairs): one uploader session holding every
-        file (PROTOCOLS.md A7), one task. Its field names must be unique and usable, its
+        "doc": "b.pdf"}``): one uploader session holding every file (PROTOCOLS.md A7), one
+        task. Its field names must be unique and usable, its
         files exist, and it takes neither ``filename``, ``name``, ``key``, ``position`` nor
         ``wcs-append`` (:class:`~nbupload.errors.FileFieldError` says which).
         """

@@ -96,7 +96,7 @@ class ConcatSource:
                 offset += len(data)
                 size -= len(data)
                 if inner + len(data) < part.size:
-                    continue  # a short read: the caller sees fewer bytes than asked
+                    continue  # a short read: read on from where it stopped
             i += 1
         return bytes(out)
 
