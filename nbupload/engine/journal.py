@@ -1,7 +1,9 @@
 """The task journal: one JSON file per unfinished task, so uploads survive a restart.
 
 ``<dir>/<id>.json`` holds what resuming needs (protocol, URL, source path and identity,
-boundary, fields, chunk size, acknowledged ranges or append position) and nothing
+boundary, fields, chunk size, acknowledged ranges or append position; for a multi-file
+session, ``files``: each field's name, file name, size, path, identity and its own
+acknowledged ranges) and nothing
 secret: credentials come back from options, environment or configuration at resume
 time, and header or field values whose names look secret are left out (their names are
 recorded so a resume can ask for them). Files are written atomically (temp file, fsync,
@@ -25,9 +27,10 @@ from typing import Any
 
 from ..errors import TaskLockedError
 from ..protocols.ranges import RangeSet
+from .multifile import FieldLayout
 from .redact import is_secret_name, redact_url, split_secrets
 from .sources import FileIdentity
-from .spec import TaskSpec
+from .spec import SessionFile, TaskSpec
 
 __all__ = [
     "JOURNAL_VERSION",
@@ -123,6 +126,8 @@ class JournalRecord:
     identity: FileIdentity | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     updated_at: float | None = None
+    #: a multi-file session's fields (``ranges`` then spans them end to end)
+    files: tuple[SessionFile, ...] = ()
 
     @classmethod
     def of(
@@ -161,6 +166,7 @@ class JournalRecord:
             path=path,
             identity=identity,
             extra={k: v for k, v in extra.items() if isinstance(v, _SCALAR)},
+            files=spec.files,
         )
 
     @property
@@ -190,7 +196,52 @@ class JournalRecord:
         }
         if self.wcs is not None:
             data["wcs"] = self.wcs
+        if self.files:
+            layout = FieldLayout.of(self.files)
+            data["files"] = [
+                {
+                    "name": f.name,
+                    "filename": f.filename,
+                    "size": f.size,
+                    "mime": f.mime,
+                    "ranges": str(layout.of_field(i, self.ranges)),
+                    "source": {"path": f.path, **(f.identity.as_dict() if f.identity else {})},
+                }
+                for i, f in enumerate(self.files)
+            ]
         return data
+
+    @staticmethod
+    def _files_from_json(items: Any) -> tuple[tuple[SessionFile, ...], RangeSet]:
+        """A session's fields and, from each field's own ranges, the task's ranges."""
+        files: list[SessionFile] = []
+        own: list[RangeSet] = []
+        for item in items or []:
+            src = item.get("source") or {}
+            identity = None
+            if {"size", "mtime_ns", "inode", "dev"} <= set(src):
+                identity = FileIdentity(
+                    int(src["size"]), int(src["mtime_ns"]), int(src["inode"]), int(src["dev"])
+                )
+            files.append(
+                SessionFile(
+                    name=str(item["name"]),
+                    filename=str(item.get("filename") or item["name"]),
+                    size=int(item["size"]),
+                    path=src.get("path"),
+                    identity=identity,
+                    mime=item.get("mime"),
+                )
+            )
+            try:
+                own.append(RangeSet.parse(item.get("ranges") or ""))
+            except ValueError:
+                own.append(RangeSet())
+        layout = FieldLayout.of(files)
+        ranges = RangeSet()
+        for i, r in enumerate(own):
+            ranges = ranges | layout.to_task(i, r)
+        return tuple(files), ranges
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> JournalRecord:
@@ -206,6 +257,9 @@ class JournalRecord:
         except ValueError:
             ranges = RangeSet()
         names = d.get("secret_names") or {}
+        files: tuple[SessionFile, ...] = ()
+        if d.get("files"):
+            files, ranges = cls._files_from_json(d["files"])
         return cls(
             id=str(d["id"]),
             name=str(d.get("name", "")),
@@ -227,6 +281,7 @@ class JournalRecord:
             identity=identity,
             extra=dict(d.get("extra") or {}),
             updated_at=d.get("updated_at"),
+            files=files,
         )
 
 
