@@ -56,6 +56,7 @@ import httpx
 from .batchpaths import BatchItem, expand_paths
 from .engine import Engine, TaskState
 from .engine.task import Task
+from .errors import NbuploadError
 from .protocols import uploader, wcs
 from .protocols.multipart import BytesSource
 from .protocols.ranges import RangeSet
@@ -121,7 +122,7 @@ class BatchSnapshot:
         return f"{text} [{self.state}]"
 
 
-class BatchError(Exception):
+class BatchError(NbuploadError):
     """Raised by ``Batch.wait(raise_on_error=True)``; ``.snapshot.failures`` lists the files."""
 
     def __init__(self, message: str, snapshot: BatchSnapshot) -> None:
