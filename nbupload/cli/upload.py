@@ -243,8 +243,15 @@ def _done_line(snap: TaskSnapshot) -> str:
 
 
 def cmd_put(args: argparse.Namespace) -> int:
+    from ..batchpaths import split_url
+
+    try:
+        paths, url = split_url([*args.file, args.url])
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if url is None:
+        raise CommandError(f"the last argument must be the upload URL (http:// or https://), not {args.url!r}")
     opts = put_options(args)
-    paths = list(args.file)
     if args.follow:
         return _put_follow(args, paths, opts)
     single = len(paths) == 1 and os.path.isfile(paths[0]) and not args.prefix
