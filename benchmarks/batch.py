@@ -79,15 +79,32 @@ def _child(folder: str, url: str, home: str) -> dict[str, Any]:
     }
 
 
-def run_trials(target: Target, folder: Path, workdir: Path, runs: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def run_trials(
+    target: Target, folder: Path, workdir: Path, runs: int, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     out = []
     for r in range(1, runs + 1):
         home = Path(tempfile.mkdtemp(prefix="batch-home-", dir=workdir))
         # a fresh folder on the server each trial: nothing there to skip
         url = target.upload_url
-        argv = [sys.executable, "-m", "benchmarks.batch", "--child", str(folder), url, str(home), f"--tag=t{r}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.batch",
+            "--child",
+            str(folder),
+            url,
+            str(home),
+            f"--tag=t{r}",
+        ]
         proc = subprocess.run(
-            argv, cwd=REPO_ROOT, env=child_env(NBUPLOAD_HOME=str(home)), capture_output=True, text=True, timeout=3600
+            argv,
+            cwd=REPO_ROOT,
+            env=child_env(NBUPLOAD_HOME=str(home)),
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"batch trial {r} failed: {proc.stderr[-2000:]}")

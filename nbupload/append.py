@@ -72,7 +72,8 @@ _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 507})
 
 
 class AppendStreamError(NbuploadError, OSError):
-    """A WCS append failed (an :class:`~nbupload.NbuploadError` and an ``OSError``); ``code`` is the server's (string) code, ``status`` its HTTP status.
+    """A WCS append failed (an :class:`~nbupload.NbuploadError` and an ``OSError``); ``code`` is
+    the server's (string) code, ``status`` its HTTP status.
 
     ``position`` is where the stream was appending; ``unsent`` how many written bytes the
     server does not hold.

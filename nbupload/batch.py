@@ -393,6 +393,10 @@ class Batch:
     def __repr__(self) -> str:
         return f"<Batch {self.id} {self.snapshot().describe()} -> {self.url.split('?')[0]}>"
 
+    def started_line(self) -> str:
+        """What the front ends print when a batch starts (the CLI and ``%upload`` alike)."""
+        return f"batch {self.id} of {len(self.items)} files -> {self.url.split('?', 1)[0]}"
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -405,6 +409,28 @@ class Batch:
     def tasks(self) -> dict[str, Task]:
         with self._cond:
             return dict(self._tasks)
+
+    def file_states(self, start: int = 0, limit: int = 100) -> list[tuple[str, str, int, int]]:
+        """One page of the files, in order: ``(name, state, size, bytes held)``; ``state`` is
+        ``done``, ``skipped``, ``failed``, ``cancelled``, ``waiting`` or the task's state."""
+        out = []
+        with self._cond:
+            for item in self.items[start : start + max(0, limit)]:
+                name = item.name
+                task = self._active.get(name)
+                if name in self._done:
+                    out.append((name, "done", item.size, item.size))
+                elif name in self._skipped:
+                    out.append((name, "skipped", item.size, item.size))
+                elif name in self._failed:
+                    out.append((name, "failed", item.size, 0))
+                elif name in self._cancelled:
+                    out.append((name, "cancelled", item.size, 0))
+                elif task is not None:
+                    out.append((name, task.state.value, item.size, task.acked))
+                else:
+                    out.append((name, "waiting", item.size, 0))
+        return out
 
     @property
     def skipped(self) -> list[str]:

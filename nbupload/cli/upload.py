@@ -250,7 +250,9 @@ def cmd_put(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if url is None:
-        raise CommandError(f"the last argument must be the upload URL (http:// or https://), not {args.url!r}")
+        raise CommandError(
+            f"the last argument must be the upload URL (http:// or https://), not {args.url!r}"
+        )
     opts = put_options(args)
     if args.follow:
         return _put_follow(args, paths, opts)
@@ -367,7 +369,7 @@ def _wait_batch(batch: Any, quiet: bool) -> int:
         from tqdm import tqdm
 
         total = batch.snapshot().bytes_total
-        print(f"nbupload: batch of {len(batch)} files -> {batch.url.split('?')[0]}", file=sys.stderr)
+        print(f"nbupload: {batch.started_line()}", file=sys.stderr)
         bar = tqdm(
             total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True
         )
@@ -390,7 +392,8 @@ def _wait_batch(batch: Any, quiet: bool) -> int:
         if bar is not None:
             bar.close()
         print(
-            "nbupload: paused; run the same command again to resume (finished files are skipped)",
+            f"nbupload: paused; `nbupload resume {batch.id}` (or the same command again) goes on "
+            "where it stopped (finished files are skipped)",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -399,9 +402,10 @@ def _wait_batch(batch: Any, quiet: bool) -> int:
     if bar is not None:
         bar.close()
     took = time.monotonic() - started
-    print(f"nbupload: {snap.describe()} in {took:.1f} s", file=sys.stderr)
-    for failure in snap.failures:
-        print(f"nbupload: failed: {failure}", file=sys.stderr)
+    lines = snap.report()  # the same lines %upload prints
+    print(f"nbupload: {lines[0]} in {took:.1f} s", file=sys.stderr)
+    for line in lines[1:]:
+        print(f"nbupload: {line}", file=sys.stderr)
     return 0 if snap.state == "done" else EXIT_FAILED
 
 
@@ -421,6 +425,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
         "fields": dict(args.field) or None,
         "url": args.url,
     }
+    try:
+        status, rest = _resume_batches(engine, args, again)
+    except BaseException:
+        engine.shutdown(wait=True, timeout=5)
+        raise
+    if status is not None and not rest and not args.all:
+        engine.shutdown(wait=True, timeout=5)
+        return status
+    args.ids = rest
     protocols = {u.id: u.protocol for u in engine.unfinished()} if args.token else {}
 
     def again_for(task_id: str) -> dict[str, Any]:
@@ -454,8 +467,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
             for b in busy:
                 print(f"nbupload: task {b} is being uploaded by another process; skipped", file=sys.stderr)
             if not tasks:
-                print("nbupload: no unfinished tasks to resume", file=sys.stderr)
-                return 0 if not busy else EXIT_FAILED
+                if status is None:
+                    print("nbupload: no unfinished tasks to resume", file=sys.stderr)
+                return (status or 0) if not busy else EXIT_FAILED
         else:
             for task_id in args.ids:
                 try:
@@ -478,6 +492,27 @@ def cmd_resume(args: argparse.Namespace) -> int:
         engine.shutdown(wait=True, timeout=5)
 
 
+def _resume_batches(
+    engine: Any, args: argparse.Namespace, again: dict[str, Any]
+) -> tuple[int | None, list[str]]:
+    """Resume the batches among ``args.ids`` (every one with ``--all``) as batches, one after
+    the other; ``(exit status or None when no batch was named, the ids left for tasks)``."""
+    from ..batch import resume_batch, unfinished_batches
+
+    found = {b.id for b in unfinished_batches(engine)}
+    wanted = sorted(found) if args.all else [i for i in args.ids if i in found]
+    rest = [] if args.all else [i for i in args.ids if i not in found]
+    if not wanted:
+        return None, rest
+    creds = {k: v for k, v in again.items() if v is not None}
+    status = 0
+    for batch_id in wanted:
+        batch = resume_batch(batch_id, engine=engine, **creds)
+        batch._adopted_event.wait(60)  # its files' journal entries are its own from now on
+        status = max(status, _wait_batch(batch, args.quiet))
+    return status, rest
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from ..engine import Engine, EngineConfig
 
@@ -489,9 +524,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
             print(json.dumps([u.as_dict() for u in items], indent=1))
             return 0
-        if not items:
+        from ..batch import unfinished_batches
+
+        groups = unfinished_batches(engine)
+        if not items and not groups:
             print("no unfinished uploads")
             return 0
+        for b in groups:
+            print(f"{b.id:<12}  batch       {b.done:>9}/{b.files:<9} files  {b.protocol} -> {b.url}")
         print(f"{'ID':<12}  {'PROTOCOL':<10}  {'DONE':>21}  {'STATE':<7}  NAME -> URL")
         for u in items:
             done = f"{format_size(u.acked)}/{format_size(u.total)}"
@@ -529,12 +569,7 @@ def register(subparsers: Any) -> None:
         "their relative folders; a re-run skips files already uploaded.",
     )
     add_put_arguments(put)
-    # batch options: only here (the magic shares add_put_arguments, not these)
-    put.add_argument(
-        "--prefix", metavar="FOLDER", help="batch: a folder (uploader) or key prefix (WCS) for every name"
-    )
-    put.add_argument("--hidden", action="store_true", help="batch: include dot files and folders")
-    put.add_argument("--no-skip", action="store_true", help="batch: send files again even if unchanged")
+    # --follow: only here (the batch options are shared with the magic: nbupload/options.py)
     put.add_argument(
         "--follow",
         action="store_true",
