@@ -651,7 +651,7 @@ class Batch:
                 del self._active[name]
                 self._done.add(name)
                 self._bytes_settled += self._by_name[name].size
-                self._unlogged.append(name)
+                self._note_done(name)
                 self._record(name, task)
                 self._forget(task)
             elif state is TaskState.FAILED:
@@ -675,13 +675,21 @@ class Batch:
         self._ids.discard(task.id)
 
     def _log_done(self) -> None:
-        """Write the names finished since the last call to the batch's done log (outside the
-        lock: it may fsync)."""
+        """News since the last call: fsync the done log if a group is due (outside the lock;
+        the names were written under it as the files settled, see :meth:`_note_done`)."""
         with self._cond:
-            names, self._unlogged = self._unlogged, []
-        if self._done_log is not None and names:
+            self._unlogged = []
+        if self._done_log is not None:
             with contextlib.suppress(OSError):  # costs only a re-check of these files after a restart
-                self._done_log.add(names)
+                self._done_log.sync_due()
+
+    def _note_done(self, name: str) -> None:
+        """Under the lock: a file is done or skipped; in the done log at once (a file counted
+        done is in the log, which a killed process keeps), synced a group at a time."""
+        self._unlogged.append(name)
+        if self._done_log is not None:
+            with contextlib.suppress(OSError):
+                self._done_log.add([name], sync=False)
 
     def _finish_journal(self) -> None:
         """Done or cancelled: the record goes. Paused or failed: it stays, synced."""
@@ -765,7 +773,7 @@ class Batch:
             with self._cond:
                 self._skipped.add(item.name)
                 self._bytes_settled += item.size
-                self._unlogged.append(item.name)
+                self._note_done(item.name)
             return
         opts = dict(self._submit)
         if self.protocol == "wcs-append":

@@ -451,7 +451,9 @@ class DoneLog:
         except FileNotFoundError:
             return set()
 
-    def add(self, names: list[str]) -> None:
+    def add(self, names: list[str], *, sync: bool = True) -> None:
+        """Append ``names`` (written through to the OS at once, so a killed process keeps
+        them); fsync when a group is due, unless ``sync=False`` (then call :meth:`sync_due`)."""
         if not names:
             return
         if self._f is None:
@@ -460,7 +462,14 @@ class DoneLog:
         self._f.write("".join(n + "\n" for n in names if "\n" not in n))
         self._f.flush()
         self._unsynced += len(names)
-        if self._unsynced >= self.group or time.monotonic() - self._last_sync >= self.interval:
+        if sync:
+            self.sync_due()
+
+    def sync_due(self) -> None:
+        """fsync if a group is due (``group`` names or ``interval`` seconds since the last)."""
+        if self._unsynced >= self.group or (
+            self._unsynced and time.monotonic() - self._last_sync >= self.interval
+        ):
             self.sync()
 
     def sync(self) -> None:
