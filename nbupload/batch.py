@@ -100,6 +100,13 @@ _OWNER: dict[str, str] = {}
 _SUBMITTING = threading.RLock()
 
 
+def _drop_owner(batch_id: str) -> None:
+    """A batch went away: forget which tasks were its own."""
+    with _SUBMITTING:
+        for task_id in [t for t, b in _OWNER.items() if b == batch_id]:
+            del _OWNER[task_id]
+
+
 def get_batch(batch_id: str) -> Batch:
     """The live batch with this id (``KeyError`` if none in this process)."""
     batch = _LIVE.get(batch_id)
@@ -327,6 +334,7 @@ class Batch:
             self._write_record(journal, record_options or {})
         self._adopted_event = threading.Event()
         _LIVE[self.id] = self
+        weakref.finalize(self, _drop_owner, self.id)
         with self._cond:
             self._ensure_feeder(adopt=True)
 
@@ -669,9 +677,9 @@ class Batch:
                 self._forget(task)
 
     def _forget(self, task: Task) -> None:
+        # The task stays in _OWNER (until the batch goes): its last events may still be on
+        # their way to a front end, which must not show them as a task of their own.
         self.engine.forget(task.id)
-        with _SUBMITTING:
-            _OWNER.pop(task.id, None)
         self._ids.discard(task.id)
 
     def _log_done(self) -> None:

@@ -324,7 +324,7 @@ class UploadMagics(Magics):
             )
         except (NameClashError, FileNotFoundError, ValueError, TypeError, OSError) as exc:
             raise UsageError(f"cannot start the upload: {exc}") from None
-        print(f"nbupload: {batch.started_line()}", file=sys.stderr)
+        print(f"nbupload: {batch.started_line()}")
         if not args.quiet:
             display(s.batch_row(batch))
         if args.wait:
@@ -347,7 +347,7 @@ class UploadMagics(Magics):
             return
         s.panel_controller.flush(force=True)
         lines = batch.snapshot().report()  # the lines nbupload put prints
-        print(f"nbupload: {lines[0]}", file=sys.stderr if batch.snapshot().failures else sys.stdout)
+        print(f"nbupload: {lines[0]}")
         for line in lines[1:]:
             print(f"nbupload: {line}", file=sys.stderr)
 

@@ -60,8 +60,8 @@ def test_globs_folders_and_lists_are_batches_with_the_cli_messages(
     res = _tree(tmp_path / "results", {"a.csv": 100, "b.csv": 2000, "run1/metrics.csv": 30, "run1/x.txt": 7})
     monkeypatch.chdir(tmp_path)
     batch = run(shell, "%upload 'results/*.csv' --wait -o")  # quoted glob, default URL
-    err = capsys.readouterr().err
-    assert f"nbupload: batch {batch.id} of 2 files -> {session.server.upload_url}" in err
+    out = capsys.readouterr().out
+    assert f"nbupload: batch {batch.id} of 2 files -> {session.server.upload_url}" in out
     assert batch.snapshot().state == "done"
     assert (root / "a.csv").read_bytes() == (res / "a.csv").read_bytes()
 
