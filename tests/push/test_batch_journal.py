@@ -130,3 +130,19 @@ def test_a_batch_killed_with_sigkill_resumes_as_one(make_engine, tmp_path):
         wait_for(lambda: batch_id not in {b.id for b in unfinished_batches(engine)}, timeout=30)
         assert not any(u.path and u.path.startswith(str(folder)) for u in engine.unfinished())
         batch.close()
+
+
+def test_a_task_submitted_without_a_journal_entry_leaves_none(make_engine, server, tmp_path):
+    """``submit(journal=False)``: what a batch uses for its files of one chunk."""
+    path = make_file(tmp_path / "small.bin", 1000)
+    engine = make_engine()
+    task = engine.submit(path, server.upload_url, journal=False, start=False)
+    journal_dir = engine.config.tasks_dir
+    assert not list(journal_dir.glob(f"{task.id}.*"))
+    assert task.id not in {u.id for u in engine.unfinished()}
+    task.resume()
+    assert task.wait(60).state.value == "done"
+    assert (server.root / "small.bin").read_bytes() == path.read_bytes()
+    other = engine.submit(path, server.upload_url, filename="kept.bin", start=False)
+    assert (journal_dir / f"{other.id}.json").exists()  # the default keeps one
+    other.cancel()
