@@ -147,7 +147,7 @@ def _summary(files: int, size: int, trials: list[dict[str, Any]]) -> dict[str, A
         "rss_growth": growth,
         "peak_growth": peak,
         "trials": trials,
-        "markdown": "\n".join(md),
+        "markdown": md,
     }
 
 
@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         ref.stop()
     out = _summary(args.files, args.size, trials)
-    print(out["markdown"])
+    print("\n".join(out["markdown"]))
     return 0 if os.environ.get("NBUPLOAD_BENCH_STRICT") is None or out["files_per_s"] >= 200 else 1
 
 
