@@ -402,6 +402,12 @@ class Batch:
     def __repr__(self) -> str:
         return f"<Batch {self.id} {self.snapshot().describe()} -> {self.url.split('?')[0]}>"
 
+    def wait_adopted(self, timeout: float | None = 60.0) -> bool:
+        """Until the batch has taken over its files' unfinished journal entries (it does so
+        first, in its feeder thread), so that a caller resuming other tasks next does not take
+        them as tasks of their own. Whether it finished in time."""
+        return self._adopted_event.wait(timeout)
+
     def started_line(self) -> str:
         """What the front ends print when a batch starts (the CLI and ``%upload`` alike)."""
         return f"batch {self.id} of {len(self.items)} files -> {self.url.split('?', 1)[0]}"

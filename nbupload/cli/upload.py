@@ -508,7 +508,7 @@ def _resume_batches(
     status = 0
     for batch_id in wanted:
         batch = resume_batch(batch_id, engine=engine, **creds)
-        batch._adopted_event.wait(60)  # its files' journal entries are its own from now on
+        batch.wait_adopted()  # its files' journal entries are its own from now on
         status = max(status, _wait_batch(batch, args.quiet))
     return status, rest
 

@@ -388,9 +388,9 @@ class UploadMagics(Magics):
         for snap in snaps:
             print(text_line(snap))
         offers = self.session.find_unfinished()
-        here = {snap.id for snap in snaps}
-        offers = [o for o in offers if o.id not in here]
         waiting = self.session.unfinished_batches()
+        here = {snap.id for snap in snaps} | {b.id for b in waiting}  # batches: listed below
+        offers = [o for o in offers if o.id not in here]
         if offers or waiting:
             print(f"unfinished in the journal ({len(offers) + len(waiting)}; `%upload resume all`):")
             for b in waiting:

@@ -313,6 +313,7 @@ class UploadSession:
         creds.pop("scope", None)
         batch = resume_batch(batch_id, engine=self.engine, **creds)
         self.batch_row(batch)
+        batch.wait_adopted()  # its files' journal entries are its own before anything else resumes
         return batch
 
     # -- embedded server ----------------------------------------------------------------------

@@ -187,6 +187,7 @@ def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
                 second.kill()
                 second.communicate()
         assert f"batch {batch_id}: " in out and "/10 files done" in out, out  # offered as one
+        assert f"1 unfinished upload from a previous session ({batch_id})" in out, out  # one offer
         assert f"resumed batch {batch_id} from the journal" in out, out
         assert "FINAL done 10 10" in out, out
         for path in res.rglob("*.bin"):
