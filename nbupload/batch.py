@@ -84,6 +84,7 @@ __all__ = [
     "Manifest",
     "UnfinishedBatch",
     "batches",
+    "forget_batch",
     "get_batch",
     "owner_of",
     "resume_batch",
@@ -1086,6 +1087,31 @@ def unfinished_batches(engine: Engine | None = None) -> list[UnfinishedBatch]:
         done = len(journal.done_log(rec.id).read() & {n for _, n in rec.items})
         out.append(UnfinishedBatch(rec.id, rec.url, rec.protocol, len(rec.items), done, rec.created_at))
     return out
+
+
+def forget_batch(batch_id: str, *, engine: Engine | None = None) -> int:
+    """Remove a journaled batch (its record, done log, and its files' unfinished task entries
+    that no process runs); how many task entries went. ``KeyError`` when there is no such
+    batch in the journal. Nothing on the server is touched."""
+    if engine is None:
+        from .api import get_engine
+
+        engine = get_engine()
+    if not engine.config.journal:
+        raise KeyError(batch_id)
+    journal = BatchJournal(engine.config.tasks_dir)
+    rec = journal.read(batch_id)
+    if rec is None or batch_id in _LIVE:
+        raise KeyError(batch_id)
+    theirs = {(path, rec.prefix + name) for path, name in rec.items}
+    gone = 0
+    for entry in engine.unfinished():
+        if (entry.path, entry.name) in theirs and not entry.locked:
+            with contextlib.suppress(KeyError, RuntimeError):
+                engine.discard(entry.id)
+                gone += 1
+    journal.remove(batch_id)
+    return gone
 
 
 def resume_batch(

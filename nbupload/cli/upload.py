@@ -547,7 +547,16 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
     engine = Engine(EngineConfig())
     try:
+        from ..batch import forget_batch
+
         for task_id in args.ids:
+            try:
+                gone = forget_batch(task_id, engine=engine)
+            except KeyError:
+                pass
+            else:
+                print(f"nbupload: forgot batch {task_id} (and {gone} unfinished file uploads of it)")
+                continue
             try:
                 engine.discard(task_id)
             except KeyError:

@@ -34,6 +34,7 @@ __all__ = [
     "batch_offers",
     "batch_row",
     "batch_snapshot",
+    "forget_batch_offer",
     "owner",
 ]
 
@@ -342,3 +343,16 @@ def batch_offers(engine: Any, entries: list[Any]) -> tuple[list[Any], list[Any]]
     ]
     rest = [e for e in entries if (getattr(e, "path", None), getattr(e, "name", None)) not in theirs]
     return offers, rest
+
+
+def forget_batch_offer(engine: Any, offer_id: str) -> bool:
+    """*Forget* on a batch's offer: its journal record and its files' entries go. Whether
+    ``offer_id`` was a batch."""
+    mod = _batch_module()
+    if mod is None:
+        from .. import batch as mod
+    try:
+        mod.forget_batch(offer_id, engine=engine)
+    except KeyError:
+        return False
+    return True

@@ -269,6 +269,9 @@ class PanelController:
             ]
             gone = set()
             for offer in targets:
+                if forget_batch_offer(engine, offer.id):  # a batch: its record and files (batchrow.py)
+                    gone.add(offer.id)
+                    continue
                 try:
                     engine.discard(offer.id)
                 except KeyError:
@@ -287,6 +290,12 @@ class PanelController:
         with contextlib.suppress(KeyError):
             self.pump.push(self.session.engine.get(task_id).snapshot())
         return task_id
+
+
+def forget_batch_offer(engine: Any, offer_id: str) -> bool:
+    from .batchrow import forget_batch_offer as forget
+
+    return forget(engine, offer_id)
 
 
 def _owner(task_id: str) -> str:

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from nbupload.batch import get_batch, resume_batch, unfinished_batches, upload_many
 from nbupload.engine.journal import BatchJournal
 from nbupload.server import start_server
@@ -146,3 +148,23 @@ def test_a_task_submitted_without_a_journal_entry_leaves_none(make_engine, serve
     other = engine.submit(path, server.upload_url, filename="kept.bin", start=False)
     assert (journal_dir / f"{other.id}.json").exists()  # the default keeps one
     other.cancel()
+
+
+def test_forgetting_a_journaled_batch_removes_its_record_and_done_log(make_engine, tmp_path):
+    from nbupload.batch import forget_batch
+    from nbupload.engine.journal import BatchRecord
+
+    engine = make_engine()
+    journal = BatchJournal(engine.config.tasks_dir)
+    path = make_file(tmp_path / "a.bin", 10)
+    journal.write(
+        BatchRecord("0123456789ab", "http://127.0.0.1:9/upload", "uploader", [(str(path), "a.bin")])
+    )
+    log = journal.done_log("0123456789ab")
+    log.add(["a.bin"])
+    log.close()
+    assert [(b.id, b.files, b.done) for b in unfinished_batches(engine)] == [("0123456789ab", 1, 1)]
+    assert forget_batch("0123456789ab", engine=engine) == 0
+    assert unfinished_batches(engine) == [] and not list(journal.dir.iterdir())
+    with pytest.raises(KeyError):
+        forget_batch("0123456789ab", engine=engine)
