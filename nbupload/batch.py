@@ -311,7 +311,7 @@ class Batch:
         self._waiting: deque[BatchItem] = deque(i for i in self.items if i.name not in finished)
         self._bytes_total = sum(item.size for item in self.items)
         self._bytes_settled = sum(self._by_name[n].size for n in finished)
-        self._tasks: dict[str, Task] = {}  # every task this batch ran, by file name
+        self._tasks: dict[str, Task] = {}  # by file name: running, paused or failed (done ones go)
         self._active: dict[str, Task] = {}  # submitted, not done/failed/cancelled
         self._done: set[str] = set(finished)
         self._skipped: set[str] = set()
@@ -417,7 +417,8 @@ class Batch:
         return len(self.items)
 
     def __getitem__(self, name: str) -> Task:
-        """The task of file ``name`` (``KeyError`` until it was submitted)."""
+        """The task of file ``name`` while it runs, is paused or failed (``KeyError`` before it
+        was submitted and once it is done or cancelled: :meth:`file_states` says how it ended)."""
         with self._cond:
             return self._tasks[name]
 
@@ -686,9 +687,14 @@ class Batch:
 
     def _forget(self, task: Task) -> None:
         # The task stays in _OWNER (until the batch goes): its last events may still be on
-        # their way to a front end, which must not show them as a task of their own.
+        # their way to a front end, which must not show them as a task of their own. The batch
+        # itself keeps no finished task (10,000 files must not mean 10,000 tasks held).
         self.engine.forget(task.id)
         self._ids.discard(task.id)
+        for name, held in list(self._tasks.items()):
+            if held is task:
+                del self._tasks[name]
+                break
 
     def _log_done(self) -> None:
         """News since the last call: fsync the done log if a group is due (outside the lock;
