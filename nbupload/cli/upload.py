@@ -250,8 +250,14 @@ def cmd_put(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if url is None:
+        from ..engine.redact import redact_url
+
+        try:
+            shown = redact_url(args.url)[0]  # never a secret in a message
+        except Exception:  # noqa: BLE001 - not even a URL: a path, say it as given
+            shown = args.url
         raise CommandError(
-            f"the last argument must be the upload URL (http:// or https://), not {args.url!r}"
+            f"invalid URL {shown!r}: the last argument must be the upload URL (http:// or https://)"
         )
     opts = put_options(args)
     if args.follow:
