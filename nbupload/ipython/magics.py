@@ -136,12 +136,14 @@ def usage_text() -> str:
         "  %upload data.bin https://host/upload --chunk-size 8MiB",
         "  %upload --var df --as df.parquet     upload a DataFrame (or bytes, an array, JSON)",
         "  %upload panel                        every upload, with buttons and a form",
+        "  %upload results/ --prefix run7       a folder (or a glob, several files) as one batch",
         "  %upload pause all    /    %upload resume ID",
         "  %upload server?   %upload token?   %upload list?     help on one form",
         "",
     ]
     forms = [
         "%upload FILE [URL] [options]      upload a file in the background, show its live row",
+        "%upload PATH... [URL] [options]   files, folders, globs ('results/*.csv'): one batch, one row",
         "%upload --var NAME URL --as F     upload an in-memory object (bytes/str, DataFrame, array, JSON)",
         "%upload list                      the kernel's tasks (and unfinished ones in the journal)",
         "%upload pause|resume|cancel|retry ID|all",
