@@ -103,7 +103,7 @@ def test_failures_list_the_server_code_and_bad_input_is_a_usage_error(demo, shel
 
 def test_pause_resume_and_cancel_a_batch_by_its_id(shell, run, tmp_path, capsys):
     root = tmp_path / "srv"
-    run(shell, f"%upload server start --root {root} --throttle 256KiB")
+    run(shell, f"%upload server start --root {root} --throttle 48KiB")  # ~11 s for the batch
     res = _tree(tmp_path / "res", {f"f{i}.bin": 64 << 10 for i in range(8)})
     batch = run(shell, f"%upload {res} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q")
     capsys.readouterr()
@@ -142,8 +142,8 @@ def _ipython(script: str, home: Path, tmp_path: Path, name: str) -> subprocess.P
 
 def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
     home = tmp_path / "home"
-    res = _tree(tmp_path / "res", {f"d{i // 4}/f{i}.bin": 48 << 10 for i in range(10)})
-    server = start_server(root=tmp_path / "srv", throttle=256 << 10)
+    res = _tree(tmp_path / "res", {f"d{i // 4}/f{i}.bin": 48 << 10 for i in range(16)})
+    server = start_server(root=tmp_path / "srv", throttle=64 << 10)  # ~12 s for the batch
     try:
         first = _ipython(
             "%load_ext nbupload\n"
@@ -186,10 +186,10 @@ def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
             if second.poll() is None:
                 second.kill()
                 second.communicate()
-        assert f"batch {batch_id}: " in out and "/10 files done" in out, out  # offered as one
+        assert f"batch {batch_id}: " in out and "/16 files done" in out, out  # offered as one
         assert f"1 unfinished upload from a previous session ({batch_id})" in out, out  # one offer
         assert f"resumed batch {batch_id} from the journal" in out, out
-        assert "FINAL done 10 10" in out, out
+        assert "FINAL done 16 16" in out, out
         for path in res.rglob("*.bin"):
             rel = path.relative_to(res)
             assert (server.root / rel).read_bytes() == path.read_bytes(), rel

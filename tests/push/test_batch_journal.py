@@ -35,6 +35,8 @@ def _files(folder: Path, n: int, size: int) -> dict[str, bytes]:
 def test_one_file_is_steered_alone_and_the_record_holds_no_secret(make_engine, tmp_path):
     folder = tmp_path / "res"
     files = _files(folder, 4, 96 << 10)
+    make_file(folder / "part0" / "f00.bin", 1 << 20, seed=9)  # the one paused: long enough to catch
+    files["part0/f00.bin"] = (folder / "part0" / "f00.bin").read_bytes()
     engine = make_engine(chunk_size=16 << 10, chunk_max=16 << 10, streams=1)
     with start_server(root=tmp_path / "srv", credentials=CREDENTIALS, throttle=128 << 10) as srv:
         batch = upload_many(
@@ -66,7 +68,7 @@ def test_cancelling_one_waiting_file_and_then_the_batch(make_engine, tmp_path):
     folder = tmp_path / "res"
     _files(folder, 6, 64 << 10)
     engine = make_engine(chunk_size=16 << 10, chunk_max=16 << 10, streams=1)
-    with start_server(root=tmp_path / "srv", throttle=128 << 10) as srv:
+    with start_server(root=tmp_path / "srv", throttle=48 << 10) as srv:  # > 1 s a file
         batch = upload_many(folder, srv.upload_url, engine=engine, window=1)
         batch.cancel("part1/f05.bin")  # still waiting: never sent
         wait_for(lambda: batch.snapshot().files_done >= 1, timeout=120)
@@ -100,7 +102,7 @@ def test_a_batch_killed_with_sigkill_resumes_as_one(make_engine, tmp_path):
     folder = tmp_path / "res"
     files = _files(folder, 7, 48 << 10)
     journal = tmp_path / "journal"
-    with start_server(root=tmp_path / "srv", throttle=192 << 10) as srv:
+    with start_server(root=tmp_path / "srv", throttle=32 << 10) as srv:  # 1.5 s a file
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(folder), srv.upload_url, str(journal)],
             stdout=subprocess.PIPE,
