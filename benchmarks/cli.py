@@ -26,7 +26,8 @@ from .targets import check_targets
 __all__ = ["DEFAULT_SECTIONS", "SECTIONS", "build_parser", "main"]
 
 DEFAULT_SECTIONS = ("throughput", "rss", "resume", "panel", "ingest")
-SECTIONS = (*DEFAULT_SECTIONS, "links")  # links: only when asked (--links or --sections links)
+# links and batch: only when asked (--links, --sections links, --sections batch)
+SECTIONS = (*DEFAULT_SECTIONS, "links", "batch")
 QUICK = {"sizes": "4MiB", "runs": 1, "rss_sizes": "4MiB,16MiB", "resume_size": "32MiB",
          "panel_size": "64MiB", "ingest_size": "16MiB", "link_size": "8MiB"}  # fmt: skip
 FULL = {"sizes": "256MiB,1GiB", "runs": 5, "rss_sizes": "256MiB,4GiB", "resume_size": "256MiB",
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 targets=targets, workdir=workdir, quick=args.quick, runs=runs, preset=preset, log=_log,
                 warmup=link_warmup, clients=link_clients, scenarios=args.scenarios,
             )  # fmt: skip
-        extra = {"resume": "resume", "panel": "panel", "ingest": "ingest"}
+        extra = {"resume": "resume", "panel": "panel", "ingest": "ingest", "batch": "batch"}
         for section, module in extra.items():
             if section not in args.sections:
                 continue

@@ -112,6 +112,7 @@ def render_markdown(results: dict[str, Any], checks: Sequence[Check]) -> str:
         ("panel", "## 6. Panel cost", _generic_md),
         ("ingest", "## 7. Reference server ingest", _generic_md),
         ("links", "## 8. Link scenarios (the link emulator, `benchmarks/link.py`)", _generic_md),
+        ("batch", "## 9. A batch of many small files (`--sections batch`)", _generic_md),
     ]
     for key, title, render in sections:
         section = results.get(key)

@@ -108,6 +108,18 @@ def check_targets(results: dict[str, Any]) -> list[Check]:
     if panel.get("messages_per_second_per_task") is not None:
         m = float(panel["messages_per_second_per_task"])
         checks.append(Check("widget messages / s / task", f"{m:.1f}", "<= ~10", m <= 11))
+    batch = results.get("batch") or {}
+    if batch.get("files_per_s") is not None:
+        n = batch.get("files", 0)
+        checks.append(
+            Check(f"batch of {n} x 1 KiB, files/s", f"{batch['files_per_s']:.0f}", ">= 200",
+                  batch["files_per_s"] >= 200)
+        )  # fmt: skip
+        growth = float(batch["rss_growth"])
+        checks.append(
+            Check(f"batch of {n} x 1 KiB, RSS growth", f"{growth / MiB:.1f} MiB", "< 50 MiB",
+                  growth < 50 * MiB)
+        )  # fmt: skip
     if results.get("links"):
         from .links import link_checks
 

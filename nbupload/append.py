@@ -27,9 +27,10 @@ compared with an incremental etag of everything written, and a difference raises
 Errors. A failure of the sender thread is kept and raised by the next ``write``, ``flush`` or
 ``close`` as an :class:`AppendStreamError` (an ``OSError``, as a failing file raises) carrying
 the server's ``code``, HTTP ``status`` and message; the stream is dead from then on, and
-``unsent`` tells how many written bytes never reached the server. The package has no common
-root exception yet (the engine's ``UploadError`` needs a task snapshot), so this one derives
-from ``OSError`` alone. No token or secret key ever appears in a message or a repr.
+``unsent`` tells how many written bytes never reached the server. It derives from
+:class:`nbupload.NbuploadError` (the package's root, so ``except nbupload.NbuploadError``
+catches it) and stays an ``OSError``, as a failing file raises. No token or secret key ever
+appears in a message or a repr.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from typing import Any
 
 import httpx
 
+from .errors import NbuploadError
 from .protocols import wcs
 from .protocols.errors import ProtocolError
 from .protocols.multipart import BytesSource
@@ -69,8 +71,9 @@ _HASH_READ = 1 << 20
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 507})
 
 
-class AppendStreamError(OSError):
-    """A WCS append failed; ``code`` is the server's (string) code, ``status`` its HTTP status.
+class AppendStreamError(NbuploadError, OSError):
+    """A WCS append failed (an :class:`~nbupload.NbuploadError` and an ``OSError``); ``code`` is
+    the server's (string) code, ``status`` its HTTP status.
 
     ``position`` is where the stream was appending; ``unsent`` how many written bytes the
     server does not hold.

@@ -29,10 +29,20 @@ protocol offers (``check_remote=True``, the default):
   route, the protocol's own check: the session's query (its recorded boundary) must list the
   whole file as held. Otherwise the file is sent again.
 
-The snapshot says how many files were skipped. The batch survives a kernel restart the way
-its files do: every file is a journaled engine task, and re-running the same
-``upload_many`` call adopts the unfinished journal entries of its files (resuming them where
-they stopped) and skips those already done.
+The snapshot says how many files were skipped.
+
+Restarts. A batch is journaled as one (``<journal dir>/batches/``, the record format is
+:class:`nbupload.engine.journal.BatchRecord`): its id, files (path and relative name), URL
+and options without secrets, and which files are done (a :class:`~nbupload.engine.journal.DoneLog`
+synced a group of names at a time). After a kernel restart :func:`resume_batch` (``nbupload
+resume ID``, ``%upload resume ID``, the panel's offer) makes it one batch again: done files
+count as done, the unfinished journal entries of its files are adopted (each resumes where it
+stopped), the rest is fed as before. Re-running the same ``upload_many`` call also adopts
+them and skips what is done. The record goes once the batch is done or cancelled.
+
+Steering by id. Every batch has an ``id`` (12 hex digits, like a task's);
+:func:`get_batch` finds a live one, :func:`owner_of` tells a front end (the panel) that a task
+belongs to a batch, so it shows the batch's one row rather than a row per file.
 """
 
 from __future__ import annotations
@@ -41,8 +51,10 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -55,13 +67,66 @@ import httpx
 
 from .batchpaths import BatchItem, expand_paths
 from .engine import Engine, TaskState
-from .engine.journal import dumps_text
+from .engine.journal import BatchJournal, BatchRecord, DoneLog, dumps_text
+from .engine.redact import split_secrets
+from .engine.state import can
 from .engine.task import Task
+from .errors import NbuploadError
 from .protocols import uploader, wcs
 from .protocols.multipart import BytesSource
 from .protocols.ranges import RangeSet
 
-__all__ = ["Batch", "BatchError", "BatchFailure", "BatchSnapshot", "Manifest", "upload_many"]
+__all__ = [
+    "Batch",
+    "BatchError",
+    "BatchFailure",
+    "BatchSnapshot",
+    "Manifest",
+    "UnfinishedBatch",
+    "batches",
+    "forget_batch",
+    "get_batch",
+    "owner_of",
+    "resume_batch",
+    "unfinished_batches",
+    "upload_many",
+]
+
+#: Live batches by id (weakly: a batch nobody holds and that has settled goes away).
+_LIVE: weakref.WeakValueDictionary[str, Batch] = weakref.WeakValueDictionary()
+#: task id -> the id of the batch it belongs to (dropped when the batch forgets the task).
+_OWNER: dict[str, str] = {}
+#: Held across ``engine.submit`` + registering the new task's owner, so that :func:`owner_of`
+#: (asked by the panel when the task's first event arrives) never answers too early.
+_SUBMITTING = threading.RLock()
+
+
+def _drop_owner(batch_id: str) -> None:
+    """A batch went away: forget which tasks were its own."""
+    with _SUBMITTING:
+        for task_id in [t for t, b in _OWNER.items() if b == batch_id]:
+            del _OWNER[task_id]
+
+
+def get_batch(batch_id: str) -> Batch:
+    """The live batch with this id (``KeyError`` if none in this process)."""
+    batch = _LIVE.get(batch_id)
+    if batch is None:
+        raise KeyError(batch_id)
+    return batch
+
+
+def batches(engine: Engine | None = None) -> list[Batch]:
+    """The live batches of this process (of ``engine`` only, when given), oldest first."""
+    out = [b for b in list(_LIVE.values()) if engine is None or b.engine is engine]
+    return sorted(out, key=lambda b: b.created_at)
+
+
+def owner_of(task_id: str) -> str | None:
+    """The id of the batch task ``task_id`` belongs to, or None."""
+    with _SUBMITTING:
+        return _OWNER.get(task_id)
+
 
 _HASH_READ = 1 << 20
 
@@ -97,10 +162,16 @@ class BatchSnapshot:
     rate: float
     eta: float | None
     failures: tuple[BatchFailure, ...]
+    files_cancelled: int = 0
 
     @property
     def settled(self) -> bool:
         return self.state in ("paused", "done", "failed", "cancelled")
+
+    def report(self) -> list[str]:
+        """What the front ends print when a batch settles (the CLI and ``%upload`` alike):
+        the :meth:`describe` line, then one line per failure with its server code."""
+        return [self.describe(), *(f"failed: {f}" for f in self.failures)]
 
     def describe(self) -> str:
         """One line: ``12/40 files (3 skipped, 1 failed), 3.1 MiB/9.0 MiB, 2.0 MiB/s``."""
@@ -111,6 +182,8 @@ class BatchSnapshot:
             extra.append(f"{self.files_skipped} skipped")
         if self.files_failed:
             extra.append(f"{self.files_failed} failed")
+        if self.files_cancelled:
+            extra.append(f"{self.files_cancelled} cancelled")
         more = f" ({', '.join(extra)})" if extra else ""
         done = self.files_done + self.files_skipped
         text = (
@@ -122,7 +195,7 @@ class BatchSnapshot:
         return f"{text} [{self.state}]"
 
 
-class BatchError(Exception):
+class BatchError(NbuploadError):
     """Raised by ``Batch.wait(raise_on_error=True)``; ``.snapshot.failures`` lists the files."""
 
     def __init__(self, message: str, snapshot: BatchSnapshot) -> None:
@@ -215,7 +288,13 @@ class Batch:
         manifest: Manifest | None = None,
         check_remote: bool = True,
         window: int | None = None,
+        batch_id: str | None = None,
+        done: Iterable[str] = (),
+        journal: BatchJournal | None = None,
+        record_options: Mapping[str, Any] | None = None,
     ) -> None:
+        self.id = batch_id or secrets.token_hex(6)
+        self.created_at = time.time()
         self.engine = engine
         self.url = url
         self.items = list(items)
@@ -227,11 +306,14 @@ class Batch:
         self._check_remote = check_remote
         self._window = window or max(4, engine.config.workers * 4)
         self._cond = threading.Condition()
-        self._waiting: deque[BatchItem] = deque(self.items)
         self._by_name = {item.name: item for item in self.items}
-        self._tasks: dict[str, Task] = {}  # every task this batch ran, by file name
+        finished = {n for n in done if n in self._by_name}
+        self._waiting: deque[BatchItem] = deque(i for i in self.items if i.name not in finished)
+        self._bytes_total = sum(item.size for item in self.items)
+        self._bytes_settled = sum(self._by_name[n].size for n in finished)
+        self._tasks: dict[str, Task] = {}  # by file name: running, paused or failed (done ones go)
         self._active: dict[str, Task] = {}  # submitted, not done/failed/cancelled
-        self._done: set[str] = set()
+        self._done: set[str] = set(finished)
         self._skipped: set[str] = set()
         self._cancelled: set[str] = set()
         self._failed: dict[str, BatchFailure] = {}
@@ -246,8 +328,64 @@ class Batch:
         self._started_feeding = False
         self._unsubscribe: Any = None  # the engine event subscription, while the feeder runs
         self._thread: threading.Thread | None = None
+        self._listeners: list[Any] = []
+        self._journal = journal
+        self._done_log: DoneLog | None = None
+        self._unlogged: list[str] = []
+        if journal is not None:
+            self._write_record(journal, record_options or {})
+        self._adopted_event = threading.Event()
+        _LIVE[self.id] = self
+        weakref.finalize(self, _drop_owner, self.id)
         with self._cond:
             self._ensure_feeder(adopt=True)
+
+    def _write_record(self, journal: BatchJournal, options: Mapping[str, Any]) -> None:
+        """The batch's journal record (once, durably), unless a resumed batch has one."""
+        if journal.read(self.id) is None:
+            opts = {k: v for k, v in options.items() if k not in ("token", "access_key", "secret_key")}
+            names: dict[str, list[str]] = {}
+            for what in ("headers", "fields"):
+                kept, secret = split_secrets(opts.pop(what, None))
+                if kept:
+                    opts[what] = kept
+                if secret:
+                    names[what] = secret
+            record = BatchRecord(
+                id=self.id,
+                url=self.url,
+                protocol=self.protocol,
+                items=[(item.path, item.name) for item in self.items],
+                prefix=self.prefix,
+                options=opts,
+                secret_names=names,
+                created_at=self.created_at,
+            )
+            try:
+                journal.write(record)
+            except OSError:  # the batch runs; only a restart would lose track of it as one
+                self._journal = None
+                return
+        self._done_log = journal.done_log(self.id)
+
+    def on_change(self, callback: Any) -> Any:
+        """``callback()`` (from the feeder thread) whenever files settle or the batch is steered;
+        returns a function that removes it. For a front end's row that shows the batch."""
+        with self._cond:
+            self._listeners.append(callback)
+
+        def remove() -> None:
+            with self._cond, contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return remove
+
+    def _changed(self) -> None:
+        with self._cond:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            with contextlib.suppress(Exception):
+                callback()
 
     def _ensure_feeder(self, adopt: bool = False) -> None:
         """Start the feeder thread unless it runs (under the lock). It ends once every file
@@ -263,13 +401,24 @@ class Batch:
     _feeder_ending = False
 
     def __repr__(self) -> str:
-        return f"<Batch {self.snapshot().describe()} -> {self.url.split('?')[0]}>"
+        return f"<Batch {self.id} {self.snapshot().describe()} -> {self.url.split('?')[0]}>"
+
+    def wait_adopted(self, timeout: float | None = 60.0) -> bool:
+        """Until the batch has taken over its files' unfinished journal entries (it does so
+        first, in its feeder thread), so that a caller resuming other tasks next does not take
+        them as tasks of their own. Whether it finished in time."""
+        return self._adopted_event.wait(timeout)
+
+    def started_line(self) -> str:
+        """What the front ends print when a batch starts (the CLI and ``%upload`` alike)."""
+        return f"batch {self.id} of {len(self.items)} files -> {self.url.split('?', 1)[0]}"
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, name: str) -> Task:
-        """The task of file ``name`` (``KeyError`` until it was submitted)."""
+        """The task of file ``name`` while it runs, is paused or failed (``KeyError`` before it
+        was submitted and once it is done or cancelled: :meth:`file_states` says how it ended)."""
         with self._cond:
             return self._tasks[name]
 
@@ -278,6 +427,28 @@ class Batch:
         with self._cond:
             return dict(self._tasks)
 
+    def file_states(self, start: int = 0, limit: int = 100) -> list[tuple[str, str, int, int]]:
+        """One page of the files, in order: ``(name, state, size, bytes held)``; ``state`` is
+        ``done``, ``skipped``, ``failed``, ``cancelled``, ``waiting`` or the task's state."""
+        out = []
+        with self._cond:
+            for item in self.items[start : start + max(0, limit)]:
+                name = item.name
+                task = self._active.get(name)
+                if name in self._done:
+                    out.append((name, "done", item.size, item.size))
+                elif name in self._skipped:
+                    out.append((name, "skipped", item.size, item.size))
+                elif name in self._failed:
+                    out.append((name, "failed", item.size, 0))
+                elif name in self._cancelled:
+                    out.append((name, "cancelled", item.size, 0))
+                elif task is not None:
+                    out.append((name, task.state.value, item.size, task.acked))
+                else:
+                    out.append((name, "waiting", item.size, 0))
+        return out
+
     @property
     def skipped(self) -> list[str]:
         """Names skipped as already uploaded and unchanged."""
@@ -285,54 +456,89 @@ class Batch:
             return sorted(self._skipped)
 
     # ------------------------------------------------------------------ controls
-    def pause(self) -> None:
-        """Stop feeding new files and pause the running ones (they keep what was acknowledged)."""
+    def _file(self, name: str) -> BatchItem:
+        item = self._by_name.get(name)
+        if item is None:
+            raise KeyError(f"no file {name!r} in batch {self.id}")
+        return item
+
+    def pause(self, name: str | None = None) -> None:
+        """Stop feeding new files and pause the running ones (they keep what was acknowledged).
+        With ``name``, pause that one file only (the others go on)."""
         with self._cond:
-            self._paused = True
-            active = list(self._active.values())
+            if name is not None:
+                self._file(name)
+                active = [self._active[name]] if name in self._active else []
+            else:
+                self._paused = True
+                active = list(self._active.values())
             self._cond.notify_all()
         for task in active:
-            task.pause()
+            if can("pause", task.state):
+                task.pause()
+        self._changed()
 
-    def resume(self) -> None:
-        """Resume paused files and feeding the rest."""
+    def resume(self, name: str | None = None) -> None:
+        """Resume paused files and feeding the rest (with ``name``: that paused file only)."""
         with self._cond:
-            self._paused = False
-            active = list(self._active.values())
+            if name is not None:
+                self._file(name)
+                active = [self._active[name]] if name in self._active else []
+            else:
+                self._paused = False
+                active = list(self._active.values())
             self._ensure_feeder()
             self._cond.notify_all()
         for task in active:
             if task.state is TaskState.PAUSED:
                 task.resume()
+        self._changed()
 
-    def cancel(self) -> None:
-        """Cancel every file not uploaded yet. Final."""
+    def cancel(self, name: str | None = None) -> None:
+        """Cancel every file not uploaded yet (final); with ``name``, that one file only."""
         with self._cond:
-            self._stopped = True
-            self._cancelled.update(item.name for item in self._waiting)
-            self._waiting.clear()
-            active = list(self._active.values())
+            if name is not None:
+                item = self._file(name)
+                active = [self._active[name]] if name in self._active else []
+                if item in self._waiting:
+                    self._waiting.remove(item)
+                    self._cancelled.add(name)
+            else:
+                self._stopped = True
+                self._cancelled.update(item.name for item in self._waiting)
+                self._waiting.clear()
+                active = list(self._active.values())
             self._cond.notify_all()
         for task in active:
-            task.cancel()
+            if can("cancel", task.state):
+                task.cancel()
+        self._changed()
 
-    def retry(self) -> int:
-        """Try the failed files again; how many."""
+    def retry(self, name: str | None = None) -> int:
+        """Try the failed files again (with ``name``: that failed file only); how many."""
         with self._cond:
-            failed = list(self._failed)
-            self._failed.clear()
+            if name is not None:
+                self._file(name)
+                failed = [name] if name in self._failed else []
+            else:
+                failed = list(self._failed)
+            for one in failed:
+                del self._failed[one]
             again: list[Task] = []
-            for name in failed:
-                task = self._tasks.get(name)
+            for one in failed:
+                task = self._tasks.get(one)
                 if task is not None and task.state is TaskState.FAILED:
-                    self._active[name] = task
+                    self._active[one] = task
                     again.append(task)
                 else:  # failed before a task existed (e.g. the file vanished): submit again
-                    self._waiting.append(self._by_name[name])
-            self._ensure_feeder()
+                    self._waiting.append(self._by_name[one])
+            if failed:
+                self._stopped = False
+                self._ensure_feeder()
             self._cond.notify_all()
         for task in again:
             task.retry()
+        self._changed()
         return len(failed)
 
     def wait(self, timeout: float | None = None, *, raise_on_error: bool = False) -> BatchSnapshot:
@@ -362,7 +568,7 @@ class Batch:
             return self._snapshot_locked()
 
     def _snapshot_locked(self) -> BatchSnapshot:
-        done_bytes = sum(self._by_name[n].size for n in self._done | self._skipped)
+        done_bytes = self._bytes_settled
         running = 0  # active tasks not paused (a done or failed one counts until the feeder settles it)
         rate = 0.0
         for task in self._active.values():
@@ -372,7 +578,7 @@ class Batch:
                 running += 1
             if snap.state in (TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING):
                 rate += snap.rate
-        total_bytes = sum(item.size for item in self.items)
+        total_bytes = self._bytes_total
         unsettled = running or self._planning or (self._waiting and not self._paused and not self._stopped)
         if self._stopped:
             state = "cancelled" if not unsettled else "running"
@@ -399,6 +605,7 @@ class Batch:
             rate=rate,
             eta=eta,
             failures=failures,
+            files_cancelled=len(self._cancelled),
         )
 
     # ------------------------------------------------------------------ the feeder
@@ -408,12 +615,19 @@ class Batch:
                 self._cond.notify_all()
 
     def _run(self, adopt: bool) -> None:
+        ending = False
         try:
             if adopt:
-                self._adopt()
+                try:
+                    self._adopt()
+                finally:
+                    self._adopted_event.set()
             with self._cond:
                 self._started_feeding = True
             while True:
+                if self._unlogged:
+                    self._log_done()
+                    self._changed()
                 with self._cond:
                     self._settle()
                     take: list[BatchItem] = []
@@ -425,12 +639,16 @@ class Batch:
                     if not take:
                         if self._closed or not (self._active or self._waiting):
                             self._feeder_ending = True
-                            return
+                            ending = True
+                            break
                         self._cond.notify_all()
                         self._cond.wait(0.5)
                         continue
                 for plan in self._plan(take):
                     self._start(plan)
+            if ending:
+                self._finish_journal()
+                self._changed()
         finally:
             unsubscribe = None
             with self._cond:
@@ -449,8 +667,10 @@ class Batch:
             if state is TaskState.DONE:
                 del self._active[name]
                 self._done.add(name)
+                self._bytes_settled += self._by_name[name].size
+                self._note_done(name)
                 self._record(name, task)
-                self.engine.forget(task.id)
+                self._forget(task)
             elif state is TaskState.FAILED:
                 del self._active[name]
                 err = task.error
@@ -463,7 +683,47 @@ class Batch:
             elif state is TaskState.CANCELLED:
                 del self._active[name]
                 self._cancelled.add(name)
-                self.engine.forget(task.id)
+                self._forget(task)
+
+    def _forget(self, task: Task) -> None:
+        # The task stays in _OWNER (until the batch goes): its last events may still be on
+        # their way to a front end, which must not show them as a task of their own. The batch
+        # itself keeps no finished task (10,000 files must not mean 10,000 tasks held).
+        self.engine.forget(task.id)
+        self._ids.discard(task.id)
+        for name, held in list(self._tasks.items()):
+            if held is task:
+                del self._tasks[name]
+                break
+
+    def _log_done(self) -> None:
+        """News since the last call: fsync the done log if a group is due (outside the lock;
+        the names were written under it as the files settled, see :meth:`_note_done`)."""
+        with self._cond:
+            self._unlogged = []
+        if self._done_log is not None:
+            with contextlib.suppress(OSError):  # costs only a re-check of these files after a restart
+                self._done_log.sync_due()
+
+    def _note_done(self, name: str) -> None:
+        """Under the lock: a file is done or skipped; in the done log at once (a file counted
+        done is in the log, which a killed process keeps), synced a group at a time."""
+        self._unlogged.append(name)
+        if self._done_log is not None:
+            with contextlib.suppress(OSError):
+                self._done_log.add([name], sync=False)
+
+    def _finish_journal(self) -> None:
+        """Done or cancelled: the record goes. Paused or failed: it stays, synced."""
+        self._log_done()
+        log, self._done_log = self._done_log, None
+        if log is not None:
+            log.close()
+        with self._cond:
+            state = self._snapshot_locked().state
+        if self._journal is not None and state in ("done", "cancelled"):
+            with contextlib.suppress(OSError):
+                self._journal.remove(self.id)
 
     def _record(self, name: str, task: Task) -> None:
         if self._manifest is None:
@@ -498,8 +758,11 @@ class Batch:
             if item is None or entry.protocol != self.protocol:
                 continue
             try:
-                tasks = self.engine.resume(entry.id, **again)
-            except (KeyError, ValueError, OSError):
+                with _SUBMITTING:  # owner_of() must know the task from its first event on
+                    tasks = self.engine.resume(entry.id, **again)
+                    for task in tasks:
+                        _OWNER[task.id] = self.id
+            except (KeyError, ValueError, OSError, RuntimeError):
                 continue
             with self._cond:
                 with contextlib.suppress(ValueError):
@@ -512,6 +775,8 @@ class Batch:
         return self.prefix + item.name
 
     def _take(self, name: str, task: Task) -> None:
+        with _SUBMITTING:
+            _OWNER[task.id] = self.id
         self._tasks[name] = task
         self._active[name] = task
         self._ids.add(task.id)
@@ -529,6 +794,8 @@ class Batch:
         if plan.action == "skip":
             with self._cond:
                 self._skipped.add(item.name)
+                self._bytes_settled += item.size
+                self._note_done(item.name)
             return
         opts = dict(self._submit)
         if self.protocol == "wcs-append":
@@ -541,8 +808,15 @@ class Batch:
             if self._stopped:
                 self._cancelled.add(item.name)
                 return
+        chunk = int(opts.get("chunk_size") or self.engine.config.chunk_size)
+        if self._journal is not None and item.size <= chunk:
+            # One chunk: no held ranges worth resuming; the batch record says what to send again
+            # after a restart, and the task skips its own journal entry (lock file, two fsyncs).
+            opts["journal"] = False
         try:
-            task = self.engine.submit(item.path, self.url, **opts)
+            with _SUBMITTING:  # owner_of() must know the task from its first event on
+                task = self.engine.submit(item.path, self.url, **opts)
+                _OWNER[task.id] = self.id
         except (OSError, ValueError) as exc:
             with self._cond:
                 self._failed[item.name] = BatchFailure(item.name, "source", None, str(exc))
@@ -729,26 +1003,181 @@ def upload_many(
             scope=options.get("scope"),
             defaults=(cfg.token, cfg.access_key, cfg.secret_key),
         )
-    manifest = None
-    if skip_unchanged and engine.config.journal:
-        identity = {
-            "protocol": protocol,
-            "url": str(url).split("?")[0],
-            "prefix": prefix,
-            "scope": str(options.get("scope") or ""),
-            "field": str(options.get("name") or "file"),
-        }
-        manifest = Manifest(engine.config.tasks_dir / "batches", identity)
-    batch = Batch(
+    batch = _make_batch(
         engine,
         items,
         str(url),
         submit,
         prefix=prefix,
-        manifest=manifest,
+        skip_unchanged=skip_unchanged,
         check_remote=check_remote,
         window=window,
+        record_options={**submit, "hidden": hidden, "skip_unchanged": skip_unchanged},
     )
     if wait:
         batch.wait(raise_on_error=True)
+    return batch
+
+
+def _make_batch(
+    engine: Engine,
+    items: list[BatchItem],
+    url: str,
+    submit: Mapping[str, Any],
+    *,
+    prefix: str,
+    skip_unchanged: bool,
+    check_remote: bool,
+    window: int | None,
+    record_options: Mapping[str, Any],
+    batch_id: str | None = None,
+    done: Iterable[str] = (),
+) -> Batch:
+    manifest = journal = None
+    if engine.config.journal:
+        journal = BatchJournal(engine.config.tasks_dir)
+        if skip_unchanged:
+            identity = {
+                "protocol": str(submit.get("protocol", "uploader")),
+                "url": url.split("?", maxsplit=1)[0],
+                "prefix": prefix,
+                "scope": str(submit.get("scope") or ""),
+                "field": str(submit.get("name") or "file"),
+            }
+            manifest = Manifest(engine.config.tasks_dir / "batches", identity)
+    return Batch(
+        engine,
+        items,
+        url,
+        submit,
+        prefix=prefix,
+        manifest=manifest,
+        check_remote=check_remote,
+        window=window,
+        batch_id=batch_id,
+        done=done,
+        journal=journal,
+        record_options=record_options,
+    )
+
+
+@dataclass(frozen=True)
+class UnfinishedBatch:
+    """A batch left in the journal by an earlier process (``nbupload ls``, the panel's offers)."""
+
+    id: str
+    url: str
+    protocol: str
+    files: int
+    done: int
+    created_at: float
+
+    @property
+    def text(self) -> str:
+        return f"batch {self.id}: {self.done}/{self.files} files done -> {self.url}"
+
+
+def unfinished_batches(engine: Engine | None = None) -> list[UnfinishedBatch]:
+    """Batches in the journal that are not done (and not running in this process)."""
+    if engine is None:
+        from .api import get_engine
+
+        engine = get_engine()
+    if not engine.config.journal:
+        return []
+    journal = BatchJournal(engine.config.tasks_dir)
+    out = []
+    for rec in journal.records():
+        if rec.id in _LIVE:
+            continue
+        done = len(journal.done_log(rec.id).read() & {n for _, n in rec.items})
+        out.append(UnfinishedBatch(rec.id, rec.url, rec.protocol, len(rec.items), done, rec.created_at))
+    return out
+
+
+def forget_batch(batch_id: str, *, engine: Engine | None = None) -> int:
+    """Remove a journaled batch (its record, done log, and its files' unfinished task entries
+    that no process runs); how many task entries went. ``KeyError`` when there is no such
+    batch in the journal. Nothing on the server is touched."""
+    if engine is None:
+        from .api import get_engine
+
+        engine = get_engine()
+    if not engine.config.journal:
+        raise KeyError(batch_id)
+    journal = BatchJournal(engine.config.tasks_dir)
+    rec = journal.read(batch_id)
+    if rec is None or batch_id in _LIVE:
+        raise KeyError(batch_id)
+    theirs = {(path, rec.prefix + name) for path, name in rec.items}
+    gone = 0
+    for entry in engine.unfinished():
+        if (entry.path, entry.name) in theirs and not entry.locked:
+            with contextlib.suppress(KeyError, RuntimeError):
+                engine.discard(entry.id)
+                gone += 1
+    journal.remove(batch_id)
+    return gone
+
+
+def resume_batch(
+    batch_id: str,
+    *,
+    engine: Engine | None = None,
+    url: str | None = None,
+    window: int | None = None,
+    **credentials: Any,
+) -> Batch:
+    """The batch ``batch_id`` again, as one: live in this process, or from the journal.
+
+    Done files count as done; its files' unfinished journal entries are adopted (resumed where
+    they stopped); the rest is fed as before. Secrets are never journaled: give them again
+    (``token``, ``access_key``/``secret_key``, ``headers``, ``fields``), and ``url`` when its
+    query held a secret. ``KeyError`` when no such batch exists.
+    """
+    live = _LIVE.get(batch_id)
+    if live is not None:
+        live.resume()
+        live.retry()
+        return live
+    if engine is None:
+        from .api import get_engine
+
+        engine = get_engine()
+    if not engine.config.journal:
+        raise KeyError(batch_id)
+    journal = BatchJournal(engine.config.tasks_dir)
+    rec = journal.read(batch_id)
+    if rec is None:
+        raise KeyError(batch_id)
+    done = journal.done_log(batch_id).read()
+    options = dict(rec.options)
+    options.pop("hidden", None)  # the files are the recorded ones: no walking again
+    skip_unchanged = bool(options.pop("skip_unchanged", True))
+    for what in ("headers", "fields"):
+        given = credentials.pop(what, None)
+        if given:
+            options[what] = {**(options.get(what) or {}), **given}
+    options.update({k: v for k, v in credentials.items() if v is not None})
+    items = []
+    for path, name in rec.items:
+        try:
+            st = os.stat(path)
+        except OSError:  # gone since: the feeder reports it as failed when it reaches it
+            items.append(BatchItem(path, name, 0, 0))
+            continue
+        items.append(BatchItem(path, name, st.st_size, st.st_mtime_ns))
+    batch = _make_batch(
+        engine,
+        items,
+        url or rec.url,
+        options,
+        prefix=rec.prefix,
+        skip_unchanged=skip_unchanged,
+        check_remote=True,
+        window=window,
+        record_options=rec.options,
+        batch_id=rec.id,
+        done=done,
+    )
     return batch

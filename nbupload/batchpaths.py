@@ -18,17 +18,23 @@ Rules (documented in docs/batches.md):
   walked into (no loops, nothing outside the tree by surprise).
 - The same file reached twice is sent once; two different files that would get the same
   name are an error (``NameClashError``), never a silent overwrite on the server.
+
+Paths and the URL in one argument list (``PATH... [URL]``, the CLI and ``%upload``):
+:func:`split_url` tells them apart by one rule, so both front ends read a line alike: a word
+is the URL when it starts with ``http://`` or ``https://`` (any case) and no file or folder
+of that name exists; only the last word may be the URL.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["BatchItem", "NameClashError", "expand_paths", "has_magic"]
+__all__ = ["BatchItem", "NameClashError", "expand_paths", "has_magic", "looks_like_url", "split_url"]
 
 
 class NameClashError(ValueError):
@@ -48,6 +54,28 @@ class BatchItem:
 
 def has_magic(text: str) -> bool:
     return glob.has_magic(text)
+
+
+_URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
+def looks_like_url(text: str) -> bool:
+    """Whether an argument is an upload URL rather than a path (see the module)."""
+    return bool(_URL.match(text)) and not os.path.lexists(text)
+
+
+def split_url(words: Sequence[str]) -> tuple[list[str], str | None]:
+    """``["a.csv", "results/", "http://h/upload"]`` -> ``(["a.csv", "results/"], "http://h/upload")``.
+
+    The URL is ``None`` when the last word is not one (the front end then uses its default
+    URL or says one is missing). A URL anywhere else is an error: ``ValueError`` saying so.
+    """
+    paths = list(words)
+    url = paths.pop() if paths and looks_like_url(paths[-1]) else None
+    for word in paths:
+        if looks_like_url(word):
+            raise ValueError(f"the URL goes last, after the paths: {word}")
+    return paths, url
 
 
 def _hidden(rel: str) -> bool:

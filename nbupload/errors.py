@@ -15,6 +15,11 @@ catches them::
     ├── TaskLockedError (RuntimeError)    another process is running this task
     ├── SourceChangedError          the file is not the one the task started with
     ├── IllegalTransition (RuntimeError)  a bug: a state change the table forbids
+    ├── BatchError                  Batch.wait(raise_on_error=True): some files failed (batch.py)
+    ├── AppendStreamError (OSError) a WCS append stream failed (append.py); .code, .status
+    │   ├── AppendConflict          someone else appended
+    │   ├── AppendHashMismatch      the server's hash differs from what was written
+    │   └── FollowError             a followed file was replaced or truncated (following.py)
     └── EngineError                 raised inside a running task, never seen by callers
         ├── Interrupted             pause or cancel was asked
         ├── Stalled                 no bytes moved for stall_timeout

@@ -153,6 +153,12 @@ def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -
         # how it matches (PATH... URL, options anywhere) is unchanged.
         url.required = False
     parser.add_argument("--protocol", "-p", choices=PROTOCOLS, default="uploader")
+    # batches (several paths, folders, globs): nbupload put and %upload alike
+    parser.add_argument(
+        "--prefix", metavar="FOLDER", help="batch: a folder (uploader) or key prefix (WCS) for every name"
+    )
+    parser.add_argument("--hidden", action="store_true", help="batch: include dot files and folders")
+    parser.add_argument("--no-skip", action="store_true", help="batch: send files again even if unchanged")
     parser.add_argument(
         "--chunk-size",
         type=_size,

@@ -118,3 +118,18 @@ def test_import_stays_lazy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert json.loads(out.stdout) == []
+
+
+def test_every_public_exception_is_an_nbupload_error() -> None:
+    """One root: ``except nbupload.NbuploadError`` catches every exception the package exports;
+    the append errors stay ``OSError`` for code that catches them as a failing file."""
+    exceptions = [
+        getattr(nbupload, n)
+        for n in nbupload.__all__
+        if isinstance(getattr(nbupload, n), type) and issubclass(getattr(nbupload, n), BaseException)
+    ]
+    assert {e.__name__ for e in exceptions} >= {"AppendStreamError", "BatchError", "FollowError"}
+    for exc in exceptions:
+        assert issubclass(exc, nbupload.NbuploadError), exc.__name__
+    for name in ("AppendStreamError", "AppendConflict", "AppendHashMismatch", "FollowError"):
+        assert issubclass(getattr(nbupload, name), OSError), name

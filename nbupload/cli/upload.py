@@ -250,13 +250,29 @@ def _done_line(snap: TaskSnapshot) -> str:
 
 
 def cmd_put(args: argparse.Namespace) -> int:
+    from ..batchpaths import split_url
     from ..options import split_put_targets
 
-    opts = put_options(args)
     try:
-        paths, args.url = split_put_targets(args)
+        given, target = split_put_targets(args)
     except OptionError as exc:
         raise CommandError(f"{exc} (see nbupload put -h)") from None
+    try:
+        paths, url = split_url([*given, target])
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if url is None:
+        from ..engine.redact import redact_url
+
+        try:
+            shown = redact_url(target)[0]  # never a secret in a message
+        except Exception:  # noqa: BLE001 - not even a URL: a path, say it as given
+            shown = target
+        raise CommandError(
+            f"invalid URL {shown!r}: the last argument must be the upload URL (http:// or https://)"
+        )
+    args.url = url
+    opts = put_options(args)
     if args.files:
         return _put_session(args, opts)
     if args.follow:
@@ -374,7 +390,7 @@ def _wait_batch(batch: Any, quiet: bool) -> int:
         from tqdm import tqdm
 
         total = batch.snapshot().bytes_total
-        print(f"nbupload: batch of {len(batch)} files -> {batch.url.split('?')[0]}", file=sys.stderr)
+        print(f"nbupload: {batch.started_line()}", file=sys.stderr)
         bar = tqdm(
             total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, dynamic_ncols=True
         )
@@ -397,7 +413,8 @@ def _wait_batch(batch: Any, quiet: bool) -> int:
         if bar is not None:
             bar.close()
         print(
-            "nbupload: paused; run the same command again to resume (finished files are skipped)",
+            f"nbupload: paused; `nbupload resume {batch.id}` (or the same command again) goes on "
+            "where it stopped (finished files are skipped)",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -406,9 +423,10 @@ def _wait_batch(batch: Any, quiet: bool) -> int:
     if bar is not None:
         bar.close()
     took = time.monotonic() - started
-    print(f"nbupload: {snap.describe()} in {took:.1f} s", file=sys.stderr)
-    for failure in snap.failures:
-        print(f"nbupload: failed: {failure}", file=sys.stderr)
+    lines = snap.report()  # the same lines %upload prints
+    print(f"nbupload: {lines[0]} in {took:.1f} s", file=sys.stderr)
+    for line in lines[1:]:
+        print(f"nbupload: {line}", file=sys.stderr)
     return 0 if snap.state == "done" else EXIT_FAILED
 
 
@@ -447,6 +465,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
         "fields": dict(args.field) or None,
         "url": args.url,
     }
+    try:
+        status, rest = _resume_batches(engine, args, again)
+    except BaseException:
+        engine.shutdown(wait=True, timeout=5)
+        raise
+    if status is not None and not rest and not args.all:
+        engine.shutdown(wait=True, timeout=5)
+        return status
+    args.ids = rest
     protocols = {u.id: u.protocol for u in engine.unfinished()} if args.token else {}
 
     def again_for(task_id: str) -> dict[str, Any]:
@@ -480,8 +507,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
             for b in busy:
                 print(f"nbupload: task {b} is being uploaded by another process; skipped", file=sys.stderr)
             if not tasks:
-                print("nbupload: no unfinished tasks to resume", file=sys.stderr)
-                return 0 if not busy else EXIT_FAILED
+                if status is None:
+                    print("nbupload: no unfinished tasks to resume", file=sys.stderr)
+                return (status or 0) if not busy else EXIT_FAILED
         else:
             for task_id in args.ids:
                 try:
@@ -504,6 +532,27 @@ def cmd_resume(args: argparse.Namespace) -> int:
         engine.shutdown(wait=True, timeout=5)
 
 
+def _resume_batches(
+    engine: Any, args: argparse.Namespace, again: dict[str, Any]
+) -> tuple[int | None, list[str]]:
+    """Resume the batches among ``args.ids`` (every one with ``--all``) as batches, one after
+    the other; ``(exit status or None when no batch was named, the ids left for tasks)``."""
+    from ..batch import resume_batch, unfinished_batches
+
+    found = {b.id for b in unfinished_batches(engine)}
+    wanted = sorted(found) if args.all else [i for i in args.ids if i in found]
+    rest = [] if args.all else [i for i in args.ids if i not in found]
+    if not wanted:
+        return None, rest
+    creds = {k: v for k, v in again.items() if v is not None}
+    status = 0
+    for batch_id in wanted:
+        batch = resume_batch(batch_id, engine=engine, **creds)
+        batch.wait_adopted()  # its files' journal entries are its own from now on
+        status = max(status, _wait_batch(batch, args.quiet))
+    return status, rest
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from ..engine import Engine, EngineConfig
 
@@ -515,9 +564,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
             print(json.dumps([u.as_dict() for u in items], indent=1))
             return 0
-        if not items:
+        from ..batch import unfinished_batches
+
+        groups = unfinished_batches(engine)
+        if not items and not groups:
             print("no unfinished uploads")
             return 0
+        for b in groups:
+            print(f"{b.id:<12}  batch       {b.done:>9}/{b.files:<9} files  {b.protocol} -> {b.url}")
         print(f"{'ID':<12}  {'PROTOCOL':<10}  {'DONE':>21}  {'STATE':<7}  NAME -> URL")
         for u in items:
             done = f"{format_size(u.acked)}/{format_size(u.total)}"
@@ -533,7 +587,16 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
     engine = Engine(EngineConfig())
     try:
+        from ..batch import forget_batch
+
         for task_id in args.ids:
+            try:
+                gone = forget_batch(task_id, engine=engine)
+            except KeyError:
+                pass
+            else:
+                print(f"nbupload: forgot batch {task_id} (and {gone} unfinished file uploads of it)")
+                continue
             try:
                 engine.discard(task_id)
             except KeyError:
@@ -555,12 +618,7 @@ def register(subparsers: Any) -> None:
         "their relative folders; a re-run skips files already uploaded.",
     )
     add_put_arguments(put)
-    # batch options: only here (the magic shares add_put_arguments, not these)
-    put.add_argument(
-        "--prefix", metavar="FOLDER", help="batch: a folder (uploader) or key prefix (WCS) for every name"
-    )
-    put.add_argument("--hidden", action="store_true", help="batch: include dot files and folders")
-    put.add_argument("--no-skip", action="store_true", help="batch: send files again even if unchanged")
+    # --follow: only here (the batch options are shared with the magic: nbupload/options.py)
     put.add_argument(
         "--follow",
         action="store_true",

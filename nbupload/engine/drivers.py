@@ -520,6 +520,8 @@ class _UploaderDriver(_Driver):
     def streams(self, plan: _Plan) -> None:
         """Send every missing range of ``plan`` on up to ``streams`` concurrent streams."""
         n = max(1, self.spec.streams or self.cfg.streams)
+        left = plan.acked.missing(plan.total).covered()  # no more streams than chunks left:
+        n = min(n, max(1, -(-left // max(1, self.sizer.size))))  # a small file starts no threads
         others = [
             threading.Thread(target=self._stream, args=(plan, None), name="nbupload-stream", daemon=True)
             for _ in range(n - 1)

@@ -111,6 +111,7 @@ class Engine:
         self._timers: set[threading.Timer] = set()
         self._dispatcher = Dispatcher(self.config.progress_interval)
         self._journal = Journal(self.config.tasks_dir) if self.config.journal else None
+        self._unjournaled: set[str] = set()  # tasks submitted with journal=False
         self._closed = False
         self._host = _Host(self)
 
@@ -253,7 +254,7 @@ class Engine:
 
     # ------------------------------------------------------------------ journal
     def _journal_save(self, task: Task, *, durable: bool = True) -> None:
-        if self._journal is None:
+        if self._journal is None or task.id in self._unjournaled:
             return
         record = task.journal_record()
         if record is None:
@@ -264,7 +265,7 @@ class Engine:
             log.warning("nbupload: cannot write the journal for task %s: %s", task.id, exc)
 
     def _journal_remove(self, task: Task) -> None:
-        if self._journal is not None:
+        if self._journal is not None and task.id not in self._unjournaled:
             self._journal.remove(task.id)
 
     # ------------------------------------------------------------------ tasks
@@ -289,6 +290,7 @@ class Engine:
         streams: int | None = None,
         chunk_max: int | None = None,
         start: bool = True,
+        journal: bool = True,
     ) -> Task:
         """Start uploading ``source`` to ``url``; returns at once with the queued task.
 
@@ -298,7 +300,10 @@ class Engine:
         in flight at once for this task (default: the engine's ``streams`` setting);
         ``chunk_max``: the largest its chunks grow to (default: the engine's ``chunk_max``). For
         wcs-append with a bare-bucket scope (no ``:key``) and no ``key``, the key is the file
-        name (every front end gets this rule from here).
+        name (every front end gets this rule from here). ``journal=False``: the task keeps no
+        journal entry of its own, for a caller that journals it itself (a batch, for files of
+        one chunk: its record says what to send again, and one chunk has no held ranges worth
+        resuming); it saves a lock file and two fsyncs per small file.
 
         ``source`` may be a mapping of form field names to files (``{"photo": "a.jpg",
         "doc": "b.pdf"}``): one uploader session holding every file (PROTOCOLS.md A7), one
@@ -364,7 +369,7 @@ class Engine:
             )
             task_id = secrets.token_hex(6)
             lock = None
-            if self._journal is not None and opened.persistent:
+            if self._journal is not None and opened.persistent and journal:
                 lock = self._journal.lock(task_id)
             held = RangeSet([(0, int(position))]) if position else None
             task = Task(
@@ -382,6 +387,8 @@ class Engine:
             raise
         with self._lock:
             self._tasks[task_id] = task
+            if not journal:
+                self._unjournaled.add(task_id)
         self._journal_save(task)
         self._post(TaskEvent("state", task.snapshot()))
         if start:
@@ -613,6 +620,7 @@ class Engine:
             task = self._tasks.get(task_id)
             if task is not None and task.state not in RUNNING_STATES and task.state is not TaskState.PAUSED:
                 del self._tasks[task_id]
+                self._unjournaled.discard(task_id)
 
     def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
         """Pause what is running (the journal keeps it), stop the threads, release locks."""

@@ -9,6 +9,11 @@ time, and header or field values whose names look secret are left out (their nam
 recorded so a resume can ask for them). Files are written atomically (temp file, fsync,
 rename). ``<dir>/<id>.lock`` is held with ``flock`` by the one process running the task,
 so two processes resuming the same task cannot both win.
+
+Batches (:mod:`nbupload.batch`) are recorded beside the tasks, in ``<dir>/batches/``: one
+``<id>.batch.json`` per batch (:class:`BatchRecord`: its files, URL and options, written once)
+and ``<id>.done`` (:class:`DoneLog`: the names finished so far, synced a group at a time).
+Each file of a batch is also an ordinary task entry while it uploads.
 """
 
 from __future__ import annotations
@@ -33,7 +38,11 @@ from .sources import FileIdentity
 from .spec import SessionFile, TaskSpec
 
 __all__ = [
+    "BATCH_VERSION",
     "JOURNAL_VERSION",
+    "BatchJournal",
+    "BatchRecord",
+    "DoneLog",
     "Journal",
     "JournalEntry",
     "JournalRecord",
@@ -429,3 +438,174 @@ class Journal:
         finally:
             os.close(fd)
         return False
+
+
+# ---------------------------------------------------------------------------------- batches
+BATCH_VERSION = 1
+
+
+@dataclass
+class BatchRecord:
+    """One batch as the journal keeps it (``<dir>/batches/<id>.batch.json``), so that a later
+    process resumes it as one (:func:`nbupload.batch.resume_batch`).
+
+    ``items`` are ``(path, name)`` pairs: the absolute local path and the relative name the
+    file is stored under (``prefix`` in front). ``options`` are the upload options without
+    any secret (tokens, secret keys and secret-looking header or field values are never
+    written; ``secret_names`` lists the header and field names left out, so a resume can ask
+    for them). Which files are done is kept beside it, in ``<id>.done`` (:class:`DoneLog`).
+    """
+
+    id: str
+    url: str
+    protocol: str
+    items: list[tuple[str, str]]
+    prefix: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    secret_names: dict[str, list[str]] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": BATCH_VERSION,
+            "kind": "batch",
+            "id": self.id,
+            "url": redact_url(self.url, mask=None)[0],
+            "protocol": self.protocol,
+            "prefix": self.prefix,
+            "options": {k: v for k, v in self.options.items() if isinstance(v, (*_SCALAR, dict))},
+            "secret_names": self.secret_names,
+            "created_at": self.created_at or time.time(),
+            "items": [[p, n] for p, n in self.items],
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> BatchRecord:
+        if d.get("kind") != "batch" or not isinstance(d.get("items"), list):
+            raise ValueError("not a batch record")
+        items = [(str(p), str(n)) for p, n in d["items"]]
+        return cls(
+            id=str(d["id"]),
+            url=str(d["url"]),
+            protocol=str(d.get("protocol", "uploader")),
+            items=items,
+            prefix=str(d.get("prefix", "")),
+            options=dict(d.get("options") or {}),
+            secret_names={str(k): list(v) for k, v in (d.get("secret_names") or {}).items()},
+            created_at=float(d.get("created_at") or 0.0),
+        )
+
+
+class DoneLog:
+    """The names of a batch's finished files, one per line, appended as they finish.
+
+    Synced to disk a group at a time (every ``group`` names or ``interval`` seconds, and on
+    :meth:`close`), not once per file: one fsync per file capped a batch of small files at the
+    disk's sync rate. A name lost with the last unsynced group (a power loss, not a killed
+    process: the page cache outlives it) only makes a resume check that file again (its
+    manifest entry and the server's answer skip it, or it is sent again whole); no byte is
+    lost and nothing is stored twice under another name.
+    """
+
+    def __init__(self, path: Path, *, group: int = 256, interval: float = 1.0) -> None:
+        self.path = path
+        self.group = group
+        self.interval = interval
+        self._f: Any = None
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def read(self) -> set[str]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                # a torn last line (no newline) is left out: that file is checked again
+                return {line[:-1] for line in f if line.endswith("\n") and len(line) > 1}
+        except FileNotFoundError:
+            return set()
+
+    def add(self, names: list[str], *, sync: bool = True) -> None:
+        """Append ``names`` (written through to the OS at once, so a killed process keeps
+        them); fsync when a group is due, unless ``sync=False`` (then call :meth:`sync_due`)."""
+        if not names:
+            return
+        if self._f is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across calls
+        self._f.write("".join(n + "\n" for n in names if "\n" not in n))
+        self._f.flush()
+        self._unsynced += len(names)
+        if sync:
+            self.sync_due()
+
+    def sync_due(self) -> None:
+        """fsync if a group is due (``group`` names or ``interval`` seconds since the last)."""
+        if self._unsynced >= self.group or (
+            self._unsynced and time.monotonic() - self._last_sync >= self.interval
+        ):
+            self.sync()
+
+    def sync(self) -> None:
+        if self._f is not None and self._unsynced:
+            os.fsync(self._f.fileno())
+            self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if self._f is not None:
+            with contextlib.suppress(OSError):
+                self.sync()
+            self._f.close()
+            self._f = None
+
+
+class BatchJournal:
+    """The batch records under ``<journal dir>/batches/`` (the task journal's own directory)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory) / "batches"
+
+    def _path(self, batch_id: str, suffix: str) -> Path:
+        if not _ID.match(batch_id):
+            raise ValueError(f"invalid batch id {batch_id!r}")
+        return self.dir / f"{batch_id}{suffix}"
+
+    def write(self, record: BatchRecord) -> None:
+        """Atomically and durably (temp file, fsync, rename): written once per batch."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = self._path(record.id, ".batch.json")
+        fd, tmp = tempfile.mkstemp(prefix=f".{record.id}.", suffix=".tmp", dir=self.dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record.to_json(), f, ensure_ascii=False, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def read(self, batch_id: str) -> BatchRecord | None:
+        try:
+            with open(self._path(batch_id, ".batch.json"), encoding="utf-8") as f:
+                return BatchRecord.from_json(json.load(f))
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+
+    def records(self) -> list[BatchRecord]:
+        if not self.dir.is_dir():
+            return []
+        out = []
+        for path in sorted(self.dir.glob("*.batch.json")):
+            rec = self.read(path.name[: -len(".batch.json")])
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def done_log(self, batch_id: str) -> DoneLog:
+        return DoneLog(self._path(batch_id, ".done"))
+
+    def remove(self, batch_id: str) -> None:
+        for suffix in (".batch.json", ".done"):
+            with contextlib.suppress(FileNotFoundError):
+                self._path(batch_id, suffix).unlink()

@@ -46,13 +46,18 @@ def build_parsers() -> dict[str, MagicParser]:
     """One parser per form of ``%upload``; ``put`` is the default form."""
     put = MagicParser(
         prog="%upload",
-        usage="%%upload FILE [URL] [options]   |   %%upload --var NAME [URL] --as FILENAME [options]"
+        usage="%%upload PATH... [URL] [options]   |   %%upload --var NAME [URL] --as FILENAME [options]"
         "   |   %%upload --file FIELD=PATH ... [URL] [options]",
         description="Upload a file from the kernel's filesystem (or an in-memory object with --var) in the "
-        "background and show its live row. URL defaults to Uploader.default_url or the demo server.",
+        "background and show its live row. Several paths, folders (recursive) and globs (quoted or not) "
+        "are one batch with one row. URL defaults to Uploader.default_url or the demo server.",
     )
-    put.add_argument("file", nargs="?", metavar="FILE", help="path on the kernel's filesystem")
-    put.add_argument("url", nargs="?", metavar="URL", help="upload URL")
+    put.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="file(s) on the kernel's filesystem; folders and globs make a batch; then the URL",
+    )
     put.add_argument("--var", metavar="NAME", help="upload the object bound to NAME in the namespace")
     put.add_argument(
         "--as",
@@ -132,12 +137,14 @@ def usage_text() -> str:
         "  %upload data.bin https://host/upload --chunk-size 8MiB",
         "  %upload --var df --as df.parquet     upload a DataFrame (or bytes, an array, JSON)",
         "  %upload panel                        every upload, with buttons and a form",
+        "  %upload results/ --prefix run7       a folder (or a glob, several files) as one batch",
         "  %upload pause all    /    %upload resume ID",
         "  %upload server?   %upload token?   %upload list?     help on one form",
         "",
     ]
     forms = [
         "%upload FILE [URL] [options]      upload a file in the background, show its live row",
+        "%upload PATH... [URL] [options]   files, folders, globs ('results/*.csv'): one batch, one row",
         "%upload --var NAME URL --as F     upload an in-memory object (bytes/str, DataFrame, array, JSON)",
         "%upload list                      the kernel's tasks (and unfinished ones in the journal)",
         "%upload pause|resume|cancel|retry ID|all",
@@ -235,16 +242,22 @@ class UploadMagics(Magics):
 
     # -- put ------------------------------------------------------------------------------
     def _do_put(self, args: argparse.Namespace) -> Any:
+        from ..batchpaths import split_url
+
         s = self.session
+        try:  # the rule the CLI uses: the last word is the URL when it is one (batchpaths.py)
+            paths, given_url = split_url(args.paths)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         options = put_options(args, default_protocol=s.config.protocol)
         protocol = options["protocol"]
         spool = None
         if args.var:
             if args.files:
                 raise UsageError("--var and --file FIELD=PATH do not go together")
-            if args.file and args.url:
+            if paths:
                 raise UsageError("with --var, give only the URL (the object replaces FILE)")
-            url = args.file or args.url or s.default_url(protocol)
+            url = given_url or s.default_url(protocol)
             if not args.as_name:
                 raise UsageError(
                     "--var needs --as FILENAME (data.csv, data.parquet, data.npy, data.json ...)"
@@ -263,7 +276,7 @@ class UploadMagics(Magics):
         elif args.files:  # --file FIELD=PATH ...: one multi-file session
             if args.as_name:
                 raise UsageError("--as goes with --var")
-            if args.file and args.url:
+            if paths:
                 raise UsageError("with --file FIELD=PATH, give only the URL (the fields replace FILE)")
             from ..errors import FileFieldError
             from ..options import session_files
@@ -272,17 +285,20 @@ class UploadMagics(Magics):
                 source = session_files(args)
             except FileFieldError as exc:
                 raise UsageError(str(exc)) from None
-            url = args.file or args.url or s.default_url(protocol)
+            url = given_url or s.default_url(protocol)
         else:
             if args.as_name:
                 raise UsageError("--as goes with --var")
-            if not args.file:
+            if not paths:
                 raise UsageError("give FILE and URL (see %upload?)")
-            path = os.path.expanduser(args.file)
+            url = given_url or s.default_url(protocol)
+            single = len(paths) == 1 and not args.prefix and not _is_batch_path(paths[0])
+            if not single:
+                return self._do_put_batch(args, paths, url, options)
+            path = os.path.expanduser(paths[0])
             if not os.path.isfile(path):
-                raise UsageError(f"no such file: {args.file}")
+                raise UsageError(f"no such file: {paths[0]}")
             source = path
-            url = args.url or s.default_url(protocol)
         if not url:
             raise UsageError(
                 "no URL: give one, set %config Uploader.default_url = '...', "
@@ -299,6 +315,59 @@ class UploadMagics(Magics):
         if args.wait:
             self._wait(task)
         return task if args.output else None
+
+    def _do_put_batch(
+        self, args: argparse.Namespace, paths: list[str], url: str, options: dict[str, Any]
+    ) -> Any:
+        """Several paths, folders or globs: one batch (``nbupload.batch.upload_many``, as
+        ``nbupload put`` does), one row, the CLI's messages."""
+        from ..batchpaths import NameClashError
+
+        s = self.session
+        if not url:
+            raise UsageError(
+                "no URL: give one, set %config Uploader.default_url = '...', "
+                "or start the demo server with %upload server start"
+            )
+        if options.get("filename") or options.get("key"):
+            raise UsageError("--filename and --key name one file; for several use --prefix FOLDER")
+        try:
+            batch = s.submit_batch(
+                paths,
+                url,
+                prefix=args.prefix or "",
+                hidden=args.hidden,
+                skip_unchanged=not args.no_skip,
+                **options,
+            )
+        except (NameClashError, FileNotFoundError, ValueError, TypeError, OSError) as exc:
+            raise UsageError(f"cannot start the upload: {exc}") from None
+        print(f"nbupload: {batch.started_line()}")
+        if not args.quiet:
+            display(s.batch_row(batch))
+        if args.wait:
+            self._wait_batch(batch)
+        return batch if args.output else None
+
+    def _wait_batch(self, batch: Any) -> None:
+        s = self.session
+        try:
+            while not batch.snapshot().settled:
+                with contextlib.suppress(TimeoutError):
+                    batch.wait(timeout=0.1)
+                s.panel_controller.flush()
+        except KeyboardInterrupt:
+            batch.pause()
+            print(
+                f"nbupload: paused batch {batch.id}; `%upload resume {batch.id}` goes on where it stopped",
+                file=sys.stderr,
+            )
+            return
+        s.panel_controller.flush(force=True)
+        lines = batch.snapshot().report()  # the lines nbupload put prints
+        print(f"nbupload: {lines[0]}")
+        for line in lines[1:]:
+            print(f"nbupload: {line}", file=sys.stderr)
 
     def _wait(self, task: Any) -> None:
         s = self.session
@@ -326,27 +395,35 @@ class UploadMagics(Magics):
 
     # -- list / steer ------------------------------------------------------------------------
     def _do_list(self, _args: argparse.Namespace) -> None:
+        from ..panel.batchrow import owner
         from ..panel.format import summary_text, text_line
 
-        snaps = [t.snapshot() for t in self.session.engine.tasks()]
+        for batch in self.session.batches():
+            print(f"batch {batch.id}: {batch.snapshot().describe()} -> {batch.url.split('?', 1)[0]}")
+        snaps = [t.snapshot() for t in self.session.engine.tasks() if not owner(t.id)]
         if len(snaps) > 1:
             print(summary_text(snaps))
         for snap in snaps:
             print(text_line(snap))
         offers = self.session.find_unfinished()
-        here = {snap.id for snap in snaps}
+        waiting = self.session.unfinished_batches()
+        here = {snap.id for snap in snaps} | {b.id for b in waiting}  # batches: listed below
         offers = [o for o in offers if o.id not in here]
-        if offers:
-            print(f"unfinished in the journal ({len(offers)}; `%upload resume all`):")
+        if offers or waiting:
+            print(f"unfinished in the journal ({len(offers) + len(waiting)}; `%upload resume all`):")
+            for b in waiting:
+                print(f"  {b.text}")
             for offer in offers:
                 print(f"  {offer.text}")
-        if not snaps and not offers:
+        if not snaps and not offers and not waiting and not self.session.batches():
             print("no uploads yet")
 
     def _targets(self, ids: list[str], verb: str) -> list[Any]:
+        from ..panel.batchrow import owner
+
         engine = self.session.engine
-        if ids == ["all"]:
-            return list(engine.tasks())
+        if ids == ["all"]:  # a batch's files are steered through their batch
+            return [t for t in engine.tasks() if not owner(t.id)]
         tasks = []
         for task_id in ids:
             try:
@@ -355,7 +432,23 @@ class UploadMagics(Magics):
                 raise UsageError(f"no task {task_id!r} in this kernel (see %upload list)") from None
         return tasks
 
+    def _steer_batches(self, args: argparse.Namespace, verb: str) -> list[str]:
+        """Act on the batches among ``args.ids`` (every live one with ``all``); the ids left."""
+        batches = self.session.batches()
+        by_id = {b.id: b for b in batches}
+        chosen = batches if args.ids == ["all"] else [by_id[i] for i in args.ids if i in by_id]
+        for batch in chosen:
+            getattr(batch, verb)()
+            print(f"{_past(verb)} batch {batch.id}: {batch.snapshot().describe()}")
+        if args.ids == ["all"]:
+            return ["all"]
+        return [i for i in args.ids if i not in by_id]
+
     def _steer(self, args: argparse.Namespace, verb: str) -> None:
+        ids = self._steer_batches(args, verb)
+        if not ids:
+            return
+        args.ids = ids
         acted = []
         for task in self._targets(args.ids, verb):
             if not can(verb, task.state):
@@ -387,6 +480,20 @@ class UploadMagics(Magics):
 
     def _do_resume(self, args: argparse.Namespace) -> None:
         s = self.session
+        ids = self._steer_batches(args, "resume")
+        waiting = {b.id for b in s.unfinished_batches()}
+        for batch_id in sorted(waiting) if ids == ["all"] else [i for i in ids if i in waiting]:
+            try:
+                batch = s.resume_batch(batch_id)
+            except (KeyError, ValueError, OSError) as exc:
+                raise UsageError(f"cannot resume batch {batch_id}: {exc}") from None
+            print(f"resumed batch {batch.id} from the journal: {batch.snapshot().describe()}")
+            display(s.batch_row(batch))
+        if ids != ["all"]:
+            ids = [i for i in ids if i not in waiting]
+            if not ids:
+                return
+        args.ids = ids
         if args.ids == ["all"]:
             tasks = s.resume(None)
         else:
@@ -496,6 +603,14 @@ class UploadMagics(Magics):
             f"WCS token for scope {args.scope!r}, valid {args.expires:g} s: {redact_token(token)} "
             f"-> bound to `{args.var}` (use: --token ${args.var})"
         )
+
+
+def _is_batch_path(text: str) -> bool:
+    """A folder, or a glob that is not an existing path: a batch even when it is one word."""
+    from ..batchpaths import has_magic
+
+    path = os.path.expanduser(text)
+    return os.path.isdir(path) or (not os.path.lexists(path) and has_magic(path))
 
 
 def _past(verb: str) -> str:

@@ -157,6 +157,8 @@ class UploadSession:
         from ..engine import TaskLockedError
 
         engine = self.engine
+        if task_id is not None and task_id in {b.id for b in self.unfinished_batches()}:
+            return [self.resume_batch(task_id)]  # a batch offer: resumed as one (its row shows it)
         if task_id is not None:
             return list(engine.resume(task_id, **self._credentials_for(self._url_of(task_id))))
         wanted = [t.id for t in engine.tasks() if t.can_resume]
@@ -252,6 +254,68 @@ class UploadSession:
         self.panel_controller.on_event(task.snapshot())
         return task
 
+    # -- batches (nbupload/batch.py; one row each, panel/batchrow.py) ---------------------------
+    def submit_batch(self, paths: list[str], url: str, **options: Any) -> Any:
+        """``nbupload.upload_many`` on this session's engine, with the demo server's key pair for
+        WCS batches to it (as :meth:`submit`)."""
+        from ..batch import upload_many
+
+        options = {k: v for k, v in options.items() if v is not None}
+        options.update(self._wcs_demo_credentials(url, options))
+        batch = upload_many(paths, url, engine=self.engine, **options)
+        self.batch_row(batch)  # its tasks' events go to this row from the first one
+        return batch
+
+    def _wcs_demo_credentials(self, url: str, options: dict[str, Any]) -> dict[str, Any]:
+        if (
+            options.get("protocol") == "wcs-append"
+            and self.server is not None
+            and self.server.serves(url)
+            and not options.get("token")
+            and not options.get("secret_key")
+        ):
+            return {
+                "access_key": options.get("access_key") or self.server.access_key,
+                "secret_key": self.server.secret_key,
+                "scope": options.get("scope") or "demo",
+            }
+        return {}
+
+    def batch_row(self, batch: Any) -> Any:
+        from ..panel.batchrow import batch_row
+
+        return batch_row(self.panel_controller, batch)
+
+    def batches(self) -> list[Any]:
+        """The live batches of this session's engine."""
+        if "nbupload.batch" not in sys.modules:
+            return []
+        from ..batch import batches
+
+        return batches(self.engine)
+
+    def unfinished_batches(self) -> list[Any]:
+        """Batches left in the journal by an earlier kernel."""
+        from ..batch import unfinished_batches
+
+        try:
+            return unfinished_batches(self.engine)
+        except OSError:
+            return []
+
+    def resume_batch(self, batch_id: str) -> Any:
+        """A journaled batch as one again (credentials of the demo server given back)."""
+        from ..batch import resume_batch
+
+        url = next((b.url for b in self.unfinished_batches() if b.id == batch_id), "")
+        protocol = next((b.protocol for b in self.unfinished_batches() if b.id == batch_id), "")
+        creds = self._wcs_demo_credentials(url, {"protocol": protocol})
+        creds.pop("scope", None)
+        batch = resume_batch(batch_id, engine=self.engine, **creds)
+        self.batch_row(batch)
+        batch.wait_adopted()  # its files' journal entries are its own before anything else resumes
+        return batch
+
     # -- embedded server ----------------------------------------------------------------------
     def start_server(self, **kwargs: Any) -> EmbeddedServer:
         if self.server is not None:
@@ -294,7 +358,10 @@ class UploadSession:
         except Exception as exc:  # noqa: BLE001 - a broken journal must not break the kernel
             print(f"nbupload: could not read the task journal: {exc}", file=sys.stderr)
             return []
-        return [describe_offer(e) for e in entries]
+        from ..panel.batchrow import batch_offers
+
+        offers, entries = batch_offers(self.engine, entries)  # a batch is one offer
+        return offers + [describe_offer(e) for e in entries]
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self, magics: Any) -> None:

@@ -114,8 +114,10 @@ class PanelController:
 
     # -- pump side ----------------------------------------------------------------------------
     def _apply(self, snaps: list[TaskSnapshot]) -> None:
+        from .batchrow import batch_news
+
         with self.lock:
-            added = False
+            snaps, added = batch_news(self, snaps)  # a batch's tasks show in its one row (batchrow.py)
             for snap in snaps:
                 row = self.rows.get(snap.id)
                 if row is None:
@@ -162,8 +164,11 @@ class PanelController:
         self.flush(force=True)
         with self.lock:
             if self.panel is None:
+                from .batchrow import add_batch_rows
+
+                add_batch_rows(self, engine)  # one row per batch, none for its files
                 for task in engine.tasks():
-                    if task.id not in self.rows:
+                    if task.id not in self.rows and not _owner(task.id):
                         self._new_row(task.snapshot())
                 self.form = UploadForm(self, **self._form_defaults())
                 self.panel = UploadPanel(self, lambda: list(self.rows.values()), form=self.form)
@@ -264,6 +269,9 @@ class PanelController:
             ]
             gone = set()
             for offer in targets:
+                if forget_batch_offer(engine, offer.id):  # a batch: its record and files (batchrow.py)
+                    gone.add(offer.id)
+                    continue
                 try:
                     engine.discard(offer.id)
                 except KeyError:
@@ -282,6 +290,19 @@ class PanelController:
         with contextlib.suppress(KeyError):
             self.pump.push(self.session.engine.get(task_id).snapshot())
         return task_id
+
+
+def forget_batch_offer(engine: Any, offer_id: str) -> bool:
+    from .batchrow import forget_batch_offer as forget
+
+    return forget(engine, offer_id)
+
+
+def _owner(task_id: str) -> str:
+    """The batch a task belongs to ('' when none); see :mod:`nbupload.panel.batchrow`."""
+    from .batchrow import owner
+
+    return owner(task_id)
 
 
 def _close_tree(widget: Any) -> None:

@@ -87,3 +87,34 @@ def test_put_follow_appends_until_idle_and_refuses_misuse(cli, tmp_path, home):
         other.write_bytes(b"not the same file at all, longer than 21 bytes\n")
         r = cli("put", str(other), srv.url, *args, "--follow", "--idle", "0.5")
         assert r.returncode == 1 and "nothing was appended" in r.stderr and SK not in r.stderr
+
+
+def test_a_killed_put_of_a_folder_is_listed_and_resumed_as_one_batch(cli, tmp_path, home):
+    import os
+    import signal
+
+    from tests.support.helpers import wait_for
+
+    names = [f"d{i // 3}/f{i}.bin" for i in range(8)]
+    res = tmp_path / "res"
+    for i, name in enumerate(names):
+        (res / name).parent.mkdir(parents=True, exist_ok=True)
+        make_file(res / name, 40_000, seed=i)
+    with start_server(root=tmp_path / "root", throttle=32 << 10) as srv:  # ~5 s for 4 files at once
+        proc = cli.popen(
+            "put", str(res), srv.upload_url, "--chunk-size", "16KiB", "--chunk-max", "16KiB", "--streams", "1"
+        )
+        wait_for(lambda: sum(1 for n in names if (srv.root / n).exists()) >= 2, timeout=120)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        r = cli("ls")
+        assert r.returncode == 0, r.stderr
+        line = next(x for x in r.stdout.splitlines() if " batch " in x)
+        batch_id = line.split()[0]
+        assert "/8" in line and srv.upload_url in line
+        r = cli("resume", batch_id, "--quiet", timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert "8/8 files" in r.stderr and "[done]" in r.stderr, r.stderr
+        for name in names:
+            assert sha256_file(srv.root / name) == sha256_file(res / name), name
+        assert "batch" not in cli("ls").stdout  # done: the record went

@@ -137,7 +137,9 @@ def test_magics_block_runs_in_ipython(tmp_path: Path) -> None:
     states = re.search(r"^STATES (.*)$", out, re.M)
     assert states and states.group(1) == "['done', 'done', 'done', 'done']", out
     stored = re.search(r"^STORED (.*)$", out, re.M)
-    assert stored and stored.group(1) == "['big.bin', 'data.csv', 'demo/results.csv', 'results.parquet']", out
+    assert stored and stored.group(1) == (
+        "['big.bin', 'data.csv', 'demo/results.csv', 'results.parquet', 'run1/big.bin', 'run1/data.csv']"
+    ), out
 
 
 def test_console_block_runs_in_bash(tmp_path: Path) -> None:

@@ -1,0 +1,197 @@
+"""``%upload PATH... [URL]`` as one batch, in a real IPython shell, to the real reference server.
+
+Globs (quoted or not), folders (recursive) and several files become one batch with the CLI's
+messages; ``%upload pause/resume/cancel BATCH_ID`` steer it; a batch left by a killed kernel
+is listed and resumed as one by the next kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+
+from nbupload.batchpaths import looks_like_url, split_url
+from nbupload.ipython.extension import current_session
+from nbupload.server import start_server
+from tests.support.helpers import make_file, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tree(root: Path, names: dict[str, int]) -> Path:
+    for i, (name, size) in enumerate(names.items()):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make_file(path, size, seed=i)
+    return root
+
+
+@pytest.fixture
+def demo(shell, run, tmp_path, capsys):
+    root = tmp_path / "srv"
+    run(shell, f"%upload server start --root {root} --max-file-size 64KiB")
+    capsys.readouterr()
+    return current_session(shell), root
+
+
+def test_the_url_rule_is_shared(tmp_path, monkeypatch):
+    assert split_url(["a.csv", "r/", "http://h/u"]) == (["a.csv", "r/"], "http://h/u")
+    assert split_url(["a.csv", "b.csv"]) == (["a.csv", "b.csv"], None)
+    assert split_url(["HTTPS://h/u"]) == ([], "HTTPS://h/u")
+    with pytest.raises(ValueError, match="the URL goes last"):
+        split_url(["http://h/u", "a.csv"])
+    (tmp_path / "http:" / "x").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert not looks_like_url("http://x")  # exists as a path here (http: / x): a path
+    assert looks_like_url("http://y")
+
+
+def test_globs_folders_and_lists_are_batches_with_the_cli_messages(
+    demo, shell, run, tmp_path, capsys, monkeypatch
+):
+    session, root = demo
+    res = _tree(tmp_path / "results", {"a.csv": 100, "b.csv": 2000, "run1/metrics.csv": 30, "run1/x.txt": 7})
+    monkeypatch.chdir(tmp_path)
+    batch = run(shell, "%upload 'results/*.csv' --wait -o")  # quoted glob, default URL
+    out = capsys.readouterr().out
+    assert f"nbupload: batch {batch.id} of 2 files -> {session.server.upload_url}" in out
+    assert batch.snapshot().state == "done"
+    assert (root / "a.csv").read_bytes() == (res / "a.csv").read_bytes()
+
+    batch = run(shell, f"%upload results/*/*.csv {session.server.upload_url} --wait -o")  # unquoted
+    assert batch.snapshot().files_done == 1
+    assert (root / "run1" / "metrics.csv").read_bytes() == (res / "run1" / "metrics.csv").read_bytes()
+
+    capsys.readouterr()
+    batch = run(shell, "%upload results/ --wait -o")  # a folder: recursive, relative names
+    captured = capsys.readouterr()
+    snap = batch.snapshot()
+    assert (snap.files_total, snap.files_skipped, snap.files_done) == (4, 3, 1)  # skip-unchanged
+    assert "4/4 files (3 skipped)" in captured.out + captured.err
+    assert (root / "run1" / "x.txt").read_bytes() == (res / "run1" / "x.txt").read_bytes()
+
+    batch = run(
+        shell,
+        f"%upload results/a.csv results/run1/x.txt {session.server.upload_url} --prefix two --wait -o",
+    )
+    assert batch.snapshot().files_done == 2
+    assert (root / "two" / "x.txt").read_bytes() == (res / "run1" / "x.txt").read_bytes()
+
+
+def test_failures_list_the_server_code_and_bad_input_is_a_usage_error(demo, shell, run, tmp_path, capsys):
+    session, _root = demo
+    res = _tree(tmp_path / "res", {"ok.bin": 1000, "big.bin": 100 << 10})
+    batch = run(shell, f"%upload {res} --wait -o")
+    err = capsys.readouterr().err
+    snap = batch.snapshot()
+    assert snap.state == "failed" and snap.files_done == 1 and snap.files_failed == 1
+    assert "nbupload: failed: big.bin [4002]" in err
+    with pytest.raises(UsageError, match="no file matches"):
+        run(shell, f"%upload '{tmp_path}/nothing/*.csv'")
+    with pytest.raises(UsageError, match="the URL goes last"):
+        run(shell, f"%upload {session.server.upload_url} {res}")
+    with pytest.raises(UsageError, match="--filename and --key name one file"):
+        run(shell, f"%upload {res} --filename x.bin")
+
+
+def test_pause_resume_and_cancel_a_batch_by_its_id(shell, run, tmp_path, capsys):
+    root = tmp_path / "srv"
+    run(shell, f"%upload server start --root {root} --throttle 48KiB")  # ~11 s for the batch
+    res = _tree(tmp_path / "res", {f"f{i}.bin": 64 << 10 for i in range(8)})
+    batch = run(shell, f"%upload {res} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q")
+    capsys.readouterr()
+    wait_for(lambda: batch.snapshot().bytes_done > 0, timeout=60)
+    run(shell, f"%upload pause {batch.id}")
+    assert f"paused batch {batch.id}" in capsys.readouterr().out
+    assert batch.wait(60).state == "paused"
+    run(shell, "%upload list")
+    assert f"batch {batch.id}: " in capsys.readouterr().out
+    run(shell, f"%upload resume {batch.id}")
+    assert f"resumed batch {batch.id}" in capsys.readouterr().out
+    snap = batch.wait(120)
+    assert snap.state == "done" and snap.files_done == 8
+    for i in range(8):
+        assert (root / f"f{i}.bin").read_bytes() == (res / f"f{i}.bin").read_bytes()
+
+    other = run(shell, f"%upload {res} --no-skip --prefix again --chunk-size 16KiB --streams 1 -o -q")
+    run(shell, f"%upload cancel {other.id}")
+    assert f"cancelled batch {other.id}" in capsys.readouterr().out
+    assert other.wait(60).state == "cancelled"
+
+
+def _ipython(script: str, home: Path, tmp_path: Path, name: str) -> subprocess.Popen:
+    path = tmp_path / f"{name}.ipy"
+    path.write_text(script)
+    env = {**os.environ, "NBUPLOAD_HOME": str(home), "IPYTHONDIR": str(tmp_path / "ipythondir")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "IPython", "--quick", "--no-banner", "--colors=nocolor", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+
+
+def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
+    home = tmp_path / "home"
+    res = _tree(tmp_path / "res", {f"d{i // 4}/f{i}.bin": 48 << 10 for i in range(16)})
+    server = start_server(root=tmp_path / "srv", throttle=64 << 10)  # ~12 s for the batch
+    try:
+        first = _ipython(
+            "%load_ext nbupload\n"
+            f"b = %upload {res} {server.upload_url} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q\n"
+            "import time\n"
+            "while b.snapshot().files_done < 3: time.sleep(0.02)\n"
+            "print('STARTED', b.id, flush=True)\n"
+            "time.sleep(600)\n",
+            home,
+            tmp_path,
+            "first",
+        )
+        try:
+            line = ""
+            deadline = time.monotonic() + 120
+            while not line.startswith("STARTED") and time.monotonic() < deadline:
+                line = first.stdout.readline()
+                assert line or first.poll() is None, "first kernel died early"
+            batch_id = line.split()[1]
+        finally:
+            os.kill(first.pid, signal.SIGKILL)  # the kernel dies mid-batch
+            first.wait(30)
+            first.stdout.close()
+
+        second = _ipython(
+            "%load_ext nbupload\n"
+            "%upload list\n"
+            f"%upload resume {batch_id}\n"
+            "from nbupload.batch import get_batch\n"
+            f"s = get_batch('{batch_id}').wait(300)\n"
+            "print('FINAL', s.state, s.files_done + s.files_skipped, s.files_total)\n"
+            "%upload list\n",
+            home,
+            tmp_path,
+            "second",
+        )
+        try:
+            out, _ = second.communicate(timeout=360)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.communicate()
+        assert f"batch {batch_id}: " in out and "/16 files done" in out, out  # offered as one
+        assert f"1 unfinished upload from a previous session ({batch_id})" in out, out  # one offer
+        assert f"resumed batch {batch_id} from the journal" in out, out
+        assert "FINAL done 16 16" in out, out
+        for path in res.rglob("*.bin"):
+            rel = path.relative_to(res)
+            assert (server.root / rel).read_bytes() == path.read_bytes(), rel
+    finally:
+        server.stop()
