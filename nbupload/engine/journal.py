@@ -1,7 +1,8 @@
 """The task journal: one JSON file per unfinished task, so uploads survive a restart.
 
 ``<dir>/<id>.json`` holds what resuming needs (protocol, URL, source path and identity,
-boundary, fields, chunk size, acknowledged ranges or append position) and nothing
+boundary, fields, chunk size, acknowledged ranges or append position, the state it was
+last in and its last error, so a later process can say why it stopped) and nothing
 secret: credentials come back from options, environment or configuration at resume
 time, and header or field values whose names look secret are left out (their names are
 recorded so a resume can ask for them). Files are written atomically (temp file, fsync,
@@ -106,6 +107,10 @@ class JournalRecord:
     identity: FileIdentity | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     updated_at: float | None = None
+    #: the state the task was in when written ("uploading" if its process died running it)
+    state: str | None = None
+    #: its last error (``code``, ``text``: the message as the user reads it, never a secret)
+    error: dict[str, Any] | None = None
 
     @classmethod
     def of(
@@ -118,6 +123,8 @@ class JournalRecord:
         path: str | None,
         identity: FileIdentity | None,
         extra: Mapping[str, Any],
+        state: str | None = None,
+        error: Mapping[str, Any] | None = None,
     ) -> JournalRecord:
         """The secret-free record of a task."""
         fields_kept, fields_secret = split_secrets(spec.fields)
@@ -144,6 +151,8 @@ class JournalRecord:
             path=path,
             identity=identity,
             extra={k: v for k, v in extra.items() if isinstance(v, _SCALAR)},
+            state=state,
+            error={k: v for k, v in error.items() if isinstance(v, _SCALAR)} if error else None,
         )
 
     @property
@@ -173,6 +182,10 @@ class JournalRecord:
         }
         if self.wcs is not None:
             data["wcs"] = self.wcs
+        if self.state is not None:
+            data["state"] = self.state
+        if self.error is not None:
+            data["error"] = self.error
         return data
 
     @classmethod
@@ -210,6 +223,8 @@ class JournalRecord:
             identity=identity,
             extra=dict(d.get("extra") or {}),
             updated_at=d.get("updated_at"),
+            state=str(d["state"]) if d.get("state") else None,
+            error=dict(d["error"]) if isinstance(d.get("error"), dict) else None,
         )
 
 
