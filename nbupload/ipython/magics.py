@@ -429,6 +429,12 @@ class UploadMagics(Magics):
                 f"{server.access_key} (demo secret kept in the kernel)\n"
                 f"  files land in {server.handle.root}"
             )
+            resumed = s.resume_for_server()
+            if resumed:
+                print(
+                    f"resumed {len(resumed)} upload{'s' if len(resumed) != 1 else ''} an earlier demo "
+                    f"server on this root left unfinished ({', '.join(t.id for t in resumed)})"
+                )
         elif args.action == "stop":
             paused = s.stop_server()
             if paused is None:

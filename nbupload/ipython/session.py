@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from traitlets import TraitError
 
@@ -243,7 +244,7 @@ class UploadSession:
             )
             if scope and ":" not in scope and name:
                 options["key"] = name  # the object key defaults to the file's name
-        task = self.engine.submit(source, url, **options)
+        task = self.engine.submit(source, url, labels=self._labels(url), **options)
         if spool is not None:
             with self._spool_lock:
                 self.spools[task.id] = spool
@@ -252,11 +253,36 @@ class UploadSession:
         self.panel_controller.on_event(task.snapshot())
         return task
 
+    @staticmethod
+    def notebook() -> str | None:
+        """The notebook this kernel runs: Jupyter sets ``JPY_SESSION_NAME`` to its path (it
+        survives a kernel restart); ``None`` outside Jupyter (terminal IPython)."""
+        return os.environ.get("JPY_SESSION_NAME") or None
+
+    def _labels(self, url: str) -> dict[str, str]:
+        """What the journal notes of a new task: its notebook, and whether it goes to the
+        embedded server (and that server's root, when it outlives the server)."""
+        labels: dict[str, str] = {}
+        notebook = self.notebook()
+        if notebook:
+            labels["notebook"] = notebook
+        if self.server is not None and self.server.serves(url):
+            labels.update(self.server.labels())
+        return labels
+
     # -- embedded server ----------------------------------------------------------------------
     def start_server(self, **kwargs: Any) -> EmbeddedServer:
+        """Start the embedded server. On a root given again (``--root``) and no port, it takes
+        the port of the journal's latest upload to an earlier server on that root when free,
+        so those uploads' URLs hold (:meth:`resume_for_server` then resumes them)."""
         if self.server is not None:
             return self.server
-        self.server = start_embedded(**kwargs)
+        old_port = self._port_for_root(kwargs.get("root")) if not kwargs.get("port") else None
+        server = None
+        if old_port:
+            with contextlib.suppress(OSError, RuntimeError):  # taken by now: any free port
+                server = start_embedded(**{**kwargs, "port": old_port})
+        self.server = server or start_embedded(**kwargs)
         if not self.config.default_url:
             # as %config Uploader says: the demo server becomes the default URL
             self.config.default_url = self.server.upload_url
@@ -267,6 +293,42 @@ class UploadSession:
                 if not form.url.value:
                     form.url.value = self.default_url(form.protocol.value)
         return self.server
+
+    def _port_for_root(self, root: Any) -> int | None:
+        if root is None:
+            return None
+        want = os.path.realpath(os.fspath(root))
+        try:
+            entries = [u for u in self.engine.unfinished() if u.labels.get("server_root") == want]
+        except Exception:  # noqa: BLE001 - a broken journal must not stop the server
+            return None
+        entries.sort(key=lambda u: u.updated_at or 0.0)
+        for entry in reversed(entries):
+            with contextlib.suppress(ValueError):
+                port: int | None = urlsplit(str(entry.url)).port
+                if port:
+                    return port
+        return None
+
+    def resume_for_server(self) -> list[Any]:
+        """Resume the journal's uploads to an earlier embedded server on this one's root and
+        URL (what ``%upload server start --root DIR`` does after starting); refresh the offers."""
+        from ..engine import TaskLockedError
+
+        server = self.server
+        if server is None or not server.persistent:
+            return []
+        root = os.path.realpath(server.root)
+        out: list[Any] = []
+        for entry in self.engine.unfinished():
+            if entry.locked or entry.labels.get("server_root") != root or not server.serves(entry.url):
+                continue
+            try:
+                out += self.engine.resume(entry.id, **self._credentials_for(entry.url))
+            except (KeyError, TaskLockedError, ValueError):
+                continue  # finished or taken meanwhile
+        self.panel_controller.set_offers(self.find_unfinished())
+        return out
 
     _default_url_from_server = ""
 
@@ -294,7 +356,8 @@ class UploadSession:
         except Exception as exc:  # noqa: BLE001 - a broken journal must not break the kernel
             print(f"nbupload: could not read the task journal: {exc}", file=sys.stderr)
             return []
-        return [describe_offer(e) for e in entries]
+        notebook = self.notebook()
+        return [describe_offer(e, notebook=notebook) for e in entries]
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self, magics: Any) -> None:
@@ -320,19 +383,34 @@ class UploadSession:
             return
         offers = self.find_unfinished()
         self.panel_controller.set_offers(offers)
-        if offers:
-            if self.config.auto_resume:
-                resumed = self.resume(None)
-                self.panel_controller.set_offers([])
-                print(f"nbupload: resumed {len(resumed)} unfinished upload(s) from the journal")
-            else:
-                n = len(offers)
-                ids = ", ".join(o.id for o in offers[:5]) + (" ..." if n > 5 else "")
-                print(
-                    f"nbupload: {n} unfinished upload{'s' if n != 1 else ''} "
-                    f"from a previous session ({ids}): "
-                    "`%upload list`, `%upload resume all`, or Resume/Forget in `%upload panel`"
-                )
+        mine = [o for o in offers if o.mine]
+        others = len(offers) - len(mine)
+        elsewhere = (
+            f"; {others} more from other notebooks or programs (`%upload list`, or Show all in the panel)"
+            if others
+            else ""
+        )
+        if mine and self.config.auto_resume:
+            resumed: list[Any] = []
+            for offer in mine:
+                if offer.resumable:
+                    with contextlib.suppress(KeyError, RuntimeError, ValueError, OSError):
+                        resumed += self.resume(offer.id)
+            self.panel_controller.set_offers(self.find_unfinished())
+            print(f"nbupload: resumed {len(resumed)} unfinished upload(s) from the journal{elsewhere}")
+        elif mine:
+            n = len(mine)
+            ids = ", ".join(o.id for o in mine[:5]) + (" ..." if n > 5 else "")
+            print(
+                f"nbupload: {n} unfinished upload{'s' if n != 1 else ''} "
+                f"from a previous session ({ids}): "
+                f"`%upload list`, `%upload resume all`, or Resume/Forget in `%upload panel`{elsewhere}"
+            )
+        elif others:
+            print(
+                f"nbupload: {others} unfinished upload{'s' if others != 1 else ''} from other notebooks "
+                "or programs: `%upload list`, or Show all in `%upload panel`"
+            )
 
     def _unregister(self) -> None:
         shell = self.shell
