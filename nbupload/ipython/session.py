@@ -75,6 +75,8 @@ class UploadSession:
         )
         self._handover = handover
         self.magics: Any = None
+        #: text fallbacks displayed in the running cell: (display handle, text of now)
+        self._fallbacks: list[tuple[Any, Callable[[], str]]] = []
 
     # -- the controller's parts, as the magics and tests know them ---------------------------
     @property
@@ -148,6 +150,54 @@ class UploadSession:
 
     def get_panel(self) -> Any:
         return self.panel_controller.get_panel()
+
+    # -- displaying, with a text fallback for saved notebooks (nbupload/panel/fallback.py) -------
+    def display_row(self, task: Any) -> None:
+        """Show ``task``'s live row, and after it the text a saved notebook shows instead."""
+        from IPython.display import display
+
+        from ..panel.fallback import row_fallback_text
+
+        row = self.row_for(task)
+        display(row)
+        self._display_fallback(lambda: row_fallback_text(self._snapshot(row)))
+
+    def display_panel(self) -> None:
+        from IPython.display import display
+
+        from ..panel.fallback import panel_fallback_text
+
+        display(self.get_panel())
+        self._display_fallback(
+            lambda: panel_fallback_text(self._snapshot(r) for r in list(self.panel_controller.rows.values()))
+        )
+
+    def _snapshot(self, row: Any) -> Any:
+        """The task's state now (the engine's; the row's when the engine has dropped it)."""
+        try:
+            return self.engine.get(row.task_id).snapshot()
+        except KeyError:
+            return row.snapshot
+
+    def _display_fallback(self, text: Callable[[], str]) -> None:
+        if getattr(self.shell, "kernel", None) is None:
+            return  # a terminal shows the widget's text already; only notebooks are saved
+        from IPython.display import display
+
+        from ..panel.fallback import fallback_bundle
+
+        handle = display(fallback_bundle(text()), raw=True, display_id=True)
+        if handle is not None:
+            self._fallbacks.append((handle, text))
+
+    def _post_run_cell(self, *_result: Any) -> None:
+        """The displaying cell ends: its fallbacks take the state of now (see fallback.py)."""
+        from ..panel.fallback import fallback_bundle
+
+        pending, self._fallbacks = self._fallbacks, []
+        for handle, text in pending:
+            with contextlib.suppress(Exception):  # a display update must never fail a cell
+                handle.update(fallback_bundle(text()), raw=True)
 
     def resume(self, task_id: str | None) -> list[Any]:
         """Resume one task (here or in the journal), or every paused, failed and journaled one.
@@ -373,6 +423,7 @@ class UploadSession:
         cleanup = getattr(shell, "input_transformers_cleanup", None)
         if cleanup is not None and help_transformer not in cleanup:
             cleanup.append(help_transformer)
+        shell.events.register("post_run_cell", self._post_run_cell)
         handover, self._handover = self._handover, None
         if handover is not None:
             self.engine  # noqa: B018 - subscribe before adopting, so no event is missed
@@ -428,6 +479,8 @@ class UploadSession:
             self.magics = None
         with contextlib.suppress(ValueError):
             shell.configurables.remove(self.config)
+        with contextlib.suppress(ValueError):
+            shell.events.unregister("post_run_cell", self._post_run_cell)
         from .magics import help_transformer
 
         with contextlib.suppress(ValueError, AttributeError):

@@ -195,7 +195,9 @@ class TaskRow(_FullText, widgets.VBox):
                     if action == "retry" and snap.error is not None and not snap.error.retryable:
                         enabled = False  # e.g. 4002: trying again cannot succeed
                 button.disabled = not enabled
-                button.layout.display = None if shown else "none"
+                # hidden, not removed: every row keeps the four-button grid (Clear shares
+                # Retry's cell), so running and finished rows' bars line up in a panel
+                button.layout.visibility = None if shown else "hidden"
 
     def __repr__(self) -> str:
         return text_line(self._snap)

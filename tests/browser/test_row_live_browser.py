@@ -134,7 +134,8 @@ _LAYOUT_JS = """(row) => {
   const parts = [];
   for (const s of sel) { const e = row.querySelector(s); if (e) parts.push([s, e]); }
   row.querySelectorAll('.nbupload-button').forEach((e, i) => {
-    if (getComputedStyle(e).display !== 'none') parts.push(['button' + i, e]);
+    const st = getComputedStyle(e);
+    if (st.display !== 'none' && st.visibility !== 'hidden') parts.push(['button' + i, e]);
   });
   const stats = row.querySelector('.nbupload-stats');
   const bar = row.querySelector('.nbupload-bar');
@@ -298,6 +299,22 @@ def test_error_row_is_styled_with_aa_contrast_in_light_and_dark(lab, page):
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
 
 
+def _check_bars_line_up(page, label: str) -> None:
+    """In one panel, a running row (four buttons) and a finished one (Clear only) have bars
+    of the same left edge and width."""
+    bars = page.locator(".nbupload-panel .nbupload-row .nbupload-bar")
+    boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
+    states = [bars.nth(i).get_attribute("data-state") for i in range(bars.count())]
+    assert len(boxes) >= 2 and "done" in states and len(set(states)) >= 2, (label, states)
+    for box in boxes[1:]:
+        assert abs(box["x"] - boxes[0]["x"]) <= 1 and abs(box["width"] - boxes[0]["width"]) <= 1, (
+            label,
+            "bars do not line up",
+            states,
+            boxes,
+        )
+
+
 def test_rows_fit_at_common_widths_in_light_and_dark(lab, page):
     srv = lab.root / "srv-fit"
     long_name = "a-rather-long-file-name-from-the-instrument-run-2026-11-29-detector-B-calibrated-v3.bin"
@@ -333,6 +350,7 @@ def test_rows_fit_at_common_widths_in_light_and_dark(lab, page):
             finished = page.locator(".nbupload-row").filter(has_text="small-done.bin")
             for i in range(finished.count()):
                 _check_layout(page, finished.nth(i), f"{theme} {width}px done view {i}")
+            _check_bars_line_up(page, f"{theme} {width}px")
             tag = "light" if light == "true" else "dark"
             page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / f"panel-{tag}-{width}.png"))
             if tag == "light" and width == 1400 and os.environ.get("NBUPLOAD_UPDATE_DOCS_IMAGES"):
@@ -372,3 +390,47 @@ def test_server_stop_and_reload_during_a_slow_upload_print_no_traceback(lab, pag
     # the row displayed before the reload was re-attached: it shows the pause of the server stop
     _wait(lambda: _state(row) == "paused", timeout=30, what="the re-attached row to show paused")
     assert _acked(row) > 0
+
+
+def test_a_saved_notebook_shows_the_text_fallback_not_model_not_found(lab, page):
+    """Run, save, shut the kernel down, reload: every row and the panel read as text."""
+    srv = lab.root / "srv-saved"
+    small = lab.root / "saved-small.bin"
+    small.write_bytes(os.urandom(64 * KIB))
+    write_notebook(
+        lab.root / "saved.ipynb",
+        [
+            "%load_ext nbupload",
+            f"%upload server start --root {srv}",
+            f"%upload {small} --wait",
+            "%upload panel",
+        ],
+    )
+    _open(page, lab, "saved.ipynb")
+    _run_all(page)
+    page.locator(".nbupload-panel").wait_for(timeout=60_000)
+    row = page.locator(".nbupload-row").filter(has_text="saved-small.bin").first
+    _wait(lambda: _state(row) == "done", what="the row to show done")
+    _wait(lambda: _kernel_status(page) == "idle", what="the notebook to finish")
+    fallback = page.locator(".nbupload-fallback")
+    _wait(lambda: fallback.count() == 2, what="a fallback after the row and after the panel")
+    # while the widgets live, their fallbacks are hidden
+    assert not fallback.first.is_visible() and not fallback.nth(1).is_visible()
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=60_000)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    _wait(lambda: _kernel_status(page) is None, what="the kernel to shut down")
+
+    # reopened: the old widgets' models are gone with their kernel
+    page.reload()
+    failed = page.locator(".jp-OutputArea-output.jupyter-widgets").filter(has_text="model not found")
+    _wait(lambda: failed.count() == 2, timeout=90, what="the widget views to find no model")
+    for i in range(failed.count()):
+        assert not failed.nth(i).is_visible()
+    text = page.locator(".nbupload-fallback")
+    _wait(lambda: text.count() == 2 and text.first.is_visible(), what="the fallback text")
+    assert text.first.inner_text().strip() == "nbupload: saved-small.bin — done, 64.0 KiB"
+    panel_text = text.nth(1).inner_text()
+    assert panel_text.startswith("nbupload panel:") and "saved-small.bin — done, 64.0 KiB" in panel_text
+    assert not page.get_by_text("model not found").first.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "saved-notebook-fallback.png"))
