@@ -129,6 +129,9 @@ class PanelController:
                 row.update(snap)
             if self.panel is not None and (added or len(self.rows) > 1):
                 self.panel.refresh()  # new rows, and the summary line
+            picker = getattr(self.form, "picker", None)
+            if picker is not None:
+                picker.note_tasks(snaps)  # the picks' kernel-to-server leg
 
     def flush(self, *, force: bool = False) -> None:
         """Apply pending updates now (main thread; terminal IPython has no pump thread)."""

@@ -77,7 +77,7 @@ body[data-jp-theme-light="false"] .nbupload-row,body[data-jp-theme-light="false"
   rgba(127,127,127,.25) 6px 12px)}
 .nbupload-bar[data-state="cancelled"]{opacity:.6}
 .nbupload-bar[data-state="failed"]{outline:1px solid var(--nbu-failed);outline-offset:-1px}
-.nbupload-stats{flex:0 1 auto;white-space:nowrap;min-width:min(34ch,100%);font-variant-numeric:tabular-nums}
+.nbupload-stats{flex:0 1 auto;white-space:nowrap;min-width:min(46ch,100%);font-variant-numeric:tabular-nums}
 .nbupload-state-cell{flex:0 0 6.5em;min-width:6.5em}
 .nbupload-state{font-variant:small-caps;white-space:nowrap}
 .nbupload-state-failed,.nbupload-state-cancelled{font-weight:600}
