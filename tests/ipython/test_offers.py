@@ -244,3 +244,55 @@ def test_an_upload_to_a_temporary_demo_server_says_it_cannot_resume(ip, tmp_path
     finally:
         second.close()
         engine2.shutdown()
+
+
+def test_resume_all_of_stale_offers_does_not_starve_a_new_upload(ip, tmp_path, capsys):
+    """Ten stale entries of another kernel, their server gone (it takes connections and never
+    answers); "Resume all" in the panel, then a new upload starts at once and finishes."""
+    import socket
+
+    journal = tmp_path / "journal"
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    live = start_server(root=tmp_path / "live")
+    try:
+        dead_url = f"http://127.0.0.1:{hole.getsockname()[1]}/upload"
+        old = Engine(EngineConfig(journal_dir=journal))
+        for i in range(10):
+            src = tmp_path / f"stale{i}.bin"
+            src.write_bytes(os.urandom(64 * 1024))
+            old.submit(src, dead_url, start=False)
+        old.shutdown(wait=True)
+
+        engine = Engine(
+            EngineConfig(
+                journal_dir=journal, workers=2, connect_timeout=600, read_timeout=600, stall_timeout=600
+            )
+        )
+        session = UploadSession(ip, engine_factory=lambda: engine)
+        from nbupload.ipython.magics import UploadMagics
+
+        session.open(UploadMagics(ip, session))
+        try:
+            panel = session.get_panel()
+            [every] = [w for w in _walk(panel.offers) if "nbupload-offer-resume-all" in w._dom_classes]
+            every.click()
+            stale = [t for t in engine.tasks()]
+            assert len(stale) == 10 and session.offers == []
+            end = time.monotonic() + 60
+            while sum(t.state is TaskState.CONNECTING for t in stale) < 2 and time.monotonic() < end:
+                time.sleep(0.02)
+            src = tmp_path / "new.bin"
+            data = os.urandom(1 << 20)
+            src.write_bytes(data)
+            task = session.submit(str(src), live.upload_url)
+            assert task.wait(60).state is TaskState.DONE
+            assert (live.root / "new.bin").read_bytes() == data
+            assert all(t.state in (TaskState.QUEUED, TaskState.CONNECTING) for t in stale)
+        finally:
+            session.close()
+            engine.shutdown()
+    finally:
+        live.stop()
+        hole.close()
