@@ -12,6 +12,7 @@ NBUPLOAD_UPDATE_DOCS_IMAGES=1).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 import httpx
 import ipykernel
 from browser_support import ARTIFACTS, write_notebook
+
+from tests.support.kernels import kernel_python_with_ipykernel6
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -181,24 +184,49 @@ def _check_layout(page, row, label: str) -> None:
 
 
 def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
+    _live_row_during_a_sleep(lab, page, "live", kernel=None, subshells=ipykernel.version_info >= (7,))
+
+
+def test_the_same_under_ipykernel_6(lab, page, tmp_path):
+    """ipykernel 6 (a kernelspec for a virtualenv with ipykernel 6 from the registry): rows
+    stay live during a sleep (the pump's thread); it has no subshells, so a Pause shows
+    "pausing…" at once and takes effect when the cell ends (docs/notebook.md says so)."""
+    python = kernel_python_with_ipykernel6(tmp_path / "ipykernel6")
+    spec = lab.root.parent / "jupyter_data_dir" / "kernels" / "nbupload-ipykernel6"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (ipykernel 6)",
+                "language": "python",
+            }
+        )
+    )
+    _live_row_during_a_sleep(lab, page, "live6", kernel="nbupload-ipykernel6", subshells=False)
+
+
+def _live_row_during_a_sleep(lab, page, tag: str, *, kernel: str | None, subshells: bool) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    srv = lab.root / "srv-live"
-    big = lab.root / "live.bin"
+    srv = lab.root / f"srv-{tag}"
+    big = lab.root / f"{tag}.bin"
     big.write_bytes(os.urandom(12 * MIB))
     write_notebook(
-        lab.root / "live.ipynb",
+        lab.root / f"{tag}.ipynb",
         [
             "%load_ext nbupload",
             f"%upload server start --root {srv} --throttle 256KiB",
             # one stream of fixed 128 KiB chunks: an acknowledgement every half second at 256 KiB/s
             # (chunks would grow, and 4 streams finish together), so the row has news to show
             f"%upload {big} --chunk-size 128KiB --chunk-max 128KiB --streams 1",
-            "import time\ntime.sleep(15)\nprint('slept')",
+            "import time, ipykernel\nprint('ipykernel', ipykernel.__version__)\n"
+            "time.sleep(15)\nprint('slept')",
         ],
+        kernel=kernel,
     )
-    _open(page, lab, "live.ipynb")
+    _open(page, lab, f"{tag}.ipynb")
     _run_above(page, 3)
-    row = page.locator(".nbupload-row").filter(has_text="live.bin").first
+    row = page.locator(".nbupload-row").filter(has_text=f"{tag}.bin").first
     row.wait_for(timeout=60_000)
 
     # styled without a panel on the page: the bar has a height and a track colour
@@ -229,9 +257,13 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
     # row's buttons route clicks there (nbupload/panel/subshells.py), so the pause takes effect
     # while the cell still sleeps. Without subshells the row shows "pausing…" at once (drawn by
     # the browser from the click) and pauses when the cell ends.
-    subshells = page.evaluate(_SUBSHELLS)
-    print(f"frontend and kernel: {subshells}")
-    assert subshells["supportsSubshells"] == (ipykernel.version_info >= (7,)), subshells  # same venv
+    _wait(lambda: "ipykernel " in _outputs(page), what="the kernel's version")
+    major = "7" if subshells else "6"
+    assert f"ipykernel {major}." in _outputs(page), _outputs(page)[-500:]  # the kernel we meant
+    found = page.evaluate(_SUBSHELLS)
+    print(f"frontend and kernel: {found}")
+    assert found["supportsSubshells"] == subshells, found
+    subshells_on = subshells and found["commsOverSubshells"] != "disabled"
     received_before = _server_bytes(server)
     row.locator(".nbupload-pause").first.click()
     state = row.locator(".nbupload-state").first
@@ -240,8 +272,8 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
     )
     _wait(lambda: state.evaluate(shown) or _state(row) == "paused", timeout=3, what="pausing… shown")
     assert "slept" not in _outputs(page) and _cell_running(page, 3)
-    page.screenshot(path=str(ARTIFACTS / "row-alone-pausing.png"))
-    if subshells["supportsSubshells"] and subshells["commsOverSubshells"] != "disabled":
+    page.screenshot(path=str(ARTIFACTS / f"row-alone-pausing-{tag}.png"))
+    if subshells_on:
         # the pause acts during the sleep: the row says paused and the server stops receiving
         _wait(lambda: _state(row) == "paused" or not _cell_running(page, 3), timeout=40, what="paused")
         assert _cell_running(page, 3) and "slept" not in _outputs(page), "the pause waited for the cell"
@@ -264,7 +296,7 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
     assert 0 < held < 12 * MIB
     time.sleep(0.6)
     assert _acked(row) == held and _state(row) == "paused"
-    page.screenshot(path=str(ARTIFACTS / "row-alone-paused.png"))
+    page.screenshot(path=str(ARTIFACTS / f"row-alone-paused-{tag}.png"))
     _wait(lambda: "slept" in _outputs(page), timeout=30, what="the sleep cell ending")
 
 

@@ -16,43 +16,15 @@ from __future__ import annotations
 import os
 import queue
 import re
-import subprocess
 import sys
 import time
-import venv
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.kernels import REPO, kernel_python_with_ipykernel6
+
 ACKED = re.compile(r'data-acked="(\d+)"')
-
-
-def kernel_python_with_ipykernel6(base: Path) -> str:
-    """A virtualenv's python with ipykernel 6 first on its path, this environment after it."""
-    import site
-
-    env_dir = base / "ipykernel6"
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
-    py = str(env_dir / "bin" / "python")
-    subprocess.run([py, "-m", "pip", "install", "-q", "ipykernel>=6.29,<7"], check=True, timeout=600)
-    own = subprocess.run(
-        [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    # this checkout and this environment's packages, after the virtualenv's own
-    Path(own, "nbupload-test-env.pth").write_text("\n".join([str(REPO), *site.getsitepackages()]) + "\n")
-    version = subprocess.run(
-        [py, "-c", "import ipykernel, nbupload, ipywidgets; print(ipykernel.__version__)"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-    ).stdout.strip()
-    assert version.startswith("6."), version
-    return py
 
 
 def _live_updates_during_sleep(python: str, tmp_path: Path, major: int) -> list[int]:
@@ -144,6 +116,6 @@ def test_rows_update_while_a_cell_sleeps_under_the_installed_ipykernel(tmp_path)
 
 @pytest.mark.slow
 def test_rows_update_while_a_cell_sleeps_under_ipykernel_6(tmp_path):
-    python = kernel_python_with_ipykernel6(tmp_path)
+    python = kernel_python_with_ipykernel6(tmp_path / "ipykernel6")
     during = _live_updates_during_sleep(python, tmp_path, 6)
     _check(during)
