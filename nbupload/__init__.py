@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time names load laz
     from .engine.state import TaskError, TaskSnapshot, TaskState
     from .errors import (
         CredentialsError,
+        FileFieldError,
         NbuploadError,
         SourceChangedError,
         TaskLockedError,
@@ -64,6 +65,7 @@ _LAZY = {
     "Engine": ".engine",
     "EngineConfig": ".engine",
     "CredentialsError": ".errors",
+    "FileFieldError": ".errors",
     "NbuploadError": ".errors",
     "SourceChangedError": ".errors",
     "TaskLockedError": ".errors",
@@ -91,6 +93,7 @@ __all__ = [
     "CredentialsError",
     "Engine",
     "EngineConfig",
+    "FileFieldError",
     "FollowError",
     "Follower",
     "NbuploadError",

@@ -85,6 +85,13 @@ def upload(
     at once (default: the engine's ``streams``, 4); ``chunk_max`` the largest its chunks grow
     to (default: the engine's ``chunk_max``; equal to ``chunk_size``: fixed chunks).
 
+    A mapping of form field names to files (``{"photo": "a.jpg", "doc": "b.pdf"}``) is one
+    uploader session holding every file (PROTOCOLS.md A7; ``fields=`` go with each request):
+    one task, resumed as a whole; its result's ``"files"`` gives each field's outcome. The
+    field names must be unique and usable form names, and ``name``, ``filename``, ``key``,
+    ``position`` and ``protocol="wcs-append"`` do not go with it
+    (:class:`~nbupload.errors.FileFieldError`).
+
     A list or tuple of paths, a folder, or a glob is uploaded as one batch: this returns a
     :class:`~nbupload.batch.Batch` (see :func:`~nbupload.batch.upload_many`).
 

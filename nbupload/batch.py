@@ -55,6 +55,7 @@ import httpx
 
 from .batchpaths import BatchItem, expand_paths
 from .engine import Engine, TaskState
+from .engine.journal import dumps_text
 from .engine.task import Task
 from .protocols import uploader, wcs
 from .protocols.multipart import BytesSource
@@ -159,7 +160,7 @@ class Manifest:
 
     def record(self, item: BatchItem, **extra: Any) -> None:
         rec = {"name": item.name, "size": item.size, "mtime_ns": item.mtime_ns, "at": time.time(), **extra}
-        line = json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = dumps_text(rec, separators=(",", ":")) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():

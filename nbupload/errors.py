@@ -11,6 +11,7 @@ catches them::
     │   ├── UploadCancelled         cancelled
     │   └── UploadPaused            paused (it can be resumed)
     ├── CredentialsError (ValueError)     WCS credentials missing or unusable
+    ├── FileFieldError (ValueError)       a multi-file session's fields are unusable
     ├── TaskLockedError (RuntimeError)    another process is running this task
     ├── SourceChangedError          the file is not the one the task started with
     ├── IllegalTransition (RuntimeError)  a bug: a state change the table forbids
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CredentialsError",
     "EngineError",
+    "FileFieldError",
     "IllegalTransition",
     "Interrupted",
     "NbuploadError",
@@ -76,6 +78,11 @@ class UploadPaused(UploadError):
 
 class CredentialsError(NbuploadError, ValueError):
     """Missing or unusable WCS credentials (the message says which option to give)."""
+
+
+class FileFieldError(NbuploadError, ValueError):
+    """The files of a multi-file session cannot be uploaded as given: a duplicate or unusable
+    field name, a missing file, or an option that does not go with several files."""
 
 
 class TaskLockedError(NbuploadError, RuntimeError):

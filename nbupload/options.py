@@ -14,7 +14,16 @@ from typing import Any
 from .protocols import PROTOCOLS
 from .units import parse_size
 
-__all__ = ["OptionError", "add_put_arguments", "parse_field", "parse_header", "put_options"]
+__all__ = [
+    "OptionError",
+    "add_put_arguments",
+    "parse_field",
+    "parse_file_field",
+    "parse_header",
+    "put_options",
+    "session_files",
+    "split_put_targets",
+]
 
 
 class OptionError(ValueError):
@@ -26,6 +35,35 @@ def parse_field(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"invalid field {text!r}: expected NAME=VALUE")
     return name.strip(), value
+
+
+def parse_file_field(text: str) -> tuple[str, str]:
+    """``--file FIELD=PATH``: one file of a multi-file session, under form field FIELD."""
+    from .protocols.errors import ProtocolError
+    from .protocols.uploader import check_field_name
+
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"invalid --file {text!r}: expected FIELD=PATH, e.g. photo=a.jpg")
+    try:
+        check_field_name(name)
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(f"--file {text!r}: {exc}") from None
+    return name, path
+
+
+def session_files(args: argparse.Namespace) -> dict[str, str] | None:
+    """The ``--file FIELD=PATH`` files as ``{field: path}`` (``None`` without ``--file``).
+
+    The engine's rules (unique, usable field names) raise
+    :class:`~nbupload.errors.FileFieldError`; a repeated field is an error, not "last wins".
+    """
+    pairs = getattr(args, "files", None) or []
+    if not pairs:
+        return None
+    from .engine.multifile import check_session_items
+
+    return dict(check_session_items(pairs))
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -105,9 +143,15 @@ def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -
             "file",
             metavar="PATH",
             nargs="+",
-            help="file(s) to upload; folders (recursive) and globs make a batch",
+            help="file(s) to upload; folders (recursive) and globs make a batch "
+            "(none with --file FIELD=PATH)",
         )
-    parser.add_argument("url", metavar="URL", help="upload URL (for wcs-append: the upload domain)")
+    url = parser.add_argument("url", metavar="URL", help="upload URL (for wcs-append: the upload domain)")
+    if url is not None:
+        # `put --file F=P URL`: argparse hands the one positional to PATH; URL is then taken
+        # back from there (split_put_targets). Not required here so argparse lets it through;
+        # how it matches (PATH... URL, options anywhere) is unchanged.
+        url.required = False
     parser.add_argument("--protocol", "-p", choices=PROTOCOLS, default="uploader")
     parser.add_argument(
         "--chunk-size",
@@ -132,6 +176,16 @@ def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -
     )
     parser.add_argument("--filename", metavar="NAME", help="file name sent to the server")
     parser.add_argument(
+        "--file",
+        dest="files",
+        action="append",
+        type=parse_file_field,
+        default=[],
+        metavar="FIELD=PATH",
+        help="uploader: one file of a multi-file session, in form field FIELD (repeatable; "
+        "instead of PATH: every file goes in one session, resumed as a whole)",
+    )
+    parser.add_argument(
         "--field",
         action="append",
         type=parse_field,
@@ -154,12 +208,37 @@ def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -
     _add_common(parser)
 
 
+def split_put_targets(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The PATHs and the URL of ``put`` (see :func:`add_put_arguments`); :class:`OptionError`
+    when the URL is missing or PATHs come with ``--file``."""
+    paths = list(getattr(args, "file", None) or [])
+    url = args.url
+    files = getattr(args, "files", None)
+    if url is None and files and len(paths) == 1:
+        url = paths.pop()
+    if url is None:
+        raise OptionError("give PATH... and URL, or --file FIELD=PATH ... and URL")
+    if files and paths:
+        raise OptionError("give the files either as PATH... or as --file FIELD=PATH, not both")
+    return paths, url
+
+
 def put_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for ``Engine.submit`` / ``nbupload.upload`` from parsed put options."""
     if args.token and (args.access_key or args.secret_key):
         raise OptionError("give either --token or --ak/--sk/--scope, not both")
     if args.protocol != "wcs-append" and (args.access_key or args.secret_key or args.scope or args.key):
         raise OptionError("--ak, --sk, --scope and --key are for --protocol wcs-append")
+    if getattr(args, "files", None):
+        if args.protocol == "wcs-append":
+            raise OptionError(
+                "--file FIELD=PATH makes one uploader session of several files; wcs-append uploads "
+                "one object per task (give the files as PATH... for a batch)"
+            )
+        if args.filename or args.name != "file":
+            raise OptionError(
+                "--file FIELD=PATH names each file's field: --name and --filename do not go with it"
+            )
     headers = dict(args.header)
     token = args.token
     if args.protocol != "wcs-append" and token:

@@ -237,14 +237,28 @@ def _done_line(snap: TaskSnapshot) -> str:
     extra = ""
     if isinstance(snap.result, dict) and snap.result.get("hash"):
         extra = f", etag {snap.result['hash']}"
-    return (
+    line = (
         f"nbupload: {snap.name}: {format_size(snap.total)} uploaded in {took:.1f} s ({snap.protocol}{extra})"
     )
+    files = snap.result.get("files") if isinstance(snap.result, dict) else None
+    if isinstance(files, dict):  # a multi-file session: each field's outcome
+        for field, info in files.items():
+            stored = info.get("stored") or info.get("filename")
+            line += f"\nnbupload:   {field}: {info.get('filename')} ({format_size(int(info.get('size', 0)))})"
+            line += f" stored as {stored}"
+    return line
 
 
 def cmd_put(args: argparse.Namespace) -> int:
+    from ..options import split_put_targets
+
     opts = put_options(args)
-    paths = list(args.file)
+    try:
+        paths, args.url = split_put_targets(args)
+    except OptionError as exc:
+        raise CommandError(f"{exc} (see nbupload put -h)") from None
+    if args.files:
+        return _put_session(args, opts)
     if args.follow:
         return _put_follow(args, paths, opts)
     single = len(paths) == 1 and os.path.isfile(paths[0]) and not args.prefix
@@ -396,6 +410,25 @@ def _wait_batch(batch: Any, quiet: bool) -> int:
     for failure in snap.failures:
         print(f"nbupload: failed: {failure}", file=sys.stderr)
     return 0 if snap.state == "done" else EXIT_FAILED
+
+
+def _put_session(args: argparse.Namespace, opts: dict[str, Any]) -> int:
+    """``--file FIELD=PATH`` ...: one uploader session holding every file, one task."""
+    from ..options import session_files
+
+    if args.follow or args.prefix:
+        raise CommandError("--follow and --prefix do not go with --file FIELD=PATH")
+    engine = _make_engine(args)
+    try:
+        try:
+            task = engine.submit(session_files(args), args.url, **opts)
+        except (ValueError, TypeError, OSError) as exc:
+            raise CommandError(str(exc)) from None
+        if not args.quiet:
+            print(f"nbupload: task {task.id}: {task.name} -> {task.url}", file=sys.stderr)
+        return _wait_all(engine, [task], args.quiet)
+    finally:
+        engine.shutdown(wait=True, timeout=5)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -15,7 +15,13 @@ requests, retries and recovery, on a :class:`~nbupload.engine.run.RunContext` an
   not a resume answer switches to plain mode; later in a resumable session a bad query
   answer is a retryable error instead (the session is known to exist). A failing query
   gives the worker back (:class:`~nbupload.engine.run.Reschedule`) instead of sleeping in it.
-- ``plain``: one multipart POST with the whole file; a retry starts it over.
+  A multi-file session (PROTOCOLS.md A7) is the same driver over a
+  :class:`~nbupload.engine.multifile.FieldLayout`: the task's bytes are the fields end to end,
+  every chunk is cut inside one field and carries that field's own range, a free stream takes
+  the field with the fewest chunks in flight (fields move together, interleaved), and the
+  session is done when every field is complete; zero-byte fields go as one empty chunk each.
+- ``plain``: one multipart POST with the whole file (every file of a session); a retry
+  starts it over.
 - ``wcs-append``: appends at the tracked position, one in flight (positions are serial); a
   lost answer is recovered by sending the same append again and judging the answer with
   :func:`~nbupload.protocols.wcs.judge_replay`. The etag of everything appended is computed
@@ -34,7 +40,9 @@ from ..errors import Interrupted, StepFailed
 from ..protocols import uploader, wcs
 from ..protocols.ranges import ByteRange, RangeSet
 from ..protocols.verdict import VerdictKind
+from .multifile import FieldLayout
 from .run import Reschedule, RunContext, RunHandle
+from .spec import SessionFile
 from .state import TaskError
 from .transport import Reply, StreamClient, post, status_failure
 
@@ -200,17 +208,21 @@ class _Driver:
 class _Plan:
     """The ranges of one resumable upload: acknowledged, in flight, and what is left.
 
-    Streams :meth:`take` the first missing range nobody is sending, cut to the current chunk
-    size; a failed stream :meth:`give_back` its range. ``stop`` ends every stream.
+    Streams :meth:`take` a missing range nobody is sending, cut to the current chunk size and
+    to its field's end, from the field with the fewest chunks in flight; a failed stream
+    :meth:`give_back` its range. ``stop`` ends every stream. ``complete`` holds the fields
+    the server said (or a query showed) are whole; ``answers`` each field's last answer.
     """
 
-    def __init__(self, held: RangeSet, total: int) -> None:
-        self.total = total
-        self.acked = held.clip(total)
+    def __init__(self, held: RangeSet, layout: FieldLayout) -> None:
+        self.layout = layout
+        self.total = layout.total
+        self.acked = held.clip(self.total)
         self.inflight: dict[int, ByteRange] = {}
+        self.where: dict[int, int] = {}  # ticket -> field index
         self.error: BaseException | None = None
-        self.complete = False
-        self.last: uploader.ChunkAnswer | None = None
+        self.complete: set[int] = set()
+        self.answers: dict[int, uploader.ChunkAnswer] = {}
         self.clients: set[StreamClient] = set()
         self._lock = threading.Lock()
         self._n = 0
@@ -219,28 +231,56 @@ class _Plan:
     def stopped(self) -> bool:
         return self.error is not None
 
+    @property
+    def all_complete(self) -> bool:
+        return all(i in self.complete for i, f in enumerate(self.layout.files) if f.size > 0)
+
     def take(self, size: int) -> tuple[int, ByteRange] | None:
         with self._lock:
             if self.error is not None:
                 return None
             busy = RangeSet((r.start, r.end) for r in self.inflight.values())
             free = (self.acked | busy).missing(self.total)
-            for piece in free.pieces(size):
-                self._n += 1
-                self.inflight[self._n] = piece
-                return self._n, piece
-            return None
+            if not free:
+                return None
+            layout = self.layout
+            best: tuple[int, int, RangeSet] | None = None
+            for i, f in enumerate(layout.files):
+                if f.size == 0:
+                    continue
+                mine = layout.of_field(i, free)
+                if not mine:
+                    continue
+                load = sum(1 for j in self.where.values() if j == i)
+                if best is None or load < best[0]:
+                    best = (load, i, mine)
+                    if load == 0:
+                        break
+            if best is None:
+                return None
+            _, i, mine = best
+            first = next(mine.pieces(size))
+            base = layout.bases[i]
+            piece = ByteRange(base + first.start, base + first.end)
+            self._n += 1
+            self.inflight[self._n] = piece
+            self.where[self._n] = i
+            return self._n, piece
 
     def give_back(self, ticket: int) -> None:
         with self._lock:
             self.inflight.pop(ticket, None)
+            self.where.pop(ticket, None)
 
     def done(self, ticket: int, got: RangeSet, answer: uploader.ChunkAnswer) -> None:
         with self._lock:
             self.inflight.pop(ticket, None)
+            i = self.where.pop(ticket, None)
             self.acked = self.acked | got.clip(self.total)
-            self.last = answer
-            self.complete = self.complete or answer.complete
+            if i is not None:
+                self.answers[i] = answer
+                if answer.complete:
+                    self.complete.add(i)
 
     def merge(self, held: RangeSet) -> None:
         with self._lock:
@@ -258,15 +298,40 @@ class _Plan:
             sc.abort()
 
 
+class _FieldSource:
+    """Field ``[base, base + size)`` of the task's source, read in the field's own offsets."""
+
+    def __init__(self, source: Any, base: int, size: int) -> None:
+        self._source = source
+        self._base = base
+        self.size = size
+
+    def pread(self, size: int, offset: int) -> bytes:
+        data: bytes = self._source.pread(size, self._base + offset)
+        return data
+
+
 class _UploaderDriver(_Driver):
     def __init__(self, ctx: RunContext, handle: RunHandle, plain: bool) -> None:
         super().__init__(ctx, handle)
         self.force_plain = plain
+        spec = self.spec
+        self.multi = bool(spec.files)
+        files = spec.files or (SessionFile(spec.field_name, spec.filename, ctx.total, mime=spec.mime),)
+        self.layout = FieldLayout.of(files)
+        self.sources: list[Any] = [
+            self.source if not self.multi else _FieldSource(self.source, base, f.size)
+            for f, base in zip(self.layout.files, self.layout.bases, strict=True)
+        ]
+
+    def _content_type(self, f: SessionFile) -> str:
+        return f.mime or self.spec.content_type
 
     def run(self) -> Any:
         h = self.h
         mode = "plain" if self.force_plain else None
         known_resumable = h.extra.get("mode") == "resumable"
+        held = RangeSet()
         try:
             if mode != "plain":
                 answer = self.query(known_resumable)
@@ -274,7 +339,8 @@ class _UploaderDriver(_Driver):
                     if not known_resumable:
                         h.extra["mode"] = "resumable"
                         h.save()
-                    h.set_acked_exact(answer.ranges_for(self.spec.field_name).clip(self.ctx.total))
+                    held = self.layout.held(answer.held)
+                    h.set_acked_exact(held.clip(self.ctx.total))
                 else:
                     mode = "plain"
                     h.extra["mode"] = "plain"
@@ -285,7 +351,7 @@ class _UploaderDriver(_Driver):
         except StepFailed as exc:
             self.failed(exc, reschedule=True)  # a new run asks the server again
             raise  # pragma: no cover - failed() always raises with reschedule=True
-        return self.resumable(answer.ranges_for(self.spec.field_name))
+        return self.resumable(held)
 
     def query(self, known_resumable: bool, sc: StreamClient | None = None) -> uploader.QueryAnswer:
         headers, body = uploader.prepare_query(self.spec.boundary)
@@ -299,7 +365,8 @@ class _UploaderDriver(_Driver):
             retry_after=reply.retry_after,
         )
 
-    def _judge(self, reply: Reply) -> uploader.ChunkAnswer:
+    def _judge(self, reply: Reply, f: SessionFile | None = None) -> uploader.ChunkAnswer:
+        """The chunk answer, or :class:`StepFailed`; in a session the error names the field."""
         answer = uploader.process_chunk_answer(reply.status, reply.body)
         verdict = uploader.classify_chunk(answer, reply.headers.get("location"))
         if verdict.kind is VerdictKind.OK:
@@ -309,8 +376,11 @@ class _UploaderDriver(_Driver):
                 TaskError(f"the server redirects to {verdict.location}: use that URL", status=reply.status)
             )
         retryable = verdict.kind is VerdictKind.RETRY
+        text = answer.text
+        if self.multi and f is not None:
+            text = f"field {f.name!r} ({f.filename}): {text}"
         raise StepFailed(
-            TaskError(answer.text, answer.code, reply.status, retryable=retryable),
+            TaskError(text, answer.code, reply.status, retryable=retryable),
             retry_after=reply.retry_after if retryable else None,
         )
 
@@ -321,53 +391,94 @@ class _UploaderDriver(_Driver):
 
     def plain(self) -> Any:
         spec = self.spec
-        body = uploader.prepare_plain(
-            spec.boundary,
-            self.source,
-            name=spec.field_name,
-            filename=spec.filename,
-            fields=spec.fields,
-            content_type=spec.content_type,
-            piece_size=self.cfg.piece_size,
-        )
-        reply = self.send(spec.url, {}, body, file_len=self.source.size)
+        body: Any
+        if self.multi:
+            body = uploader.prepare_plain_files(
+                spec.boundary,
+                [
+                    uploader.FileField(f.name, f.filename, src, self._content_type(f))
+                    for f, src in zip(self.layout.files, self.sources, strict=True)
+                ],
+                fields=spec.fields,
+                piece_size=self.cfg.piece_size,
+            )
+        else:
+            body = uploader.prepare_plain(
+                spec.boundary,
+                self.source,
+                name=spec.field_name,
+                filename=spec.filename,
+                fields=spec.fields,
+                content_type=spec.content_type,
+                piece_size=self.cfg.piece_size,
+            )
+        reply = self.send(spec.url, {}, body, file_len=self.ctx.total)
         answer = self._judge(reply)
         self.h.acknowledge(RangeSet([(0, self.ctx.total)]))
-        return {"mode": "plain", "status": answer.status, **dict(answer.extra)}
+        if not self.multi:
+            return {"mode": "plain", "status": answer.status, **dict(answer.extra)}
+        told = {
+            str(item["name"]): item
+            for item in answer.extra.get("files") or []
+            if isinstance(item, dict) and "name" in item
+        }
+        files = {}
+        for f in self.layout.files:
+            info = {k: v for k, v in (told.get(f.name) or {}).items() if k not in ("name", "range")}
+            files[f.name] = {"filename": f.filename, "size": f.size, **info, "complete": True}
+        return {"mode": "plain", "status": answer.status, "files": files}
 
-    def _chunk_body(self, start: int, end: int) -> Any:
-        spec = self.spec
+    def _chunk_body(self, i: int, start: int, end: int) -> Any:
+        """The chunk ``[start, end)`` of field ``i`` (field offsets)."""
+        spec, f = self.spec, self.layout.files[i]
         return uploader.prepare_chunk(
             spec.boundary,
-            self.source,
+            self.sources[i],
             start,
             end,
-            name=spec.field_name,
-            filename=spec.filename,
+            name=f.name,
+            filename=f.filename,
             fields=spec.fields,
-            content_type=spec.content_type,
+            content_type=self._content_type(f),
             piece_size=self.cfg.piece_size,
         )
+
+    def _empty_fields(self, plan: _Plan) -> None:
+        """One empty chunk per zero-byte field: it tells the server the (empty) file exists.
+
+        Sent on every run: a field already complete on the server takes it as a no-op."""
+        for i, f in enumerate(self.layout.files):
+            if f.size == 0:
+                answer = self._judge(self.send(self.spec.url, {}, self._chunk_body(i, 0, 0)), f)
+                plan.answers[i] = answer
+                plan.complete.add(i)
 
     def resumable(self, held: RangeSet) -> Any:
         total = self.ctx.total
         result: dict[str, Any] = {"mode": "resumable", "boundary": self.spec.boundary}
-        if total == 0:  # nothing to slice: one empty chunk tells the server the file exists
-            last = self._judge(self.send(self.spec.url, {}, self._chunk_body(0, 0)))
+        plan = _Plan(held, self.layout)
+        if (
+            not self.multi and total == 0
+        ):  # nothing to slice: one empty chunk tells the server the file exists
+            self._empty_fields(plan)
+            last = plan.answers[0]
             result.update(dict(last.extra))
             result["complete"] = last.complete
             return result
-        plan = _Plan(held, total)
+        self._empty_fields(plan)
         for _ in range(ASSEMBLY_ROUNDS):
-            self.streams(plan)
-            if plan.complete:
+            if total:
+                self.streams(plan)
+            if plan.all_complete:
                 break
-            # Every range went out but no answer said the file is complete: ask the server.
+            # Every range went out but no answer said each field is complete: ask the server.
             answer = self._query_until_answered(plan)
-            held_now = answer.ranges_for(self.spec.field_name)
+            held_now = self.layout.held(answer.held)
             plan.merge(held_now)
-            if held_now.covers(total):
-                plan.complete = True
+            for i, f in enumerate(self.layout.files):
+                if f.size and answer.ranges_for(f.name).covers(f.size):
+                    plan.complete.add(i)
+            if plan.all_complete:
                 break
             self.h.report_error(
                 TaskError(
@@ -377,7 +488,7 @@ class _UploaderDriver(_Driver):
                 )
             )
             plan.acked = held_now.clip(total)
-        if not plan.complete:
+        if not plan.all_complete:
             raise StepFailed(
                 TaskError(
                     "the server acknowledged every chunk but never assembled the file "
@@ -386,9 +497,17 @@ class _UploaderDriver(_Driver):
                     code="incomplete",
                 )
             )
-        if plan.last is not None:
-            result.update(dict(plan.last.extra))
+        if not self.multi:
+            if 0 in plan.answers:
+                result.update(dict(plan.answers[0].extra))
+            result["complete"] = True
+            return result
+        files = {}
+        for i, f in enumerate(self.layout.files):
+            told = dict(plan.answers[i].extra) if i in plan.answers else {}
+            files[f.name] = {"filename": f.filename, "size": f.size, **told, "complete": True}
         result["complete"] = True
+        result["files"] = files
         return result
 
     def _query_until_answered(self, plan: _Plan) -> uploader.QueryAnswer:
@@ -432,17 +551,24 @@ class _UploaderDriver(_Driver):
 
     def _stream_loop(self, plan: _Plan, sc: StreamClient) -> None:
         h = self.h
+        layout = self.layout
         while True:
             taken = plan.take(self.sizer.size)
             if taken is None:
                 return
             ticket, piece = taken
+            i = plan.where[ticket]
+            f, base = layout.files[i], layout.bases[i]
             h.set_chunk_size(self.sizer.size)
             try:
                 reply = self.send(
-                    self.spec.url, {}, self._chunk_body(piece.start, piece.end), file_len=len(piece), sc=sc
+                    self.spec.url,
+                    {},
+                    self._chunk_body(i, piece.start - base, piece.end - base),
+                    file_len=len(piece),
+                    sc=sc,
                 )
-                answer = self._judge(reply)
+                answer = self._judge(reply, f)
             except StepFailed as exc:
                 if plan.stopped or self._too_large(exc):
                     plan.give_back(ticket)
@@ -465,8 +591,8 @@ class _UploaderDriver(_Driver):
                 plan.give_back(ticket)
                 raise
             got = RangeSet([(piece.start, piece.end)])
-            if answer.held is not None:
-                got = got | answer.held
+            if answer.held is not None:  # what the server holds of this chunk's field
+                got = got | layout.to_task(i, answer.held)
             plan.done(ticket, got, answer)
             h.acknowledge(got)
             self.sizer.ok(len(piece), reply)
@@ -480,7 +606,7 @@ class _UploaderDriver(_Driver):
             except StepFailed as exc:
                 self.failed(exc)
                 continue
-            held = answer.ranges_for(self.spec.field_name)
+            held = self.layout.held(answer.held)
             plan.merge(held)
             self.h.set_acked_exact(held.clip(self.ctx.total))
             return

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import CredentialsError, TaskLockedError
+from ..errors import CredentialsError, FileFieldError, TaskLockedError
 from ..protocols import PROTOCOLS
 from ..protocols.multipart import new_boundary
 from ..protocols.ranges import RangeSet
@@ -31,6 +31,7 @@ from .drivers import run_driver
 from .events import Dispatcher
 from .journal import Journal, JournalEntry, JournalRecord
 from .lanes import Lanes
+from .multifile import OpenedSession, open_session
 from .redact import redact_url
 from .retry import Backoff
 from .run import RunContext
@@ -319,7 +320,16 @@ class Engine:
         name (every front end gets this rule from here). ``labels``: short notes the journal
         keeps with the task for the front end that started it (the notebook, the embedded
         server's root), read back in :meth:`unfinished`; never secrets.
+
+        ``source`` may be a mapping of form field names to files (``{"photo": "a.jpg",
+        "doc": "b.pdf"}``): one uploader session holding every file (PROTOCOLS.md A7), one
+        task. Its field names must be unique and usable, its
+        files exist, and it takes neither ``filename``, ``name``, ``key``, ``position`` nor
+        ``wcs-append`` (:class:`~nbupload.errors.FileFieldError` says which).
         """
+        session = isinstance(source, Mapping)
+        if session:
+            self._check_session_options(protocol, name, filename, key, position, fields, list(source))
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
         url = str(url)
@@ -353,7 +363,7 @@ class Engine:
             raise ValueError("token, access_key, secret_key and scope are for protocol='wcs-append'")
         if position and protocol != "wcs-append":
             raise ValueError("position is for protocol='wcs-append'")
-        opened = open_source(source)
+        opened = open_session(source, mime) if session else open_source(source)
         try:
             if not 0 <= int(position) <= opened.size:
                 raise ValueError(f"position {position} is outside the source (0 to {opened.size} bytes)")
@@ -361,6 +371,7 @@ class Engine:
                 protocol=protocol,
                 url=url,
                 filename=filename or opened.filename,
+                files=opened.files if isinstance(opened, OpenedSession) else (),
                 field_name=name,
                 fields={str(k): str(v) for k, v in (fields or {}).items()},
                 headers=_clean_headers(headers),
@@ -402,6 +413,37 @@ class Engine:
         else:
             task.pause()
         return task
+
+    @staticmethod
+    def _check_session_options(
+        protocol: str,
+        name: str,
+        filename: str | None,
+        key: str | None,
+        position: int,
+        fields: Mapping[str, str] | None,
+        file_fields: list[str],
+    ) -> None:
+        """What does not go with a multi-file session (each file names itself by its field)."""
+        if protocol == "wcs-append":
+            raise FileFieldError(
+                "several files in one session is an uploader feature: wcs-append uploads one object "
+                "per task (upload the files one by one, or as a batch)"
+            )
+        for given, what in (
+            (filename, "filename"),
+            (key, "key"),
+            (position, "position"),
+            (name != "file", "name (the field names are the mapping's keys)"),
+        ):
+            if given:
+                raise FileFieldError(f"{what} names one file: it does not go with a multi-file session")
+        clash = sorted(set(fields or {}) & set(file_fields))
+        if clash:
+            raise FileFieldError(
+                f"{', '.join(map(repr, clash))} is both a file field and a data field: "
+                "give them different names"
+            )
 
     def tasks(self) -> list[Task]:
         with self._lock:
@@ -581,6 +623,7 @@ class Engine:
             chunk_size=rec.chunk_size or self.config.chunk_size,
             boundary=rec.boundary,
             credentials=creds,  # streams: this process's setting
+            files=rec.files,
         )
         return spec, problem
 

@@ -1,8 +1,10 @@
 """The task journal: one JSON file per unfinished task, so uploads survive a restart.
 
 ``<dir>/<id>.json`` holds what resuming needs (protocol, URL, source path and identity,
-boundary, fields, chunk size, acknowledged ranges or append position, the state it was
-last in and its last error, so a later process can say why it stopped) and nothing
+boundary, fields, chunk size, acknowledged ranges or append position; for a multi-file
+session, ``files``: each field's name, file name, size, path, identity and its own
+acknowledged ranges; the state it was last in and its last error, so a later process can
+say why it stopped) and nothing
 secret: credentials come back from options, environment or configuration at resume
 time, and header or field values whose names look secret are left out (their names are
 recorded so a resume can ask for them). Files are written atomically (temp file, fsync,
@@ -26,9 +28,10 @@ from typing import Any
 
 from ..errors import TaskLockedError
 from ..protocols.ranges import RangeSet
+from .multifile import FieldLayout
 from .redact import is_secret_name, redact_url, split_secrets
 from .sources import FileIdentity
-from .spec import TaskSpec
+from .spec import SessionFile, TaskSpec
 
 __all__ = [
     "JOURNAL_VERSION",
@@ -37,6 +40,7 @@ __all__ = [
     "JournalRecord",
     "TaskLock",
     "TaskLockedError",
+    "dumps_text",
     "is_secret_name",
     "redact_url",
     "split_secrets",
@@ -44,6 +48,22 @@ __all__ = [
 
 JOURNAL_VERSION = 1
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def dumps_text(obj: Any, **kwargs: Any) -> str:
+    """JSON for a UTF-8 file: readable non-ASCII, and lossless for paths that are not text.
+
+    ``os.fsdecode`` keeps a file name's undecodable bytes (a Latin-1 name on a UTF-8
+    system) as lone surrogates, which UTF-8 cannot encode. Such a document is written with
+    ``\\udcXX`` escapes instead: still valid JSON, read back to the same string, and the
+    path reopens the same file on resume.
+    """
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, **kwargs)
+    return text
 
 
 @dataclass
@@ -111,6 +131,8 @@ class JournalRecord:
     state: str | None = None
     #: its last error (``code``, ``text``: the message as the user reads it, never a secret)
     error: dict[str, Any] | None = None
+    #: a multi-file session's fields (``ranges`` then spans them end to end)
+    files: tuple[SessionFile, ...] = ()
 
     @classmethod
     def of(
@@ -153,6 +175,7 @@ class JournalRecord:
             extra={k: v for k, v in extra.items() if isinstance(v, _SCALAR)},
             state=state,
             error={k: v for k, v in error.items() if isinstance(v, _SCALAR)} if error else None,
+            files=spec.files,
         )
 
     @property
@@ -186,7 +209,52 @@ class JournalRecord:
             data["state"] = self.state
         if self.error is not None:
             data["error"] = self.error
+        if self.files:
+            layout = FieldLayout.of(self.files)
+            data["files"] = [
+                {
+                    "name": f.name,
+                    "filename": f.filename,
+                    "size": f.size,
+                    "mime": f.mime,
+                    "ranges": str(layout.of_field(i, self.ranges)),
+                    "source": {"path": f.path, **(f.identity.as_dict() if f.identity else {})},
+                }
+                for i, f in enumerate(self.files)
+            ]
         return data
+
+    @staticmethod
+    def _files_from_json(items: Any) -> tuple[tuple[SessionFile, ...], RangeSet]:
+        """A session's fields and, from each field's own ranges, the task's ranges."""
+        files: list[SessionFile] = []
+        own: list[RangeSet] = []
+        for item in items or []:
+            src = item.get("source") or {}
+            identity = None
+            if {"size", "mtime_ns", "inode", "dev"} <= set(src):
+                identity = FileIdentity(
+                    int(src["size"]), int(src["mtime_ns"]), int(src["inode"]), int(src["dev"])
+                )
+            files.append(
+                SessionFile(
+                    name=str(item["name"]),
+                    filename=str(item.get("filename") or item["name"]),
+                    size=int(item["size"]),
+                    path=src.get("path"),
+                    identity=identity,
+                    mime=item.get("mime"),
+                )
+            )
+            try:
+                own.append(RangeSet.parse(item.get("ranges") or ""))
+            except ValueError:
+                own.append(RangeSet())
+        layout = FieldLayout.of(files)
+        ranges = RangeSet()
+        for i, r in enumerate(own):
+            ranges = ranges | layout.to_task(i, r)
+        return tuple(files), ranges
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> JournalRecord:
@@ -202,6 +270,9 @@ class JournalRecord:
         except ValueError:
             ranges = RangeSet()
         names = d.get("secret_names") or {}
+        files: tuple[SessionFile, ...] = ()
+        if d.get("files"):
+            files, ranges = cls._files_from_json(d["files"])
         return cls(
             id=str(d["id"]),
             name=str(d.get("name", "")),
@@ -225,6 +296,7 @@ class JournalRecord:
             updated_at=d.get("updated_at"),
             state=str(d["state"]) if d.get("state") else None,
             error=dict(d["error"]) if isinstance(d.get("error"), dict) else None,
+            files=files,
         )
 
 
@@ -303,7 +375,7 @@ class Journal:
         body = dict(data)
         body["version"] = JOURNAL_VERSION
         body["updated_at"] = time.time()
-        text = json.dumps(body, indent=1, sort_keys=True, ensure_ascii=False)
+        text = dumps_text(body, indent=1, sort_keys=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{task_id}.", suffix=".tmp", dir=self.dir)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

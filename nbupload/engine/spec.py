@@ -10,8 +10,31 @@ from dataclasses import dataclass, field
 
 from ..protocols import PROTOCOLS
 from .credentials import WcsCredentials
+from .sources import FileIdentity
 
-__all__ = ["PROTOCOLS", "TaskSpec"]
+__all__ = ["PROTOCOLS", "SessionFile", "TaskSpec"]
+
+
+@dataclass(frozen=True)
+class SessionFile:
+    """One file field of a multi-file uploader session (PROTOCOLS.md A7).
+
+    ``size`` is fixed when the task starts; the task's bytes are the session's files laid
+    end to end in this order, so its acknowledged ranges (and progress) are one range set
+    over their sum. ``path``/``identity`` let another process open the file again and check
+    it is still the same one (``None`` for in-memory sources).
+    """
+
+    name: str
+    filename: str
+    size: int
+    path: str | None = None
+    identity: FileIdentity | None = field(default=None, compare=False)
+    mime: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        return self.mime or "application/octet-stream"
 
 
 @dataclass
@@ -33,6 +56,8 @@ class TaskSpec:
     streams: int | None = None
     #: the largest a chunk may grow to; ``None``: the engine's ``chunk_max`` setting
     chunk_max: int | None = None
+    #: a multi-file session: its file fields, in order (empty: one file, ``field_name``)
+    files: tuple[SessionFile, ...] = ()
 
     @property
     def content_type(self) -> str:

@@ -180,8 +180,16 @@ class Task:
         """Whether the journal keeps this task across process restarts (path sources only).
 
         Tasks of in-memory sources (bytes, arrays, file objects without a path) are
-        resumable within this process only."""
-        return self._path is not None and self._host.journaled
+        resumable within this process only; a multi-file session is journaled when every
+        one of its files is a path."""
+        return self._journalable and self._host.journaled
+
+    @property
+    def _journalable(self) -> bool:
+        files = self.spec.files
+        if files:
+            return all(f.path is not None for f in files)
+        return self._path is not None
 
     def snapshot(self) -> TaskSnapshot:
         with self._cond:
@@ -361,7 +369,7 @@ class Task:
     def journal_record(self) -> JournalRecord | None:
         """What the journal keeps of this task; ``None`` when it keeps nothing (no path, cancelled)."""
         with self._cond:
-            if self._path is None or self._state is TaskState.CANCELLED:
+            if not self._journalable or self._state is TaskState.CANCELLED:
                 return None
             return JournalRecord.of(
                 self.id,
@@ -377,7 +385,11 @@ class Task:
 
     def open_source(self) -> OpenedSource:
         """Engine side: the task's source, opened again after a restart and checked unchanged."""
-        if self._opened is None:
+        if self._opened is None and self.spec.files:
+            from .multifile import reopen_session
+
+            self._opened = reopen_session(self.spec.files)
+        elif self._opened is None:
             if self._path is None:
                 raise SourceChangedError(
                     "the in-memory source of this task is gone (it lived in another process)"
@@ -402,7 +414,7 @@ class Task:
         if self._lock_file is not None:
             self._lock_file.release()
             self._lock_file = None
-        if self._opened is not None and self._path is not None:
+        if self._opened is not None and self._journalable:
             self._opened.close()
             self._opened = None
 

@@ -45,7 +45,8 @@ def build_parsers() -> dict[str, MagicParser]:
     """One parser per form of ``%upload``; ``put`` is the default form."""
     put = MagicParser(
         prog="%upload",
-        usage="%%upload FILE [URL] [options]   |   %%upload --var NAME [URL] --as FILENAME [options]",
+        usage="%%upload FILE [URL] [options]   |   %%upload --var NAME [URL] --as FILENAME [options]"
+        "   |   %%upload --file FIELD=PATH ... [URL] [options]",
         description="Upload a file from the kernel's filesystem (or an in-memory object with --var) in the "
         "background and show its live row. URL defaults to Uploader.default_url or the demo server.",
     )
@@ -238,6 +239,8 @@ class UploadMagics(Magics):
         protocol = options["protocol"]
         spool = None
         if args.var:
+            if args.files:
+                raise UsageError("--var and --file FIELD=PATH do not go together")
             if args.file and args.url:
                 raise UsageError("with --var, give only the URL (the object replaces FILE)")
             url = args.file or args.url or s.default_url(protocol)
@@ -256,6 +259,19 @@ class UploadMagics(Magics):
             source, spool = data.source, data.spool
             options.setdefault("filename", data.filename)
             options.setdefault("mime", data.mime)
+        elif args.files:  # --file FIELD=PATH ...: one multi-file session
+            if args.as_name:
+                raise UsageError("--as goes with --var")
+            if args.file and args.url:
+                raise UsageError("with --file FIELD=PATH, give only the URL (the fields replace FILE)")
+            from ..errors import FileFieldError
+            from ..options import session_files
+
+            try:
+                source = session_files(args)
+            except FileFieldError as exc:
+                raise UsageError(str(exc)) from None
+            url = args.file or args.url or s.default_url(protocol)
         else:
             if args.as_name:
                 raise UsageError("--as goes with --var")

@@ -268,13 +268,18 @@ def text_bar(fraction: float, width: int = 20) -> str:
 def text_line(snap: TaskSnapshot, width: int = 20) -> str:
     """One stable line per task for consoles, nbconvert and nbval.
 
-    ``data.bin [ab12cd]  37%|#######             | 1.50 MiB/4.00 MiB 512 KiB/s ETA 0:05 uploading``
+    ``data.bin [ab12cd]  37%|#######             | 1.50 MiB/4.00 MiB 512 KiB/s ETA 0:05``
+    ``chunk 8.00 MiB uploading`` (one line)
+
+    A running task shows its current chunk size: it adapts to the link (docs/engine.md), and
+    this is where a user sees what the engine chose.
     """
     head = f"{snap.name} [{snap.id}] {snap.fraction * 100:3.0f}%{text_bar(snap.fraction, width)}"
     size = f"{format_size(snap.acked)}/{format_size(snap.total)}"
     tail = snap.state.value
     if snap.state in (TaskState.UPLOADING, TaskState.CONNECTING) and snap.error is None:
-        tail = f"{format_rate(snap.rate)} ETA {format_duration(snap.eta)} {tail}"
+        chunk = f" chunk {format_size(snap.chunk_size)}" if snap.chunk_size > 0 else ""
+        tail = f"{format_rate(snap.rate)} ETA {format_duration(snap.eta)}{chunk} {tail}"
     if snap.error is not None and snap.state is TaskState.FAILED:
         tail = f"{tail}: {error_text(snap)}"
     return f"{head} {size} {tail}"

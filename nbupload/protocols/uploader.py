@@ -13,8 +13,14 @@ concurrently; each answer is ``{"result":"OK","code":0}`` or
 ``{"result":"ERROR","code":400x,"message":...}``. The server assembles the file once its
 held ranges cover ``[0, total)``.
 
+Several files in one session (PROTOCOLS.md A7, what ``plus.uploader``'s ``addFile``
+builds): each file is a form field of the session, named by its field name
+(:func:`check_field_name` says which names are usable); the query answer lists each
+field's ranges, every chunk carries one field's range, and a plain upload carries every
+file part in one request (:func:`prepare_plain_files`).
+
 Client side: :func:`prepare_query` / :func:`process_query_answer`, :func:`prepare_chunk`
-(or :func:`prepare_plain`) / :func:`process_chunk_answer`. Server side:
+(or :func:`prepare_plain`, :func:`prepare_plain_files`) / :func:`process_chunk_answer`. Server side:
 :func:`parse_query_request`, :func:`format_query_answer`, :func:`format_ok`,
 :func:`format_error`. Every function is pure; the engine and the reference server do the
 I/O.
@@ -23,6 +29,7 @@ I/O.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -44,7 +51,9 @@ __all__ = [
     "RETRY_CODES",
     "ChunkAnswer",
     "ErrorCode",
+    "FileField",
     "QueryAnswer",
+    "check_field_name",
     "classify_chunk",
     "classify_query",
     "describe_code",
@@ -54,6 +63,7 @@ __all__ = [
     "parse_query_request",
     "prepare_chunk",
     "prepare_plain",
+    "prepare_plain_files",
     "prepare_query",
     "process_chunk_answer",
     "process_query_answer",
@@ -219,6 +229,47 @@ def prepare_plain(
     """The one multipart body of a plain (non-resumable) upload: no ``range``."""
     part = FilePart(name, filename, source, 0, source.size, content_type)
     return MultipartEncoder([*_fields(fields), part], boundary, piece_size)
+
+
+@dataclass(frozen=True)
+class FileField:
+    """One file of a session: its form field ``name``, the ``filename`` sent, its bytes."""
+
+    name: str
+    filename: str
+    source: Source
+    content_type: str = "application/octet-stream"
+
+
+#: A field name the client sends: letters, digits (any script), ``_ . - [ ]``, at most 100.
+_FIELD_NAME = re.compile(r"[\w.\-\[\]]{1,100}")
+
+
+def check_field_name(name: str) -> str:
+    """``name`` if it is a usable form field name, else :class:`ProtocolError` saying why.
+
+    Browsers accept any text, but a name must survive every server's form parser and a
+    command line's ``FIELD=PATH``: no quotes, ``=``, ``;``, spaces or control characters.
+    """
+    if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+        raise ProtocolError(
+            f"{name!r} is not a usable form field name: use 1 to 100 letters, digits, '_', '.', '-', "
+            "'[' or ']' (e.g. photo, doc, files[])"
+        )
+    return name
+
+
+def prepare_plain_files(
+    boundary: str,
+    files: Sequence[FileField],
+    *,
+    fields: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    piece_size: int = DEFAULT_PIECE_SIZE,
+) -> MultipartEncoder:
+    """The one multipart body of a plain upload of a session's files (A6, A7): the data
+    fields first, then every file part whole, without ``range``."""
+    parts = [FilePart(f.name, f.filename, f.source, 0, f.source.size, f.content_type) for f in files]
+    return MultipartEncoder([*_fields(fields), *parts], boundary, piece_size)
 
 
 @dataclass(frozen=True)

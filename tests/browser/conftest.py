@@ -90,8 +90,27 @@ def lab(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterato
     env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(base / "lab-workspaces")
     env.pop("JUPYTER_PATH", None)
-    port = _free_port()
     log = base / "jupyterlab.log"
+    # The port is picked free and then bound by JupyterLab (port_retries=0, so it never
+    # silently moves elsewhere); another process may take it in between: start again then.
+    for _attempt in range(3):
+        port = _free_port()
+        proc, url = _start_lab(port, env, root, log)
+        try:
+            if _wait_lab(proc, url, log):
+                break
+        except BaseException:
+            _stop(proc)
+            raise
+    else:
+        raise RuntimeError(f"JupyterLab found its port taken three times:\n{log.read_text()[-3000:]}")
+    try:
+        yield Lab(url, root, home, proc, log)
+    finally:
+        _stop(proc)
+
+
+def _lab_command(port: int, root: Path) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -111,25 +130,34 @@ def lab(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterato
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
+    return cmd
+
+
+def _start_lab(port: int, env: dict[str, str], root: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/api/status", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"JupyterLab did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield Lab(url, root, home, proc, log)
-    finally:
-        _stop(proc)
+        proc = subprocess.Popen(
+            _lab_command(port, root), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root
+        )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _wait_lab(proc: subprocess.Popen[bytes], url: str, log: Path) -> bool:
+    """True once JupyterLab answers; False if it exited because its port was taken."""
+    deadline = time.monotonic() + 180  # a loaded 2-core machine starts Lab slowly
+    while True:
+        if proc.poll() is not None:
+            text = log.read_text(errors="replace")
+            if "already in use" in text or "Address already in use" in text:
+                return False
+            raise RuntimeError(f"JupyterLab exited ({proc.returncode}):\n{text[-3000:]}")
+        try:
+            if httpx.get(f"{url}/api/status", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"JupyterLab did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.3)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -86,9 +86,9 @@ def test_server_restarted_mid_flight(make_engine, tmp_path):
     engine = make_engine(chunk_size=256 * KiB, streams=4, backoff_base=0.05, backoff_cap=0.2, retries=50)
     src = make_file(tmp_path / "restart.bin", 4 * MiB)
     task = engine.submit(src, first.upload_url)
-    wait_for(lambda: task.acked >= 512 * KiB, timeout=30)
+    wait_for(lambda: task.acked >= 512 * KiB, timeout=60)
     first.stop()
-    wait_for(lambda: task.snapshot().retrying, timeout=30)
+    wait_for(lambda: task.snapshot().retrying, timeout=60)
     with start_server(root=root, port=port) as second:
         snap = task.wait(60, raise_on_error=True)
         assert sha256_file(second.root / "restart.bin") == sha256_file(src)
@@ -102,7 +102,7 @@ def test_pause_and_cancel_stop_every_stream_at_once(make_engine, tmp_path, actio
         src = make_file(tmp_path / "slow.bin", 16 * MiB)
         task = engine.submit(src, server.upload_url)
         # four requests under way: more than three chunks' bytes written and unanswered
-        wait_for(lambda: task.snapshot().inflight > 3 * MiB, timeout=30)
+        wait_for(lambda: task.snapshot().inflight > 3 * MiB, timeout=60)
         t0 = time.monotonic()
         getattr(task, action)()
         snap = task.wait(30)
@@ -123,7 +123,7 @@ def test_pause_and_cancel_stop_every_stream_at_once(make_engine, tmp_path, actio
             last["n"] = now
             return last["same"] >= 10
 
-        wait_for(settled, timeout=10, interval=0.05)
+        wait_for(settled, timeout=60, interval=0.05)
         assert counter() < src.stat().st_size
         if action == "pause":
             task.resume()
@@ -140,7 +140,7 @@ def test_a_task_waiting_out_a_backoff_does_not_hold_a_worker(make_engine, server
     ((ak, sk),) = CREDENTIALS.items()
     wcs = {"protocol": "wcs-append", "access_key": ak, "secret_key": sk, "scope": "b:k"}
     stale = [engine.submit(bytes(1000), dead, **(wcs if protocol == "wcs-append" else {})) for _ in range(10)]
-    wait_for(lambda: all(t.snapshot().retrying for t in stale), timeout=30)
+    wait_for(lambda: all(t.snapshot().retrying for t in stale), timeout=60)
     src = make_file(tmp_path / "live.bin", 300 * KiB)
     snap = engine.submit(src, server.upload_url).wait(30, raise_on_error=True)
     assert snap.state is TaskState.DONE
@@ -156,7 +156,7 @@ def test_rate_and_eta_are_cleared_while_retrying(make_engine, tmp_path):
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/upload"
     engine = make_engine(retries=1000, backoff_base=1.0, backoff_cap=2.0, retry_deadline=600)
     task = engine.submit(bytes(1000), dead)
-    wait_for(lambda: task.snapshot().retrying, timeout=30)
+    wait_for(lambda: task.snapshot().retrying, timeout=60)
     snap = task.snapshot()
     assert snap.rate == 0 and snap.eta is None and snap.error is not None
     task.cancel()

@@ -13,7 +13,8 @@ import pytest
 
 import nbupload
 from nbupload.engine import TaskState
-from tests.support.helpers import CREDENTIALS, make_file, sha256_file
+from nbupload.server import start_server
+from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
 
 AK, SK = next(iter(CREDENTIALS.items()))
 SIZE = 300_000
@@ -73,3 +74,30 @@ def test_wcs_append_stores_an_odd_name_whole(server, engine, tmp_path):
     assert _files_under(server.root / "bucket") == [key]
     assert sha256_file(server.root / "bucket" / key) == sha256_file(src)
     assert server.stats()["wcs"]["requests"] == 5  # ceil(300000 / 65536) appends, each carrying the key
+
+
+def test_a_name_that_is_not_utf8_uploads_and_resumes_from_the_journal(tmp_path, make_engine):
+    """A Latin-1 name on a UTF-8 system (``os.fsdecode`` leaves its byte as a lone surrogate).
+
+    The journal once failed to write it (a bare ``UnicodeEncodeError`` from ``upload``); now
+    the entry keeps the path losslessly, a second engine reopens the same file, and the
+    server stores the name with U+FFFD where the byte was, as browsers send it.
+    """
+    src = make_file(tmp_path / os.fsdecode(b"caf\xe9.bin"), SIZE, seed=16)
+    with start_server(root=tmp_path / "root", throttle=200_000) as slow:
+        first = make_engine(chunk_size=CHUNK)
+        task = nbupload.upload(str(src), slow.upload_url, chunk_size=CHUNK, engine=first)
+        wait_for(lambda: task.acked > 0, timeout=60)
+        task.pause()
+        wait_for(lambda: task.state is TaskState.PAUSED, timeout=60)
+        first.shutdown(wait=True, timeout=10)
+
+        second = make_engine(chunk_size=CHUNK)
+        (entry,) = second.unfinished()
+        assert entry.path == str(src) and os.fsencode(entry.path).endswith(b"caf\xe9.bin")
+        (resumed,) = second.resume(entry.id)
+        resumed.wait(timeout=120)
+        assert resumed.state is TaskState.DONE, resumed.error
+        stored = slow.root / "caf\ufffd.bin"
+        assert sha256_file(stored) == sha256_file(src)
+        assert _files_under(slow.root) == ["caf\ufffd.bin"]

@@ -23,7 +23,7 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def wait_for(predicate, timeout=20.0, step=0.02):
+def wait_for(predicate, timeout=60.0, step=0.02):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():

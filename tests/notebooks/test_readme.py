@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -141,26 +140,25 @@ def test_magics_block_runs_in_ipython(tmp_path: Path) -> None:
     assert stored and stored.group(1) == "['big.bin', 'data.csv', 'demo/results.csv', 'results.parquet']", out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_console_block_runs_in_bash(tmp_path: Path) -> None:
-    port = _free_port()
     lines = [line[2:] for line in _block("console").splitlines() if line.startswith("$ ")]
     script = []
     for line in lines:
-        script.append(line.replace("8765", str(port)))
         if line.startswith("nbupload serve"):
-            # wait until it accepts connections; stop it (by PID) whatever happens next
+            # the README's fixed port, made ephemeral: the server binds port 0 and says which
+            # port it got; wait for that (a loaded machine imports slowly), stop it by PID
+            assert "--port 8765" in line and line.endswith("&")
+            served = line.replace("--port 8765", "--port 0")[:-1].rstrip()
             script += [
+                f"{served} > serve.log 2>&1 &",
                 "SERVER=$!",
                 "trap 'kill $SERVER' EXIT",
-                f"for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) "
-                "2>/dev/null && break; sleep 0.1; done",
+                "for i in $(seq 1200); do grep -q 'serving on' serve.log && break; "
+                "kill -0 $SERVER || { cat serve.log; exit 1; }; sleep 0.1; done",
+                "PORT=$(grep -o 'serving on http://127.0.0.1:[0-9]*' serve.log | grep -o '[0-9]*$')",
             ]
+        else:
+            script.append(line.replace("8765", "$PORT"))
     (tmp_path / "data.bin").write_bytes(os.urandom(3 << 20))
     (tmp_path / "block.sh").write_text("set -euo pipefail\n" + "\n".join(script) + "\n")
     out = _run(["bash", "block.sh"], tmp_path).stdout

@@ -107,6 +107,13 @@ def test_text_line_is_tqdm_like_and_stable():
     assert text_line(paused).endswith("500 B/1000 B paused")
 
 
+def test_text_line_shows_the_current_chunk_size_while_running():
+    running = snap(acked=500, rate=1024.0, eta=3.0, chunk_size=8 << 20)
+    assert text_line(running).endswith("1.00 KiB/s ETA 0:03 chunk 8.00 MiB uploading")
+    done = snap(acked=1000, state=TaskState.DONE, chunk_size=8 << 20)
+    assert "chunk" not in text_line(done)
+
+
 def test_stats_text_shows_rate_and_eta_only_while_moving():
     assert "ETA 0:03" in stats_text(snap(acked=10, rate=100.0, eta=3.0))
     done = stats_text(snap(acked=1000, state=TaskState.DONE, started_at=10.0, finished_at=75.0))

@@ -69,7 +69,7 @@ def test_prefix_lets_a_stream_started_later_verify_the_whole(server, creds, tmp_
 def test_the_interval_sends_without_a_flush(server, creds):
     w = nbupload.open_append(server.url, key="run/out.log", interval=0.2, **creds)
     w.write(b"a line waiting less than flush_size\n")
-    wait_for(lambda: _stored(server).exists() and _stored(server).stat().st_size == 36, timeout=30)
+    wait_for(lambda: _stored(server).exists() and _stored(server).stat().st_size == 36, timeout=60)
     w.close()
     assert w.verified
 

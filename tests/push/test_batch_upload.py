@@ -132,7 +132,7 @@ def test_pause_resume_and_cancel_the_whole_batch(tmp_path, engine):
     res = _tree(tmp_path / "results", {f"f{i}.bin": 300_000 for i in range(6)})
     with start_server(root=tmp_path / "root", throttle=2_000_000) as srv:
         batch = upload_many(res, srv.upload_url, engine=engine, window=2)
-        wait_for(lambda: batch.snapshot().bytes_done > 0, timeout=30)
+        wait_for(lambda: batch.snapshot().bytes_done > 0, timeout=60)
         batch.pause()
         snap = batch.wait(30)
         assert snap.state == "paused" and snap.files_done < 6 and snap.files_waiting > 0
@@ -144,7 +144,7 @@ def test_pause_resume_and_cancel_the_whole_batch(tmp_path, engine):
 
         more = _tree(tmp_path / "more", {f"g{i}.bin": 300_000 for i in range(6)})
         batch2 = upload_many(more, srv.upload_url, engine=engine, window=2)
-        wait_for(lambda: batch2.snapshot().bytes_done > 0, timeout=30)
+        wait_for(lambda: batch2.snapshot().bytes_done > 0, timeout=60)
         batch2.cancel()
         snap = batch2.wait(30)
         assert snap.state == "cancelled" and snap.files_done < 6
@@ -157,7 +157,7 @@ def test_an_interrupted_batch_is_adopted_by_the_next_run(tmp_path, make_engine):
     with start_server(root=tmp_path / "root", throttle=2_000_000) as srv:
         first = make_engine()
         batch = upload_many(res, srv.upload_url, engine=first)
-        wait_for(lambda: batch.snapshot().bytes_done > 100_000, timeout=30)
+        wait_for(lambda: batch.snapshot().bytes_done > 100_000, timeout=60)
         first.shutdown(wait=True, timeout=10)  # as a kernel going away: the journal keeps the tasks
         batch.close()
         second = make_engine()

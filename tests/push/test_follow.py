@@ -80,7 +80,7 @@ def test_rotation_by_rename_is_reported_never_appended(server, creds, tmp_path):
     log = tmp_path / "train.log"
     log.write_bytes(b"old 1\n")
     f = _follow(server, creds, log)
-    wait_for(lambda: f.position == 6, timeout=30)
+    wait_for(lambda: f.position == 6, timeout=60)
     os.rename(log, tmp_path / "train.log.1")
     log.write_bytes(b"new file, new content\n")
     f.wait(60)
@@ -93,7 +93,7 @@ def test_truncation_or_rewrite_is_reported_never_appended(server, creds, tmp_pat
     log = tmp_path / "train.log"
     log.write_bytes(b"first content\n")
     f = _follow(server, creds, log)
-    wait_for(lambda: f.position == 14, timeout=30)
+    wait_for(lambda: f.position == 14, timeout=60)
     with open(log, "r+b") as fh:  # in place, as copytruncate does
         fh.truncate(0)
         fh.write(new)

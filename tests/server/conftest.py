@@ -99,7 +99,7 @@ def raw_request(
         return rawhttp.read_answer(s)
 
 
-def wait_for(predicate, timeout: float = 30.0) -> bool:
+def wait_for(predicate, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -106,7 +106,7 @@ def test_same_position_appends_from_two_processes_one_wins_one_gets_409(tmp_path
         with socket.create_connection(("127.0.0.1", port_a), timeout=60) as sock:
             prefix, closing = _append_request(port_a, 0, tok, "race.bin", first)
             sock.sendall(prefix + first[: 2 << 20])  # process A holds the object's lock, mid-append
-            assert wait_for(lambda: obj.exists() and obj.stat().st_size > 0, timeout=30)
+            assert wait_for(lambda: obj.exists() and obj.stat().st_size > 0, timeout=60)
             with ThreadPoolExecutor(1) as pool:
                 # process B appends at the same position meanwhile: it must wait for A's lock
                 def other() -> wcs.AppendAnswer:

@@ -87,43 +87,28 @@ def test_a_300_mib_append_with_a_forged_token_gets_its_401(srv):
     assert not (srv.root / "bkt").exists()
 
 
-def test_a_300_mib_chunk_over_the_request_limit_gets_413_4001(tmp_path):
-    with start_server(tmp_path / "root", max_request_size=1 << 20) as srv:
+@pytest.mark.parametrize(
+    ("limits", "range_", "refusal"),
+    [
+        ({"max_request_size": 1 << 20}, f"0-{BIG}/{BIG}", (413, 4001)),  # request over the limit
+        ({"max_file_size": 1 << 20}, f"0-{BIG}/{BIG}", (413, 4002)),  # file over the limit
+        ({}, f"10-5/{BIG}", (400, 400)),  # a malformed range
+    ],
+    ids=["4001", "4002", "400"],
+)
+def test_a_300_mib_chunk_gets_its_refusal(tmp_path, limits, range_, refusal):
+    with start_server(tmp_path / "root", max_request_size=limits.get("max_request_size", 400 << 20),
+                      max_file_size=limits.get("max_file_size")) as srv:  # fmt: skip
         boundary = "----refusal-chunk"
         prefix = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"; '
-            f'range="0-{BIG}/{BIG}"\r\n\r\n'
+            f'range="{range_}"\r\n\r\n'
         ).encode()
         suffix = f"\r\n--{boundary}--\r\n".encode()
         head = _head("/upload", boundary, len(prefix) + BIG + len(suffix))
         status, _, body = _send_then_read(srv.port, head, prefix, BIG, suffix)
-        assert (status, json.loads(body)["code"]) == (413, 4001)
+        assert (status, json.loads(body)["code"]) == refusal
         assert not (srv.root / "big.bin").exists()
-
-
-def test_a_300_mib_chunk_of_a_file_over_the_size_limit_gets_413_4002(tmp_path):
-    with start_server(tmp_path / "root", max_file_size=1 << 20) as srv:
-        boundary = "----refusal-4002"
-        prefix = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"; '
-            f'range="0-{BIG}/{BIG}"\r\n\r\n'
-        ).encode()
-        suffix = f"\r\n--{boundary}--\r\n".encode()
-        head = _head("/upload", boundary, len(prefix) + BIG + len(suffix))
-        status, _, body = _send_then_read(srv.port, head, prefix, BIG, suffix)
-        assert (status, json.loads(body)["code"]) == (413, 4002)
-
-
-def test_a_300_mib_malformed_chunk_gets_its_400(srv):
-    boundary = "----refusal-400"
-    prefix = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"; '
-        f'range="10-5/{BIG}"\r\n\r\n'
-    ).encode()
-    suffix = f"\r\n--{boundary}--\r\n".encode()
-    head = _head("/upload", boundary, len(prefix) + BIG + len(suffix))
-    status, _, body = _send_then_read(srv.port, head, prefix, BIG, suffix)
-    assert (status, json.loads(body)["code"]) == (400, 400)
 
 
 def test_expect_100_continue_gets_the_refusal_before_sending_the_body(tmp_path):

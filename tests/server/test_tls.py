@@ -4,9 +4,6 @@ clear errors (plain HTTP to the HTTPS port, an untrusted certificate)."""
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +14,10 @@ import nbupload
 from nbupload.engine import Engine, EngineConfig, TaskState
 from nbupload.server import start_server
 from nbupload.server.tls import self_signed
+from tests.support.cliproc import cli_killed_after, run_cli
 
 from .conftest import AK, SK, data_of, wait_for
 from .test_cli import serve
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sha(path: Path) -> str:
@@ -85,9 +81,9 @@ def test_pause_and_resume_over_tls(tmp_path, cert, engine):
     src.write_bytes(data_of(8_000_000, seed=4))
     with start_server(tmp_path / "root", ssl=cert.context, throttle=1_000_000) as srv:
         task = nbupload.upload(str(src), srv.upload_url, engine=engine)
-        wait_for(lambda: task.snapshot().acked >= 256 << 10, timeout=30)
+        wait_for(lambda: task.snapshot().acked >= 256 << 10, timeout=60)
         task.pause()
-        wait_for(lambda: task.state == TaskState.PAUSED, timeout=30)
+        wait_for(lambda: task.state == TaskState.PAUSED, timeout=60)
         paused = task.snapshot()
         assert 0 < paused.acked < paused.total
         assert not (srv.root / "p.bin").exists()
@@ -96,66 +92,17 @@ def test_pause_and_resume_over_tls(tmp_path, cert, engine):
         assert _sha(srv.root / "p.bin") == _sha(src)
 
 
-def _cli(*args: str, home: Path) -> list[str]:
-    return [sys.executable, "-m", "nbupload", *args]
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["NBUPLOAD_HOME"] = str(home)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    for name in ("NBUPLOAD_TOKEN", "NBUPLOAD_ACCESS_KEY", "NBUPLOAD_SECRET_KEY"):
-        env.pop(name, None)
-    return env
-
-
 def test_sigkill_then_resume_over_tls_with_cacert(tmp_path, cert):
     home = tmp_path / "home"
     src = tmp_path / "k.bin"
     src.write_bytes(data_of(3_000_000, seed=6))
     with start_server(tmp_path / "root", ssl=cert.context, throttle=1_500_000) as srv:
-        proc = subprocess.Popen(
-            _cli(
-                "put",
-                str(src),
-                srv.upload_url,
-                "--chunk-size",
-                "256KiB",
-                "--quiet",
-                "--cacert",
-                str(cert.ca_file),
-                home=home,
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_env(home),
-        )
-        try:
-            journal = home / "tasks"
-
-            def acked() -> bool:
-                entries = sorted(journal.glob("*.json")) if journal.is_dir() else []
-                return bool(entries) and json.loads(entries[0].read_text())["acked"] >= 256 << 10
-
-            wait_for(acked, timeout=30)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+        cli_killed_after(
+            "put", str(src), srv.upload_url, "--chunk-size", "256KiB", "--quiet",
+            "--cacert", str(cert.ca_file), home=home, acked=256 << 10,
+        )  # fmt: skip
         assert not (srv.root / "k.bin").exists()
-        done = subprocess.run(
-            _cli("resume", "--all", "--quiet", "--cacert", str(cert.ca_file), home=home),
-            capture_output=True,
-            text=True,
-            env=_env(home),
-            timeout=120,
-            check=False,
-        )
+        done = run_cli("resume", "--all", "--quiet", "--cacert", str(cert.ca_file), home=home)
         assert done.returncode == 0, done.stderr
         assert _sha(srv.root / "k.bin") == _sha(src)
 
@@ -164,25 +111,11 @@ def test_an_untrusted_certificate_is_a_clear_error_and_insecure_skips_the_check(
     home = tmp_path / "home"
     src = tmp_path / "u.bin"
     src.write_bytes(data_of(5000))
-    done = subprocess.run(
-        _cli("put", str(src), tls_server.upload_url, "--quiet", "--retries", "0", home=home),
-        capture_output=True,
-        text=True,
-        env=_env(home),
-        timeout=120,
-        check=False,
-    )
+    done = run_cli("put", str(src), tls_server.upload_url, "--quiet", "--retries", "0", home=home)
     assert done.returncode != 0
     assert "CERTIFICATE_VERIFY_FAILED" in done.stderr or "certificate verify failed" in done.stderr
     assert "Traceback" not in done.stderr
-    done = subprocess.run(
-        _cli("put", str(src), tls_server.upload_url, "--quiet", "--insecure", home=home),
-        capture_output=True,
-        text=True,
-        env=_env(home),
-        timeout=120,
-        check=False,
-    )
+    done = run_cli("put", str(src), tls_server.upload_url, "--quiet", "--insecure", home=home)
     assert done.returncode == 0, done.stderr
     assert _sha(tls_server.root / "u.bin") == _sha(src)
 
@@ -192,14 +125,7 @@ def test_plain_http_to_the_https_port_says_to_use_https(tls_server, tmp_path):
     src = tmp_path / "h.bin"
     src.write_bytes(data_of(5000))
     plain = tls_server.upload_url.replace("https://", "http://")
-    done = subprocess.run(
-        _cli("put", str(src), plain, "--quiet", "--retries", "0", home=home),
-        capture_output=True,
-        text=True,
-        env=_env(home),
-        timeout=120,
-        check=False,
-    )
+    done = run_cli("put", str(src), plain, "--quiet", "--retries", "0", home=home)
     assert done.returncode != 0
     assert "https://" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr

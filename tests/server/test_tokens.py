@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from nbupload.protocols import uploader
 from nbupload.server import start_server
+from tests.support.cliproc import cli_killed_after, run_cli
 
-from .conftest import AK, SEED_BOUNDARY, SK, data_of, send_chunk, token, tree, wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import AK, SEED_BOUNDARY, SK, data_of, send_chunk, token, tree
 
 
 @pytest.fixture
@@ -133,58 +130,19 @@ def test_valid_token_lands_files_in_its_folder_by_header_or_query(guarded, clien
 
 def test_the_cli_sends_the_token_as_uptoken_and_never_keeps_or_prints_it(guarded, tmp_path):
     home = tmp_path / "home"
-    env = {
-        **os.environ,
-        "NBUPLOAD_HOME": str(home),
-        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    }
     src = tmp_path / "cli.bin"
     src.write_bytes(data_of(600_000, seed=9))
     tok = token("inbox")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nbupload",
-            "put",
-            str(src),
-            guarded.upload_url,
-            "--token",
-            tok,
-            "--chunk-size",
-            "256KiB",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
+    done = run_cli(
+        "put", str(src), guarded.upload_url, "--token", tok, "--chunk-size", "256KiB", "--quiet", home=home
     )
     assert done.returncode == 0, done.stderr
     assert (guarded.root / "inbox" / "cli.bin").read_bytes() == src.read_bytes()
     assert tok not in done.stdout + done.stderr
     # a refused token: a clear failure, and still not shown
     bad = token("inbox", sk="guessed")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nbupload",
-            "put",
-            str(src),
-            guarded.upload_url,
-            "--token",
-            bad,
-            "--quiet",
-            "--filename",
-            "no.bin",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
+    done = run_cli(
+        "put", str(src), guarded.upload_url, "--token", bad, "--quiet", "--filename", "no.bin", home=home
     )
     assert done.returncode != 0 and "401" in done.stderr
     assert bad not in done.stdout + done.stderr and bad.split(":")[1] not in done.stderr
@@ -243,63 +201,17 @@ def test_tokens_in_urls_are_masked_in_the_access_log(tmp_path):
 
 
 def test_resume_token_is_sent_again_as_uptoken_for_an_uploader_task(tmp_path):
-    import json as _json
-    import signal
-
     home = tmp_path / "home"
-    env = {
-        **os.environ,
-        "NBUPLOAD_HOME": str(home),
-        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    }
     src = tmp_path / "r.bin"
     src.write_bytes(data_of(3_000_000, seed=11))
     tok = token("inbox")
     with start_server(tmp_path / "root", credentials={AK: SK}, require_token=True, throttle=1_500_000) as srv:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "nbupload",
-                "put",
-                str(src),
-                srv.upload_url,
-                "--token",
-                tok,
-                "--chunk-size",
-                "256KiB",
-                "--quiet",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        try:
-            journal = home / "tasks"
-
-            def acked() -> bool:
-                entries = sorted(journal.glob("*.json")) if journal.is_dir() else []
-                return bool(entries) and _json.loads(entries[0].read_text())["acked"] >= 256 << 10
-
-            assert wait_for(acked, timeout=30)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(15)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
-        entry = next(journal.glob("*.json")).read_text()
-        assert tok.split(":")[1] not in entry  # the journal never kept it
-        done = subprocess.run(
-            [sys.executable, "-m", "nbupload", "resume", "--all", "--quiet", "--token", tok],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
+        cli_killed_after(
+            "put", str(src), srv.upload_url, "--token", tok, "--chunk-size", "256KiB", "--quiet",
+            home=home, acked=256 << 10,
+        )  # fmt: skip
+        for kept in (home / "tasks").glob("*.json"):
+            assert tok.split(":")[1] not in kept.read_text()  # the journal never kept it
+        done = run_cli("resume", "--all", "--quiet", "--token", tok, home=home)
         assert done.returncode == 0, done.stderr
         assert (srv.root / "inbox" / "r.bin").read_bytes() == src.read_bytes()

@@ -39,7 +39,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> object:
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.02) -> object:
     """Poll until ``predicate()`` is truthy; fail the test with a clear message otherwise."""
     end = time.monotonic() + timeout
     while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -29,6 +30,8 @@ class NonsenseQueryServer:
     def __init__(self) -> None:
         outer = self
         self.uploads: list[tuple[bytes, str]] = []
+        #: every multipart request as ``(body, boundary)`` (several file parts: :func:`file_part`)
+        self.bodies: list[tuple[bytes, str]] = []
         self.queries = 0
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,7 +49,9 @@ class NonsenseQueryServer:
                     answer = b"<html><body>It works! {not json</body></html>"
                 else:
                     boundary = ctype.split("boundary=", 1)[1]
-                    outer.uploads.append(file_part(body, boundary))
+                    outer.bodies.append((body, boundary))
+                    with contextlib.suppress(ValueError):  # a session's parts have other names
+                        outer.uploads.append(file_part(body, boundary))
                     answer = b'{result:"OK"}'
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
