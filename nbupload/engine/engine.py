@@ -4,18 +4,19 @@ streams borrow, the journal, and event delivery to subscribers.
 A worker runs a task as ``handle = task.begin(gen)`` -> ``run_driver(ctx, handle)`` ->
 ``task.settle(...)``. Tasks know the engine only as a :class:`~nbupload.engine.task.TaskHost`
 (:class:`_Host`); drivers only as a :class:`~nbupload.engine.run.RunContext`. A run that has
-to wait out a backoff gives its worker back and is queued again by a timer.
+to wait out a backoff gives its worker back and is queued again by a timer. Runs wait in two
+lanes (:mod:`nbupload.engine.lanes`): tasks adopted from the journal run in the background
+lane, so they never delay an upload started here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -29,6 +30,7 @@ from .credentials import resolve_wcs_credentials
 from .drivers import run_driver
 from .events import Dispatcher
 from .journal import Journal, JournalEntry, JournalRecord
+from .lanes import Lanes
 from .multifile import OpenedSession, open_session
 from .redact import redact_url
 from .retry import Backoff
@@ -44,6 +46,7 @@ __all__ = ["Engine", "UnfinishedTask"]
 log = logging.getLogger("nbupload.engine")
 
 _NEEDS_AGAIN = ("needs-secrets", "needs-credentials")
+_LABEL = "label."  # labels live in a task's journaled ``extra`` under this prefix
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,17 @@ class UnfinishedTask:
     path: str | None
     locked: bool  # another process is running it right now
     updated_at: float | None
+    #: the state it was last in ("paused", "failed", "uploading" when its process died) and why
+    state: str | None = None
+    error: str | None = None
+    error_code: int | str | None = None
+    #: what the front end that started it noted (``submit(labels=...)``): notebook, server root
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["labels"] = dict(self.labels)
+        return out
 
 
 def _clean_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -103,7 +114,9 @@ class Engine:
         )
         self._lock = threading.RLock()
         self._tasks: dict[str, Task] = {}
-        self._queue: queue.Queue[tuple[Task, int] | None] = queue.Queue()
+        self._lanes: Lanes[tuple[Task, int]] = Lanes(self.config.workers)
+        #: ids of tasks adopted from the journal: their runs wait in the background lane
+        self._background: set[str] = set()
         self._workers: list[threading.Thread] = []
         self._transport = transport
         self._clients = ClientPool(self.config, transport)
@@ -161,30 +174,34 @@ class Engine:
         )
 
     def _ensure_workers(self) -> None:
+        """``2 x workers`` threads: ``workers`` runs per lane at most (see :mod:`.lanes`)."""
+        self._lanes.limit = self.config.workers
         alive = [t for t in self._workers if t.is_alive()]
         self._workers = alive
-        want = self.config.workers
+        want = 2 * self.config.workers
         for _ in range(want - len(alive)):
             t = threading.Thread(target=self._work, name=f"nbupload-worker-{len(self._workers)}", daemon=True)
             self._workers.append(t)
             t.start()
-        for _ in range(len(alive) - want):
-            self._queue.put(None)  # one worker retires after its current task
+        if len(alive) > want:
+            self._lanes.retire(len(alive) - want)  # idle threads leave, busy ones after their run
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            got = self._lanes.take()
+            if got is None:
                 with self._lock:
                     me = threading.current_thread()
                     if me in self._workers:
                         self._workers.remove(me)
                 return
-            task, gen = item
+            (task, gen), background = got
             try:
                 self._run(task, gen)
             except Exception:  # pragma: no cover - settle catches everything but bugs in the table
                 log.exception("nbupload: worker crashed on task %s", task.id)
+            finally:
+                self._lanes.done(background)
 
     def _run(self, task: Task, gen: int) -> None:
         handle = task.begin(gen)
@@ -231,7 +248,8 @@ class Engine:
                 return
             if not self._workers:
                 self._ensure_workers()
-        self._queue.put((task, gen))
+            background = task.id in self._background
+        self._lanes.put((task, gen), background=background)
 
     def _timer_fired(self, task: Task, gen: int) -> None:
         with self._lock:
@@ -291,6 +309,7 @@ class Engine:
         chunk_max: int | None = None,
         start: bool = True,
         journal: bool = True,
+        labels: Mapping[str, str] | None = None,
     ) -> Task:
         """Start uploading ``source`` to ``url``; returns at once with the queued task.
 
@@ -303,7 +322,9 @@ class Engine:
         name (every front end gets this rule from here). ``journal=False``: the task keeps no
         journal entry of its own, for a caller that journals it itself (a batch, for files of
         one chunk: its record says what to send again, and one chunk has no held ranges worth
-        resuming); it saves a lock file and two fsyncs per small file.
+        resuming); it saves a lock file and two fsyncs per small file. ``labels``: short notes
+        the journal keeps with the task for the front end that started it (the notebook, the
+        embedded server's root), read back in :meth:`unfinished`; never secrets.
 
         ``source`` may be a mapping of form field names to files (``{"photo": "a.jpg",
         "doc": "b.pdf"}``): one uploader session holding every file (PROTOCOLS.md A7), one
@@ -372,6 +393,9 @@ class Engine:
             if self._journal is not None and opened.persistent and journal:
                 lock = self._journal.lock(task_id)
             held = RangeSet([(0, int(position))]) if position else None
+            extra: dict[str, Any] = {_LABEL + str(k): str(v) for k, v in (labels or {}).items()}
+            if position:
+                extra["position"] = int(position)
             task = Task(
                 self._host,
                 task_id,
@@ -380,7 +404,7 @@ class Engine:
                 total=opened.size,
                 lock=lock,
                 acked=held,
-                extra={"position": int(position)} if position else None,
+                extra=extra or None,
             )
         except BaseException:
             opened.close()
@@ -461,6 +485,14 @@ class Engine:
                     path=src.get("path"),
                     locked=self._journal.is_locked(entry.id),
                     updated_at=entry.data.get("updated_at"),
+                    state=entry.data.get("state"),
+                    error=(entry.data.get("error") or {}).get("text"),
+                    error_code=(entry.data.get("error") or {}).get("code"),
+                    labels={
+                        k[len(_LABEL) :]: str(v)
+                        for k, v in (entry.data.get("extra") or {}).items()
+                        if k.startswith(_LABEL)
+                    },
                 )
             )
         return out
@@ -542,6 +574,7 @@ class Engine:
             raise
         with self._lock:
             self._tasks[task.id] = task
+            self._background.add(task.id)
         if problem is not None:
             task.fail(problem)
             return task
@@ -621,6 +654,7 @@ class Engine:
             if task is not None and task.state not in RUNNING_STATES and task.state is not TaskState.PAUSED:
                 del self._tasks[task_id]
                 self._unjournaled.discard(task_id)
+                self._background.discard(task_id)
 
     def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
         """Pause what is running (the journal keeps it), stop the threads, release locks."""
@@ -641,8 +675,7 @@ class Engine:
             timers, self._timers = list(self._timers), set()
         for timer in timers:
             timer.cancel()
-        for _ in self._workers:
-            self._queue.put(None)
+        self._lanes.close()
         if wait:
             for t in list(self._workers):
                 t.join(timeout)

@@ -3,7 +3,8 @@
 ``<dir>/<id>.json`` holds what resuming needs (protocol, URL, source path and identity,
 boundary, fields, chunk size, acknowledged ranges or append position; for a multi-file
 session, ``files``: each field's name, file name, size, path, identity and its own
-acknowledged ranges) and nothing
+acknowledged ranges; the state it was last in and its last error, so a later process can
+say why it stopped) and nothing
 secret: credentials come back from options, environment or configuration at resume
 time, and header or field values whose names look secret are left out (their names are
 recorded so a resume can ask for them). Files are written atomically (temp file, fsync,
@@ -135,6 +136,10 @@ class JournalRecord:
     identity: FileIdentity | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     updated_at: float | None = None
+    #: the state the task was in when written ("uploading" if its process died running it)
+    state: str | None = None
+    #: its last error (``code``, ``text``: the message as the user reads it, never a secret)
+    error: dict[str, Any] | None = None
     #: a multi-file session's fields (``ranges`` then spans them end to end)
     files: tuple[SessionFile, ...] = ()
 
@@ -149,6 +154,8 @@ class JournalRecord:
         path: str | None,
         identity: FileIdentity | None,
         extra: Mapping[str, Any],
+        state: str | None = None,
+        error: Mapping[str, Any] | None = None,
     ) -> JournalRecord:
         """The secret-free record of a task."""
         fields_kept, fields_secret = split_secrets(spec.fields)
@@ -175,6 +182,8 @@ class JournalRecord:
             path=path,
             identity=identity,
             extra={k: v for k, v in extra.items() if isinstance(v, _SCALAR)},
+            state=state,
+            error={k: v for k, v in error.items() if isinstance(v, _SCALAR)} if error else None,
             files=spec.files,
         )
 
@@ -205,6 +214,10 @@ class JournalRecord:
         }
         if self.wcs is not None:
             data["wcs"] = self.wcs
+        if self.state is not None:
+            data["state"] = self.state
+        if self.error is not None:
+            data["error"] = self.error
         if self.files:
             layout = FieldLayout.of(self.files)
             data["files"] = [
@@ -290,6 +303,8 @@ class JournalRecord:
             identity=identity,
             extra=dict(d.get("extra") or {}),
             updated_at=d.get("updated_at"),
+            state=str(d["state"]) if d.get("state") else None,
+            error=dict(d["error"]) if isinstance(d.get("error"), dict) else None,
             files=files,
         )
 

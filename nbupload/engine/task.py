@@ -68,6 +68,11 @@ class TaskHost(Protocol):
     def journaled(self) -> bool: ...
 
 
+#: errors of an adopted task built without its secrets: its spec lacks them, so writing it
+#: back would drop from the journal the scope and secret names a later resume needs
+_SPEC_INCOMPLETE = ("needs-secrets", "needs-credentials")
+
+
 class Task:
     """One upload. Thread-safe; see the module docstring."""
 
@@ -338,6 +343,14 @@ class Task:
             self._finished_at = time.time()
         self._cond.notify_all()
         self._host.post(TaskEvent("state", self._snapshot_locked()))
+        if (
+            state in (TaskState.PAUSED, TaskState.FAILED)
+            and self._host.journaled
+            and not (self._error is not None and self._error.code in _SPEC_INCOMPLETE)
+        ):
+            # The journal keeps the last state and error: a later process's offer says why
+            # the task stopped. Not durable: a lost note costs no byte.
+            self._host.save(self, durable=False)
 
     def _set_state(self, state: TaskState, error: TaskError | None = None) -> None:
         with self._cond:
@@ -366,6 +379,8 @@ class Task:
                 path=self._path,
                 identity=self._identity,
                 extra=self.extra,
+                state=self._state.value,
+                error=_error_record(self._error),
             )
 
     def open_source(self) -> OpenedSource:
@@ -451,7 +466,19 @@ class Task:
             self._host.enqueue(self, gen)
             return
         if isinstance(exc, Reschedule):
+            # A pause or cancel that came while the run was ending still wins over the backoff
+            # (it used to be dropped, and the timer ran the paused task again).
             with self._cond:
+                want = self._want
+            if want == "cancel":
+                self._cleanup(remove_journal=True)
+                self._set_state(TaskState.CANCELLED)
+                return
+            with self._cond:
+                if self._want == "pause":
+                    self._want = None
+                    self._set_state_locked(TaskState.PAUSED)
+                    return
                 self._want = None
                 self._rescheduled = True
                 self._set_state_locked(TaskState.QUEUED)
@@ -559,6 +586,8 @@ class _TaskRun:
             t._retrying = True
             snap = t._snapshot_locked()
         t._host.post(TaskEvent("error", snap))
+        if t._host.journaled:
+            t._host.save(t, durable=False)  # why it is retrying, should the process die now
 
     def note_attempt(self) -> None:
         with self._t._cond:
@@ -575,3 +604,10 @@ class _TaskRun:
 
     def save(self, durable: bool = True) -> None:
         self._t._host.save(self._t, durable=durable)
+
+
+def _error_record(error: TaskError | None) -> dict[str, Any] | None:
+    """What the journal keeps of an error: its code and its text (which never holds a secret)."""
+    if error is None:
+        return None
+    return {"code": error.code, "text": str(error), "retryable": error.retryable}

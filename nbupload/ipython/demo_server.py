@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -29,10 +30,23 @@ class EmbeddedServer:
     The secret key lives only here (never printed, never in a repr).
     """
 
-    def __init__(self, handle: Any, access_key: str, secret_key: str) -> None:
+    def __init__(self, handle: Any, access_key: str, secret_key: str, *, persistent: bool = False) -> None:
         self.handle = handle
         self.access_key = access_key
         self._secret_key = secret_key
+        #: its root was given (``--root``): what it received outlives it, so its uploads can resume
+        self.persistent = persistent
+
+    @property
+    def root(self) -> str:
+        return str(self.handle.root)
+
+    def labels(self) -> dict[str, str]:
+        """What the journal notes of an upload to this server (see ``docs/notebook.md``)."""
+        out = {"server": "embedded"}
+        if self.persistent:
+            out["server_root"] = os.path.realpath(self.root)
+        return out
 
     @property
     def secret_key(self) -> str:
@@ -101,4 +115,4 @@ def start_embedded(**kwargs: Any) -> EmbeddedServer:
     access_key = "demo" + secrets.token_hex(4)
     secret_key = secrets.token_urlsafe(24)
     handle = start_server(credentials={access_key: secret_key}, **kwargs)
-    return EmbeddedServer(handle, access_key, secret_key)
+    return EmbeddedServer(handle, access_key, secret_key, persistent=kwargs.get("root") is not None)

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.display import display
 
 from ..engine.state import ACTIVE_STATES, TaskState, can
 from .options import HelpShown, MagicParser, add_put_arguments, put_options
@@ -311,7 +310,7 @@ class UploadMagics(Magics):
                 spool.unlink(missing_ok=True)
             raise UsageError(f"cannot start the upload: {exc}") from None
         if not args.quiet:
-            display(s.row_for(task))
+            s.display_row(task)
         if args.wait:
             self._wait(task)
         return task if args.output else None
@@ -517,7 +516,7 @@ class UploadMagics(Magics):
         )
 
     def _do_panel(self, _args: argparse.Namespace) -> None:
-        display(self.session.get_panel())
+        self.session.display_panel()
 
     # -- server / token ----------------------------------------------------------------------
     def _do_server(self, args: argparse.Namespace) -> None:
@@ -552,6 +551,12 @@ class UploadMagics(Magics):
                 f"{server.access_key} (demo secret kept in the kernel)\n"
                 f"  files land in {server.handle.root}"
             )
+            resumed = s.resume_for_server()
+            if resumed:
+                print(
+                    f"resumed {len(resumed)} upload{'s' if len(resumed) != 1 else ''} an earlier demo "
+                    f"server on this root left unfinished ({', '.join(t.id for t in resumed)})"
+                )
         elif args.action == "stop":
             paused = s.stop_server()
             if paused is None:

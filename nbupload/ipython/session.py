@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from traitlets import TraitError
 
@@ -74,6 +75,8 @@ class UploadSession:
         )
         self._handover = handover
         self.magics: Any = None
+        #: text fallbacks displayed in the running cell: (display handle, text of now)
+        self._fallbacks: list[tuple[Any, Callable[[], str]]] = []
 
     # -- the controller's parts, as the magics and tests know them ---------------------------
     @property
@@ -147,6 +150,54 @@ class UploadSession:
 
     def get_panel(self) -> Any:
         return self.panel_controller.get_panel()
+
+    # -- displaying, with a text fallback for saved notebooks (nbupload/panel/fallback.py) -------
+    def display_row(self, task: Any) -> None:
+        """Show ``task``'s live row, and after it the text a saved notebook shows instead."""
+        from IPython.display import display
+
+        from ..panel.fallback import row_fallback_text
+
+        row = self.row_for(task)
+        display(row)
+        self._display_fallback(lambda: row_fallback_text(self._snapshot(row)))
+
+    def display_panel(self) -> None:
+        from IPython.display import display
+
+        from ..panel.fallback import panel_fallback_text
+
+        display(self.get_panel())
+        self._display_fallback(
+            lambda: panel_fallback_text(self._snapshot(r) for r in list(self.panel_controller.rows.values()))
+        )
+
+    def _snapshot(self, row: Any) -> Any:
+        """The task's state now (the engine's; the row's when the engine has dropped it)."""
+        try:
+            return self.engine.get(row.task_id).snapshot()
+        except KeyError:
+            return row.snapshot
+
+    def _display_fallback(self, text: Callable[[], str]) -> None:
+        if getattr(self.shell, "kernel", None) is None:
+            return  # a terminal shows the widget's text already; only notebooks are saved
+        from IPython.display import display
+
+        from ..panel.fallback import fallback_bundle
+
+        handle = display(fallback_bundle(text()), raw=True, display_id=True)
+        if handle is not None:
+            self._fallbacks.append((handle, text))
+
+    def _post_run_cell(self, *_result: Any) -> None:
+        """The displaying cell ends: its fallbacks take the state of now (see fallback.py)."""
+        from ..panel.fallback import fallback_bundle
+
+        pending, self._fallbacks = self._fallbacks, []
+        for handle, text in pending:
+            with contextlib.suppress(Exception):  # a display update must never fail a cell
+                handle.update(fallback_bundle(text()), raw=True)
 
     def resume(self, task_id: str | None) -> list[Any]:
         """Resume one task (here or in the journal), or every paused, failed and journaled one.
@@ -245,7 +296,7 @@ class UploadSession:
             )
             if scope and ":" not in scope and name:
                 options["key"] = name  # the object key defaults to the file's name
-        task = self.engine.submit(source, url, **options)
+        task = self.engine.submit(source, url, labels=self._labels(url), **options)
         if spool is not None:
             with self._spool_lock:
                 self.spools[task.id] = spool
@@ -316,11 +367,36 @@ class UploadSession:
         batch.wait_adopted()  # its files' journal entries are its own before anything else resumes
         return batch
 
+    @staticmethod
+    def notebook() -> str | None:
+        """The notebook this kernel runs: Jupyter sets ``JPY_SESSION_NAME`` to its path (it
+        survives a kernel restart); ``None`` outside Jupyter (terminal IPython)."""
+        return os.environ.get("JPY_SESSION_NAME") or None
+
+    def _labels(self, url: str) -> dict[str, str]:
+        """What the journal notes of a new task: its notebook, and whether it goes to the
+        embedded server (and that server's root, when it outlives the server)."""
+        labels: dict[str, str] = {}
+        notebook = self.notebook()
+        if notebook:
+            labels["notebook"] = notebook
+        if self.server is not None and self.server.serves(url):
+            labels.update(self.server.labels())
+        return labels
+
     # -- embedded server ----------------------------------------------------------------------
     def start_server(self, **kwargs: Any) -> EmbeddedServer:
+        """Start the embedded server. On a root given again (``--root``) and no port, it takes
+        the port of the journal's latest upload to an earlier server on that root when free,
+        so those uploads' URLs hold (:meth:`resume_for_server` then resumes them)."""
         if self.server is not None:
             return self.server
-        self.server = start_embedded(**kwargs)
+        old_port = self._port_for_root(kwargs.get("root")) if not kwargs.get("port") else None
+        server = None
+        if old_port:
+            with contextlib.suppress(OSError, RuntimeError):  # taken by now: any free port
+                server = start_embedded(**{**kwargs, "port": old_port})
+        self.server = server or start_embedded(**kwargs)
         if not self.config.default_url:
             # as %config Uploader says: the demo server becomes the default URL
             self.config.default_url = self.server.upload_url
@@ -331,6 +407,42 @@ class UploadSession:
                 if not form.url.value:
                     form.url.value = self.default_url(form.protocol.value)
         return self.server
+
+    def _port_for_root(self, root: Any) -> int | None:
+        if root is None:
+            return None
+        want = os.path.realpath(os.fspath(root))
+        try:
+            entries = [u for u in self.engine.unfinished() if u.labels.get("server_root") == want]
+        except Exception:  # noqa: BLE001 - a broken journal must not stop the server
+            return None
+        entries.sort(key=lambda u: u.updated_at or 0.0)
+        for entry in reversed(entries):
+            with contextlib.suppress(ValueError):
+                port: int | None = urlsplit(str(entry.url)).port
+                if port:
+                    return port
+        return None
+
+    def resume_for_server(self) -> list[Any]:
+        """Resume the journal's uploads to an earlier embedded server on this one's root and
+        URL (what ``%upload server start --root DIR`` does after starting); refresh the offers."""
+        from ..engine import TaskLockedError
+
+        server = self.server
+        if server is None or not server.persistent:
+            return []
+        root = os.path.realpath(server.root)
+        out: list[Any] = []
+        for entry in self.engine.unfinished():
+            if entry.locked or entry.labels.get("server_root") != root or not server.serves(entry.url):
+                continue
+            try:
+                out += self.engine.resume(entry.id, **self._credentials_for(entry.url))
+            except (KeyError, TaskLockedError, ValueError):
+                continue  # finished or taken meanwhile
+        self.panel_controller.set_offers(self.find_unfinished())
+        return out
 
     _default_url_from_server = ""
 
@@ -361,7 +473,8 @@ class UploadSession:
         from ..panel.batchrow import batch_offers
 
         offers, entries = batch_offers(self.engine, entries)  # a batch is one offer
-        return offers + [describe_offer(e) for e in entries]
+        notebook = self.notebook()
+        return offers + [describe_offer(e, notebook=notebook) for e in entries]
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self, magics: Any) -> None:
@@ -377,6 +490,7 @@ class UploadSession:
         cleanup = getattr(shell, "input_transformers_cleanup", None)
         if cleanup is not None and help_transformer not in cleanup:
             cleanup.append(help_transformer)
+        shell.events.register("post_run_cell", self._post_run_cell)
         handover, self._handover = self._handover, None
         if handover is not None:
             self.engine  # noqa: B018 - subscribe before adopting, so no event is missed
@@ -387,19 +501,34 @@ class UploadSession:
             return
         offers = self.find_unfinished()
         self.panel_controller.set_offers(offers)
-        if offers:
-            if self.config.auto_resume:
-                resumed = self.resume(None)
-                self.panel_controller.set_offers([])
-                print(f"nbupload: resumed {len(resumed)} unfinished upload(s) from the journal")
-            else:
-                n = len(offers)
-                ids = ", ".join(o.id for o in offers[:5]) + (" ..." if n > 5 else "")
-                print(
-                    f"nbupload: {n} unfinished upload{'s' if n != 1 else ''} "
-                    f"from a previous session ({ids}): "
-                    "`%upload list`, `%upload resume all`, or Resume/Forget in `%upload panel`"
-                )
+        mine = [o for o in offers if o.mine]
+        others = len(offers) - len(mine)
+        elsewhere = (
+            f"; {others} more from other notebooks or programs (`%upload list`, or Show all in the panel)"
+            if others
+            else ""
+        )
+        if mine and self.config.auto_resume:
+            resumed: list[Any] = []
+            for offer in mine:
+                if offer.resumable:
+                    with contextlib.suppress(KeyError, RuntimeError, ValueError, OSError):
+                        resumed += self.resume(offer.id)
+            self.panel_controller.set_offers(self.find_unfinished())
+            print(f"nbupload: resumed {len(resumed)} unfinished upload(s) from the journal{elsewhere}")
+        elif mine:
+            n = len(mine)
+            ids = ", ".join(o.id for o in mine[:5]) + (" ..." if n > 5 else "")
+            print(
+                f"nbupload: {n} unfinished upload{'s' if n != 1 else ''} "
+                f"from a previous session ({ids}): "
+                f"`%upload list`, `%upload resume all`, or Resume/Forget in `%upload panel`{elsewhere}"
+            )
+        elif others:
+            print(
+                f"nbupload: {others} unfinished upload{'s' if others != 1 else ''} from other notebooks "
+                "or programs: `%upload list`, or Show all in `%upload panel`"
+            )
 
     def _unregister(self) -> None:
         shell = self.shell
@@ -417,6 +546,8 @@ class UploadSession:
             self.magics = None
         with contextlib.suppress(ValueError):
             shell.configurables.remove(self.config)
+        with contextlib.suppress(ValueError):
+            shell.events.unregister("post_run_cell", self._post_run_cell)
         from .magics import help_transformer
 
         with contextlib.suppress(ValueError, AttributeError):

@@ -71,7 +71,10 @@ class PanelController:
         self.rows: dict[str, Any] = {}
         self.panel: Any = None
         self.form: Any = None
+        #: every unfinished journal entry; the panel shows :meth:`visible_offers`
         self.offers: list[Any] = []
+        #: "Show all": offers of other notebooks and programs too
+        self.show_all_offers = False
         self._form_defaults = form_defaults or dict
 
     # -- adopting rows of a previous controller (reload) -----------------------------------
@@ -128,6 +131,9 @@ class PanelController:
                 row.update(snap)
             if self.panel is not None and (added or len(self.rows) > 1):
                 self.panel.refresh()  # new rows, and the summary line
+            picker = getattr(self.form, "picker", None)
+            if picker is not None:
+                picker.note_tasks(snaps)  # the picks' kernel-to-server leg
 
     def flush(self, *, force: bool = False) -> None:
         """Apply pending updates now (main thread; terminal IPython has no pump thread)."""
@@ -172,7 +178,7 @@ class PanelController:
                         self._new_row(task.snapshot())
                 self.form = UploadForm(self, **self._form_defaults())
                 self.panel = UploadPanel(self, lambda: list(self.rows.values()), form=self.form)
-                self.panel.set_offers(self.offers)
+                self._show_offers()
             else:
                 self.panel.refresh()
             return self.panel
@@ -228,8 +234,26 @@ class PanelController:
     def set_offers(self, offers: Sequence[Any]) -> None:
         with self.lock:
             self.offers = list(offers)
+            self._show_offers()
+
+    def visible_offers(self) -> list[Any]:
+        """The offers of this notebook (all of them with "Show all", or outside Jupyter)."""
+        with self.lock:
+            return list(self.offers) if self.show_all_offers else [o for o in self.offers if o.mine]
+
+    def show_all(self, flag: bool) -> None:
+        """The panel's "Show all" / "Only this notebook" toggle."""
+        with self.lock:
+            self.show_all_offers = bool(flag)
+            self._show_offers()
+
+    def _show_offers(self) -> None:
+        with self.lock:
             if self.panel is not None:
-                self.panel.set_offers(self.offers)
+                shown = self.visible_offers()
+                self.panel.set_offers(
+                    shown, hidden=len(self.offers) - len(shown), all_shown=self.show_all_offers
+                )
 
     def resume_offer(self, task_id: str | None) -> None:
         try:
@@ -246,12 +270,13 @@ class PanelController:
                 for task in tasks:
                     if task.id not in self.rows:
                         self._new_row(task.snapshot())
-                self.panel.set_offers(self.offers)
+                self._show_offers()
                 self.panel.refresh()
 
     def _resume_all_offers(self) -> list[Any]:
+        """ "Resume all": the offers shown (this notebook's unless "Show all")."""
         out: list[Any] = []
-        for offer in list(self.offers):
+        for offer in self.visible_offers():
             if not offer.resumable:
                 continue
             with contextlib.suppress(KeyError, RuntimeError, ValueError, OSError):
@@ -259,12 +284,12 @@ class PanelController:
         return out
 
     def forget_offer(self, task_id: str | None) -> None:
-        """Remove one journal entry, or (``None``) every offer that cannot resume as is."""
+        """Remove one journal entry, or (``None``) every offer shown that cannot resume as is."""
         engine = self.session.engine
         with self.lock:
             targets = [
                 o
-                for o in self.offers
+                for o in (self.offers if task_id is not None else self.visible_offers())
                 if (o.id == task_id if task_id is not None else o.forgettable_as_failed)
             ]
             gone = set()
@@ -282,8 +307,7 @@ class PanelController:
                     continue
                 gone.add(offer.id)
             self.offers = [o for o in self.offers if o.id not in gone]
-            if self.panel is not None:
-                self.panel.set_offers(self.offers)
+            self._show_offers()
 
     def start_from_form(self, request: dict[str, Any]) -> str:
         task_id = self.session.start_from_form(request)
@@ -336,10 +360,14 @@ def _loopback_alive(url: str, timeout: float = 0.3) -> bool | None:
         return False
 
 
-def describe_offer(entry: Any, *, now: float | None = None) -> Any:
+def describe_offer(entry: Any, *, now: float | None = None, notebook: str | None = None) -> Any:
     """An :class:`~nbupload.panel.widgets.Offer` for a journal entry: name, size, progress,
-    server, age, and why it cannot resume as is (its loopback server is gone, its file too,
-    another process holds it)."""
+    server, age, why it stopped (its last error, or its kernel ended while it ran), and why it
+    cannot resume as is (its loopback server is gone, its file too, another process holds it).
+
+    It is *mine* (shown by default) when it was started from ``notebook`` (the journal notes
+    the notebook of each task started by the extension); outside Jupyter (``notebook`` None)
+    every offer is."""
     from .widgets import Offer
 
     now = time.time() if now is None else now
@@ -354,6 +382,14 @@ def describe_offer(entry: Any, *, now: float | None = None) -> Any:
     updated = getattr(entry, "updated_at", None)
     if updated:
         parts.append(f"stopped {_age(now - float(updated))}")
+    labels = dict(getattr(entry, "labels", None) or {})
+    state, error = getattr(entry, "state", None), getattr(entry, "error", None)
+    if error:
+        parts.append(f"last error: {error}")
+    elif state in ("queued", "connecting", "uploading"):
+        parts.append("its kernel ended while it ran")
+    elif state == "paused":
+        parts.append("paused")
     note = ""
     resumable = True
     path = getattr(entry, "path", None)
@@ -366,10 +402,23 @@ def describe_offer(entry: Any, *, now: float | None = None) -> Any:
     else:
         alive = _loopback_alive(url)
         if alive is False:
-            note = (
-                "its server is not running (an embedded demo server ends with its kernel; "
-                "start one on the same root and port to resume)"
-            )
             resumable = False
+            root = labels.get("server_root")
+            if labels.get("server") == "embedded" and root:
+                note = (
+                    f"its demo server stopped with its kernel: `%upload server start --root {root}` "
+                    "starts one on the same root and port and resumes it"
+                )
+            elif labels.get("server") == "embedded":
+                note = (
+                    "its demo server ended with its kernel and took the part uploaded with it "
+                    "(a temporary root): it cannot resume; Forget it"
+                )
+            else:
+                note = (
+                    "its server is not running (an embedded demo server ends with its kernel; "
+                    "start one on the same root and port to resume)"
+                )
     text = "  ".join(parts) + (f"  - {note}" if note else "")
-    return Offer(entry.id, name, url, text, note=note, resumable=resumable, locked=locked)
+    mine = notebook is None or labels.get("notebook") == notebook
+    return Offer(entry.id, name, url, text, note=note, resumable=resumable, locked=locked, mine=mine)

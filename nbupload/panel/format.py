@@ -77,7 +77,7 @@ body[data-jp-theme-light="false"] .nbupload-row,body[data-jp-theme-light="false"
   rgba(127,127,127,.25) 6px 12px)}
 .nbupload-bar[data-state="cancelled"]{opacity:.6}
 .nbupload-bar[data-state="failed"]{outline:1px solid var(--nbu-failed);outline-offset:-1px}
-.nbupload-stats{flex:0 1 auto;white-space:nowrap;min-width:0;font-variant-numeric:tabular-nums}
+.nbupload-stats{flex:0 1 auto;white-space:nowrap;min-width:min(46ch,100%);font-variant-numeric:tabular-nums}
 .nbupload-state-cell{flex:0 0 6.5em;min-width:6.5em}
 .nbupload-state{font-variant:small-caps;white-space:nowrap}
 .nbupload-state-failed,.nbupload-state-cancelled{font-weight:600}
@@ -97,8 +97,13 @@ body[data-jp-theme-light="false"] .nbupload-row,body[data-jp-theme-light="false"
 .nbupload-row:has(.nbupload-retry:focus:enabled) .nbupload-state:not(.nbupload-pending){font-size:0}
 .nbupload-row:has(.nbupload-retry:focus:enabled) .nbupload-state:not(.nbupload-pending)::after{
   content:"retrying…";font-size:var(--jp-ui-font-size1,13px);font-style:italic}
-.nbupload-buttons{display:flex!important;flex:0 0 auto;flex-wrap:nowrap;gap:4px;margin-left:auto}
+.nbupload-buttons{display:grid!important;grid-template-columns:repeat(4,auto);flex:0 0 auto;gap:4px;
+  margin-left:auto;justify-items:end}
 .nbupload-buttons>.jupyter-widgets{margin:0}
+.nbupload-buttons>.nbupload-pause{grid-area:1/1}
+.nbupload-buttons>.nbupload-resume{grid-area:1/2}
+.nbupload-buttons>.nbupload-cancel{grid-area:1/3}
+.nbupload-buttons>.nbupload-retry,.nbupload-buttons>.nbupload-clear{grid-area:1/4}
 .nbupload-button{width:auto!important;min-width:0;padding:0 8px;flex:0 0 auto}
 @container (max-width: 760px){
   .nbupload-button{font-size:0!important;padding:0 6px;min-width:28px}
@@ -122,6 +127,8 @@ body[data-jp-theme-light="false"] .nbupload-row,body[data-jp-theme-light="false"
 .nbupload-head{display:flex!important;flex-wrap:wrap;align-items:center;gap:6px;width:100%}
 .nbupload-head>.nbupload-summary{flex:1 1 auto;min-width:0}
 .nbupload-head>.nbupload-clear-finished{flex:0 0 auto;width:auto}
+.jp-OutputArea-child:has(.nbupload-row,.nbupload-panel)+.jp-OutputArea-child:has(.nbupload-fallback){
+  display:none}
 """
 
 #: Kept for callers of the earlier name.

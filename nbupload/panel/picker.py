@@ -17,9 +17,11 @@ binary widget messages (anywidget; the bytes ride as message buffers, not base64
    browser send another. Neither side ever holds more than ``window`` slices.
 3. When every byte is there, the kernel hands the spool file to ``submit`` (the form's
    normal path into the engine: journaled, resumable) and answers ``done`` with the task
-   id; the task's row shows the kernel-to-server leg. The spool is removed when that task
-   is done or cancelled (an engine event), and stale spools (task finished or forgotten in
-   the journal meanwhile, or a partial spool untouched for a week) are swept later.
+   id; the task's row shows the kernel-to-server leg, and so does the pick, under its
+   browser-to-kernel bar (:meth:`PickerCore.note_tasks`, fed by the panel's UI pump). The
+   spool is removed when that task is done or cancelled (an engine event), and stale spools
+   (task finished or forgotten in the journal meanwhile, or a partial spool untouched for a
+   week) are swept later.
 
 Anything that cannot be taken (no space, a read error in the browser, a folder dropped)
 ends in a ``stop`` answer or a message in the widget, never in silence.
@@ -521,8 +523,26 @@ class PickerCore:
             entry.update(state="cancelled", message="cancelled; the part sent to the kernel was removed")
         return out
 
+    def note_tasks(self, snaps: Any) -> bool:
+        """The kernel-to-server leg: each pick's task progress (``uploaded``, ``upload_state``)
+        for the pick's second bar; whether any entry changed."""
+        changed = False
+        by_task = {e["task"]: e for e in self.entries.values() if e.get("task")}
+        for snap in snaps:
+            entry = by_task.get(snap.id)
+            if entry is None:
+                continue
+            new = {"uploaded": int(snap.acked), "upload_state": snap.state.value}
+            if any(entry.get(k) != v for k, v in new.items()):
+                entry.update(new)
+                changed = True
+        return changed
+
     def _entry(self, spool: Spool, state: str, message: str, task: str | None = None) -> None:
+        old = self.entries.get(spool.key) or {}
         self.entries[spool.key] = {
+            "uploaded": old.get("uploaded", 0),
+            "upload_state": old.get("upload_state", ""),
             "key": spool.key,
             "name": spool.name,
             "size": spool.size,
@@ -559,6 +579,7 @@ class FilePicker(anywidget.AnyWidget):
             engine = get_engine
         self.core = PickerCore(store or SpoolStore(), submit, engine=engine)
         self._published = 0.0
+        self._publish_lock = threading.Lock()  # comm handler and UI pump both publish
         self._publish(force=True)
         self.on_msg(self._on_msg)
 
@@ -573,13 +594,19 @@ class FilePicker(anywidget.AnyWidget):
 
     def _publish(self, force: bool = False) -> None:
         """Entries for every view (and a reloaded page); at most ~4 a second mid-transfer."""
-        now = time.monotonic()
-        if not force and now - self._published < 0.25:
-            return
-        self._published = now
-        with self.hold_sync():
-            self.entries = [dict(e) for e in self.core.entries.values()]
-            self.received = self.core.received
+        with self._publish_lock:
+            now = time.monotonic()
+            if not force and now - self._published < 0.25:
+                return
+            self._published = now
+            with self.hold_sync():
+                self.entries = [dict(e) for e in self.core.entries.values()]
+                self.received = self.core.received
+
+    def note_tasks(self, snaps: Any) -> None:
+        """Task snapshots from the panel's UI pump (its thread): the picks' upload leg."""
+        if self.core.note_tasks(snaps):
+            self._publish(force=True)
 
     def close(self) -> None:
         self.core.close()

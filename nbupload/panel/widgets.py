@@ -59,6 +59,8 @@ class Controller(Protocol):
 
     def forget_offer(self, task_id: str | None) -> None: ...
 
+    def show_all(self, flag: bool) -> None: ...
+
     def clear_finished(self, task_id: str | None) -> None: ...
 
 
@@ -193,7 +195,9 @@ class TaskRow(_FullText, widgets.VBox):
                     if action == "retry" and snap.error is not None and not snap.error.retryable:
                         enabled = False  # e.g. 4002: trying again cannot succeed
                 button.disabled = not enabled
-                button.layout.display = None if shown else "none"
+                # hidden, not removed: every row keeps the four-button grid (Clear shares
+                # Retry's cell), so running and finished rows' bars line up in a panel
+                button.layout.visibility = None if shown else "hidden"
 
     def __repr__(self) -> str:
         return text_line(self._snap)
@@ -404,10 +408,34 @@ class UploadPanel(_FullText, widgets.VBox):
         self.summary.value = f'<span class="nbupload-summary-text">{html.escape(text)}</span>' if text else ""
         self.clear_done.layout.display = None if any(s.state in FINAL_STATES for s in snaps) else "none"
 
-    def set_offers(self, offers: Sequence[Offer]) -> None:
-        """Unfinished tasks found in the journal, each with Resume and Forget."""
+    def set_offers(self, offers: Sequence[Offer], *, hidden: int = 0, all_shown: bool = False) -> None:
+        """Unfinished tasks found in the journal, each with Resume and Forget; ``hidden``
+        more (of other notebooks and programs) behind "Show all"."""
+        toggle: widgets.Button | None = None
+        if hidden:
+            toggle = widgets.Button(
+                description=f"Show all ({hidden} more)",
+                icon="eye",
+                layout=widgets.Layout(width="auto"),
+                tooltip="unfinished uploads of other notebooks and programs too",
+            )
+            toggle.add_class("nbupload-offer-show-all")
+            toggle.on_click(lambda _b: self.controller.show_all(True))
+        elif all_shown:
+            toggle = widgets.Button(
+                description="Only this notebook", icon="filter", layout=widgets.Layout(width="auto")
+            )
+            toggle.add_class("nbupload-offer-show-mine")
+            toggle.on_click(lambda _b: self.controller.show_all(False))
         if not offers:
-            self.offers.children = ()
+            if toggle is None:
+                self.offers.children = ()
+                return
+            plural = "s" if hidden != 1 else ""
+            note = widgets.HTML(f"<b>{hidden} unfinished upload{plural} of other notebooks or programs</b>")
+            line = widgets.HBox([note, toggle], layout=widgets.Layout(width="auto"))
+            line.add_class("nbupload-offer-actions")
+            self.offers.children = (line,)
             return
         n = len(offers)
         items: list[widgets.Widget] = [
@@ -459,6 +487,8 @@ class UploadPanel(_FullText, widgets.VBox):
             dead.add_class("nbupload-offer-forget-failed")
             dead.on_click(lambda _b: self.controller.forget_offer(None))
             buttons.append(dead)
+        if toggle is not None:
+            buttons.append(toggle)
         if buttons:
             box = widgets.HBox(buttons, layout=widgets.Layout(width="auto", align_self="flex-start"))
             box.add_class("nbupload-offer-actions")
@@ -485,6 +515,7 @@ class Offer:
         note: str = "",
         resumable: bool = True,
         locked: bool = False,
+        mine: bool = True,
     ) -> None:
         self.id = id
         self.name = name
@@ -493,6 +524,7 @@ class Offer:
         self.note = note  # why it cannot resume as is ("its demo server is gone"), or ""
         self.resumable = resumable
         self.locked = locked  # another kernel or process runs it: neither resumed nor forgotten here
+        self.mine = mine  # started from this notebook: shown without "Show all"
 
     @property
     def forgettable_as_failed(self) -> bool:

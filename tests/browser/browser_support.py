@@ -10,7 +10,8 @@ __all__ = ["ARTIFACTS", "write_notebook"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def write_notebook(path: Path, cells: list[str]) -> None:
+def write_notebook(path: Path, cells: list[str], kernel: str | None = None) -> None:
+    """A notebook of code cells, for the default kernel or the kernelspec named ``kernel``."""
     nb = {
         "cells": [
             {
@@ -23,7 +24,13 @@ def write_notebook(path: Path, cells: list[str]) -> None:
             }
             for i, src in enumerate(cells)
         ],
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+        "metadata": {
+            "kernelspec": {
+                "display_name": "Python 3" if kernel is None else kernel,
+                "language": "python",
+                "name": kernel or "python3",
+            }
+        },
         "nbformat": 4,
         "nbformat_minor": 5,
     }

@@ -117,3 +117,85 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
         _wait(lambda i=i: _state(other.nth(i)) == "done", timeout=60)
     assert (srv / "background.bin").read_bytes() == background.read_bytes()
     page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / "panel-done-and-failed.png"))
+
+
+def test_offers_of_this_notebook_forget_and_a_new_upload_not_starved_by_resume_all(lab, page):
+    """Stale journal entries of another kernel: ten of this notebook's to a server that is gone
+    (its port takes connections and never answers), one of another notebook's. The panel offers
+    this notebook's, with the rest behind Show all; Forget removes one; after Resume all, an
+    upload started from the form finishes while the old ones still wait."""
+    import socket
+
+    from nbupload.engine import Engine, EngineConfig
+    from nbupload.server import start_server
+
+    notebook = lab.root / "offers.ipynb"
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    live = start_server(root=lab.root / "srv-offers")
+    try:
+        gone = f"http://127.0.0.1:{hole.getsockname()[1]}/upload"
+        old = Engine(EngineConfig(journal_dir=lab.home / "tasks"))
+        for i in range(11):
+            src = lab.root / f"stale-{i}.bin"
+            src.write_bytes(os.urandom(64 * 1024))
+            owner = str(notebook) if i < 10 else str(lab.root / "other.ipynb")
+            old.submit(src, gone, start=False, labels={"notebook": owner})
+        old.shutdown(wait=True)
+        fresh = lab.root / "fresh.bin"
+        fresh.write_bytes(os.urandom(2 * 1024 * 1024))
+        write_notebook(
+            notebook,
+            [
+                "%load_ext nbupload\n%config Uploader.workers = 2\n"
+                "%config Uploader.connect_timeout = 600\n%config Uploader.read_timeout = 600\n"
+                "%config Uploader.stall_timeout = 600",
+                "%upload panel",
+            ],
+        )
+        page.goto(f"{lab.url}/doc/tree/offers.ipynb")
+        page.wait_for_function(
+            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+            " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+            " return k && k.status === 'idle'; }",
+            timeout=90_000,
+        )
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        offers = page.locator(".nbupload-panel .nbupload-offer")
+        _wait(lambda: offers.count() == 10, timeout=60)
+        listed = page.locator(".nbupload-offers").inner_text()
+        assert "10 unfinished uploads from a previous session" in listed
+        # the other notebook's entry (and the failed upload of the test before, from panel.ipynb)
+        shown_all = page.locator(".nbupload-offer-show-all").inner_text().strip()
+        assert shown_all.startswith("Show all (") and shown_all.endswith(" more)"), shown_all
+        assert "stale-10.bin" not in page.locator(".nbupload-offers").inner_text()
+        # Forget one
+        first = offers.first
+        forgotten = first.locator("span.nbupload-offer-text").inner_text().split(" [")[0]
+        first.locator(".nbupload-offer-forget").click()
+        _wait(lambda: offers.count() == 9)
+        assert forgotten not in page.locator(".nbupload-offers").inner_text()
+        page.locator(".nbupload-offer-show-all").click()
+        _wait(lambda: "stale-10.bin" in page.locator(".nbupload-offers").inner_text())
+        page.locator(".nbupload-offer-show-mine").click()
+        _wait(lambda: "stale-10.bin" not in page.locator(".nbupload-offers").inner_text())
+        # Resume all: nine old tasks take every worker slot and wait (their server never answers)
+        page.locator(".nbupload-offer-resume-all").click()
+        rows = page.locator(".nbupload-panel .nbupload-row")
+        _wait(lambda: rows.count() == 9, timeout=60)
+        # a new upload from the form starts at once and finishes
+        page.locator(".nbupload-url input").fill(live.upload_url)
+        page.locator(".nbupload-path input").fill(str(fresh))
+        page.locator(".nbupload-start").click()
+        row = page.locator(".nbupload-row").filter(has_text="fresh.bin").first
+        _wait(lambda: _state(row) == "done", timeout=60)
+        assert (live.root / "fresh.bin").read_bytes() == fresh.read_bytes()
+        states = [_state(rows.nth(i)) for i in range(rows.count())]
+        assert states.count("done") == 1, states
+        assert all(s in ("queued", "connecting", "done") for s in states), states
+        page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / "panel-offers-resumed.png"))
+        page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    finally:
+        live.stop()
+        hole.close()

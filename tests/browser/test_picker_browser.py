@@ -159,6 +159,12 @@ def test_a_30_mib_pick_uploads_intact(lab, page, notebook, tmp_path):
     )
     total = time.monotonic() - started
     assert _sha256(notebook / "thirty.bin") == want
+    # the pick shows both legs: browser -> kernel, then kernel -> server, both finished
+    _wait(lambda: _attr(pick, "data-upload-state") == "done", what="the pick's upload leg finishing")
+    assert int(_attr(pick, "data-uploaded")) == 30 * MiB and int(_attr(pick, "data-spooled")) == 30 * MiB
+    legs = pick.locator(".nbupload-pick-bytes").all_inner_texts()
+    assert legs == ["30.0 MiB / 30.0 MiB in the kernel", "30.0 MiB / 30.0 MiB at the server"], legs
+    assert pick.locator(".nbupload-pick-upload-state").inner_text() == "uploaded"
     # the spool is removed once the upload is done
     _wait(lambda: not _spooled(lab, "thirty.bin"), what="the spool being removed")
     ARTIFACTS.mkdir(exist_ok=True)

@@ -12,6 +12,7 @@ NBUPLOAD_UPDATE_DOCS_IMAGES=1).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 import httpx
 import ipykernel
 from browser_support import ARTIFACTS, write_notebook
+
+from tests.support.kernels import kernel_python_with_ipykernel6
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -134,7 +137,8 @@ _LAYOUT_JS = """(row) => {
   const parts = [];
   for (const s of sel) { const e = row.querySelector(s); if (e) parts.push([s, e]); }
   row.querySelectorAll('.nbupload-button').forEach((e, i) => {
-    if (getComputedStyle(e).display !== 'none') parts.push(['button' + i, e]);
+    const st = getComputedStyle(e);
+    if (st.display !== 'none' && st.visibility !== 'hidden') parts.push(['button' + i, e]);
   });
   const stats = row.querySelector('.nbupload-stats');
   const bar = row.querySelector('.nbupload-bar');
@@ -180,24 +184,49 @@ def _check_layout(page, row, label: str) -> None:
 
 
 def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
+    _live_row_during_a_sleep(lab, page, "live", kernel=None, subshells=ipykernel.version_info >= (7,))
+
+
+def test_the_same_under_ipykernel_6(lab, page, tmp_path):
+    """ipykernel 6 (a kernelspec for a virtualenv with ipykernel 6 from the registry): rows
+    stay live during a sleep (the pump's thread); it has no subshells, so a Pause shows
+    "pausing…" at once and takes effect when the cell ends (docs/notebook.md says so)."""
+    python = kernel_python_with_ipykernel6(tmp_path / "ipykernel6")
+    spec = lab.root.parent / "jupyter_data_dir" / "kernels" / "nbupload-ipykernel6"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (ipykernel 6)",
+                "language": "python",
+            }
+        )
+    )
+    _live_row_during_a_sleep(lab, page, "live6", kernel="nbupload-ipykernel6", subshells=False)
+
+
+def _live_row_during_a_sleep(lab, page, tag: str, *, kernel: str | None, subshells: bool) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    srv = lab.root / "srv-live"
-    big = lab.root / "live.bin"
+    srv = lab.root / f"srv-{tag}"
+    big = lab.root / f"{tag}.bin"
     big.write_bytes(os.urandom(12 * MIB))
     write_notebook(
-        lab.root / "live.ipynb",
+        lab.root / f"{tag}.ipynb",
         [
             "%load_ext nbupload",
             f"%upload server start --root {srv} --throttle 256KiB",
             # one stream of fixed 128 KiB chunks: an acknowledgement every half second at 256 KiB/s
             # (chunks would grow, and 4 streams finish together), so the row has news to show
             f"%upload {big} --chunk-size 128KiB --chunk-max 128KiB --streams 1",
-            "import time\ntime.sleep(15)\nprint('slept')",
+            "import time, ipykernel\nprint('ipykernel', ipykernel.__version__)\n"
+            "time.sleep(15)\nprint('slept')",
         ],
+        kernel=kernel,
     )
-    _open(page, lab, "live.ipynb")
+    _open(page, lab, f"{tag}.ipynb")
     _run_above(page, 3)
-    row = page.locator(".nbupload-row").filter(has_text="live.bin").first
+    row = page.locator(".nbupload-row").filter(has_text=f"{tag}.bin").first
     row.wait_for(timeout=60_000)
 
     # styled without a panel on the page: the bar has a height and a track colour
@@ -228,9 +257,13 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
     # row's buttons route clicks there (nbupload/panel/subshells.py), so the pause takes effect
     # while the cell still sleeps. Without subshells the row shows "pausing…" at once (drawn by
     # the browser from the click) and pauses when the cell ends.
-    subshells = page.evaluate(_SUBSHELLS)
-    print(f"frontend and kernel: {subshells}")
-    assert subshells["supportsSubshells"] == (ipykernel.version_info >= (7,)), subshells  # same venv
+    _wait(lambda: "ipykernel " in _outputs(page), what="the kernel's version")
+    major = "7" if subshells else "6"
+    assert f"ipykernel {major}." in _outputs(page), _outputs(page)[-500:]  # the kernel we meant
+    found = page.evaluate(_SUBSHELLS)
+    print(f"frontend and kernel: {found}")
+    assert found["supportsSubshells"] == subshells, found
+    subshells_on = subshells and found["commsOverSubshells"] != "disabled"
     received_before = _server_bytes(server)
     row.locator(".nbupload-pause").first.click()
     state = row.locator(".nbupload-state").first
@@ -239,8 +272,8 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
     )
     _wait(lambda: state.evaluate(shown) or _state(row) == "paused", timeout=3, what="pausing… shown")
     assert "slept" not in _outputs(page) and _cell_running(page, 3)
-    page.screenshot(path=str(ARTIFACTS / "row-alone-pausing.png"))
-    if subshells["supportsSubshells"] and subshells["commsOverSubshells"] != "disabled":
+    page.screenshot(path=str(ARTIFACTS / f"row-alone-pausing-{tag}.png"))
+    if subshells_on:
         # the pause acts during the sleep: the row says paused and the server stops receiving
         _wait(lambda: _state(row) == "paused" or not _cell_running(page, 3), timeout=40, what="paused")
         assert _cell_running(page, 3) and "slept" not in _outputs(page), "the pause waited for the cell"
@@ -263,7 +296,7 @@ def test_row_alone_is_styled_live_during_a_sleep_and_pauses_at_once(lab, page):
     assert 0 < held < 12 * MIB
     time.sleep(0.6)
     assert _acked(row) == held and _state(row) == "paused"
-    page.screenshot(path=str(ARTIFACTS / "row-alone-paused.png"))
+    page.screenshot(path=str(ARTIFACTS / f"row-alone-paused-{tag}.png"))
     _wait(lambda: "slept" in _outputs(page), timeout=30, what="the sleep cell ending")
 
 
@@ -296,6 +329,22 @@ def test_error_row_is_styled_with_aa_contrast_in_light_and_dark(lab, page):
         state = row.locator(".nbupload-state").first.evaluate(_CONTRAST_JS)
         assert state["ratio"] >= 4.5, (theme, state)
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+
+
+def _check_bars_line_up(page, label: str) -> None:
+    """In one panel, a running row (four buttons) and a finished one (Clear only) have bars
+    of the same left edge and width."""
+    bars = page.locator(".nbupload-panel .nbupload-row .nbupload-bar")
+    boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
+    states = [bars.nth(i).get_attribute("data-state") for i in range(bars.count())]
+    assert len(boxes) >= 2 and "done" in states and len(set(states)) >= 2, (label, states)
+    for box in boxes[1:]:
+        assert abs(box["x"] - boxes[0]["x"]) <= 1 and abs(box["width"] - boxes[0]["width"]) <= 1, (
+            label,
+            "bars do not line up",
+            states,
+            boxes,
+        )
 
 
 def test_rows_fit_at_common_widths_in_light_and_dark(lab, page):
@@ -333,6 +382,7 @@ def test_rows_fit_at_common_widths_in_light_and_dark(lab, page):
             finished = page.locator(".nbupload-row").filter(has_text="small-done.bin")
             for i in range(finished.count()):
                 _check_layout(page, finished.nth(i), f"{theme} {width}px done view {i}")
+            _check_bars_line_up(page, f"{theme} {width}px")
             tag = "light" if light == "true" else "dark"
             page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / f"panel-{tag}-{width}.png"))
             if tag == "light" and width == 1400 and os.environ.get("NBUPLOAD_UPDATE_DOCS_IMAGES"):
@@ -372,3 +422,47 @@ def test_server_stop_and_reload_during_a_slow_upload_print_no_traceback(lab, pag
     # the row displayed before the reload was re-attached: it shows the pause of the server stop
     _wait(lambda: _state(row) == "paused", timeout=30, what="the re-attached row to show paused")
     assert _acked(row) > 0
+
+
+def test_a_saved_notebook_shows_the_text_fallback_not_model_not_found(lab, page):
+    """Run, save, shut the kernel down, reload: every row and the panel read as text."""
+    srv = lab.root / "srv-saved"
+    small = lab.root / "saved-small.bin"
+    small.write_bytes(os.urandom(64 * KIB))
+    write_notebook(
+        lab.root / "saved.ipynb",
+        [
+            "%load_ext nbupload",
+            f"%upload server start --root {srv}",
+            f"%upload {small} --wait",
+            "%upload panel",
+        ],
+    )
+    _open(page, lab, "saved.ipynb")
+    _run_all(page)
+    page.locator(".nbupload-panel").wait_for(timeout=60_000)
+    row = page.locator(".nbupload-row").filter(has_text="saved-small.bin").first
+    _wait(lambda: _state(row) == "done", what="the row to show done")
+    _wait(lambda: _kernel_status(page) == "idle", what="the notebook to finish")
+    fallback = page.locator(".nbupload-fallback")
+    _wait(lambda: fallback.count() == 2, what="a fallback after the row and after the panel")
+    # while the widgets live, their fallbacks are hidden
+    assert not fallback.first.is_visible() and not fallback.nth(1).is_visible()
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=60_000)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    _wait(lambda: _kernel_status(page) is None, what="the kernel to shut down")
+
+    # reopened: the old widgets' models are gone with their kernel
+    page.reload()
+    failed = page.locator(".jp-OutputArea-output.jupyter-widgets").filter(has_text="model not found")
+    _wait(lambda: failed.count() == 2, timeout=90, what="the widget views to find no model")
+    for i in range(failed.count()):
+        assert not failed.nth(i).is_visible()
+    text = page.locator(".nbupload-fallback")
+    _wait(lambda: text.count() == 2 and text.first.is_visible(), what="the fallback text")
+    assert text.first.inner_text().strip() == "nbupload: saved-small.bin — done, 64.0 KiB"
+    panel_text = text.nth(1).inner_text()
+    assert panel_text.startswith("nbupload panel:") and "saved-small.bin — done, 64.0 KiB" in panel_text
+    assert not page.get_by_text("model not found").first.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "saved-notebook-fallback.png"))

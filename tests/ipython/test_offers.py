@@ -134,3 +134,165 @@ def test_forget_one_offer(ip, leftover):
     finally:
         session.close()
         engine.shutdown()
+
+
+def _wait_acked(tasks, timeout=30.0):
+    end = time.monotonic() + timeout
+    while any(t.snapshot().acked == 0 for t in tasks) and time.monotonic() < end:
+        time.sleep(0.02)
+    assert all(t.snapshot().acked > 0 for t in tasks)
+
+
+def test_offers_of_this_notebook_by_default_and_all_on_request(ip, tmp_path, capsys, monkeypatch):
+    """The journal notes each task's notebook (JPY_SESSION_NAME): a kernel of a.ipynb offers
+    a.ipynb's uploads, the others behind "Show all"; "Resume all" resumes what is shown."""
+    journal = tmp_path / "journal"
+    srv = start_server(root=tmp_path / "srv", throttle=256 * 1024)
+    try:
+        old = Engine(EngineConfig(journal_dir=journal))
+        tasks = {}
+        for name, notebook in (("mine.bin", "work/a.ipynb"), ("theirs.bin", "work/b.ipynb")):
+            src = tmp_path / name
+            src.write_bytes(os.urandom(256 * 1024))
+            tasks[name] = old.submit(src, srv.upload_url, chunk_size=32 * 1024, labels={"notebook": notebook})
+        _wait_acked(tasks.values())
+        old.shutdown(wait=True)
+
+        monkeypatch.setenv("JPY_SESSION_NAME", "work/a.ipynb")
+        session, engine = open_session(ip, journal)
+        try:
+            out = capsys.readouterr().out
+            assert f"1 unfinished upload from a previous session ({tasks['mine.bin'].id})" in out
+            assert "1 more from other notebooks or programs" in out
+            panel = session.get_panel()
+            texts = " ".join(getattr(w, "value", "") for w in _walk(panel.offers))
+            assert "mine.bin" in texts and "theirs.bin" not in texts and "paused" in texts
+            [show_all] = [w for w in _walk(panel.offers) if "nbupload-offer-show-all" in w._dom_classes]
+            assert show_all.description == "Show all (1 more)"
+            # "Resume all" with only this notebook's shown leaves the other one alone
+            session.panel_controller.resume_offer(None)
+            assert engine.get(tasks["mine.bin"].id).wait(60).state is TaskState.DONE
+            assert [u.id for u in engine.unfinished()] == [tasks["theirs.bin"].id]
+            show_all = next(w for w in _walk(panel.offers) if "nbupload-offer-show-all" in w._dom_classes)
+            show_all.click()
+            texts = " ".join(getattr(w, "value", "") for w in _walk(panel.offers))
+            assert "theirs.bin" in texts
+            assert any("nbupload-offer-show-mine" in w._dom_classes for w in _walk(panel.offers))
+        finally:
+            session.close()
+            engine.shutdown()
+    finally:
+        srv.stop()
+
+
+def _walk(widget):
+    yield widget
+    for child in getattr(widget, "children", ()) or ():
+        yield from _walk(child)
+
+
+def test_a_dead_demo_server_comes_back_on_its_root_and_its_uploads_resume(ip, tmp_path, capsys):
+    """A kernel uploads to its demo server on --root R and dies with it; the next kernel's
+    offer says so, and `%upload server start --root R` takes the old port and resumes it."""
+    journal, root = tmp_path / "journal", tmp_path / "root"
+    data = os.urandom(512 * 1024)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    first, engine1 = open_session(ip, journal)
+    try:
+        ip.run_line_magic("upload", f"server start --root {root} --throttle 128KiB")
+        old_url = first.server.upload_url
+        task = first.submit(str(src), old_url, chunk_size=32 * 1024)
+        _wait_acked([task])
+    finally:
+        first.close()  # the kernel ends: its demo server stops, its upload pauses
+        engine1.shutdown()
+    capsys.readouterr()
+
+    second, engine2 = open_session(ip, journal)
+    try:
+        [offer] = second.offers
+        assert not offer.resumable and f"%upload server start --root {os.path.realpath(root)}" in offer.note
+        ip.run_line_magic("upload", f"server start --root {root}")
+        out = capsys.readouterr().out
+        assert second.server.upload_url == old_url  # the old port, so the task's URL holds
+        assert f"resumed 1 upload an earlier demo server on this root left unfinished ({task.id})" in out
+        assert engine2.get(task.id).wait(60).state is TaskState.DONE
+        assert (root / "big.bin").read_bytes() == data
+        assert second.offers == []
+    finally:
+        second.close()
+        engine2.shutdown()
+
+
+def test_an_upload_to_a_temporary_demo_server_says_it_cannot_resume(ip, tmp_path, capsys):
+    journal = tmp_path / "journal"
+    src = tmp_path / "t.bin"
+    src.write_bytes(os.urandom(256 * 1024))
+    first, engine1 = open_session(ip, journal)
+    try:
+        ip.run_line_magic("upload", "server start --throttle 64KiB")
+        task = first.submit(str(src), first.server.upload_url, chunk_size=32 * 1024)
+        _wait_acked([task])
+    finally:
+        first.close()
+        engine1.shutdown()
+    second, engine2 = open_session(ip, journal)
+    try:
+        [offer] = second.offers
+        assert not offer.resumable and "temporary root" in offer.note and offer.forgettable_as_failed
+    finally:
+        second.close()
+        engine2.shutdown()
+
+
+def test_resume_all_of_stale_offers_does_not_starve_a_new_upload(ip, tmp_path, capsys):
+    """Ten stale entries of another kernel, their server gone (it takes connections and never
+    answers); "Resume all" in the panel, then a new upload starts at once and finishes."""
+    import socket
+
+    journal = tmp_path / "journal"
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    live = start_server(root=tmp_path / "live")
+    try:
+        dead_url = f"http://127.0.0.1:{hole.getsockname()[1]}/upload"
+        old = Engine(EngineConfig(journal_dir=journal))
+        for i in range(10):
+            src = tmp_path / f"stale{i}.bin"
+            src.write_bytes(os.urandom(64 * 1024))
+            old.submit(src, dead_url, start=False)
+        old.shutdown(wait=True)
+
+        engine = Engine(
+            EngineConfig(
+                journal_dir=journal, workers=2, connect_timeout=600, read_timeout=600, stall_timeout=600
+            )
+        )
+        session = UploadSession(ip, engine_factory=lambda: engine)
+        from nbupload.ipython.magics import UploadMagics
+
+        session.open(UploadMagics(ip, session))
+        try:
+            panel = session.get_panel()
+            [every] = [w for w in _walk(panel.offers) if "nbupload-offer-resume-all" in w._dom_classes]
+            every.click()
+            stale = [t for t in engine.tasks()]
+            assert len(stale) == 10 and session.offers == []
+            end = time.monotonic() + 60
+            while sum(t.state is TaskState.CONNECTING for t in stale) < 2 and time.monotonic() < end:
+                time.sleep(0.02)
+            src = tmp_path / "new.bin"
+            data = os.urandom(1 << 20)
+            src.write_bytes(data)
+            task = session.submit(str(src), live.upload_url)
+            assert task.wait(60).state is TaskState.DONE
+            assert (live.root / "new.bin").read_bytes() == data
+            assert all(t.state in (TaskState.QUEUED, TaskState.CONNECTING) for t in stale)
+        finally:
+            session.close()
+            engine.shutdown()
+    finally:
+        live.stop()
+        hole.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from nbupload.engine import Engine, EngineConfig, TaskState
+from nbupload.engine.state import TaskSnapshot
 from nbupload.panel.picker import FilePicker, PickerCore, Spool, SpoolStore, spool_key
 from nbupload.server import start_server
 
@@ -96,6 +97,23 @@ def test_a_file_arrives_in_bounded_slices_and_is_submitted(tmp_path):
     assert sidecar["ranges"] == f"0-{len(data)}" and sidecar["task"] == "task1"
     entry = core.entries[spool_key("data.bin", len(data), 1700000000000)]
     assert entry["state"] == "uploading" and entry["spooled"] == len(data) and entry["task"] == "task1"
+    # the second leg: the task's progress from the kernel to the server, from the UI pump
+    assert (entry["uploaded"], entry["upload_state"]) == (0, "")
+    other = TaskSnapshot(
+        id="other", name="o", protocol="uploader", url="u", state=TaskState.DONE, total=9, acked=9
+    )
+    assert not core.note_tasks([other])
+    mine = TaskSnapshot(
+        id="task1",
+        name="data.bin",
+        protocol="uploader",
+        url="u",
+        state=TaskState.UPLOADING,
+        total=len(data),
+        acked=SLICE,
+    )
+    assert core.note_tasks([mine]) and not core.note_tasks([mine])
+    assert (entry["uploaded"], entry["upload_state"]) == (SLICE, "uploading")
 
 
 def test_slices_out_of_order_land_at_their_offsets(tmp_path):

@@ -49,7 +49,7 @@ def enabled(row):
 
 
 def shown(row):
-    return {a for a, b in row.buttons.items() if b.layout.display != "none"}
+    return {a for a, b in row.buttons.items() if b.layout.visibility != "hidden"}
 
 
 def test_row_classes_buttons_and_updates():

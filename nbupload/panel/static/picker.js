@@ -10,7 +10,17 @@ const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 const LABELS = {
   spooling: "sending to the kernel",
   incomplete: "incomplete",
-  uploading: "in the kernel, uploading",
+  uploading: "in the kernel",
+  failed: "failed",
+  cancelled: "cancelled",
+};
+// The second leg: the engine's task from the kernel to the server.
+const UPLOAD_LABELS = {
+  queued: "queued",
+  connecting: "connecting",
+  uploading: "uploading",
+  paused: "paused",
+  done: "uploaded",
   failed: "failed",
   cancelled: "cancelled",
 };
@@ -118,6 +128,7 @@ function render({ model, el: root }) {
       const row = el("div", "nbupload-pick");
       Object.assign(row.dataset, {
         key: e.key, name: e.name, state: e.state, size: String(e.size), spooled: String(e.spooled), task: e.task || "",
+        uploaded: String(e.uploaded || 0), uploadState: e.upload_state || "",
       });
       const name = el("span", "nbupload-pick-name", e.name);
       name.title = e.name;
@@ -128,6 +139,19 @@ function render({ model, el: root }) {
       const bytes = el("span", "nbupload-pick-bytes", `${formatSize(e.spooled)} / ${formatSize(e.size)} in the kernel`);
       const state = el("span", "nbupload-pick-state", LABELS[e.state] || e.state);
       row.append(name, track, bytes, state);
+      if (e.task) {
+        // both legs: browser -> kernel above, kernel -> server here
+        const leg = el("span", "nbupload-pick-leg", "to the server");
+        const track2 = el("div", "nbupload-pick-bar nbupload-pick-upload-bar");
+        const fill2 = el("div", "nbupload-pick-fill");
+        fill2.style.width = `${e.size ? (100 * (e.uploaded || 0)) / e.size : 100}%`;
+        track2.append(fill2);
+        const bytes2 = el("span", "nbupload-pick-bytes nbupload-pick-uploaded",
+          `${formatSize(e.uploaded || 0)} / ${formatSize(e.size)} at the server`);
+        const state2 = el("span", "nbupload-pick-state nbupload-pick-upload-state",
+          UPLOAD_LABELS[e.upload_state] || e.upload_state || "queued");
+        row.append(leg, track2, bytes2, state2);
+      }
       if (e.state === "spooling" || e.state === "incomplete" || e.state === "failed") {
         if (!e.task) {
           const x = el("button", "nbupload-pick-cancel jupyter-button widget-button", "Cancel");

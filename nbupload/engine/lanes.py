@@ -1,0 +1,107 @@
+"""The engine's run queue in two lanes, so tasks resumed from the journal never starve new uploads.
+
+Theory of operation. Every run of a task (its first, and each one after a backoff) waits in
+one of two first-in first-out lanes: *foreground* for tasks this process started, and
+*background* for tasks adopted from the journal (an offer resumed after a restart, "Resume
+all", ``engine.resume()`` of a journal entry). ``limit`` is the engine's ``workers`` setting.
+
+- A foreground run starts as soon as fewer than ``limit`` foreground runs are going, however
+  many background runs hold workers: a new upload never waits behind old tasks (whose server
+  may be gone and whose runs then hold a worker until a timeout).
+- A background run starts only while fewer than ``limit`` runs of either lane are going, and
+  only when no foreground run is waiting.
+
+So background runs use only capacity that new uploads do not need; while they fill every slot
+and the user starts uploads, up to ``2 x limit`` runs may be under way for a moment (the
+engine keeps that many worker threads, idle ones blocked here), and background runs start
+again once the total is below ``limit``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+__all__ = ["Lanes"]
+
+T = TypeVar("T")
+
+
+class Lanes(Generic[T]):
+    """Two FIFO lanes with the start rules of the module docstring. Thread-safe."""
+
+    def __init__(self, limit: int) -> None:
+        self._cond = threading.Condition()
+        self._limit = max(1, int(limit))
+        self._waiting: dict[bool, deque[T]] = {False: deque(), True: deque()}
+        self._running = {False: 0, True: 0}
+        self._retire = 0
+        self._closed = False
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        with self._cond:
+            self._limit = max(1, int(value))
+            self._cond.notify_all()
+
+    def put(self, item: T, *, background: bool = False) -> None:
+        """Queue a run in its lane."""
+        with self._cond:
+            self._waiting[background].append(item)
+            self._cond.notify_all()
+
+    def retire(self, n: int) -> None:
+        """Let ``n`` idle threads leave :meth:`take` with ``None`` (fewer workers wanted)."""
+        with self._cond:
+            self._retire += max(0, n)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Every :meth:`take`, now and later, returns ``None``; queued runs are dropped."""
+        with self._cond:
+            self._closed = True
+            self._waiting[False].clear()
+            self._waiting[True].clear()
+            self._cond.notify_all()
+
+    def _pick_locked(self) -> tuple[T, bool] | None:
+        fg, bg = self._waiting[False], self._waiting[True]
+        if fg and self._running[False] < self._limit:
+            return fg.popleft(), False
+        if bg and not fg and self._running[False] + self._running[True] < self._limit:
+            return bg.popleft(), True
+        return None
+
+    def take(self) -> tuple[T, bool] | None:
+        """Block until a run may start: ``(item, background)``; ``None`` tells the thread to end.
+
+        The caller reports the end of that run with :meth:`done`.
+        """
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                if self._retire:
+                    self._retire -= 1
+                    return None
+                picked = self._pick_locked()
+                if picked is not None:
+                    self._running[picked[1]] += 1
+                    return picked
+                self._cond.wait()
+
+    def done(self, background: bool) -> None:
+        """A run taken from ``background``'s lane has ended: its slot is free."""
+        with self._cond:
+            self._running[background] = max(0, self._running[background] - 1)
+            self._cond.notify_all()
+
+    def running(self) -> tuple[int, int]:
+        """Runs going now: (foreground, background)."""
+        with self._cond:
+            return self._running[False], self._running[True]
