@@ -343,7 +343,7 @@ class UploadMagics(Magics):
             raise UsageError(f"cannot start the upload: {exc}") from None
         print(f"nbupload: {batch.started_line()}")
         if not args.quiet:
-            display(s.batch_row(batch))
+            s.display_batch(batch)
         if args.wait:
             self._wait_batch(batch)
         return batch if args.output else None
@@ -487,7 +487,7 @@ class UploadMagics(Magics):
             except (KeyError, ValueError, OSError) as exc:
                 raise UsageError(f"cannot resume batch {batch_id}: {exc}") from None
             print(f"resumed batch {batch.id} from the journal: {batch.snapshot().describe()}")
-            display(s.batch_row(batch))
+            s.display_batch(batch)
         if ids != ["all"]:
             ids = [i for i in ids if i not in waiting]
             if not ids:

@@ -162,6 +162,13 @@ class UploadSession:
         display(row)
         self._display_fallback(lambda: row_fallback_text(self._snapshot(row)))
 
+    def display_batch(self, batch: Any) -> None:
+        """Show ``batch``'s live row, and after it the text a saved notebook shows instead."""
+        from IPython.display import display
+
+        display(self.batch_row(batch))
+        self._display_fallback(lambda: f"nbupload: batch {batch.id}: {batch.snapshot().describe()}")
+
     def display_panel(self) -> None:
         from IPython.display import display
 
