@@ -20,6 +20,7 @@ from ..options import (
     OptionError,
     _add_common,
     _add_credentials,
+    add_max_rate_argument,
     add_put_arguments,
     parse_field,
     parse_header,
@@ -102,6 +103,8 @@ def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
         out["retries"] = args.retries
     if getattr(args, "streams", None):
         out["streams"] = args.streams
+    if getattr(args, "max_rate", None):
+        out["max_rate"] = args.max_rate
     if getattr(args, "timeout", None):
         t = args.timeout
         out.update(connect_timeout=t, read_timeout=t, write_timeout=t, stall_timeout=t)
@@ -522,6 +525,7 @@ def register(subparsers: Any) -> None:
         "their relative folders; a re-run skips files already uploaded.",
     )
     add_put_arguments(put)
+    add_max_rate_argument(put)
     # batch options: only here (the magic shares add_put_arguments, not these)
     put.add_argument(
         "--prefix", metavar="FOLDER", help="batch: a folder (uploader) or key prefix (WCS) for every name"
@@ -552,6 +556,7 @@ def register(subparsers: Any) -> None:
     )
     res.add_argument("ids", nargs="*", metavar="TASK_ID")
     res.add_argument("--all", action="store_true", help="every unfinished task")
+    add_max_rate_argument(res)
     res.add_argument(
         "--streams",
         type=streams_arg,

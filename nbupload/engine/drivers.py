@@ -140,17 +140,15 @@ class _Driver:
         h.note_attempt()
         sent = 0
 
-        def counted(view: memoryview) -> None:
+        def counted(n: int) -> None:
             nonlocal sent
-            sent += view.nbytes
-            h.add_sent(view.nbytes)
-            if on_file is not None:
-                on_file(view)
+            sent += n
+            h.add_sent(n)
 
         unregister = h.on_abort(sc.abort)
         try:
             return post(
-                sc.client,
+                sc,
                 url,
                 headers={**self.spec.headers, **headers},
                 body=body,
@@ -158,7 +156,9 @@ class _Driver:
                 check=self.check,
                 stall_timeout=self.cfg.stall_timeout,
                 file_len=file_len,
-                on_file=counted,
+                on_sent=counted,
+                on_file=on_file,
+                throttle=self.ctx.throttle,
             )
         except StepFailed:
             h.check()  # an aborted request is a pause or a cancel, not a failure

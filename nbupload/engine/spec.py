@@ -33,6 +33,8 @@ class TaskSpec:
     streams: int | None = None
     #: the largest a chunk may grow to; ``None``: the engine's ``chunk_max`` setting
     chunk_max: int | None = None
+    #: this task's rate cap in bytes per second (all its streams together); ``None``: none
+    limit_rate: float | None = None
 
     @property
     def content_type(self) -> str:
