@@ -114,7 +114,11 @@ class WireConnection:
 
     # ------------------------------------------------------------------ lifetime
     def abort(self) -> None:
-        """Cut the connection now (from any thread): a reset, so the server drops what it buffered."""
+        """Cut the connection now (from any thread): a reset, so the server drops what it buffered.
+
+        Like httpx's connections here, only the connection open now is cut: the task's flags,
+        checked before a request sends anything, stop the next one (a pause withdrawn at once by
+        a resume lets the stream go on with a new connection)."""
         with self._lock:
             self._aborted = True
             sock = self._sock
@@ -154,9 +158,6 @@ class WireConnection:
         conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
         with self._lock:
             self._sock, self._h11, self._origin = sock, conn, (host, port)
-            aborted = self._aborted
-        if aborted:
-            self.abort()
         return sock, conn
 
     # ------------------------------------------------------------------ one request
@@ -180,6 +181,8 @@ class WireConnection:
         sees them (and then they are read, not sent with ``sendfile``).
         """
         host, port = url.host, url.port or 80
+        with self._lock:
+            self._aborted = False  # an abort cuts the request under way, not the stream's next ones
         sock, conn = self._connect(host, port, timeout.connect)
         target = url.raw_path
         head = [("Host", url.netloc.decode("ascii")), ("User-Agent", self.user_agent),
