@@ -63,15 +63,21 @@ def run_driver(ctx: RunContext, handle: RunHandle) -> Any:
 class ChunkSizer:
     """How big the next chunk is.
 
-    Starts at ``start``; doubles after a full-size request in which more than
+    Starts at ``start``; grows after a full-size request in which more than
     ``OVERHEAD_SHARE`` of the time went outside writing the body (connecting, waiting for the
-    answer: the round trip a bigger chunk pays once for more bytes), up to ``cap``; halves
+    answer: the round trip a bigger chunk pays once for more bytes), up to ``cap``. It grows by
+    the power of two (at most ``MAX_GROWTH``) that would bring that share down to
+    ``OVERHEAD_SHARE`` were the body time to scale with the size: an answer 40 ms late after a
+    4 MiB body that left in 3 ms jumps to 32 MiB at once instead of doubling through three
+    more round trips, while a link where the body takes most of the time still doubles. Halves
     after a failure or stall (not below ``floor``); after a 4001/413 it learns the server's
     limit (the refused size) and never reaches it again, going back to the largest size the
     server accepted; growing again then goes only halfway to the refused size.
     """
 
     OVERHEAD_SHARE = 0.25
+    #: the most one answer can multiply the size by
+    MAX_GROWTH = 8
     #: below this a server that refuses a request as too large is not worth trying smaller
     MIN_CHUNK = 64 << 10
 
@@ -89,7 +95,12 @@ class ChunkSizer:
             if length < self.size or reply.seconds <= 0:
                 return
             overhead = max(0.0, reply.seconds - reply.body_seconds)
-            bigger = min(self.size * 2, self.cap)
+            # the body time at which the overhead would be OVERHEAD_SHARE of the request
+            wanted = overhead * (1 - self.OVERHEAD_SHARE) / self.OVERHEAD_SHARE
+            factor = 2
+            while factor < self.MAX_GROWTH and reply.body_seconds * factor < wanted:
+                factor *= 2
+            bigger = min(self.size * factor, self.cap)
             if self.limit is not None:  # halfway to the refused size: a binary search for the limit
                 bigger = min(bigger, (max(self.largest_ok, self.size) + self.limit) // 2)
             if overhead > self.OVERHEAD_SHARE * reply.seconds and bigger > self.size:

@@ -1,0 +1,159 @@
+"""The body-sending path: file bytes go out with ``sendfile`` on plain HTTP, and the rate
+caps (a task's ``limit_rate``, the engine's ``max_rate``) hold, against the real reference
+server over loopback. The rate figures are upper bounds with slack (a cap is a correctness
+bound); how close to the cap an upload gets is a benchmark figure, never asserted here."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import types
+
+import pytest
+
+from nbupload.engine import TaskState, wire
+from nbupload.engine.drivers import ChunkSizer
+from nbupload.engine.ratelimit import SharedCap, Throttle, TokenBucket
+from nbupload.engine.transport import Reply
+from nbupload.protocols import wcs
+from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
+
+KiB, MiB = 1 << 10, 1 << 20
+
+
+@pytest.fixture
+def sendfile_bytes(monkeypatch):
+    """Counts the bytes ``os.sendfile`` moved for the wire module (and still moves them)."""
+    seen = {"bytes": 0}
+    lock = threading.Lock()
+
+    def counting(out: int, fd: int, offset: int, count: int) -> int:
+        n = os.sendfile(out, fd, offset, count)
+        with lock:
+            seen["bytes"] += n
+        return n
+
+    monkeypatch.setattr(wire, "os", types.SimpleNamespace(sendfile=counting))
+    return seen
+
+
+@pytest.mark.parametrize("protocol", ["uploader", "plain"])
+def test_file_bytes_go_out_with_sendfile_on_plain_http(server, make_engine, tmp_path, sendfile_bytes, protocol):
+    engine = make_engine(chunk_size=1 * MiB, streams=3)
+    src = make_file(tmp_path / "z.bin", 5 * MiB + 12_345)
+    snap = engine.submit(src, server.upload_url, protocol=protocol).wait(60, raise_on_error=True)
+    assert snap.state is TaskState.DONE and sha256_file(server.root / "z.bin") == sha256_file(src)
+    assert sendfile_bytes["bytes"] == src.stat().st_size  # every file byte, none copied through Python
+    assert snap.attempts == (1 if protocol == "plain" else 1 + 6)  # the query, 6 chunks; no retry
+
+
+def test_wcs_bytes_are_read_for_the_etag_and_still_arrive_whole(server, make_engine, tmp_path, sendfile_bytes):
+    ak, sk = next(iter(CREDENTIALS.items()))
+    engine = make_engine(chunk_size=1 * MiB)
+    src = make_file(tmp_path / "w.bin", 3 * MiB + 7)
+    snap = engine.submit(
+        src, server.url, protocol="wcs-append", access_key=ak, secret_key=sk, scope="bkt:w.bin"
+    ).wait(60, raise_on_error=True)
+    assert snap.result["verified"] and snap.result["hash"] == wcs.etag_of(src.read_bytes())
+    assert sendfile_bytes["bytes"] == 0  # the etag needs the bytes: read, then sent
+    assert sha256_file(server.root / "bkt" / "w.bin") == sha256_file(src)
+
+
+def _rate(nbytes: int, began: float) -> float:
+    return nbytes / (time.monotonic() - began)
+
+
+def test_a_task_limit_rate_caps_all_its_streams(server, make_engine, tmp_path):
+    cap = 1_000_000  # bytes/s; 3 MB takes about 3 s at the cap
+    engine = make_engine(chunk_size=256 * KiB, streams=4)
+    src = make_file(tmp_path / "capped.bin", 3_000_000)
+    began = time.monotonic()
+    snap = engine.submit(src, server.upload_url, limit_rate=cap).wait(120, raise_on_error=True)
+    rate = _rate(src.stat().st_size, began)
+    assert snap.state is TaskState.DONE and sha256_file(server.root / "capped.bin") == sha256_file(src)
+    assert rate <= cap * 1.1, f"{rate:.0f} B/s over a cap of {cap} B/s"
+
+
+def test_the_engine_max_rate_is_shared_by_all_tasks(server, make_engine, tmp_path):
+    cap = 1_000_000
+    engine = make_engine(chunk_size=256 * KiB, streams=2, max_rate=cap)
+    srcs = [make_file(tmp_path / f"s{i}.bin", 1_500_000 + i) for i in range(2)]
+    began = time.monotonic()
+    tasks = [engine.submit(s, server.upload_url) for s in srcs]
+    for t in tasks:
+        t.wait(120, raise_on_error=True)
+    rate = _rate(sum(s.stat().st_size for s in srcs), began)
+    for s in srcs:
+        assert sha256_file(server.root / s.name) == sha256_file(s)
+    assert rate <= cap * 1.1, f"{rate:.0f} B/s over a cap of {cap} B/s"
+
+
+def test_a_throttled_upload_pauses_and_resumes_and_the_cap_can_be_lifted(server, make_engine, tmp_path):
+    engine = make_engine(chunk_size=256 * KiB, streams=2, max_rate=200_000)
+    src = make_file(tmp_path / "slow.bin", 2_000_000)
+    task = engine.submit(src, server.upload_url)
+    wait_for(lambda: task.acked >= 256 * KiB, timeout=60)
+    task.pause()
+    assert task.wait(60).state is TaskState.PAUSED
+    engine.configure(max_rate=None)  # no cap: the rest goes at full speed
+    task.resume()
+    snap = task.wait(60, raise_on_error=True)
+    assert snap.state is TaskState.DONE and sha256_file(server.root / "slow.bin") == sha256_file(src)
+
+
+def test_token_bucket_debt_keeps_the_long_run_rate_at_the_cap():
+    now = [0.0]
+    bucket = TokenBucket(1000.0, clock=lambda: now[0])
+    burst = bucket.burst
+    assert bucket.debit(int(burst)) == 0.0  # the burst allowance goes at once
+    wait = bucket.debit(500)  # then a debt: 500 bytes at 1000 B/s
+    assert wait == pytest.approx(0.5)
+    now[0] += wait
+    assert bucket.debit(1000) == pytest.approx(1.0)  # nothing saved up while paying the debt
+    now[0] += 100.0
+    assert bucket.debit(int(burst)) == 0.0  # idle time refills to the burst, no further
+    assert bucket.debit(1) > 0.0
+
+
+def test_shared_cap_can_change_under_a_throttle():
+    shared = SharedCap(None)
+    throttle = Throttle(None, shared)
+    assert throttle.buckets == []
+    throttle.take(10 * MiB, lambda: None)  # no cap: no wait
+    shared.set(2_000_000)
+    assert [b.rate for b in throttle.buckets] == [2_000_000]
+    assert throttle.piece_limit() == 100_000  # a twentieth of a second's worth
+    with pytest.raises(ValueError):
+        TokenBucket(0)
+
+
+def test_take_checks_the_task_flags_while_waiting():
+    throttle = Throttle(TokenBucket(1000.0), None)
+    throttle.take(int(throttle.buckets[0].burst), lambda: None)
+
+    class Paused(Exception):
+        pass
+
+    def check():
+        raise Paused
+
+    with pytest.raises(Paused):
+        throttle.take(10_000, check)  # a 10 s wait ends at the first check
+
+
+def _reply(seconds: float, body_seconds: float) -> Reply:
+    return Reply(200, None, b"", seconds=seconds, body_seconds=body_seconds)  # type: ignore[arg-type]
+
+
+def test_chunks_grow_by_more_than_double_when_the_answer_wait_dominates():
+    sizer = ChunkSizer(4 * MiB, 64 * MiB)
+    sizer.ok(4 * MiB, _reply(0.043, 0.003))  # 40 ms answer wait after a 3 ms body
+    assert sizer.size == 32 * MiB  # at most 8x at once
+    sizer.ok(32 * MiB, _reply(0.064, 0.024))
+    assert sizer.size == 64 * MiB  # the cap
+    slow_link = ChunkSizer(4 * MiB, 64 * MiB)
+    slow_link.ok(4 * MiB, _reply(0.14, 0.1))  # overhead 29 %: just over the share, doubles
+    assert slow_link.size == 8 * MiB
+    slow_link.ok(8 * MiB, _reply(0.24, 0.2))  # overhead 17 %: stays
+    assert slow_link.size == 8 * MiB
