@@ -210,7 +210,9 @@ class Engine:
                 clients=self._clients,
                 timeout=self._timeout(),
                 backoff=task.backoff,
-                throttle=Throttle(TokenBucket(task.spec.limit_rate) if task.spec.limit_rate else None, self._cap),
+                throttle=Throttle(
+                    TokenBucket(task.spec.limit_rate) if task.spec.limit_rate else None, self._cap
+                ),
             )
             result = run_driver(ctx, handle)
         except BaseException as exc:  # noqa: BLE001 - settle decides what it means

@@ -41,7 +41,15 @@ from ..protocols.multipart import FilePart, FileSource, MultipartEncoder, ShortR
 from .errors import Stalled
 from .ratelimit import Throttle
 
-__all__ = ["MAX_COPY_PIECE", "MAX_SEND_PIECE", "PIECE_TARGET", "WireAnswer", "WireConnection", "WireError", "wire_eligible"]
+__all__ = [
+    "MAX_COPY_PIECE",
+    "MAX_SEND_PIECE",
+    "PIECE_TARGET",
+    "WireAnswer",
+    "WireConnection",
+    "WireError",
+    "wire_eligible",
+]
 
 #: How long one piece of a body may take to go out (pause, cancel and stalls are checked between pieces).
 PIECE_TARGET = 0.05
@@ -344,7 +352,9 @@ class WireConnection:
             elif isinstance(event, h11.EndOfMessage):
                 break
         if response is None:
-            raise WireError("protocol", "connection lost (RemoteProtocolError): no answer before the server hung up")
+            raise WireError(
+                "protocol", "connection lost (RemoteProtocolError): no answer before the server hung up"
+            )
         return WireAnswer(
             response.status_code,
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers],
@@ -374,7 +384,9 @@ class WireConnection:
                 conn.receive_data(chunk)
                 continue
             if event is h11.PAUSED:
-                raise WireError("protocol", "connection lost (RemoteProtocolError): the server spoke out of turn")
+                raise WireError(
+                    "protocol", "connection lost (RemoteProtocolError): the server spoke out of turn"
+                )
             if isinstance(event, h11.InformationalResponse):
                 continue
             assert not isinstance(event, type)  # NEED_DATA and PAUSED handled above

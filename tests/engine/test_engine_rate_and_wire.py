@@ -39,7 +39,9 @@ def sendfile_bytes(monkeypatch):
 
 
 @pytest.mark.parametrize("protocol", ["uploader", "plain"])
-def test_file_bytes_go_out_with_sendfile_on_plain_http(server, make_engine, tmp_path, sendfile_bytes, protocol):
+def test_file_bytes_go_out_with_sendfile_on_plain_http(
+    server, make_engine, tmp_path, sendfile_bytes, protocol
+):
     engine = make_engine(chunk_size=1 * MiB, streams=3)
     src = make_file(tmp_path / "z.bin", 5 * MiB + 12_345)
     snap = engine.submit(src, server.upload_url, protocol=protocol).wait(60, raise_on_error=True)
@@ -48,7 +50,9 @@ def test_file_bytes_go_out_with_sendfile_on_plain_http(server, make_engine, tmp_
     assert snap.attempts == (1 if protocol == "plain" else 1 + 6)  # the query, 6 chunks; no retry
 
 
-def test_wcs_bytes_are_read_for_the_etag_and_still_arrive_whole(server, make_engine, tmp_path, sendfile_bytes):
+def test_wcs_bytes_are_read_for_the_etag_and_still_arrive_whole(
+    server, make_engine, tmp_path, sendfile_bytes
+):
     ak, sk = next(iter(CREDENTIALS.items()))
     engine = make_engine(chunk_size=1 * MiB)
     src = make_file(tmp_path / "w.bin", 3 * MiB + 7)
