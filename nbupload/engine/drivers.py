@@ -69,19 +69,24 @@ class ChunkSizer:
     the power of two (at most ``MAX_GROWTH``) that would bring that share down to
     ``OVERHEAD_SHARE`` were the body time to scale with the size: an answer 40 ms late after a
     4 MiB body that left in 3 ms jumps to 32 MiB at once instead of doubling through three
-    more round trips, while a link where the body takes most of the time still doubles. Halves
+    more round trips, while a link where the body takes most of the time still doubles. With
+    ``serial`` (WCS appends: one request in flight, so every round trip leaves the link idle
+    where other streams would fill it) the share is ``SERIAL_SHARE`` instead. Halves
     after a failure or stall (not below ``floor``); after a 4001/413 it learns the server's
     limit (the refused size) and never reaches it again, going back to the largest size the
     server accepted; growing again then goes only halfway to the refused size.
     """
 
     OVERHEAD_SHARE = 0.25
+    #: the share for requests sent one at a time (see above)
+    SERIAL_SHARE = 0.05
     #: the most one answer can multiply the size by
     MAX_GROWTH = 8
     #: below this a server that refuses a request as too large is not worth trying smaller
     MIN_CHUNK = 64 << 10
 
-    def __init__(self, start: int, cap: int) -> None:
+    def __init__(self, start: int, cap: int, *, serial: bool = False) -> None:
+        self.share = self.SERIAL_SHARE if serial else self.OVERHEAD_SHARE
         self.cap = max(start, cap)
         self.size = start
         self.floor = min(start, 256 << 10)
@@ -96,14 +101,14 @@ class ChunkSizer:
                 return
             overhead = max(0.0, reply.seconds - reply.body_seconds)
             # the body time at which the overhead would be OVERHEAD_SHARE of the request
-            wanted = overhead * (1 - self.OVERHEAD_SHARE) / self.OVERHEAD_SHARE
+            wanted = overhead * (1 - self.share) / self.share
             factor = 2
             while factor < self.MAX_GROWTH and reply.body_seconds * factor < wanted:
                 factor *= 2
             bigger = min(self.size * factor, self.cap)
             if self.limit is not None:  # halfway to the refused size: a binary search for the limit
                 bigger = min(bigger, (max(self.largest_ok, self.size) + self.limit) // 2)
-            if overhead > self.OVERHEAD_SHARE * reply.seconds and bigger > self.size:
+            if overhead > self.share * reply.seconds and bigger > self.size:
                 self.size = bigger
 
     def failed(self) -> None:
@@ -132,7 +137,9 @@ class _Driver:
         self.source = ctx.source
         self.backoff = ctx.backoff
         self.sizer = ChunkSizer(
-            self.spec.chunk_size, max(self.spec.chunk_max or self.cfg.chunk_max, self.spec.chunk_size)
+            self.spec.chunk_size,
+            max(self.spec.chunk_max or self.cfg.chunk_max, self.spec.chunk_size),
+            serial=self.spec.protocol == "wcs-append",
         )
         self._lock = threading.Lock()
 

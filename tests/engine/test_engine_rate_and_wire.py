@@ -161,3 +161,12 @@ def test_chunks_grow_by_more_than_double_when_the_answer_wait_dominates():
     assert slow_link.size == 8 * MiB
     slow_link.ok(8 * MiB, _reply(0.24, 0.2))  # overhead 17 %: stays
     assert slow_link.size == 8 * MiB
+
+
+def test_serial_appends_grow_until_the_round_trip_is_a_small_share():
+    # one WCS append in flight at 40 MB/s and 20 ms RTT: 4 MiB leave in 0.1 s, then the link idles
+    appends = ChunkSizer(4 * MiB, 64 * MiB, serial=True)
+    appends.ok(4 * MiB, _reply(0.12, 0.1))  # 17 % idle: grows to bring it near 5 %
+    assert appends.size == 16 * MiB
+    appends.ok(16 * MiB, _reply(0.42, 0.4))  # under 5 %: stays
+    assert appends.size == 16 * MiB
