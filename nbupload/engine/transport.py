@@ -266,7 +266,7 @@ def _post_wire(
     try:
         answer = wire.request(
             url,
-            list(merged.items()),
+            merged.raw,
             body,
             timeout=timeout,
             check=check,

@@ -100,13 +100,28 @@ class _Span:
         return self.n
 
 
+_HAS_SENDFILE = hasattr(os, "sendfile")
+
+
+def _ready(sock: socket.socket, events: int, timeout: float | None) -> bool:
+    """Whether ``sock`` gets one of ``events`` (``select.POLLIN``/``POLLOUT``) within ``timeout``
+    seconds; errors and hang-ups count as ready (the next call on the socket reports them)."""
+    if hasattr(select, "poll"):  # any fd number, unlike select()
+        poller = select.poll()
+        poller.register(sock, events)
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+    want = [sock]
+    r, w, x = select.select(want if events & select.POLLIN else [], want if events & select.POLLOUT else [],
+                            want, timeout)  # fmt: skip
+    return bool(r or w or x)
+
+
 def _readable(sock: socket.socket) -> bool:
     """An idle keep-alive socket that is readable was closed (or spoke out of turn) by the server."""
     try:
-        r, _, _ = select.select([sock], [], [], 0)
+        return _ready(sock, select.POLLIN, 0)
     except (OSError, ValueError):
         return True
-    return bool(r)
 
 
 class WireConnection:
@@ -172,7 +187,7 @@ class WireConnection:
     def request(
         self,
         url: httpx.URL,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[bytes, bytes]],
         body: bytes | MultipartEncoder,
         *,
         timeout: httpx.Timeout,
@@ -193,17 +208,20 @@ class WireConnection:
             self._aborted = False  # an abort cuts the request under way, not the stream's next ones
         sock, conn = self._connect(host, port, timeout.connect)
         target = url.raw_path
-        head = [("Host", url.netloc.decode("ascii")), ("User-Agent", self.user_agent),
-                ("Accept", "*/*"), ("Accept-Encoding", "identity")]  # fmt: skip
+        head = [(b"Host", url.netloc), (b"User-Agent", self.user_agent.encode()),
+                (b"Accept", b"*/*"), (b"Accept-Encoding", b"identity")]  # fmt: skip
         names = {k.lower() for k, _ in headers}
         head = [(k, v) for k, v in head if k.lower() not in names] + headers
-        if isinstance(body, bytes) and "content-length" not in names:
-            head.append(("Content-Length", str(len(body))))
+        if isinstance(body, bytes) and b"content-length" not in names:
+            head.append((b"Content-Length", str(len(body)).encode()))
         body_seconds = 0.0
         try:
             sock.settimeout(timeout.write)
             try:
-                data = conn.send(h11.Request(method="POST", target=target, headers=head))
+                try:
+                    data = conn.send(h11.Request(method="POST", target=target, headers=head))
+                except h11.LocalProtocolError as exc:
+                    raise WireError("lost", f"connection lost (LocalProtocolError): {exc}") from None
                 assert data is not None
                 if isinstance(body, bytes):
                     framed = conn.send(h11.Data(data=body)) if body else b""
@@ -267,7 +285,7 @@ class WireConnection:
                 sock.sendall(framed or b"")
                 continue
             pos, end = item.offset, item.offset + item.size
-            zero_copy = on_file is None and isinstance(item.source, FileSource)
+            zero_copy = _HAS_SENDFILE and on_file is None and isinstance(item.source, FileSource)
             biggest = MAX_SEND_PIECE if zero_copy else MAX_COPY_PIECE
             while pos < end:
                 want = min(piece, end - pos)
@@ -321,8 +339,7 @@ class WireConnection:
                     "it was truncated or changed while uploading"
                 )
             if n < 0:
-                _, w, _ = select.select([], [sock], [], timeout)
-                if not w:
+                if not _ready(sock, select.POLLOUT, timeout):
                     raise TimeoutError("timed out")
                 continue
             offset += n

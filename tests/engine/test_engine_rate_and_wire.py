@@ -170,3 +170,74 @@ def test_serial_appends_grow_until_the_round_trip_is_a_small_share():
     assert appends.size == 16 * MiB
     appends.ok(16 * MiB, _reply(0.42, 0.4))  # under 5 %: stays
     assert appends.size == 16 * MiB
+
+
+class _RecordingServer:
+    """Plain uploads only: records each request's headers and file part; ``drop`` closes the
+    connection after every answer without saying so (what an idle keep-alive timeout does)."""
+
+    def __init__(self, drop: bool) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from tests.support.servers import file_part
+
+        outer = self
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.closed = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                boundary = self.headers["Content-Type"].split("boundary=", 1)[1]
+                outer.requests.append((dict(self.headers.items()), file_part(body, boundary)[0]))
+                answer = b'{"result":"OK"}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+                self.close_connection = drop
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def shutdown_request(self, request: object) -> None:
+                super().shutdown_request(request)  # type: ignore[arg-type]
+                outer.closed += 1
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/upload"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1})
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["kept alive", "closed by the server"])
+def test_plain_http_requests_carry_the_headers_and_reuse_or_renew_the_connection(make_engine, tmp_path, drop):
+    srv = _RecordingServer(drop)
+    try:
+        engine = make_engine(user_agent="nbupload-test/1")
+        src = make_file(tmp_path / "h.bin", 300_000)
+        headers = {"X-Trace": "abc"}
+        first = engine.submit(src, srv.url, protocol="plain", headers=headers).wait(60, raise_on_error=True)
+        if drop:
+            wait_for(lambda: srv.closed >= 1, timeout=60)
+        second = engine.submit(src, srv.url, protocol="plain", filename="h2.bin").wait(
+            60, raise_on_error=True
+        )
+    finally:
+        srv.close()
+    # a connection the server closed while idle is not used again: no failed attempt
+    assert first.attempts == 1 and second.attempts == 1
+    (h1, data1), (h2, data2) = srv.requests
+    assert data1 == data2 == src.read_bytes()
+    assert h1["User-Agent"] == "nbupload-test/1" and h1["X-Trace"] == "abc" and h1["Host"] == srv.url[7:-7]
+    assert h1["Content-Type"].startswith("multipart/form-data; boundary=") and "X-Trace" not in h2
