@@ -14,8 +14,8 @@ task's flags (pause, cancel, source changed) are checked, the stall watchdog run
 rate cap (:mod:`~nbupload.engine.ratelimit`) is paid. :meth:`WireConnection.abort` shuts
 the socket down from any thread, so a blocked ``sendfile`` or ``recv`` returns at once.
 
-Only plain ``http://`` URLs without a proxy or user info take this path
-(:func:`wire_eligible`); TLS, proxies and injected transports stay on httpx. A body part
+Only plain ``http://`` URLs without user info take this path (:func:`wire_eligible`); TLS
+and injected transports stay on httpx. A body part
 whose bytes someone must see (the WCS etag is computed while sending) is read with
 ``pread`` and written with ``sendall``, still without httpx's extra copies.
 """
@@ -29,7 +29,6 @@ import socket
 import struct
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import cast
@@ -78,14 +77,11 @@ class WireAnswer:
 
 
 def wire_eligible(url: httpx.URL) -> bool:
-    """Whether a request to ``url`` can go on a :class:`WireConnection`: plain HTTP, no user
-    info, and no proxy from the environment (httpx honours those; this path does not)."""
-    if url.scheme != "http" or url.userinfo:
-        return False
-    proxies = urllib.request.getproxies()
-    if not (proxies.get("http") or proxies.get("all")):
-        return True
-    return bool(urllib.request.proxy_bypass(url.host))
+    """Whether a request to ``url`` can go on a :class:`WireConnection`: plain HTTP without
+    user info (httpx turns that into Basic auth). Proxies from the environment play no part
+    on either path: the engine's streams give httpx their own transport, which httpx then
+    uses directly, without the environment's proxies."""
+    return url.scheme == "http" and not url.userinfo
 
 
 class _Span:

@@ -241,3 +241,11 @@ def test_plain_http_requests_carry_the_headers_and_reuse_or_renew_the_connection
     assert data1 == data2 == src.read_bytes()
     assert h1["User-Agent"] == "nbupload-test/1" and h1["X-Trace"] == "abc" and h1["Host"] == srv.url[7:-7]
     assert h1["Content-Type"].startswith("multipart/form-data; boundary=") and "X-Trace" not in h2
+
+
+def test_only_plain_http_takes_the_sendfile_path():
+    import httpx
+
+    assert wire.wire_eligible(httpx.URL("http://example.org:8080/upload?x=1"))
+    assert not wire.wire_eligible(httpx.URL("https://example.org/upload"))  # TLS: httpx
+    assert not wire.wire_eligible(httpx.URL("http://user:pw@example.org/upload"))  # basic auth: httpx
