@@ -71,7 +71,12 @@ class ChunkSizer:
     4 MiB body that left in 3 ms jumps to 32 MiB at once instead of doubling through three
     more round trips, while a link where the body takes most of the time still doubles. With
     ``serial`` (WCS appends: one request in flight, so every round trip leaves the link idle
-    where other streams would fill it) the share is ``SERIAL_SHARE`` instead. Halves
+    where other streams would fill it) the share is ``SERIAL_SHARE`` instead. A chunk never
+    grows past what would last about ``MAX_SECONDS`` at the rate the last one went (its whole
+    request time, scaled): the time "writing the body" ends when the bytes are in the socket
+    buffers, so on a slow link a chunk that fits in them looks all overhead, and without this
+    bound it would grow to the cap, making each acknowledgement, and the bytes a crash can
+    cost, minutes apart. Halves
     after a failure or stall (not below ``floor``); after a 4001/413 it learns the server's
     limit (the refused size) and never reaches it again, going back to the largest size the
     server accepted; growing again then goes only halfway to the refused size.
@@ -82,6 +87,8 @@ class ChunkSizer:
     SERIAL_SHARE = 0.05
     #: the most one answer can multiply the size by
     MAX_GROWTH = 8
+    #: growing stops once a chunk would last longer than this (seconds, whole request)
+    MAX_SECONDS = 2.0
     #: below this a server that refuses a request as too large is not worth trying smaller
     MIN_CHUNK = 64 << 10
 
@@ -105,6 +112,8 @@ class ChunkSizer:
             factor = 2
             while factor < self.MAX_GROWTH and reply.body_seconds * factor < wanted:
                 factor *= 2
+            while factor > 1 and reply.seconds * factor > self.MAX_SECONDS:
+                factor //= 2
             bigger = min(self.size * factor, self.cap)
             if self.limit is not None:  # halfway to the refused size: a binary search for the limit
                 bigger = min(bigger, (max(self.largest_ok, self.size) + self.limit) // 2)

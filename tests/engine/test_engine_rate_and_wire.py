@@ -163,6 +163,19 @@ def test_chunks_grow_by_more_than_double_when_the_answer_wait_dominates():
     assert slow_link.size == 8 * MiB
 
 
+def test_chunks_stop_growing_once_they_last_seconds():
+    # a slow link: the chunk fits in the socket buffers, so its body "left" at once and the whole
+    # request looks like answer wait; growth stops at about MAX_SECONDS of the link
+    sizer = ChunkSizer(256 * KiB, 64 * MiB)
+    sizer.ok(256 * KiB, _reply(0.3, 0.0))  # about 0.85 MiB/s
+    assert sizer.size == 1 * MiB  # 4x (1.2 s); 8x would last 2.4 s
+    sizer.ok(1 * MiB, _reply(1.2, 0.0))
+    assert sizer.size == 1 * MiB  # twice as big would last 2.4 s: stays
+    fast = ChunkSizer(4 * MiB, 64 * MiB)
+    fast.ok(4 * MiB, _reply(0.2, 0.1))
+    assert fast.size == 16 * MiB  # a fast link still grows (4x: 0.8 s at most)
+
+
 def test_serial_appends_grow_until_the_round_trip_is_a_small_share():
     # one WCS append in flight at 40 MB/s and 20 ms RTT: 4 MiB leave in 0.1 s, then the link idles
     appends = ChunkSizer(4 * MiB, 64 * MiB, serial=True)
