@@ -76,7 +76,9 @@ class ChunkSizer:
     request time, scaled): the time "writing the body" ends when the bytes are in the socket
     buffers, so on a slow link a chunk that fits in them looks all overhead, and without this
     bound it would grow to the cap, making each acknowledgement, and the bytes a crash can
-    cost, minutes apart. Halves
+    cost, minutes apart. For the same reason the size only doubles (as a cautious step) when
+    the body time cannot be trusted: unknown, or more than a quarter of the chunk was still
+    queued in the socket when its last byte was written (``Reply.queued``). Halves
     after a failure or stall (not below ``floor``); after a 4001/413 it learns the server's
     limit (the refused size) and never reaches it again, going back to the largest size the
     server accepted; growing again then goes only halfway to the refused size.
@@ -110,7 +112,8 @@ class ChunkSizer:
             # the body time at which the overhead would be OVERHEAD_SHARE of the request
             wanted = overhead * (1 - self.share) / self.share
             factor = 2
-            while factor < self.MAX_GROWTH and reply.body_seconds * factor < wanted:
+            trusted = 0 <= reply.queued <= length // 4
+            while trusted and factor < self.MAX_GROWTH and reply.body_seconds * factor < wanted:
                 factor *= 2
             while factor > 1 and reply.seconds * factor > self.MAX_SECONDS:
                 factor //= 2

@@ -146,8 +146,8 @@ def test_take_checks_the_task_flags_while_waiting():
         throttle.take(10_000, check)  # a 10 s wait ends at the first check
 
 
-def _reply(seconds: float, body_seconds: float) -> Reply:
-    return Reply(200, None, b"", seconds=seconds, body_seconds=body_seconds)  # type: ignore[arg-type]
+def _reply(seconds: float, body_seconds: float, queued: int = 0) -> Reply:
+    return Reply(200, None, b"", seconds=seconds, body_seconds=body_seconds, queued=queued)  # type: ignore[arg-type]
 
 
 def test_chunks_grow_by_more_than_double_when_the_answer_wait_dominates():
@@ -165,12 +165,18 @@ def test_chunks_grow_by_more_than_double_when_the_answer_wait_dominates():
 
 def test_chunks_stop_growing_once_they_last_seconds():
     # a slow link: the chunk fits in the socket buffers, so its body "left" at once and the whole
-    # request looks like answer wait; growth stops at about MAX_SECONDS of the link
+    # request looks like answer wait; the queue says so (only doubling), and growth stops at
+    # about MAX_SECONDS of the link
     sizer = ChunkSizer(256 * KiB, 64 * MiB)
-    sizer.ok(256 * KiB, _reply(0.3, 0.0))  # about 0.85 MiB/s
-    assert sizer.size == 1 * MiB  # 4x (1.2 s); 8x would last 2.4 s
-    sizer.ok(1 * MiB, _reply(1.2, 0.0))
+    sizer.ok(256 * KiB, _reply(0.3, 0.0, queued=250 * KiB))  # about 0.85 MiB/s
+    assert sizer.size == 512 * KiB
+    sizer.ok(512 * KiB, _reply(0.6, 0.0, queued=500 * KiB))
+    assert sizer.size == 1 * MiB
+    sizer.ok(1 * MiB, _reply(1.2, 0.0, queued=1000 * KiB))
     assert sizer.size == 1 * MiB  # twice as big would last 2.4 s: stays
+    unknown = ChunkSizer(4 * MiB, 64 * MiB)
+    unknown.ok(4 * MiB, _reply(0.043, 0.003, queued=-1))  # no queue figure (httpx, not Linux)
+    assert unknown.size == 8 * MiB
     fast = ChunkSizer(4 * MiB, 64 * MiB)
     fast.ok(4 * MiB, _reply(0.2, 0.1))
     assert fast.size == 16 * MiB  # a fast link still grows (4x: 0.8 s at most)
