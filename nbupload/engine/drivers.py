@@ -71,7 +71,9 @@ class ChunkSizer:
     4 MiB body that left in 3 ms jumps to 32 MiB at once instead of doubling through three
     more round trips, while a link where the body takes most of the time still doubles. With
     ``serial`` (WCS appends: one request in flight, so every round trip leaves the link idle
-    where other streams would fill it) the share is ``SERIAL_SHARE`` instead. A chunk never
+    where other streams would fill it) the share is ``SERIAL_SHARE`` instead, and they only
+    double (the position, journaled before each append, moves in steps the journal can follow).
+    A chunk never
     grows past what would last about ``MAX_SECONDS`` at the rate the last one went (its whole
     request time, scaled): the time "writing the body" ends when the bytes are in the socket
     buffers, so on a slow link a chunk that fits in them looks all overhead, and without this
@@ -90,12 +92,13 @@ class ChunkSizer:
     #: the most one answer can multiply the size by
     MAX_GROWTH = 8
     #: growing stops once a chunk would last longer than this (seconds, whole request)
-    MAX_SECONDS = 2.0
+    MAX_SECONDS = 1.0
     #: below this a server that refuses a request as too large is not worth trying smaller
     MIN_CHUNK = 64 << 10
 
     def __init__(self, start: int, cap: int, *, serial: bool = False) -> None:
         self.share = self.SERIAL_SHARE if serial else self.OVERHEAD_SHARE
+        self.max_growth = 2 if serial else self.MAX_GROWTH
         self.cap = max(start, cap)
         self.size = start
         self.floor = min(start, 256 << 10)
@@ -113,7 +116,7 @@ class ChunkSizer:
             wanted = overhead * (1 - self.share) / self.share
             factor = 2
             trusted = 0 <= reply.queued <= length // 4
-            while trusted and factor < self.MAX_GROWTH and reply.body_seconds * factor < wanted:
+            while trusted and factor < self.max_growth and reply.body_seconds * factor < wanted:
                 factor *= 2
             while factor > 1 and reply.seconds * factor > self.MAX_SECONDS:
                 factor //= 2

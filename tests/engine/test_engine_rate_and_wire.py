@@ -164,16 +164,16 @@ def test_chunks_grow_by_more_than_double_when_the_answer_wait_dominates():
 
 
 def test_chunks_stop_growing_once_they_last_seconds():
-    # a slow link: the chunk fits in the socket buffers, so its body "left" at once and the whole
-    # request looks like answer wait; the queue says so (only doubling), and growth stops at
-    # about MAX_SECONDS of the link
-    sizer = ChunkSizer(256 * KiB, 64 * MiB)
-    sizer.ok(256 * KiB, _reply(0.3, 0.0, queued=250 * KiB))  # about 0.85 MiB/s
-    assert sizer.size == 512 * KiB
-    sizer.ok(512 * KiB, _reply(0.6, 0.0, queued=500 * KiB))
-    assert sizer.size == 1 * MiB
-    sizer.ok(1 * MiB, _reply(1.2, 0.0, queued=1000 * KiB))
-    assert sizer.size == 1 * MiB  # twice as big would last 2.4 s: stays
+    # a slow link behind a buffering proxy: the chunk left at once and the whole request looks
+    # like answer wait; growth stops at about MAX_SECONDS (1 s) of the link
+    sizer = ChunkSizer(128 * KiB, 64 * MiB)
+    sizer.ok(128 * KiB, _reply(0.15, 0.0))  # about 0.85 MiB/s
+    assert sizer.size == 512 * KiB  # 4x (0.6 s); 8x would last 1.2 s
+    sizer.ok(512 * KiB, _reply(0.6, 0.0))
+    assert sizer.size == 512 * KiB  # twice as big would last 1.2 s: stays
+    queued = ChunkSizer(256 * KiB, 64 * MiB)  # the socket still held most of the chunk: doubles only
+    queued.ok(256 * KiB, _reply(0.3, 0.0, queued=250 * KiB))
+    assert queued.size == 512 * KiB
     unknown = ChunkSizer(4 * MiB, 64 * MiB)
     unknown.ok(4 * MiB, _reply(0.043, 0.003, queued=-1))  # no queue figure (httpx, not Linux)
     assert unknown.size == 8 * MiB
@@ -185,7 +185,9 @@ def test_chunks_stop_growing_once_they_last_seconds():
 def test_serial_appends_grow_until_the_round_trip_is_a_small_share():
     # one WCS append in flight at 40 MB/s and 20 ms RTT: 4 MiB leave in 0.1 s, then the link idles
     appends = ChunkSizer(4 * MiB, 64 * MiB, serial=True)
-    appends.ok(4 * MiB, _reply(0.12, 0.1))  # 17 % idle: grows to bring it near 5 %
+    appends.ok(4 * MiB, _reply(0.12, 0.1))  # 17 % idle: grows (doubling) towards 5 %
+    assert appends.size == 8 * MiB
+    appends.ok(8 * MiB, _reply(0.22, 0.2))  # 9 %: grows again
     assert appends.size == 16 * MiB
     appends.ok(16 * MiB, _reply(0.42, 0.4))  # under 5 %: stays
     assert appends.size == 16 * MiB
