@@ -78,7 +78,9 @@ class ChunkSizer:
     request time, scaled): the time "writing the body" ends when the bytes are in the socket
     buffers, so on a slow link a chunk that fits in them looks all overhead, and without this
     bound it would grow to the cap, making each acknowledgement, and the bytes a crash can
-    cost, minutes apart. For the same reason the size only doubles (as a cautious step) when
+    cost, minutes apart. A link whose round trip is known to be long (a query, all round trip,
+    took ``rtt`` seconds) allows chunks of ``RTT_MULTIPLE x rtt`` seconds instead, so a far
+    server still gets chunks big enough to hide it. For the same reason the size only doubles (as a cautious step) when
     the body time cannot be trusted: unknown, or more than a quarter of the chunk was still
     queued in the socket when its last byte was written (``Reply.queued``). Halves
     after a failure or stall (not below ``floor``); after a 4001/413 it learns the server's
@@ -93,6 +95,8 @@ class ChunkSizer:
     MAX_GROWTH = 8
     #: growing stops once a chunk would last longer than this (seconds, whole request)
     MAX_SECONDS = 1.0
+    #: ... or this many times the shortest query round trip seen, if that is longer
+    RTT_MULTIPLE = 20
     #: below this a server that refuses a request as too large is not worth trying smaller
     MIN_CHUNK = 64 << 10
 
@@ -104,7 +108,13 @@ class ChunkSizer:
         self.floor = min(start, 256 << 10)
         self.limit: int | None = None  # the smallest size the server refused as too large
         self.largest_ok = 0
+        self.rtt: float | None = None  # the shortest tiny request seen (see round_trip)
         self._lock = threading.Lock()
+
+    def round_trip(self, seconds: float) -> None:
+        """A request with a tiny body took ``seconds``: a bound on the link's round trip."""
+        with self._lock:
+            self.rtt = seconds if self.rtt is None else min(self.rtt, seconds)
 
     def ok(self, length: int, reply: Reply) -> None:
         with self._lock:
@@ -118,7 +128,8 @@ class ChunkSizer:
             trusted = 0 <= reply.queued <= length // 4
             while trusted and factor < self.max_growth and reply.body_seconds * factor < wanted:
                 factor *= 2
-            while factor > 1 and reply.seconds * factor > self.MAX_SECONDS:
+            longest = max(self.MAX_SECONDS, self.RTT_MULTIPLE * (self.rtt or 0.0))
+            while factor > 1 and reply.seconds * factor > longest:
                 factor //= 2
             bigger = min(self.size * factor, self.cap)
             if self.limit is not None:  # halfway to the refused size: a binary search for the limit
@@ -323,6 +334,7 @@ class _UploaderDriver(_Driver):
     def query(self, known_resumable: bool, sc: StreamClient | None = None) -> uploader.QueryAnswer:
         headers, body = uploader.prepare_query(self.spec.boundary)
         reply = self.send(self.spec.url, headers, body, sc=sc)
+        self.sizer.round_trip(reply.seconds)  # a tiny body: all of it is round trip
         answer = uploader.process_query_answer(reply.status, reply.body, self.spec.boundary)
         verdict = uploader.classify_query(reply.status, answer, known_resumable)
         if verdict.kind in (VerdictKind.OK, VerdictKind.PLAIN):

@@ -171,6 +171,12 @@ def test_chunks_stop_growing_once_they_last_seconds():
     assert sizer.size == 512 * KiB  # 4x (0.6 s); 8x would last 1.2 s
     sizer.ok(512 * KiB, _reply(0.6, 0.0))
     assert sizer.size == 512 * KiB  # twice as big would last 1.2 s: stays
+    far = ChunkSizer(16 * MiB, 64 * MiB)  # 40 MB/s, 80 ms round trip: a query took 0.1 s
+    far.round_trip(0.1)
+    far.ok(16 * MiB, _reply(0.6, 0.4))
+    assert far.size == 32 * MiB  # 1.2 s: over 1 s, but 20 round trips (2 s) allow it
+    far.ok(32 * MiB, _reply(1.0, 0.7))
+    assert far.size == 64 * MiB
     queued = ChunkSizer(256 * KiB, 64 * MiB)  # the socket still held most of the chunk: doubles only
     queued.ok(256 * KiB, _reply(0.3, 0.0, queued=250 * KiB))
     assert queued.size == 512 * KiB
