@@ -73,16 +73,16 @@ class ChunkSizer:
     ``serial`` (WCS appends: one request in flight, so every round trip leaves the link idle
     where other streams would fill it) the share is ``SERIAL_SHARE`` instead, and they only
     double (the position, journaled before each append, moves in steps the journal can follow).
-    A chunk never
-    grows past what would last about ``MAX_SECONDS`` at the rate the last one went (its whole
+    A chunk never grows past what would last about ``MAX_SECONDS`` at the rate the last one went (its whole
     request time, scaled): the time "writing the body" ends when the bytes are in the socket
     buffers, so on a slow link a chunk that fits in them looks all overhead, and without this
     bound it would grow to the cap, making each acknowledgement, and the bytes a crash can
     cost, minutes apart. A link whose round trip is known to be long (a query, all round trip,
     took ``rtt`` seconds) allows chunks of ``RTT_MULTIPLE x rtt`` seconds instead, so a far
-    server still gets chunks big enough to hide it. For the same reason the size only doubles (as a cautious step) when
-    the body time cannot be trusted: unknown, or more than a quarter of the chunk was still
-    queued in the socket when its last byte was written (``Reply.queued``). Halves
+    server still gets chunks big enough to hide it. Because of those buffers, too, it only doubles
+    (a cautious step) when the body time cannot be trusted: unknown, or more than a quarter
+    of the chunk was still queued in the socket when its last byte was written
+    (``Reply.queued``). Halves
     after a failure or stall (not below ``floor``); after a 4001/413 it learns the server's
     limit (the refused size) and never reaches it again, going back to the largest size the
     server accepted; growing again then goes only halfway to the refused size.
