@@ -79,10 +79,7 @@ class ChunkSizer:
     bound it would grow to the cap, making each acknowledgement, and the bytes a crash can
     cost, minutes apart. A link whose round trip is known to be long (a query, all round trip,
     took ``rtt`` seconds) allows chunks of ``RTT_MULTIPLE x rtt`` seconds instead, so a far
-    server still gets chunks big enough to hide it. Because of those buffers, too, it only doubles
-    (a cautious step) when the body time cannot be trusted: unknown, or more than a quarter
-    of the chunk was still queued in the socket when its last byte was written
-    (``Reply.queued``). Halves
+    server still gets chunks big enough to hide it. Halves
     after a failure or stall (not below ``floor``); after a 4001/413 it learns the server's
     limit (the refused size) and never reaches it again, going back to the largest size the
     server accepted; growing again then goes only halfway to the refused size.
@@ -125,8 +122,7 @@ class ChunkSizer:
             # the body time at which the overhead would be OVERHEAD_SHARE of the request
             wanted = overhead * (1 - self.share) / self.share
             factor = 2
-            trusted = 0 <= reply.queued <= length // 4
-            while trusted and factor < self.max_growth and reply.body_seconds * factor < wanted:
+            while factor < self.max_growth and reply.body_seconds * factor < wanted:
                 factor *= 2
             longest = max(self.MAX_SECONDS, self.RTT_MULTIPLE * (self.rtt or 0.0))
             while factor > 1 and reply.seconds * factor > longest:

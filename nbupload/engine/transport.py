@@ -63,8 +63,6 @@ class Reply:
     #: seconds the whole request took, and the part of them spent writing the body
     seconds: float = 0.0
     body_seconds: float = 0.0
-    #: request bytes still queued in the socket when the body was written (-1: unknown)
-    queued: int = -1
 
     @property
     def retry_after(self) -> float | None:
@@ -294,7 +292,6 @@ def _post_wire(
         answer.body,
         seconds=time.monotonic() - began,
         body_seconds=answer.body_seconds,
-        queued=answer.queued,
     )
 
 

@@ -74,21 +74,6 @@ class WireAnswer:
     headers: list[tuple[str, str]]
     body: bytes
     body_seconds: float
-    #: bytes of the request still in the socket's send queue when its last byte was written
-    #: (-1: unknown); see :class:`~nbupload.engine.drivers.ChunkSizer`
-    queued: int = -1
-
-
-def _unsent(sock: socket.socket) -> int:
-    """Bytes written to ``sock`` that the peer has not acknowledged yet (Linux), else -1."""
-    try:
-        import fcntl
-        import termios
-
-        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-        return int(struct.unpack("i", raw)[0])
-    except (ImportError, AttributeError, OSError):
-        return -1
 
 
 def wire_eligible(url: httpx.URL) -> bool:
@@ -226,7 +211,6 @@ class WireConnection:
         if isinstance(body, bytes) and b"content-length" not in names:
             head.append((b"Content-Length", str(len(body)).encode()))
         body_seconds = 0.0
-        queued = -1
         try:
             sock.settimeout(timeout.write)
             try:
@@ -243,7 +227,6 @@ class WireConnection:
                     began = time.monotonic()
                     self._send_body(sock, conn, body, check, stall_timeout, on_sent, on_file, throttle)
                     body_seconds = time.monotonic() - began
-                    queued = _unsent(sock)
                 conn.send(h11.EndOfMessage())
             except ShortReadError:
                 raise
@@ -260,7 +243,6 @@ class WireConnection:
                 self.close()
                 return answer
             answer = self._read_answer(sock, conn, timeout, check, max_answer, body_seconds)
-            answer = WireAnswer(answer.status, answer.headers, answer.body, body_seconds, queued)
         except BaseException:
             self.close()
             raise
