@@ -67,6 +67,7 @@ def upload(
     position: int = 0,
     streams: int | None = None,
     chunk_max: int | None = None,
+    limit_rate: float | None = None,
     wait: bool = False,
     verify: bool | str | None = None,
     engine: Engine | None = None,
@@ -83,7 +84,9 @@ def upload(
     appends just the new bytes. ``chunk_size`` is where chunks start (default: the engine's
     setting; they adapt to the link); ``streams`` how many chunks of this file are in flight
     at once (default: the engine's ``streams``, 4); ``chunk_max`` the largest its chunks grow
-    to (default: the engine's ``chunk_max``; equal to ``chunk_size``: fixed chunks).
+    to (default: the engine's ``chunk_max``; equal to ``chunk_size``: fixed chunks);
+    ``limit_rate`` caps this upload's rate in bytes per second, all its streams together (the
+    engine's ``max_rate``, ``EngineConfig.max_rate``, caps all uploads together).
 
     A mapping of form field names to files (``{"photo": "a.jpg", "doc": "b.pdf"}``) is one
     uploader session holding every file (PROTOCOLS.md A7; ``fields=`` go with each request):
@@ -116,6 +119,7 @@ def upload(
             secret_key=secret_key,
             scope=scope,
             mime=mime,
+            limit_rate=limit_rate,
             wait=wait,
             engine=engine,
         )
@@ -140,6 +144,7 @@ def upload(
         position=position,
         streams=streams,
         chunk_max=chunk_max,
+        limit_rate=limit_rate,
     )
     if wait:
         task.wait(raise_on_error=True)

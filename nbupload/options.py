@@ -16,10 +16,12 @@ from .units import parse_size
 
 __all__ = [
     "OptionError",
+    "add_max_rate_argument",
     "add_put_arguments",
     "parse_field",
     "parse_file_field",
     "parse_header",
+    "parse_rate",
     "put_options",
     "session_files",
     "split_put_targets",
@@ -103,6 +105,30 @@ def positive_float(text: str) -> float:
     return v
 
 
+def parse_rate(text: str) -> int:
+    """A rate in bytes per second: ``10MB``, ``10MiB/s``, ``500k`` (the units of a size)."""
+    body = text.strip()
+    if body.lower().endswith("/s"):
+        body = body[:-2]
+    try:
+        n = parse_size(body)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: {exc}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: must be positive")
+    return n
+
+
+def add_max_rate_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-rate``: the engine-wide cap, shared by every task and stream of the process."""
+    parser.add_argument(
+        "--max-rate",
+        type=parse_rate,
+        metavar="RATE",
+        help="cap the total upload rate of all files and streams, bytes/s, e.g. 10MB or 8MiB/s",
+    )
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retries", type=int, metavar="N", help="tries without progress before giving up (default 8)"
@@ -176,6 +202,12 @@ def add_put_arguments(parser: argparse.ArgumentParser, *, source: bool = True) -
         type=_size,
         metavar="SIZE",
         help="the largest a chunk grows to (default 64MiB); equal to --chunk-size: fixed chunks",
+    )
+    parser.add_argument(
+        "--limit-rate",
+        type=parse_rate,
+        metavar="RATE",
+        help="cap this upload's rate (all its streams), bytes/s, e.g. 10MB or 8MiB/s",
     )
     parser.add_argument(
         "--name", default="file", metavar="FIELD", help="form field of the file (default: file)"
@@ -271,4 +303,6 @@ def put_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["streams"] = args.streams
     if getattr(args, "chunk_max", None):
         opts["chunk_max"] = args.chunk_max
+    if getattr(args, "limit_rate", None):
+        opts["limit_rate"] = args.limit_rate
     return opts

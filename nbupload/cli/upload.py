@@ -20,6 +20,7 @@ from ..options import (
     OptionError,
     _add_common,
     _add_credentials,
+    add_max_rate_argument,
     add_put_arguments,
     parse_field,
     parse_header,
@@ -102,6 +103,8 @@ def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
         out["retries"] = args.retries
     if getattr(args, "streams", None):
         out["streams"] = args.streams
+    if getattr(args, "max_rate", None):
+        out["max_rate"] = args.max_rate
     if getattr(args, "timeout", None):
         t = args.timeout
         out.update(connect_timeout=t, read_timeout=t, write_timeout=t, stall_timeout=t)
@@ -618,6 +621,7 @@ def register(subparsers: Any) -> None:
         "their relative folders; a re-run skips files already uploaded.",
     )
     add_put_arguments(put)
+    add_max_rate_argument(put)
     # --follow: only here (the batch options are shared with the magic: nbupload/options.py)
     put.add_argument(
         "--follow",
@@ -643,6 +647,7 @@ def register(subparsers: Any) -> None:
     )
     res.add_argument("ids", nargs="*", metavar="TASK_ID")
     res.add_argument("--all", action="store_true", help="every unfinished task")
+    add_max_rate_argument(res)
     res.add_argument(
         "--streams",
         type=streams_arg,

@@ -39,6 +39,9 @@ class EngineConfig:
     keep-alive connection (WCS appends stay one at a time). ``chunk_size`` is where a task's
     chunks start; they grow up to ``chunk_max`` while waiting for answers dominates a
     request, and shrink after failures (see docs/engine.md, "Adaptive chunks").
+
+    ``max_rate``: bytes per second all tasks and streams of the engine send at most, together
+    (``None``: no cap); a task's own ``limit_rate`` applies as well (docs/engine.md, "Rate caps").
     """
 
     workers: int = 4
@@ -56,6 +59,7 @@ class EngineConfig:
     stall_timeout: float = 60.0
     progress_interval: float = 0.1
     piece_size: int = 64 << 10
+    max_rate: float | None = None
     journal: bool = True
     journal_dir: str | os.PathLike[str] | None = None
     token_ttl: float = 3600.0
@@ -76,6 +80,8 @@ class EngineConfig:
             raise ValueError("streams must be between 1 and 64")
         if self.piece_size < 1:
             raise ValueError("piece_size must be positive")
+        if self.max_rate is not None and not self.max_rate > 0:
+            raise ValueError("max_rate must be positive (or None: no cap)")
         if self.retries < 0:
             raise ValueError("retries must not be negative")
         for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout", "stall_timeout"):

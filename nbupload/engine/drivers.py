@@ -71,25 +71,55 @@ def run_driver(ctx: RunContext, handle: RunHandle) -> Any:
 class ChunkSizer:
     """How big the next chunk is.
 
-    Starts at ``start``; doubles after a full-size request in which more than
+    Starts at ``start``; grows after a full-size request in which more than
     ``OVERHEAD_SHARE`` of the time went outside writing the body (connecting, waiting for the
-    answer: the round trip a bigger chunk pays once for more bytes), up to ``cap``; halves
+    answer: the round trip a bigger chunk pays once for more bytes), up to ``cap``. It grows by
+    the power of two (at most ``MAX_GROWTH``) that would bring that share down to
+    ``OVERHEAD_SHARE`` were the body time to scale with the size: an answer 40 ms late after a
+    4 MiB body that left in 3 ms jumps to 32 MiB at once instead of doubling through three
+    more round trips, while a link where the body takes most of the time still doubles. With
+    ``serial`` (WCS appends: one request in flight, so every round trip leaves the link idle
+    where other streams would fill it) the share is ``SERIAL_SHARE`` instead, and they only
+    double (the position, journaled before each append, moves in steps the journal can follow).
+    A chunk never grows past what would last about ``MAX_SECONDS`` at the rate the last one went (its whole
+    request time, scaled): the time "writing the body" ends when the bytes are in the socket
+    buffers, so on a slow link a chunk that fits in them looks all overhead, and without this
+    bound it would grow to the cap, making each acknowledgement, and the bytes a crash can
+    cost, minutes apart. A link whose round trip is known to be long (a query, all round trip,
+    took ``rtt`` seconds) allows chunks of ``RTT_MULTIPLE x rtt`` seconds instead, so a far
+    server still gets chunks big enough to hide it. Halves
     after a failure or stall (not below ``floor``); after a 4001/413 it learns the server's
     limit (the refused size) and never reaches it again, going back to the largest size the
     server accepted; growing again then goes only halfway to the refused size.
     """
 
     OVERHEAD_SHARE = 0.25
+    #: the share for requests sent one at a time (see above)
+    SERIAL_SHARE = 0.05
+    #: the most one answer can multiply the size by
+    MAX_GROWTH = 8
+    #: growing stops once a chunk would last longer than this (seconds, whole request)
+    MAX_SECONDS = 1.0
+    #: ... or this many times the shortest query round trip seen, if that is longer
+    RTT_MULTIPLE = 20
     #: below this a server that refuses a request as too large is not worth trying smaller
     MIN_CHUNK = 64 << 10
 
-    def __init__(self, start: int, cap: int) -> None:
+    def __init__(self, start: int, cap: int, *, serial: bool = False) -> None:
+        self.share = self.SERIAL_SHARE if serial else self.OVERHEAD_SHARE
+        self.max_growth = 2 if serial else self.MAX_GROWTH
         self.cap = max(start, cap)
         self.size = start
         self.floor = min(start, 256 << 10)
         self.limit: int | None = None  # the smallest size the server refused as too large
         self.largest_ok = 0
+        self.rtt: float | None = None  # the shortest tiny request seen (see round_trip)
         self._lock = threading.Lock()
+
+    def round_trip(self, seconds: float) -> None:
+        """A request with a tiny body took ``seconds``: a bound on the link's round trip."""
+        with self._lock:
+            self.rtt = seconds if self.rtt is None else min(self.rtt, seconds)
 
     def ok(self, length: int, reply: Reply) -> None:
         with self._lock:
@@ -97,10 +127,18 @@ class ChunkSizer:
             if length < self.size or reply.seconds <= 0:
                 return
             overhead = max(0.0, reply.seconds - reply.body_seconds)
-            bigger = min(self.size * 2, self.cap)
+            # the body time at which the overhead would be OVERHEAD_SHARE of the request
+            wanted = overhead * (1 - self.share) / self.share
+            factor = 2
+            while factor < self.max_growth and reply.body_seconds * factor < wanted:
+                factor *= 2
+            longest = max(self.MAX_SECONDS, self.RTT_MULTIPLE * (self.rtt or 0.0))
+            while factor > 1 and reply.seconds * factor > longest:
+                factor //= 2
+            bigger = min(self.size * factor, self.cap)
             if self.limit is not None:  # halfway to the refused size: a binary search for the limit
                 bigger = min(bigger, (max(self.largest_ok, self.size) + self.limit) // 2)
-            if overhead > self.OVERHEAD_SHARE * reply.seconds and bigger > self.size:
+            if overhead > self.share * reply.seconds and bigger > self.size:
                 self.size = bigger
 
     def failed(self) -> None:
@@ -129,7 +167,9 @@ class _Driver:
         self.source = ctx.source
         self.backoff = ctx.backoff
         self.sizer = ChunkSizer(
-            self.spec.chunk_size, max(self.spec.chunk_max or self.cfg.chunk_max, self.spec.chunk_size)
+            self.spec.chunk_size,
+            max(self.spec.chunk_max or self.cfg.chunk_max, self.spec.chunk_size),
+            serial=self.spec.protocol == "wcs-append",
         )
         self._lock = threading.Lock()
 
@@ -148,17 +188,15 @@ class _Driver:
         h.note_attempt()
         sent = 0
 
-        def counted(view: memoryview) -> None:
+        def counted(n: int) -> None:
             nonlocal sent
-            sent += view.nbytes
-            h.add_sent(view.nbytes)
-            if on_file is not None:
-                on_file(view)
+            sent += n
+            h.add_sent(n)
 
         unregister = h.on_abort(sc.abort)
         try:
             return post(
-                sc.client,
+                sc,
                 url,
                 headers={**self.spec.headers, **headers},
                 body=body,
@@ -166,7 +204,9 @@ class _Driver:
                 check=self.check,
                 stall_timeout=self.cfg.stall_timeout,
                 file_len=file_len,
-                on_file=counted,
+                on_sent=counted,
+                on_file=on_file,
+                throttle=self.ctx.throttle,
             )
         except StepFailed:
             h.check()  # an aborted request is a pause or a cancel, not a failure
@@ -356,6 +396,7 @@ class _UploaderDriver(_Driver):
     def query(self, known_resumable: bool, sc: StreamClient | None = None) -> uploader.QueryAnswer:
         headers, body = uploader.prepare_query(self.spec.boundary)
         reply = self.send(self.spec.url, headers, body, sc=sc)
+        self.sizer.round_trip(reply.seconds)  # a tiny body: all of it is round trip
         answer = uploader.process_query_answer(reply.status, reply.body, self.spec.boundary)
         verdict = uploader.classify_query(reply.status, answer, known_resumable)
         if verdict.kind in (VerdictKind.OK, VerdictKind.PLAIN):

@@ -32,6 +32,7 @@ from .events import Dispatcher
 from .journal import Journal, JournalEntry, JournalRecord
 from .lanes import Lanes
 from .multifile import OpenedSession, open_session
+from .ratelimit import SharedCap, Throttle, TokenBucket
 from .redact import redact_url
 from .retry import Backoff
 from .run import RunContext
@@ -120,6 +121,7 @@ class Engine:
         self._workers: list[threading.Thread] = []
         self._transport = transport
         self._clients = ClientPool(self.config, transport)
+        self._cap = SharedCap(self.config.max_rate)  # max_rate: one bucket for every task and stream
         self._old_clients: list[ClientPool] = []
         self._timers: set[threading.Timer] = set()
         self._dispatcher = Dispatcher(self.config.progress_interval)
@@ -140,6 +142,7 @@ class Engine:
             old = self.config
             self.config = new = old.with_changes(**changes)
             self._dispatcher.interval = new.progress_interval
+            self._cap.set(new.max_rate)
             if (new.journal, new.journal_dir) != (old.journal, old.journal_dir):
                 self._journal = Journal(new.tasks_dir) if new.journal else None
             if (
@@ -226,6 +229,9 @@ class Engine:
                 clients=self._clients,
                 timeout=self._timeout(),
                 backoff=task.backoff,
+                throttle=Throttle(
+                    TokenBucket(task.spec.limit_rate) if task.spec.limit_rate else None, self._cap
+                ),
             )
             result = run_driver(ctx, handle)
         except BaseException as exc:  # noqa: BLE001 - settle decides what it means
@@ -307,6 +313,7 @@ class Engine:
         position: int = 0,
         streams: int | None = None,
         chunk_max: int | None = None,
+        limit_rate: float | None = None,
         start: bool = True,
         journal: bool = True,
         labels: Mapping[str, str] | None = None,
@@ -317,7 +324,9 @@ class Engine:
         ``position`` bytes (an earlier upload of a file that has grown since), so appends
         start there; the final hash check still covers the whole object. ``streams``: chunks
         in flight at once for this task (default: the engine's ``streams`` setting);
-        ``chunk_max``: the largest its chunks grow to (default: the engine's ``chunk_max``). For
+        ``chunk_max``: the largest its chunks grow to (default: the engine's ``chunk_max``);
+        ``limit_rate``: this task's rate cap in bytes per second (the engine's ``max_rate``
+        applies as well; a resumed task has no cap unless given one again). For
         wcs-append with a bare-bucket scope (no ``:key``) and no ``key``, the key is the file
         name (every front end gets this rule from here). ``journal=False``: the task keeps no
         journal entry of its own, for a caller that journals it itself (a batch, for files of
@@ -348,6 +357,8 @@ class Engine:
             raise ValueError("streams must be between 1 and 64")
         if chunk_max is not None and int(chunk_max) <= 0:
             raise ValueError("chunk_max must be positive")
+        if limit_rate is not None and not float(limit_rate) > 0:
+            raise ValueError("limit_rate must be positive (bytes per second)")
         creds = None
         if protocol == "wcs-append":
             creds = resolve_wcs_credentials(
@@ -387,6 +398,7 @@ class Engine:
                 credentials=creds,
                 streams=int(streams) if streams is not None else None,
                 chunk_max=int(chunk_max) if chunk_max is not None else None,
+                limit_rate=float(limit_rate) if limit_rate is not None else None,
             )
             task_id = secrets.token_hex(6)
             lock = None

@@ -29,6 +29,7 @@ from ..errors import EngineError
 from ..protocols.multipart import Source
 from ..protocols.ranges import RangeSet
 from .config import EngineConfig
+from .ratelimit import Throttle
 from .retry import Backoff
 from .spec import TaskSpec
 from .state import TaskError
@@ -100,3 +101,5 @@ class RunContext:
     clients: ClientPool
     timeout: httpx.Timeout
     backoff: Backoff
+    #: the rate caps the run's requests pay (the task's and the engine's); ``None``: no cap
+    throttle: Throttle | None = None

@@ -58,6 +58,8 @@ class TaskSpec:
     chunk_max: int | None = None
     #: a multi-file session: its file fields, in order (empty: one file, ``field_name``)
     files: tuple[SessionFile, ...] = ()
+    #: this task's rate cap in bytes per second (all its streams together); ``None``: none
+    limit_rate: float | None = None
 
     @property
     def content_type(self) -> str:

@@ -34,8 +34,10 @@ import httpx
 from ..protocols.multipart import MultipartEncoder, ShortReadError
 from .config import EngineConfig
 from .errors import Interrupted, Stalled, StepFailed
+from .ratelimit import Throttle
 from .retry import is_retryable_status, parse_retry_after
 from .state import TaskError
+from .wire import WireConnection, WireError, wire_eligible
 
 __all__ = [
     "MAX_ANSWER",
@@ -118,12 +120,17 @@ def _stream(
     file_len: int,
     on_file: Callable[[memoryview], None] | None,
     timing: dict[str, float] | None = None,
+    throttle: Throttle | None = None,
 ) -> Iterator[bytes]:
     pos = 0
     last = time.monotonic()
     file_end = file_start + file_len
     smallest = encoder.piece_size
+    if throttle is not None:
+        encoder.piece_size = smallest = min(encoder.piece_size, throttle.piece_limit())
     for piece in encoder:
+        if throttle is not None:
+            throttle.take(len(piece), check)
         check()
         now = time.monotonic()
         if now - last > stall_timeout:
@@ -133,8 +140,9 @@ def _stream(
         took = last - now
         if timing is not None:
             timing["body"] = timing.get("body", 0.0) + took
-        if took < PIECE_TARGET / 4 and encoder.piece_size < MAX_PIECE:
-            encoder.piece_size = min(encoder.piece_size * 2, MAX_PIECE)
+        ceiling = MAX_PIECE if throttle is None else min(MAX_PIECE, throttle.piece_limit())
+        if took < PIECE_TARGET / 4 and encoder.piece_size < ceiling:
+            encoder.piece_size = min(encoder.piece_size * 2, ceiling)
         elif took > PIECE_TARGET and encoder.piece_size > smallest:
             encoder.piece_size = max(encoder.piece_size // 2, smallest)
         n = len(piece)
@@ -166,7 +174,7 @@ def _transport_error(exc: Exception) -> StepFailed:
 
 
 def post(
-    client: httpx.Client,
+    sc: StreamClient,
     url: str,
     *,
     headers: dict[str, str],
@@ -175,27 +183,44 @@ def post(
     check: Callable[[], None],
     stall_timeout: float,
     file_len: int = 0,
+    on_sent: Callable[[int], None] | None = None,
     on_file: Callable[[memoryview], None] | None = None,
+    throttle: Throttle | None = None,
 ) -> Reply:
-    """POST and return the answer; transport trouble becomes a retryable :class:`StepFailed`.
+    """POST on the stream ``sc`` and return the answer; transport trouble becomes a retryable
+    :class:`StepFailed`.
 
     ``Interrupted`` (pause/cancel) propagates as is. For a multipart body the file part is
-    the last part, so its bytes are located by ``file_len`` from the end.
+    the last part, so its bytes are located by ``file_len`` from the end; ``on_sent`` counts
+    them as they go out and ``on_file``, when given, sees them (a consumer of the bytes, such
+    as the WCS etag: without one, a plain-HTTP request sends the file with ``sendfile``).
+    ``throttle`` is paid before each piece of the body (the rate caps).
     """
-    timing: dict[str, float] = {}
     began = time.monotonic()
+    target = httpx.URL(url)
+    if sc.wire is not None and wire_eligible(target):
+        return _post_wire(sc.wire, target, headers, body, timeout, check, stall_timeout, on_sent, on_file,
+                          throttle, began)  # fmt: skip
+    timing: dict[str, float] = {}
+
+    def seen(view: memoryview) -> None:
+        if on_sent is not None:
+            on_sent(view.nbytes)
+        if on_file is not None:
+            on_file(view)
+
     if isinstance(body, MultipartEncoder):
         suffix = 2 + len(f"--{body.boundary}--\r\n")
         start = body.content_length - suffix - file_len
         content: bytes | Iterator[bytes] = _stream(
-            body, check, stall_timeout, start, file_len, on_file, timing
+            body, check, stall_timeout, start, file_len, seen, timing, throttle=throttle
         )
         headers = {**headers, **body.headers}
     else:
         check()
         content = body
     try:
-        with client.stream("POST", url, content=content, headers=headers, timeout=timeout) as resp:
+        with sc.client.stream("POST", url, content=content, headers=headers, timeout=timeout) as resp:
             data = bytearray()
             for part in resp.iter_bytes():
                 check()
@@ -217,6 +242,57 @@ def post(
         raise _transport_error(exc) from None
     except httpx.StreamError as exc:
         raise _transport_error(exc) from None
+
+
+def _post_wire(
+    wire: WireConnection,
+    url: httpx.URL,
+    headers: dict[str, str],
+    body: bytes | MultipartEncoder,
+    timeout: httpx.Timeout,
+    check: Callable[[], None],
+    stall_timeout: float,
+    on_sent: Callable[[int], None] | None,
+    on_file: Callable[[memoryview], None] | None,
+    throttle: Throttle | None,
+    began: float,
+) -> Reply:
+    """:func:`post` on the stream's own h11 connection (:mod:`~nbupload.engine.wire`)."""
+    merged = httpx.Headers(headers)
+    if isinstance(body, MultipartEncoder):
+        merged.update(body.headers)
+    else:
+        check()
+    try:
+        answer = wire.request(
+            url,
+            merged.raw,
+            body,
+            timeout=timeout,
+            check=check,
+            stall_timeout=stall_timeout,
+            on_sent=on_sent or (lambda n: None),
+            on_file=on_file,
+            throttle=throttle,
+            max_answer=MAX_ANSWER,
+        )
+    except (Interrupted, ShortReadError):
+        raise
+    except Stalled as exc:
+        raise StepFailed(TaskError(f"stalled: {exc}", retryable=True), ambiguous=True) from None
+    except WireError as exc:
+        msg = str(exc)
+        if exc.kind == "protocol":
+            # what a TLS port does with plain HTTP: it hangs up without an HTTP answer
+            msg += " (if the server speaks HTTPS, use an https:// URL)"
+        raise StepFailed(TaskError(msg, retryable=True), ambiguous=True) from None
+    return Reply(
+        answer.status,
+        httpx.Headers(answer.headers),
+        answer.body,
+        seconds=time.monotonic() - began,
+        body_seconds=answer.body_seconds,
+    )
 
 
 def status_failure(reply: Reply, message: str, code: int | str | None = None) -> StepFailed:
@@ -307,23 +383,61 @@ class _AbortableTransport(httpx.HTTPTransport):
 
 
 class StreamClient:
-    """The HTTP client of one stream: one keep-alive connection that :meth:`abort` can cut."""
+    """The HTTP client of one stream: one keep-alive connection that :meth:`abort` can cut.
+
+    Plain-HTTP requests go on :attr:`wire` (zero-copy file bytes, :mod:`.wire`); the httpx
+    client (HTTPS, proxies, an injected transport) is built on first use, so an upload over
+    plain HTTP never loads a CA bundle (tens of ms, more than a 100 MiB upload on loopback).
+    """
 
     def __init__(
-        self, config: EngineConfig, transport: httpx.BaseTransport | None, ssl_context: ssl.SSLContext
+        self,
+        config: EngineConfig,
+        transport: httpx.BaseTransport | None,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext],
     ) -> None:
-        self._abortable = _AbortableTransport(ssl_context) if transport is None else None
-        self.client = build_client(config, transport=transport or self._abortable, ssl_context=ssl_context)
+        from .._version import __version__
+
+        self._config = config
+        self._transport = transport
+        self._ssl = ssl_context
+        self._lock = threading.Lock()
+        self._abortable: _AbortableTransport | None = None
+        self._client: httpx.Client | None = None
+        self.wire = (
+            WireConnection(config.user_agent or f"nbupload/{__version__}") if transport is None else None
+        )
         self.aborted = False
+
+    @property
+    def client(self) -> httpx.Client:
+        """The stream's httpx client, built on first use."""
+        with self._lock:
+            if self._client is None:
+                ctx = self._ssl if isinstance(self._ssl, ssl.SSLContext) else self._ssl()
+                if self._transport is None:
+                    self._abortable = _AbortableTransport(ctx)
+                transport = self._transport or self._abortable
+                self._client = build_client(self._config, transport=transport, ssl_context=ctx)
+            return self._client
 
     def abort(self) -> None:
         """Cut the connection now (from any thread): the request on it fails at once."""
         self.aborted = True
-        if self._abortable is not None:
-            self._abortable.backend.abort()
+        with self._lock:
+            abortable = self._abortable
+        if abortable is not None:
+            abortable.backend.abort()
+        if self.wire is not None:
+            self.wire.abort()
 
     def close(self) -> None:
-        self.client.close()
+        with self._lock:
+            client = self._client
+        if client is not None:
+            client.close()
+        if self.wire is not None:
+            self.wire.close()
 
 
 class ClientPool:
@@ -345,10 +459,14 @@ class ClientPool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
+        return StreamClient(self.config, self.transport, self._ssl_context)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """The pool's TLS context, built once, when a stream first needs httpx."""
+        with self._lock:
             if self._ssl is None:
                 self._ssl = make_ssl_context(self.config.verify)
-            ctx = self._ssl
-        return StreamClient(self.config, self.transport, ctx)
+            return self._ssl
 
     def release(self, sc: StreamClient) -> None:
         with self._lock:

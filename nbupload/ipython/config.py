@@ -40,6 +40,7 @@ ENGINE_TRAITS = {
     "journal_dir": "journal_dir",
     "verify": "verify",
     "progress_interval": "progress_interval",
+    "max_rate": "max_rate",
 }
 
 
@@ -83,6 +84,10 @@ class Uploader(Configurable):
     progress_interval = Float(
         _D.progress_interval, help="Seconds between progress updates of one task (panel and events)."
     ).tag(config=True)
+    max_rate = Float(
+        0.0,
+        help="Cap on the total upload rate of all tasks and streams, bytes per second (0: no cap).",
+    ).tag(config=True)
     auto_resume = Bool(False, help="Resume unfinished tasks from the journal when the extension loads.").tag(
         config=True
     )
@@ -98,6 +103,13 @@ class Uploader(Configurable):
         if proposal["value"] < 1:
             raise TraitError(f"Uploader.{proposal['trait'].name} must be at least 1")
         value: int = proposal["value"]
+        return value
+
+    @validate("max_rate")
+    def _not_negative_rate(self, proposal: Any) -> float:
+        if proposal["value"] < 0:
+            raise TraitError("Uploader.max_rate must not be negative (0: no cap)")
+        value: float = proposal["value"]
         return value
 
     @validate("retries")
@@ -128,6 +140,8 @@ class Uploader(Configurable):
         }
         if not out.get("journal_dir", True):
             del out["journal_dir"]
+        if "max_rate" in out:
+            out["max_rate"] = out["max_rate"] or None  # 0: no cap
         return out
 
     @observe(*ENGINE_TRAITS)
@@ -136,4 +150,6 @@ class Uploader(Configurable):
             value = change["new"]
             if change["name"] == "journal_dir" and not value:
                 return
+            if change["name"] == "max_rate":
+                value = value or None  # 0: no cap
             self._on_change({ENGINE_TRAITS[change["name"]]: value})

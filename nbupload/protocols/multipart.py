@@ -203,6 +203,12 @@ class MultipartEncoder:
     def headers(self) -> dict[str, str]:
         return {"Content-Type": self.content_type, "Content-Length": str(self.content_length)}
 
+    def segments(self) -> Iterator[bytes | FilePart]:
+        """The body as its encoded framing (``bytes``) and its file slices (:class:`FilePart`),
+        in order: a sender that can move a slice without reading it (``sendfile``) writes the
+        framing itself and the slices its own way; the lengths add up to ``content_length``."""
+        return iter(self._items)
+
     def __iter__(self) -> Iterator[bytes]:
         for item in self._items:
             if isinstance(item, FilePart):

@@ -315,3 +315,28 @@ def test_python_api_pauses_at_exit_and_the_cli_resumes(cli, slow_server, tmp_pat
     r = cli("resume", task_id, "--quiet")
     assert r.returncode == 0, r.stderr
     assert sha256_file(slow_server.root / "api.bin") == sha256_file(src)
+
+
+def test_rate_options_parse_for_put_and_the_magic():
+    from nbupload.cli import build_parser
+    from nbupload.cli.upload import engine_settings
+
+    opts = put_options(put_parser("%upload").parse_args(["f", "http://h/u", "--limit-rate", "8MiB/s"]))
+    assert opts["limit_rate"] == 8 << 20
+    args = build_parser().parse_args(["put", "f", "http://h/u", "--max-rate", "10MB"])
+    assert engine_settings(args)["max_rate"] == 10_000_000
+    args = build_parser().parse_args(["resume", "--all", "--max-rate", "2MB"])
+    assert engine_settings(args)["max_rate"] == 2_000_000
+
+
+def test_put_with_a_rate_cap_stays_under_it(cli, server, tmp_path):
+    src = make_file(tmp_path / "capped.bin", 1_000_000)
+    began = time.monotonic()
+    r = cli("put", str(src), server.upload_url, "--limit-rate", "2MB", "--max-rate", "400kB", "-q")
+    elapsed = time.monotonic() - began
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(server.root / "capped.bin") == sha256_file(src)
+    # the lower cap wins: 1 MB at 400 kB/s cannot take much less than 2.5 s
+    assert src.stat().st_size / elapsed <= 400_000 * 1.1
+    r = cli("put", str(src), server.upload_url, "--limit-rate", "fast")
+    assert r.returncode == 2 and "invalid rate 'fast'" in r.stderr

@@ -96,6 +96,16 @@ def test_config_magic_sets_and_forwards_to_the_engine(shell, capsys, caplog, run
     run(shell, "%config Uploader.chunk_size = 4 * 2**20")
 
 
+def test_config_max_rate_reaches_the_engine_and_zero_lifts_it(shell, caplog, run):
+    engine = current_session(shell).engine
+    run(shell, "%config Uploader.max_rate = 5e6")
+    assert engine.config.max_rate == 5e6
+    run(shell, "%config Uploader.max_rate = -1")  # refused: the cap stays
+    assert "Uploader.max_rate must not be negative" in caplog.text and engine.config.max_rate == 5e6
+    run(shell, "%config Uploader.max_rate = 0")
+    assert engine.config.max_rate is None
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

@@ -1,0 +1,272 @@
+"""The body-sending path: file bytes go out with ``sendfile`` on plain HTTP, and the rate
+caps (a task's ``limit_rate``, the engine's ``max_rate``) hold, against the real reference
+server over loopback. The rate figures are upper bounds with slack (a cap is a correctness
+bound); how close to the cap an upload gets is a benchmark figure, never asserted here."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import types
+
+import pytest
+
+from nbupload.engine import TaskState, wire
+from nbupload.engine.drivers import ChunkSizer
+from nbupload.engine.ratelimit import SharedCap, Throttle, TokenBucket
+from nbupload.engine.transport import Reply
+from nbupload.protocols import wcs
+from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
+
+KiB, MiB = 1 << 10, 1 << 20
+
+
+@pytest.fixture
+def sendfile_bytes(monkeypatch):
+    """Counts the bytes ``os.sendfile`` moved for the wire module (and still moves them)."""
+    seen = {"bytes": 0}
+    lock = threading.Lock()
+
+    def counting(out: int, fd: int, offset: int, count: int) -> int:
+        n = os.sendfile(out, fd, offset, count)
+        with lock:
+            seen["bytes"] += n
+        return n
+
+    monkeypatch.setattr(wire, "os", types.SimpleNamespace(sendfile=counting))
+    return seen
+
+
+@pytest.mark.parametrize("protocol", ["uploader", "plain"])
+def test_file_bytes_go_out_with_sendfile_on_plain_http(
+    server, make_engine, tmp_path, sendfile_bytes, protocol
+):
+    engine = make_engine(chunk_size=1 * MiB, streams=3)
+    src = make_file(tmp_path / "z.bin", 5 * MiB + 12_345)
+    snap = engine.submit(src, server.upload_url, protocol=protocol).wait(60, raise_on_error=True)
+    assert snap.state is TaskState.DONE and sha256_file(server.root / "z.bin") == sha256_file(src)
+    assert sendfile_bytes["bytes"] == src.stat().st_size  # every file byte, none copied through Python
+    assert snap.attempts == (1 if protocol == "plain" else 1 + 6)  # the query, 6 chunks; no retry
+
+
+def test_wcs_bytes_are_read_for_the_etag_and_still_arrive_whole(
+    server, make_engine, tmp_path, sendfile_bytes
+):
+    ak, sk = next(iter(CREDENTIALS.items()))
+    engine = make_engine(chunk_size=1 * MiB)
+    src = make_file(tmp_path / "w.bin", 3 * MiB + 7)
+    snap = engine.submit(
+        src, server.url, protocol="wcs-append", access_key=ak, secret_key=sk, scope="bkt:w.bin"
+    ).wait(60, raise_on_error=True)
+    assert snap.result["verified"] and snap.result["hash"] == wcs.etag_of(src.read_bytes())
+    assert sendfile_bytes["bytes"] == 0  # the etag needs the bytes: read, then sent
+    assert sha256_file(server.root / "bkt" / "w.bin") == sha256_file(src)
+
+
+def _rate(nbytes: int, began: float) -> float:
+    return nbytes / (time.monotonic() - began)
+
+
+def test_a_task_limit_rate_caps_all_its_streams(server, make_engine, tmp_path):
+    cap = 1_000_000  # bytes/s; 3 MB takes about 3 s at the cap
+    engine = make_engine(chunk_size=256 * KiB, streams=4)
+    src = make_file(tmp_path / "capped.bin", 3_000_000)
+    began = time.monotonic()
+    snap = engine.submit(src, server.upload_url, limit_rate=cap).wait(120, raise_on_error=True)
+    rate = _rate(src.stat().st_size, began)
+    assert snap.state is TaskState.DONE and sha256_file(server.root / "capped.bin") == sha256_file(src)
+    assert rate <= cap * 1.1, f"{rate:.0f} B/s over a cap of {cap} B/s"
+
+
+def test_the_engine_max_rate_is_shared_by_all_tasks(server, make_engine, tmp_path):
+    cap = 1_000_000
+    engine = make_engine(chunk_size=256 * KiB, streams=2, max_rate=cap)
+    srcs = [make_file(tmp_path / f"s{i}.bin", 1_500_000 + i) for i in range(2)]
+    began = time.monotonic()
+    tasks = [engine.submit(s, server.upload_url) for s in srcs]
+    for t in tasks:
+        t.wait(120, raise_on_error=True)
+    rate = _rate(sum(s.stat().st_size for s in srcs), began)
+    for s in srcs:
+        assert sha256_file(server.root / s.name) == sha256_file(s)
+    assert rate <= cap * 1.1, f"{rate:.0f} B/s over a cap of {cap} B/s"
+
+
+def test_a_throttled_upload_pauses_and_resumes_and_the_cap_can_be_lifted(server, make_engine, tmp_path):
+    engine = make_engine(chunk_size=256 * KiB, streams=2, max_rate=200_000)
+    src = make_file(tmp_path / "slow.bin", 2_000_000)
+    task = engine.submit(src, server.upload_url)
+    wait_for(lambda: task.acked >= 256 * KiB, timeout=60)
+    task.pause()
+    assert task.wait(60).state is TaskState.PAUSED
+    engine.configure(max_rate=None)  # no cap: the rest goes at full speed
+    task.resume()
+    snap = task.wait(60, raise_on_error=True)
+    assert snap.state is TaskState.DONE and sha256_file(server.root / "slow.bin") == sha256_file(src)
+
+
+def test_token_bucket_debt_keeps_the_long_run_rate_at_the_cap():
+    now = [0.0]
+    bucket = TokenBucket(1000.0, clock=lambda: now[0])
+    burst = bucket.burst
+    assert bucket.debit(int(burst)) == 0.0  # the burst allowance goes at once
+    wait = bucket.debit(500)  # then a debt: 500 bytes at 1000 B/s
+    assert wait == pytest.approx(0.5)
+    now[0] += wait
+    assert bucket.debit(1000) == pytest.approx(1.0)  # nothing saved up while paying the debt
+    now[0] += 100.0
+    assert bucket.debit(int(burst)) == 0.0  # idle time refills to the burst, no further
+    assert bucket.debit(1) > 0.0
+
+
+def test_shared_cap_can_change_under_a_throttle():
+    shared = SharedCap(None)
+    throttle = Throttle(None, shared)
+    assert throttle.buckets == []
+    throttle.take(10 * MiB, lambda: None)  # no cap: no wait
+    shared.set(2_000_000)
+    assert [b.rate for b in throttle.buckets] == [2_000_000]
+    assert throttle.piece_limit() == 100_000  # a twentieth of a second's worth
+    with pytest.raises(ValueError):
+        TokenBucket(0)
+
+
+def test_take_checks_the_task_flags_while_waiting():
+    throttle = Throttle(TokenBucket(1000.0), None)
+    throttle.take(int(throttle.buckets[0].burst), lambda: None)
+
+    class Paused(Exception):
+        pass
+
+    def check():
+        raise Paused
+
+    with pytest.raises(Paused):
+        throttle.take(10_000, check)  # a 10 s wait ends at the first check
+
+
+def _reply(seconds: float, body_seconds: float) -> Reply:
+    return Reply(200, None, b"", seconds=seconds, body_seconds=body_seconds)  # type: ignore[arg-type]
+
+
+def test_chunks_grow_by_more_than_double_when_the_answer_wait_dominates():
+    sizer = ChunkSizer(4 * MiB, 64 * MiB)
+    sizer.ok(4 * MiB, _reply(0.043, 0.003))  # 40 ms answer wait after a 3 ms body
+    assert sizer.size == 32 * MiB  # at most 8x at once
+    sizer.ok(32 * MiB, _reply(0.064, 0.024))
+    assert sizer.size == 64 * MiB  # the cap
+    slow_link = ChunkSizer(4 * MiB, 64 * MiB)
+    slow_link.ok(4 * MiB, _reply(0.14, 0.1))  # overhead 29 %: just over the share, doubles
+    assert slow_link.size == 8 * MiB
+    slow_link.ok(8 * MiB, _reply(0.24, 0.2))  # overhead 17 %: stays
+    assert slow_link.size == 8 * MiB
+
+
+def test_chunks_stop_growing_once_they_last_seconds():
+    # a slow link behind a buffering proxy: the chunk left at once and the whole request looks
+    # like answer wait; growth stops at about MAX_SECONDS (1 s) of the link
+    sizer = ChunkSizer(128 * KiB, 64 * MiB)
+    sizer.ok(128 * KiB, _reply(0.15, 0.0))  # about 0.85 MiB/s
+    assert sizer.size == 512 * KiB  # 4x (0.6 s); 8x would last 1.2 s
+    sizer.ok(512 * KiB, _reply(0.6, 0.0))
+    assert sizer.size == 512 * KiB  # twice as big would last 1.2 s: stays
+    far = ChunkSizer(16 * MiB, 64 * MiB)  # 40 MB/s, 80 ms round trip: a query took 0.1 s
+    far.round_trip(0.1)
+    far.ok(16 * MiB, _reply(0.6, 0.4))
+    assert far.size == 32 * MiB  # 1.2 s: over 1 s, but 20 round trips (2 s) allow it
+    far.ok(32 * MiB, _reply(1.0, 0.7))
+    assert far.size == 64 * MiB
+    fast = ChunkSizer(4 * MiB, 64 * MiB)
+    fast.ok(4 * MiB, _reply(0.2, 0.1))
+    assert fast.size == 16 * MiB  # a fast link still grows (4x: 0.8 s at most)
+
+
+def test_serial_appends_grow_until_the_round_trip_is_a_small_share():
+    # one WCS append in flight at 40 MB/s and 20 ms RTT: 4 MiB leave in 0.1 s, then the link idles
+    appends = ChunkSizer(4 * MiB, 64 * MiB, serial=True)
+    appends.ok(4 * MiB, _reply(0.12, 0.1))  # 17 % idle: grows (doubling) towards 5 %
+    assert appends.size == 8 * MiB
+    appends.ok(8 * MiB, _reply(0.22, 0.2))  # 9 %: grows again
+    assert appends.size == 16 * MiB
+    appends.ok(16 * MiB, _reply(0.42, 0.4))  # under 5 %: stays
+    assert appends.size == 16 * MiB
+
+
+class _RecordingServer:
+    """Plain uploads only: records each request's headers and file part; ``drop`` closes the
+    connection after every answer without saying so (what an idle keep-alive timeout does)."""
+
+    def __init__(self, drop: bool) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from tests.support.servers import file_part
+
+        outer = self
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.closed = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                boundary = self.headers["Content-Type"].split("boundary=", 1)[1]
+                outer.requests.append((dict(self.headers.items()), file_part(body, boundary)[0]))
+                answer = b'{"result":"OK"}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+                self.close_connection = drop
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def shutdown_request(self, request: object) -> None:
+                super().shutdown_request(request)  # type: ignore[arg-type]
+                outer.closed += 1
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/upload"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1})
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["kept alive", "closed by the server"])
+def test_plain_http_requests_carry_the_headers_and_reuse_or_renew_the_connection(make_engine, tmp_path, drop):
+    srv = _RecordingServer(drop)
+    try:
+        engine = make_engine(user_agent="nbupload-test/1")
+        src = make_file(tmp_path / "h.bin", 300_000)
+        headers = {"X-Trace": "abc"}
+        first = engine.submit(src, srv.url, protocol="plain", headers=headers).wait(60, raise_on_error=True)
+        if drop:
+            wait_for(lambda: srv.closed >= 1, timeout=60)
+        second = engine.submit(src, srv.url, protocol="plain", filename="h2.bin").wait(
+            60, raise_on_error=True
+        )
+    finally:
+        srv.close()
+    # a connection the server closed while idle is not used again: no failed attempt
+    assert first.attempts == 1 and second.attempts == 1
+    (h1, data1), (h2, data2) = srv.requests
+    assert data1 == data2 == src.read_bytes()
+    assert h1["User-Agent"] == "nbupload-test/1" and h1["X-Trace"] == "abc" and h1["Host"] == srv.url[7:-7]
+    assert h1["Content-Type"].startswith("multipart/form-data; boundary=") and "X-Trace" not in h2
+
+
+def test_only_plain_http_takes_the_sendfile_path():
+    import httpx
+
+    assert wire.wire_eligible(httpx.URL("http://example.org:8080/upload?x=1"))
+    assert not wire.wire_eligible(httpx.URL("https://example.org/upload"))  # TLS: httpx
+    assert not wire.wire_eligible(httpx.URL("http://user:pw@example.org/upload"))  # basic auth: httpx
