@@ -46,6 +46,7 @@ __all__ = [
     "StreamClient",
     "build_client",
     "build_timeout",
+    "env_proxy",
     "make_ssl_context",
     "post",
     "status_failure",
@@ -105,6 +106,33 @@ def build_timeout(config: EngineConfig) -> httpx.Timeout:
         write=config.write_timeout,
         pool=config.pool_timeout,
     )
+
+
+def env_proxy(url: httpx.URL) -> str | None:
+    """The proxy the environment names for ``url`` (``http_proxy``, ``https_proxy``,
+    ``all_proxy`` and ``no_proxy``, upper or lower case, as curl, requests and httpx read
+    them), or ``None``. Data scientists behind a company proxy set these once for every tool;
+    a stream that ignored them would fail where ``curl`` works. Loopback hosts never go
+    through a proxy: the proxy's loopback is not ours (the embedded demo server is here)."""
+    import ipaddress
+    import urllib.request
+
+    host_only = url.host
+    if host_only == "localhost" or host_only.endswith(".localhost"):
+        return None  # a proxy elsewhere cannot reach this machine's loopback (the demo server)
+    try:
+        if ipaddress.ip_address(host_only).is_loopback:
+            return None
+    except ValueError:
+        pass
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    host = url.host if url.port is None else f"{url.host}:{url.port}"
+    if urllib.request.proxy_bypass(host):  # no_proxy (on POSIX: from the environment)
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 #: How long one piece of a body may take to go out; see the module's docstring.
@@ -198,7 +226,8 @@ def post(
     """
     began = time.monotonic()
     target = httpx.URL(url)
-    if sc.wire is not None and wire_eligible(target):
+    proxy = env_proxy(target) if sc.wire is not None else None  # an injected transport: none
+    if sc.wire is not None and proxy is None and wire_eligible(target):
         return _post_wire(sc.wire, target, headers, body, timeout, check, stall_timeout, on_sent, on_file,
                           throttle, began)  # fmt: skip
     timing: dict[str, float] = {}
@@ -220,7 +249,8 @@ def post(
         check()
         content = body
     try:
-        with sc.client.stream("POST", url, content=content, headers=headers, timeout=timeout) as resp:
+        client = sc.client_for(proxy)
+        with client.stream("POST", url, content=content, headers=headers, timeout=timeout) as resp:
             data = bytearray()
             for part in resp.iter_bytes():
                 check()
@@ -370,16 +400,36 @@ class _TrackingBackend(httpcore.SyncBackend):
 class _AbortableTransport(httpx.HTTPTransport):
     """httpx's transport on a :class:`_TrackingBackend`: one connection, abortable."""
 
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext, proxy: str | None = None) -> None:
         super().__init__(verify=ssl_context)
         self.backend = _TrackingBackend()
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=1,
-            max_keepalive_connections=1,
-            keepalive_expiry=30.0,
-            network_backend=self.backend,
-        )
+        self._pool: httpcore.ConnectionPool
+        if proxy is None:
+            self._pool = httpcore.ConnectionPool(
+                ssl_context=ssl_context,
+                max_connections=1,
+                max_keepalive_connections=1,
+                keepalive_expiry=30.0,
+                network_backend=self.backend,
+            )
+        else:  # as httpx builds its own proxy transport, on the abortable backend
+            via = httpx.Proxy(proxy)
+            self._pool = httpcore.HTTPProxy(
+                proxy_url=httpcore.URL(
+                    scheme=via.url.raw_scheme,
+                    host=via.url.raw_host,
+                    port=via.url.port,
+                    target=via.url.raw_path,
+                ),
+                proxy_auth=via.raw_auth,
+                proxy_headers=via.headers.raw,
+                ssl_context=ssl_context,
+                proxy_ssl_context=via.ssl_context,
+                max_connections=1,
+                max_keepalive_connections=1,
+                keepalive_expiry=30.0,
+                network_backend=self.backend,
+            )
 
 
 class StreamClient:
@@ -402,8 +452,8 @@ class StreamClient:
         self._transport = transport
         self._ssl = ssl_context
         self._lock = threading.Lock()
-        self._abortable: _AbortableTransport | None = None
-        self._client: httpx.Client | None = None
+        self._abortables: list[_AbortableTransport] = []
+        self._clients: dict[str | None, httpx.Client] = {}  # by proxy (None: direct)
         self.wire = (
             WireConnection(config.user_agent or f"nbupload/{__version__}") if transport is None else None
         )
@@ -411,30 +461,39 @@ class StreamClient:
 
     @property
     def client(self) -> httpx.Client:
-        """The stream's httpx client, built on first use."""
+        """The stream's direct httpx client, built on first use."""
+        return self.client_for(None)
+
+    def client_for(self, proxy: str | None) -> httpx.Client:
+        """The stream's httpx client through ``proxy`` (``None``: direct), built on first use."""
         with self._lock:
-            if self._client is None:
+            client = self._clients.get(proxy)
+            if client is None:
                 ctx = self._ssl if isinstance(self._ssl, ssl.SSLContext) else self._ssl()
-                if self._transport is None:
-                    self._abortable = _AbortableTransport(ctx)
-                transport = self._transport or self._abortable
-                self._client = build_client(self._config, transport=transport, ssl_context=ctx)
-            return self._client
+                transport = self._transport
+                if transport is None:
+                    abortable = _AbortableTransport(ctx, proxy)
+                    self._abortables.append(abortable)
+                    transport = abortable
+                client = self._clients[proxy] = build_client(
+                    self._config, transport=transport, ssl_context=ctx
+                )
+            return client
 
     def abort(self) -> None:
         """Cut the connection now (from any thread): the request on it fails at once."""
         self.aborted = True
         with self._lock:
-            abortable = self._abortable
-        if abortable is not None:
+            abortables = list(self._abortables)
+        for abortable in abortables:
             abortable.backend.abort()
         if self.wire is not None:
             self.wire.abort()
 
     def close(self) -> None:
         with self._lock:
-            client = self._client
-        if client is not None:
+            clients = list(self._clients.values())
+        for client in clients:
             client.close()
         if self.wire is not None:
             self.wire.close()

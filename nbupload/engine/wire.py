@@ -78,9 +78,8 @@ class WireAnswer:
 
 def wire_eligible(url: httpx.URL) -> bool:
     """Whether a request to ``url`` can go on a :class:`WireConnection`: plain HTTP without
-    user info (httpx turns that into Basic auth). Proxies from the environment play no part
-    on either path: the engine's streams give httpx their own transport, which httpx then
-    uses directly, without the environment's proxies."""
+    user info (httpx turns that into Basic auth). The caller also keeps a request that the
+    environment sends through a proxy (``transport.env_proxy``) on httpx."""
     return url.scheme == "http" and not url.userinfo
 
 

@@ -1,0 +1,104 @@
+"""A forward HTTP proxy on loopback, as a company proxy is to a notebook: clients send it
+absolute-form requests (``POST http://host:port/path HTTP/1.1``) and it connects to the
+target itself. ``route`` maps every target host to one address, so a test can use a host
+name the client cannot resolve (``upload.invalid``): only a request that really went
+through the proxy arrives. Bodies and answers are framed by ``Content-Length``, which is
+all the engine and the reference server use."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from urllib.parse import urlsplit
+
+from .front import LoopbackFront, shutdown_and_close
+
+__all__ = ["ForwardProxy"]
+
+
+def _read_head(sock: socket.socket, buf: bytearray) -> bytes | None:
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        buf += data
+    end = buf.index(b"\r\n\r\n") + 4
+    head = bytes(buf[:end])
+    del buf[:end]
+    return head
+
+
+def _length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    return 0
+
+
+def _relay(src: socket.socket, dst: socket.socket, buf: bytearray, n: int) -> bool:
+    """Send ``n`` body bytes (``buf`` first, then from ``src``) to ``dst``."""
+    take = bytes(buf[:n])
+    del buf[: len(take)]
+    dst.sendall(take)
+    left = n - len(take)
+    while left:
+        data = src.recv(min(left, 1 << 20))
+        if not data:
+            return False
+        dst.sendall(data)
+        left -= len(data)
+    return True
+
+
+class ForwardProxy(LoopbackFront):
+    """``http://127.0.0.1:<port>``; ``requests`` holds each proxied request's target URL."""
+
+    thread_name = "forward-proxy"
+
+    def __init__(self, route: tuple[str, int]) -> None:
+        self.route = route
+        self.requests: list[str] = []
+        self._seen = threading.Lock()
+        super().__init__()
+
+    def _handle(self, client: socket.socket) -> None:
+        self.track(client)
+        threading.Thread(target=self._serve, args=(client,), name="forward-proxy-conn", daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        buf = bytearray()
+        try:
+            while True:
+                head = _read_head(client, buf)
+                if head is None:
+                    return
+                method, target, version = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+                parts = urlsplit(target)
+                if not parts.scheme:  # not a proxy request
+                    client.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    return
+                with self._seen:
+                    self.requests.append(target)
+                path = parts.path + (f"?{parts.query}" if parts.query else "")
+                rest = head.split(b"\r\n", 1)[1]
+                if upstream is None:
+                    upstream = socket.create_connection(self.route, timeout=120)
+                    self.track(upstream)
+                upstream.sendall(f"{method} {path} {version}\r\n".encode("latin-1") + rest)
+                if not _relay(client, upstream, buf, _length(head)):
+                    return
+                back = bytearray()
+                answer = _read_head(upstream, back)
+                if answer is None:
+                    return
+                client.sendall(answer)
+                if not _relay(upstream, client, back, _length(answer)):
+                    return
+        except OSError:
+            return
+        finally:
+            if upstream is not None:
+                shutdown_and_close(upstream)
+            shutdown_and_close(client)
