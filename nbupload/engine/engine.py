@@ -643,6 +643,7 @@ class Engine:
             boundary=rec.boundary,
             credentials=creds,  # streams: this process's setting
             files=rec.files,
+            limit_rate=rec.limit_rate,
         )
         return spec, problem
 

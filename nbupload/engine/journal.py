@@ -142,6 +142,8 @@ class JournalRecord:
     error: dict[str, Any] | None = None
     #: a multi-file session's fields (``ranges`` then spans them end to end)
     files: tuple[SessionFile, ...] = ()
+    #: the task's own rate cap (bytes/s): a resumed upload on a shared link keeps it
+    limit_rate: float | None = None
 
     @classmethod
     def of(
@@ -185,6 +187,7 @@ class JournalRecord:
             state=state,
             error={k: v for k, v in error.items() if isinstance(v, _SCALAR)} if error else None,
             files=spec.files,
+            limit_rate=spec.limit_rate,
         )
 
     @property
@@ -218,6 +221,8 @@ class JournalRecord:
             data["state"] = self.state
         if self.error is not None:
             data["error"] = self.error
+        if self.limit_rate is not None:
+            data["limit_rate"] = self.limit_rate
         if self.files:
             layout = FieldLayout.of(self.files)
             data["files"] = [
@@ -306,6 +311,7 @@ class JournalRecord:
             state=str(d["state"]) if d.get("state") else None,
             error=dict(d["error"]) if isinstance(d.get("error"), dict) else None,
             files=files,
+            limit_rate=float(d["limit_rate"]) if d.get("limit_rate") else None,
         )
 
 

@@ -23,6 +23,7 @@ whose bytes someone must see (the WCS etag is computed while sending) is read wi
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import socket
@@ -39,6 +40,11 @@ import httpx
 from ..protocols.multipart import FilePart, FileSource, MultipartEncoder, ShortReadError
 from .errors import Stalled
 from .ratelimit import Throttle
+from .redact import redact_url
+
+#: DEBUG: one line per request (method, URL with secret-looking query values masked, status),
+#: as httpx logs its own; headers and bodies are never logged (they carry tokens).
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_COPY_PIECE",
@@ -249,6 +255,8 @@ class WireConnection:
             conn.start_next_cycle()
         else:
             self.close()
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("POST %s -> %d", redact_url(str(url))[0], answer.status)
         return answer
 
     @staticmethod

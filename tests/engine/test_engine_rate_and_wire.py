@@ -270,3 +270,26 @@ def test_only_plain_http_takes_the_sendfile_path():
     assert wire.wire_eligible(httpx.URL("http://example.org:8080/upload?x=1"))
     assert not wire.wire_eligible(httpx.URL("https://example.org/upload"))  # TLS: httpx
     assert not wire.wire_eligible(httpx.URL("http://user:pw@example.org/upload"))  # basic auth: httpx
+
+
+def test_a_task_limit_rate_survives_the_journal(server, make_engine, tmp_path):
+    """A capped upload resumed by another process keeps its cap (a shared link stays shared)."""
+    cap = 500_000
+    src = make_file(tmp_path / "kept.bin", 2_000_000)
+    first = make_engine(chunk_size=256 * KiB, streams=2)
+    task = first.submit(src, server.upload_url, limit_rate=cap)
+    wait_for(lambda: task.acked >= 256 * KiB, timeout=60)
+    task.pause()
+    assert task.wait(60).state is TaskState.PAUSED
+    first.shutdown(wait=True, timeout=30)
+
+    second = make_engine(chunk_size=256 * KiB, streams=2)
+    (entry,) = second.unfinished()
+    left = src.stat().st_size - entry.acked
+    began = time.monotonic()
+    (resumed,) = second.resume(entry.id)
+    assert resumed.spec.limit_rate == cap
+    snap = resumed.wait(120, raise_on_error=True)
+    rate = _rate(left, began)
+    assert snap.state is TaskState.DONE and sha256_file(server.root / "kept.bin") == sha256_file(src)
+    assert rate <= cap * 1.1, f"{rate:.0f} B/s over a cap of {cap} B/s"
