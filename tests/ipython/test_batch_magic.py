@@ -7,11 +7,6 @@ is listed and resumed as one by the next kernel.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +16,7 @@ from nbupload.batchpaths import looks_like_url, split_url
 from nbupload.ipython.extension import current_session
 from nbupload.server import start_server
 from tests.support.helpers import make_file, wait_for
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.ipyproc import ipython, kill_once_started
 
 
 def _tree(root: Path, names: dict[str, int]) -> Path:
@@ -126,26 +120,12 @@ def test_pause_resume_and_cancel_a_batch_by_its_id(shell, run, tmp_path, capsys)
     assert other.wait(60).state == "cancelled"
 
 
-def _ipython(script: str, home: Path, tmp_path: Path, name: str) -> subprocess.Popen:
-    path = tmp_path / f"{name}.ipy"
-    path.write_text(script)
-    env = {**os.environ, "NBUPLOAD_HOME": str(home), "IPYTHONDIR": str(tmp_path / "ipythondir")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "IPython", "--quick", "--no-banner", "--colors=nocolor", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-
-
 def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
     home = tmp_path / "home"
     res = _tree(tmp_path / "res", {f"d{i // 4}/f{i}.bin": 48 << 10 for i in range(16)})
     server = start_server(root=tmp_path / "srv", throttle=64 << 10)  # ~12 s for the batch
     try:
-        first = _ipython(
+        first = ipython(
             "%load_ext nbupload\n"
             f"b = %upload {res} {server.upload_url} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q\n"
             "import time\n"
@@ -156,19 +136,9 @@ def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
             tmp_path,
             "first",
         )
-        try:
-            line = ""
-            deadline = time.monotonic() + 120
-            while not line.startswith("STARTED") and time.monotonic() < deadline:
-                line = first.stdout.readline()
-                assert line or first.poll() is None, "first kernel died early"
-            batch_id = line.split()[1]
-        finally:
-            os.kill(first.pid, signal.SIGKILL)  # the kernel dies mid-batch
-            first.wait(30)
-            first.stdout.close()
+        batch_id = kill_once_started(first, timeout=120)
 
-        second = _ipython(
+        second = ipython(
             "%load_ext nbupload\n"
             "%upload list\n"
             f"%upload resume {batch_id}\n"

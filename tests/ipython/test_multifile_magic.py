@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-
 import pytest
 from IPython.core.error import UsageError
 
 from nbupload.engine.state import TaskState
 from nbupload.ipython.extension import current_session
 from nbupload.server import start_server
-from tests.ipython.test_restart import ipython
 from tests.support.helpers import make_file, sha256_file
+from tests.support.ipyproc import ipython, kill_once_started
 
 
 @pytest.fixture
@@ -77,17 +73,7 @@ def test_a_session_started_by_the_magic_resumes_after_the_kernel_is_killed(tmp_p
             tmp_path,
             "first",
         )
-        try:
-            line = ""
-            deadline = time.monotonic() + 60
-            while not line.startswith("STARTED") and time.monotonic() < deadline:
-                line = first.stdout.readline()
-                assert line or first.poll() is None, "first kernel died early"
-            task_id = line.split()[1]
-        finally:
-            os.kill(first.pid, signal.SIGKILL)  # the kernel dies mid-session
-            first.wait(10)
-            first.stdout.close()
+        task_id = kill_once_started(first, timeout=120)
         second = ipython(
             "%load_ext nbupload\n"
             "%upload resume all\n"

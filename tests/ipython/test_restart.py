@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import subprocess
-import sys
-import time
 
 from nbupload.engine import EngineConfig
 from nbupload.server import start_server
-
-
-def ipython(script, home, tmp_path, name):
-    path = tmp_path / f"{name}.ipy"
-    path.write_text(script)
-    env = {**os.environ, "NBUPLOAD_HOME": str(home), "IPYTHONDIR": str(tmp_path / "ipythondir")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "IPython", "--quick", "--no-banner", "--colors=nocolor", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+from tests.support.ipyproc import ipython, kill_once_started
 
 
 def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
@@ -44,17 +28,7 @@ def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
             tmp_path,
             "first",
         )
-        try:
-            line = ""
-            deadline = time.monotonic() + 60
-            while not line.startswith("STARTED") and time.monotonic() < deadline:
-                line = first.stdout.readline()
-                assert line or first.poll() is None, "first kernel died early"
-            task_id = line.split()[1]
-        finally:
-            os.kill(first.pid, signal.SIGKILL)  # the kernel dies mid-upload
-            first.wait(10)
-            first.stdout.close()
+        task_id = kill_once_started(first, timeout=120)
 
         second = ipython(
             "%load_ext nbupload\n"
