@@ -318,7 +318,9 @@ def _post_wire(
         raise StepFailed(TaskError(msg, retryable=True), ambiguous=True) from None
     return Reply(
         answer.status,
-        httpx.Headers(answer.headers),
+        # as received (latin-1 both ways): a header value httpx would not encode as ASCII,
+        # such as an odd Retry-After ("²"), must not fail the task
+        httpx.Headers([(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]),
         answer.body,
         seconds=time.monotonic() - began,
         body_seconds=answer.body_seconds,

@@ -45,6 +45,10 @@ def test_modified_source_fails_with_a_clear_error(slow_link, tmp_path, protocol,
         EngineConfig(
             journal_dir=tmp_path / "journal",
             chunk_size=256 * 1024,
+            # fixed chunks: the change must land while bytes of the file are still unsent (a
+            # chunk grown to hold the rest of the file could already be in the socket buffers,
+            # and what has left cannot be called back; docs/engine.md, "Sources")
+            chunk_max=256 * 1024,
             workers=2,
             backoff_base=0.05,
             backoff_cap=0.3,

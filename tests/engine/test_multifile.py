@@ -140,7 +140,9 @@ def test_restart_resumes_each_field_from_the_journal(slow_server, make_engine, t
     for p in (a, b, empty):
         assert sha256_file(slow_server.root / p.name) == sha256_file(p)
     stats = slow_server.stats()["uploader"]
-    assert stats["duplicate_bytes"] == 0
+    # A chunk whose request was cut at the shutdown may still be landing at the server when the
+    # second engine asks what it holds: sent again, at most one chunk per stream.
+    assert stats["duplicate_bytes"] <= 2 * CHUNK
     assert stats["bytes"] - 3_000_000 <= 2 * CHUNK  # at most the chunks cut by the shutdown
 
 
