@@ -326,7 +326,7 @@ class Engine:
         in flight at once for this task (default: the engine's ``streams`` setting);
         ``chunk_max``: the largest its chunks grow to (default: the engine's ``chunk_max``);
         ``limit_rate``: this task's rate cap in bytes per second (the engine's ``max_rate``
-        applies as well; a resumed task has no cap unless given one again). For
+        applies as well; the journal keeps it, so a resumed task keeps its cap). For
         wcs-append with a bare-bucket scope (no ``:key``) and no ``key``, the key is the file
         name (every front end gets this rule from here). ``journal=False``: the task keeps no
         journal entry of its own, for a caller that journals it itself (a batch, for files of
