@@ -338,7 +338,7 @@ def _eventually(check, timeout: float = 30.0) -> None:
         try:
             check()
             return
-        except AssertionError:
+        except (AssertionError, TypeError):  # TypeError: an element without a box while it re-lays out
             if time.monotonic() > end:
                 raise
             time.sleep(0.2)
