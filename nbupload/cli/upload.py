@@ -283,17 +283,7 @@ def cmd_put(args: argparse.Namespace) -> int:
     single = len(paths) == 1 and os.path.isfile(paths[0]) and not args.prefix
     if not single:
         return _put_batch(args, paths, opts)
-    engine = _make_engine(args)
-    try:
-        try:
-            task = engine.submit(paths[0], args.url, **opts)
-        except (ValueError, TypeError, OSError) as exc:
-            raise CommandError(str(exc)) from None
-        if not args.quiet:
-            print(f"nbupload: task {task.id}: {task.name} -> {task.url}", file=sys.stderr)
-        return _wait_all(engine, [task], args.quiet)
-    finally:
-        engine.shutdown(wait=True, timeout=5)
+    return _submit_and_wait(args, paths[0], opts)
 
 
 def _put_follow(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]) -> int:
@@ -439,10 +429,19 @@ def _put_session(args: argparse.Namespace, opts: dict[str, Any]) -> int:
 
     if args.follow or args.prefix:
         raise CommandError("--follow and --prefix do not go with --file FIELD=PATH")
+    try:
+        source = session_files(args)
+    except (ValueError, TypeError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    return _submit_and_wait(args, source, opts)
+
+
+def _submit_and_wait(args: argparse.Namespace, source: Any, opts: dict[str, Any]) -> int:
+    """One task (a file, or a multi-file session) on its own engine, waited for."""
     engine = _make_engine(args)
     try:
         try:
-            task = engine.submit(session_files(args), args.url, **opts)
+            task = engine.submit(source, args.url, **opts)
         except (ValueError, TypeError, OSError) as exc:
             raise CommandError(str(exc)) from None
         if not args.quiet:
