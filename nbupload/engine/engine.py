@@ -426,7 +426,7 @@ class Engine:
             if not journal:
                 self._unjournaled.add(task_id)
         self._journal_save(task)
-        self._post(TaskEvent("state", task.snapshot()))
+        task.announce()
         if start:
             task.start()
         else:
@@ -590,7 +590,7 @@ class Engine:
         if problem is not None:
             task.fail(problem)
             return task
-        self._post(TaskEvent("state", task.snapshot()))
+        task.announce()
         task.start()
         return task
 

@@ -157,6 +157,14 @@ class TaskSnapshot:
     inflight: int = 0
     chunk_size: int = 0
     retrying: bool = False
+    #: grows with every snapshot a task takes in this process (0: a snapshot made elsewhere,
+    #: unordered): of two snapshots of one task the larger ``seq`` is the newer, so a front end
+    #: handed them out of order (two threads) keeps the newer one
+    seq: int = 0
+
+    def older_than(self, other: TaskSnapshot | None) -> bool:
+        """True if ``other`` is a later snapshot of the same task (never for unordered ones)."""
+        return other is not None and other.id == self.id and 0 < self.seq < other.seq
 
     @property
     def fraction(self) -> float:

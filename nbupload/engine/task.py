@@ -8,11 +8,14 @@ see only the :class:`~nbupload.engine.run.RunHandle` that :meth:`begin` returns,
 task. A task knows its engine only as a :class:`TaskHost` (post an event, queue a run, save
 or remove the journal entry). Every state change goes through :meth:`Task._set_state_locked`,
 which refuses a change :data:`~nbupload.engine.state.TRANSITIONS` does not list and posts an
-event the dispatcher never drops.
+event the dispatcher never drops. Every event (state, progress, error) is snapshotted and
+posted under the task's lock, so subscribers see a task's snapshots in the order they were
+taken, whichever threads (worker, streams) took them.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -67,6 +70,9 @@ class TaskHost(Protocol):
     @property
     def journaled(self) -> bool: ...
 
+
+#: the ``seq`` of every snapshot, taken under the task's lock (itertools.count is atomic)
+_SNAPSHOTS = itertools.count(1)
 
 #: errors of an adopted task built without its secrets: its spec lacks them, so writing it
 #: back would drop from the journal the scope and secret names a later resume needs
@@ -219,6 +225,7 @@ class Task:
             inflight=self._inflight,
             chunk_size=self._chunk_size,
             retrying=self._retrying and self._state in RUNNING_STATES,
+            seq=next(_SNAPSHOTS),
         )
 
     def __repr__(self) -> str:
@@ -496,12 +503,22 @@ class Task:
             log.error("nbupload: task %s failed unexpectedly", self.id, exc_info=exc)
             self._set_state(TaskState.FAILED, TaskError(f"internal error: {type(exc).__name__}: {exc}"))
 
+    def announce(self) -> None:
+        """Post the task's snapshot as a state event (the engine, once a task exists)."""
+        with self._cond:
+            self._host.post(TaskEvent("state", self._snapshot_locked()))
+
     def _progress(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_progress_post < 0.02:
-            return
-        self._last_progress_post = now
-        self._host.post(TaskEvent("progress", self.snapshot()))
+        # Snapshot and post under the task's lock, as state changes are: events then reach the
+        # dispatcher in the order of their snapshots. A progress snapshot taken outside the lock
+        # could be posted after a later state change (a stream thread preempted between the two)
+        # and leave a finished task's row saying "connecting, 0 B" for good.
+        with self._cond:
+            now = time.monotonic()
+            if not force and now - self._last_progress_post < 0.02:
+                return
+            self._last_progress_post = now
+            self._host.post(TaskEvent("progress", self._snapshot_locked()))
 
 
 class _TaskRun:
@@ -584,8 +601,7 @@ class _TaskRun:
         with t._cond:
             t._error = error
             t._retrying = True
-            snap = t._snapshot_locked()
-        t._host.post(TaskEvent("error", snap))
+            t._host.post(TaskEvent("error", t._snapshot_locked()))  # in order: see Task._progress
         if t._host.journaled:
             t._host.save(t, durable=False)  # why it is retrying, should the process die now
 

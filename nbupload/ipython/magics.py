@@ -362,6 +362,7 @@ class UploadMagics(Magics):
                 file=sys.stderr,
             )
             return
+        s.engine.flush_events()
         s.panel_controller.flush(force=True)
         lines = batch.snapshot().report()  # the lines nbupload put prints
         print(f"nbupload: {lines[0]}")
@@ -383,6 +384,9 @@ class UploadMagics(Magics):
                 file=sys.stderr,
             )
             return
+        # the row shows how the task ended before the cell does: the engine's last state event
+        # may still be on its way to the pump (the task's state changes before it is delivered)
+        s.engine.flush_events()
         s.panel_controller.flush(force=True)
         snap = task.snapshot()
         if getattr(self.shell, "kernel", None) is None:  # a console: no live row, say how it ended

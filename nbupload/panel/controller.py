@@ -150,8 +150,11 @@ class PanelController:
 
     def row_for(self, task: Any) -> Any:
         """The live row of ``task`` (made if needed), e.g. for ``%upload FILE`` to display."""
-        snap = task.snapshot()
         with self.lock:
+            # snapshot under the lock: a flush that ran between a snapshot taken outside it and
+            # the new row would have dropped the task's last update (no row to show it yet),
+            # leaving a finished upload's row at "connecting, 0 B" for good
+            snap = task.snapshot()
             row = self.rows.get(snap.id)
             if row is None:
                 row = self._new_row(snap)

@@ -174,8 +174,8 @@ class UIPump:
     def push(self, item: TaskEvent | TaskSnapshot) -> None:
         snap = item.snapshot if isinstance(item, TaskEvent) else item
         with self._lock:
-            if self._closed:
-                return
+            if self._closed or snap.older_than(self._pending.get(snap.id)):
+                return  # two threads pushed out of order: the newer snapshot stays
             self._pending[snap.id] = snap
             delay = self._delay_locked(snap, self.clock())
         self._schedule(delay)

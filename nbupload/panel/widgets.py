@@ -171,6 +171,8 @@ class TaskRow(_FullText, widgets.VBox):
         self.update(self._snap)
 
     def update(self, snap: TaskSnapshot) -> None:
+        if snap.older_than(self._snap):
+            return  # a row never goes back to an older view of its task
         if self._pending is not None and (
             snap.state is not self._snap.state or not can(self._pending, snap.state)
         ):

@@ -202,3 +202,37 @@ def test_chunks_shrink_after_4001_and_stay_under_the_learned_limit(make_engine, 
     # that gap (below the smallest size refused) when the file ends first
     assert snap.state is TaskState.DONE and snap.chunk_size < 1 * MiB
     assert 1 <= refused <= 8, refused
+
+
+@pytest.mark.parametrize("protocol", ["uploader", "wcs-append"])
+def test_events_are_posted_in_snapshot_order_from_every_thread(make_engine, server, tmp_path, protocol):
+    """Each event is snapshotted and posted under its task's lock, whichever thread (worker,
+    stream, submit) posts it: a progress snapshot taken before a state change can never be
+    delivered after it, which once left a finished row saying "connecting, 0 B"."""
+    engine = make_engine(chunk_size=64 * KiB, streams=4)
+    dispatcher = engine._dispatcher  # white box: the one door every event goes through
+    real_post, posted, outside = dispatcher.post, [], []
+
+    def checked_post(event):
+        task = engine.get(event.snapshot.id)
+        if not task._cond._is_owned():
+            outside.append((event.kind, event.snapshot.state.value))
+        posted.append(event.snapshot)
+        real_post(event)
+
+    dispatcher.post = checked_post
+    src = make_file(tmp_path / "ordered.bin", 2 * MiB + 1)
+    if protocol == "uploader":
+        task = engine.submit(src, server.upload_url)
+    else:
+        ak, sk = next(iter(CREDENTIALS.items()))
+        task = engine.submit(
+            src, server.url, protocol=protocol, access_key=ak, secret_key=sk, scope="b", key="ordered.bin"
+        )
+    snap = task.wait(60, raise_on_error=True)
+    engine.flush_events()
+    assert snap.state is TaskState.DONE
+    assert outside == [], outside
+    assert posted[-1].state is TaskState.DONE
+    acked = [s.acked for s in posted]
+    assert acked == sorted(acked), "a snapshot was posted after a newer one"

@@ -163,3 +163,22 @@ def test_pump_on_a_thread_scheduler_coalesces_to_about_ten_updates_a_second():
         sched.close()
     # one update per 0.1 s at most (plus the first, at once), however fast the pushes came
     assert sum(applied) <= elapsed / 0.1 + 2, (applied, elapsed)
+
+
+def test_an_older_snapshot_never_replaces_a_newer_one():
+    """Two threads may push snapshots of one task out of order (the engine's event thread and a
+    click on another): the pump keeps the one taken last (larger ``seq``)."""
+    _clock, sched, batches, pump = make()
+    newer = TaskSnapshot(
+        id="a", name="a", protocol="uploader", url="u", state=TaskState.DONE, total=10, acked=10, seq=7
+    )
+    older = TaskSnapshot(
+        id="a", name="a", protocol="uploader", url="u", state=TaskState.CONNECTING, total=10, seq=3
+    )
+    pump.push(newer)
+    pump.push(older)
+    sched.run_due()
+    assert [s.state for s in batches[0]] == [TaskState.DONE]
+    pump.push(snap("a", 5))  # unordered (seq 0, made elsewhere): always taken
+    sched.run_due(force=True)
+    assert batches[-1][0].acked == 5
