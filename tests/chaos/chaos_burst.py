@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.support.front import LoopbackFront, shutdown_and_close
+from tests.support.front import LoopbackFront, read_head, shutdown_and_close
 
 __all__ = ["Burst", "BurstFront"]
 
@@ -36,21 +36,6 @@ _REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
-
-
-def _read_head(sock: socket.socket, buf: bytearray) -> bytes | None:
-    """Bytes up to and including the blank line; ``buf`` keeps whatever came after."""
-    while b"\r\n\r\n" not in buf:
-        data = sock.recv(65536)
-        if not data:
-            return None
-        buf += data
-        if len(buf) > 1 << 20:
-            return None
-    end = buf.index(b"\r\n\r\n") + 4
-    head = bytes(buf[:end])
-    del buf[:end]
-    return head
 
 
 def _content_length(head: bytes) -> int | None:
@@ -163,7 +148,7 @@ class BurstFront(LoopbackFront):
         cbuf, ubuf = bytearray(), bytearray()
         try:
             while not self._stop.is_set():
-                head = _read_head(client, cbuf)
+                head = read_head(client, cbuf, limit=1 << 20)
                 if head is None:
                     return
                 length = _content_length(head)
@@ -184,7 +169,7 @@ class BurstFront(LoopbackFront):
                     return
                 if not _relay(client, upstream, cbuf, length, self._count):
                     return
-                rhead = _read_head(upstream, ubuf)
+                rhead = read_head(upstream, ubuf, limit=1 << 20)
                 if rhead is None:
                     return
                 cut = self._take_cut()

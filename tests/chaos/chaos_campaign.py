@@ -43,7 +43,17 @@ from hostile_net import ServerProcess, http_request, raw_exchange
 
 from tests.support.proxy import Fault, FaultProxy
 
-__all__ = ["KINDS", "REPORTS", "Campaign", "RunResult", "RunSpec", "format_table", "plan"]
+__all__ = [
+    "KINDS",
+    "REPORTS",
+    "Campaign",
+    "RunResult",
+    "RunSpec",
+    "chaos_server",
+    "format_table",
+    "plan",
+    "wcs_submit",
+]
 
 MiB = 1024 * 1024
 ACCESS_KEY = "AKchaos"
@@ -130,6 +140,19 @@ def plan(seed: int, runs: int, *, cover_all: bool = True) -> list[RunSpec]:
     return specs
 
 
+def chaos_server(root: Path, **options: Any) -> ServerProcess:
+    """The reference server process (not yet started) that the campaign and the chaos tests run:
+    it knows the campaign's WCS key pair and logs warnings only; ``options`` go to
+    :class:`ServerProcess` (``log_path``, ``body_idle_timeout``, ...)."""
+    return ServerProcess(root, credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning", **options)
+
+
+def wcs_submit(key: str) -> dict[str, Any]:
+    """``Engine.submit`` keyword arguments for a WCS append of ``key`` into the campaign's
+    bucket with its key pair."""
+    return dict(protocol="wcs-append", access_key=ACCESS_KEY, secret_key=SECRET_KEY, scope=BUCKET, key=key)
+
+
 def sha256_path(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -165,13 +188,7 @@ class Campaign:
         for d in (self.root, self.home, self.sources):
             d.mkdir(parents=True, exist_ok=True)
         self.servers = [
-            ServerProcess(
-                self.root,
-                credentials={ACCESS_KEY: SECRET_KEY},
-                log_level="warning",
-                log_path=workdir / f"server-{n}.log",
-            )
-            for n in range(processes)
+            chaos_server(self.root, log_path=workdir / f"server-{n}.log") for n in range(processes)
         ]
         for server in self.servers:
             server.start()
@@ -503,13 +520,7 @@ class Campaign:
 
     def _submit_kwargs(self, spec: RunSpec) -> dict[str, Any]:
         if spec.protocol == "wcs-append":
-            return dict(
-                protocol="wcs-append",
-                access_key=ACCESS_KEY,
-                secret_key=SECRET_KEY,
-                scope=BUCKET,
-                key=self.key(spec),
-            )
+            return wcs_submit(self.key(spec))
         return dict(protocol="uploader", filename=self.filename(spec))
 
     def _run_in_process(self, spec: RunSpec, rng: random.Random, source: Path, note: dict) -> str | None:

@@ -9,9 +9,13 @@ campaign's table is printed at the end of the session and written to ``test-arti
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from nbupload.engine import Engine
+from tests.support.engines import engine_factory
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -42,3 +46,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
     for table in getattr(campaign, "REPORTS", []):
         terminalreporter.write_sep("=", "fault campaign")
         terminalreporter.write_line(table)
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
+    """An :class:`Engine` as the chaos tests run it: its journal in ``tmp_path / "journal"``,
+    quick retries (backoff from 0.05 s, capped at 0.3 s) so a fault costs little time; any
+    other :class:`EngineConfig` setting, or these, as keyword arguments. A test shuts it down
+    where it must (``with make_engine(...) as engine:``, before closing the proxy and the
+    server); the fixture shuts down whatever is still running at the end."""
+    with engine_factory(journal_dir=tmp_path / "journal", backoff_base=0.05, backoff_cap=0.3) as make:
+        yield make

@@ -14,19 +14,15 @@ import time
 
 import pytest
 from chaos_burst import BurstFront
-from chaos_campaign import ACCESS_KEY, BUCKET, SECRET_KEY
-from hostile_net import ServerProcess
+from chaos_campaign import BUCKET, chaos_server, wcs_submit
 
-from nbupload.engine import Engine, EngineConfig
 from tests.support.proxy import FaultProxy
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kill_at", [1_000, 60_000, 200_000])
-def test_sigkill_during_the_first_append(tmp_path, kill_at):
-    server = ServerProcess(
-        tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning"
-    ).start()
+def test_sigkill_during_the_first_append(tmp_path, make_engine, kill_at):
+    server = chaos_server(tmp_path / "root").start()
     proxy = FaultProxy(*server.address)
     front = BurstFront(("127.0.0.1", proxy.port))
     killed = []
@@ -45,31 +41,14 @@ def test_sigkill_during_the_first_append(tmp_path, kill_at):
     src = tmp_path / "first.log"
     data = os.urandom(300_000)
     src.write_bytes(data)
-    engine = Engine(
-        EngineConfig(
-            journal_dir=tmp_path / "journal",
-            chunk_size=256 * 1024,
-            stall_timeout=2,
-            backoff_base=0.05,
-            backoff_cap=0.3,
-        )
-    )
     try:
-        task = engine.submit(
-            str(src),
-            front.url,
-            protocol="wcs-append",
-            access_key=ACCESS_KEY,
-            secret_key=SECRET_KEY,
-            scope=BUCKET,
-            key=src.name,
-        )
-        snap = task.wait(60)
-        assert killed, "the server was never killed"
-        assert snap.state.value == "done", snap.error
-        assert (server.root / BUCKET / src.name).read_bytes() == data
+        with make_engine(chunk_size=256 * 1024, stall_timeout=2) as engine:
+            task = engine.submit(str(src), front.url, **wcs_submit(src.name))
+            snap = task.wait(60)
+            assert killed, "the server was never killed"
+            assert snap.state.value == "done", snap.error
+            assert (server.root / BUCKET / src.name).read_bytes() == data
     finally:
-        engine.shutdown(wait=True, timeout=10)
         front.close()
         proxy.close()
         server.stop()

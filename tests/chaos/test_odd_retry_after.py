@@ -8,39 +8,25 @@ import os
 
 import pytest
 from chaos_burst import Burst, BurstFront
-from chaos_campaign import ACCESS_KEY, SECRET_KEY
-from hostile_net import ServerProcess
-
-from nbupload.engine import Engine, EngineConfig
+from chaos_campaign import chaos_server
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("retry_after", ["\u00b2", "9" * 400, "Fri, 31 Dec 9999 23:59:59 GMT", "soon"])
-def test_odd_retry_after_is_retried(tmp_path, retry_after):
-    server = ServerProcess(
-        tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning"
-    ).start()
+def test_odd_retry_after_is_retried(tmp_path, make_engine, retry_after):
+    server = chaos_server(tmp_path / "root").start()
     front = BurstFront(server.address)
     front.arm(2, Burst(503, retry_after))
     src = tmp_path / "odd.bin"
     data = os.urandom(100_000)
     src.write_bytes(data)
-    engine = Engine(
-        EngineConfig(
-            journal_dir=tmp_path / "journal",
-            chunk_size=64 * 1024,
-            backoff_base=0.05,
-            backoff_cap=0.1,
-            retries=5,
-        )
-    )
     try:
-        task = engine.submit(str(src), front.url + "/upload", filename=src.name)
-        snap = task.wait(60)
-        assert snap.state.value == "done", snap.error
-        assert len(front.injected) == 2
-        assert (server.root / src.name).read_bytes() == data
+        with make_engine(chunk_size=64 * 1024, backoff_cap=0.1, retries=5) as engine:
+            task = engine.submit(str(src), front.url + "/upload", filename=src.name)
+            snap = task.wait(60)
+            assert snap.state.value == "done", snap.error
+            assert len(front.injected) == 2
+            assert (server.root / src.name).read_bytes() == data
     finally:
-        engine.shutdown(wait=True, timeout=10)
         front.close()
         server.stop()

@@ -11,10 +11,8 @@ import os
 import time
 
 import pytest
-from chaos_campaign import ACCESS_KEY, BUCKET, SECRET_KEY, sha256_path
-from hostile_net import ServerProcess
+from chaos_campaign import BUCKET, chaos_server, sha256_path, wcs_submit
 
-from nbupload.engine import Engine, EngineConfig
 from tests.support.proxy import Fault, FaultProxy
 
 MiB = 1024 * 1024
@@ -23,7 +21,7 @@ MiB = 1024 * 1024
 @pytest.fixture(scope="module")
 def slow_link(tmp_path_factory):
     base = tmp_path_factory.mktemp("changes")
-    server = ServerProcess(base / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning").start()
+    server = chaos_server(base / "root").start()
     proxy = FaultProxy(*server.address, default=Fault(rate=2 * MiB))
     try:
         yield server, proxy, base
@@ -35,40 +33,27 @@ def slow_link(tmp_path_factory):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("protocol", ["uploader", "wcs-append"])
 @pytest.mark.parametrize("where", ["already-sent", "not-sent-yet"])
-def test_modified_source_fails_with_a_clear_error(slow_link, tmp_path, protocol, where):
+def test_modified_source_fails_with_a_clear_error(slow_link, make_engine, tmp_path, protocol, where):
     server, proxy, _base = slow_link
     src = tmp_path / f"{protocol}-{where}.bin"
     original = os.urandom(3 * MiB)
     src.write_bytes(original)
     time.sleep(0.02)  # the change below must get a later mtime than the file's creation
-    engine = Engine(
-        EngineConfig(
-            journal_dir=tmp_path / "journal",
-            chunk_size=256 * 1024,
-            # fixed chunks: the change must land while bytes of the file are still unsent (a
-            # chunk grown to hold the rest of the file could already be in the socket buffers,
-            # and what has left cannot be called back; docs/engine.md, "Sources")
-            chunk_max=256 * 1024,
-            workers=2,
-            backoff_base=0.05,
-            backoff_cap=0.3,
-            stall_timeout=5,
-        )
+    engine = make_engine(
+        chunk_size=256 * 1024,
+        # fixed chunks: the change must land while bytes of the file are still unsent (a
+        # chunk grown to hold the rest of the file could already be in the socket buffers,
+        # and what has left cannot be called back; docs/engine.md, "Sources")
+        chunk_max=256 * 1024,
+        workers=2,
+        stall_timeout=5,
     )
     try:
         if protocol == "uploader":
             task = engine.submit(str(src), proxy.url + "/upload", filename=src.name)
             target = server.root / src.name
         else:
-            task = engine.submit(
-                str(src),
-                proxy.url,
-                protocol="wcs-append",
-                access_key=ACCESS_KEY,
-                secret_key=SECRET_KEY,
-                scope=BUCKET,
-                key=src.name,
-            )
+            task = engine.submit(str(src), proxy.url, **wcs_submit(src.name))
             target = server.root / BUCKET / src.name
         deadline = time.monotonic() + 30
         while task.acked < MiB and time.monotonic() < deadline:

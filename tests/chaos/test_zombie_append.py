@@ -15,17 +15,15 @@ from __future__ import annotations
 import os
 
 import pytest
-from chaos_campaign import ACCESS_KEY, BUCKET, SECRET_KEY
-from hostile_net import ServerProcess
+from chaos_campaign import BUCKET, chaos_server, wcs_submit
 
-from nbupload.engine import Engine, EngineConfig
 from tests.support.proxy import Fault, FaultProxy
 
 
 @pytest.mark.timeout(120)
-def test_a_dead_connection_does_not_hold_the_object_lock(tmp_path):
-    server = ServerProcess(
-        tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning", body_idle_timeout=1.0
+def test_a_dead_connection_does_not_hold_the_object_lock(tmp_path, make_engine):
+    server = chaos_server(
+        tmp_path / "root", body_idle_timeout=1.0
     )  # the server's 60 s, shortened for the test
     server.start()
     proxy = FaultProxy(*server.address)
@@ -35,30 +33,14 @@ def test_a_dead_connection_does_not_hold_the_object_lock(tmp_path):
     src = tmp_path / "zombie.log"
     data = os.urandom(300_000)
     src.write_bytes(data)
-    engine = Engine(
-        EngineConfig(
-            journal_dir=tmp_path / "journal",
-            chunk_size=128 * 1024,
-            stall_timeout=1.0,
-            read_timeout=5,
-            backoff_base=0.05,
-            backoff_cap=0.2,
-        )
-    )
     try:
-        task = engine.submit(
-            str(src),
-            proxy.url,
-            protocol="wcs-append",
-            access_key=ACCESS_KEY,
-            secret_key=SECRET_KEY,
-            scope=BUCKET,
-            key=src.name,
-        )
-        snap = task.wait(60)
-        assert snap.state.value == "done", f"the retry waited for the dead connection's lock? {snap.error}"
-        assert (server.root / BUCKET / src.name).read_bytes() == data
+        with make_engine(chunk_size=128 * 1024, stall_timeout=1.0, read_timeout=5, backoff_cap=0.2) as engine:
+            task = engine.submit(str(src), proxy.url, **wcs_submit(src.name))
+            snap = task.wait(60)
+            assert snap.state.value == "done", (
+                f"the retry waited for the dead connection's lock? {snap.error}"
+            )
+            assert (server.root / BUCKET / src.name).read_bytes() == data
     finally:
-        engine.shutdown(wait=True, timeout=10)
         proxy.close()
         server.stop()

@@ -15,18 +15,14 @@ import os
 import time
 
 import pytest
-from chaos_campaign import ACCESS_KEY, SECRET_KEY
-from hostile_net import ServerProcess
+from chaos_campaign import chaos_server
 
-from nbupload.engine import Engine, EngineConfig
 from tests.support.proxy import Fault, FaultProxy
 
 
 @pytest.mark.timeout(120)
-def test_file_is_in_place_when_the_task_is_done_despite_a_zombie_chunk(tmp_path):
-    server = ServerProcess(
-        tmp_path / "root", credentials={ACCESS_KEY: SECRET_KEY}, log_level="warning"
-    ).start()
+def test_file_is_in_place_when_the_task_is_done_despite_a_zombie_chunk(tmp_path, make_engine):
+    server = chaos_server(tmp_path / "root").start()
     proxy = FaultProxy(*server.address)
     proxy.add(Fault(stall_after=50_000, stall_for=60))  # the first connection freezes mid-chunk
     src = tmp_path / "zombie.bin"
@@ -35,31 +31,26 @@ def test_file_is_in_place_when_the_task_is_done_despite_a_zombie_chunk(tmp_path)
     # One stream and fixed chunks: the fault counts the bytes of the first connection, and with
     # several streams that connection need not carry 50 000 of them (seen: 4 connections, no
     # stall). chaos_campaign.py covers stalls with several streams.
-    engine = Engine(
-        EngineConfig(
-            journal_dir=tmp_path / "journal",
+    try:
+        with make_engine(
             chunk_size=128 * 1024,
             chunk_max=128 * 1024,
             streams=1,
             workers=1,
             stall_timeout=1.0,
             read_timeout=5,
-            backoff_base=0.05,
             backoff_cap=0.2,
-        )
-    )
-    try:
-        task = engine.submit(str(src), proxy.url + "/upload", filename=src.name)
-        snap = task.wait(60)
-        assert snap.state.value == "done", snap.error
-        assert proxy.counters.stalls == 1
-        target = server.root / src.name
-        deadline = time.monotonic() + 20  # well inside the 60 s the zombie connection stays stalled
-        while not target.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert target.exists(), "the task is done but its file is not under its final name"
-        assert target.read_bytes() == data
+        ) as engine:
+            task = engine.submit(str(src), proxy.url + "/upload", filename=src.name)
+            snap = task.wait(60)
+            assert snap.state.value == "done", snap.error
+            assert proxy.counters.stalls == 1
+            target = server.root / src.name
+            deadline = time.monotonic() + 20  # well inside the 60 s the zombie connection stays stalled
+            while not target.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert target.exists(), "the task is done but its file is not under its final name"
+            assert target.read_bytes() == data
     finally:
-        engine.shutdown(wait=True, timeout=10)
         proxy.close()
         server.stop()

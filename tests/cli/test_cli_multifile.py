@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import httpx
 import pytest
@@ -11,7 +10,8 @@ import pytest
 from nbupload.protocols import uploader
 from nbupload.protocols.ranges import RangeSet
 from nbupload.server import start_server
-from tests.support.helpers import make_file, sha256_file, wait_for
+from tests.support.cliproc import journal_acked, journal_files, sigkill_when
+from tests.support.helpers import make_file, sha256_file
 
 CHUNK = 64 << 10
 
@@ -28,11 +28,6 @@ def slow_server(tmp_path):
         yield srv
 
 
-def _journal(home):
-    d = home / "tasks"
-    return sorted(d.glob("*.json")) if d.is_dir() else []
-
-
 def test_put_file_options_make_one_session(cli, server, tmp_path, home):
     a = make_file(tmp_path / "a.bin", 700_000, seed=1)
     b = make_file(tmp_path / "b.txt", 10, seed=2)
@@ -43,7 +38,7 @@ def test_put_file_options_make_one_session(cli, server, tmp_path, home):
     assert "photo: a.bin" in r.stderr and "doc: b.txt" in r.stderr  # each field's outcome
     stats = server.stats()["uploader"]
     assert stats["bytes"] == 700_010 and stats["completed"] == 2
-    assert _journal(home) == []
+    assert journal_files(home) == []
 
 
 @pytest.mark.parametrize(
@@ -89,17 +84,8 @@ def test_sigkill_then_resume_sends_only_what_each_field_lacks(cli, slow_server, 
         "2",
         "--quiet",
     )
-    try:
-        wait_for(
-            lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= 4 * CHUNK, 60
-        )
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    entry = json.loads(_journal(home)[0].read_text())
+    sigkill_when(proc, lambda: journal_acked(home) >= 4 * CHUNK, timeout=60, reap=10)
+    entry = json.loads(journal_files(home)[0].read_text())
     assert [f["name"] for f in entry["files"]] == ["a", "b", "c"]
     headers, body = uploader.prepare_query(entry["boundary"])
     answer = uploader.process_query_answer(
@@ -125,5 +111,5 @@ def test_sigkill_then_resume_sends_only_what_each_field_lacks(cli, slow_server, 
     # the query above; more only the cut chunks' bytes it was still reading then, one per stream).
     assert lacking - 2 * CHUNK <= resent <= lacking + 2 * CHUNK
     assert after["bytes"] - 3_000_000 <= 2 * CHUNK  # overall: at most the cut chunks again
-    assert _journal(home) == []
+    assert journal_files(home) == []
     assert RangeSet.parse(entry["files"][0]["ranges"]).covered() <= held["a"].covered()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nbupload.server import start_server
+from tests.support.cliproc import sigkill_when
 from tests.support.helpers import make_file, sha256_file
 
 AK, SK = "AK-cli", "SK-cli-secret"
@@ -90,11 +91,6 @@ def test_put_follow_appends_until_idle_and_refuses_misuse(cli, tmp_path, home):
 
 
 def test_a_killed_put_of_a_folder_is_listed_and_resumed_as_one_batch(cli, tmp_path, home):
-    import os
-    import signal
-
-    from tests.support.helpers import wait_for
-
     names = [f"d{i // 3}/f{i}.bin" for i in range(8)]
     res = tmp_path / "res"
     for i, name in enumerate(names):
@@ -104,9 +100,7 @@ def test_a_killed_put_of_a_folder_is_listed_and_resumed_as_one_batch(cli, tmp_pa
         proc = cli.popen(
             "put", str(res), srv.upload_url, "--chunk-size", "16KiB", "--chunk-max", "16KiB", "--streams", "1"
         )
-        wait_for(lambda: sum(1 for n in names if (srv.root / n).exists()) >= 2, timeout=120)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        sigkill_when(proc, lambda: sum(1 for n in names if (srv.root / n).exists()) >= 2, timeout=120)
         r = cli("ls")
         assert r.returncode == 0, r.stderr
         line = next(x for x in r.stdout.splitlines() if " batch " in x)

@@ -11,6 +11,7 @@ import pytest
 from nbupload.cli import CommandError
 from nbupload.cli.upload import put_options, put_parser
 from nbupload.server import start_server
+from tests.support.cliproc import journal_acked, journal_files, sigkill_when
 from tests.support.helpers import child_env, make_file, sha256_file, wait_for
 
 AK, SK = "AK-cli", "SK-cli-secret"
@@ -37,16 +38,6 @@ def crawl_server(tmp_path):
         yield srv
 
 
-def _acked(home) -> int:
-    entries = _journal(home)
-    return json.loads(entries[0].read_text())["acked"] if entries else 0
-
-
-def _journal(home):
-    d = home / "tasks"
-    return sorted(d.glob("*.json")) if d.is_dir() else []
-
-
 def test_put_uploader_and_wcs(cli, server, tmp_path, home):
     src = make_file(tmp_path / "a.bin", 700_000)
     r = cli("put", str(src), server.upload_url, "--chunk-size", "256KiB", "--field", "album=x", "--quiet")
@@ -70,7 +61,7 @@ def test_put_uploader_and_wcs(cli, server, tmp_path, home):
     assert r.returncode == 0, r.stderr
     assert "uploaded" in r.stderr and "etag" in r.stderr
     assert sha256_file(server.root / "bkt" / "k" / "a.bin") == sha256_file(src)
-    assert _journal(home) == []
+    assert journal_files(home) == []
 
 
 def test_put_wcs_with_a_bare_bucket_scope_keys_by_file_name(cli, server, tmp_path, home):
@@ -89,7 +80,7 @@ def test_put_failure_shows_the_server_code_and_message(cli, tmp_path, home):
         r = cli("put", str(src), srv.upload_url, "--quiet")
     assert r.returncode == 1
     assert "4002" in r.stderr and "File exceeded max_file_size" in r.stderr and "Traceback" not in r.stderr
-    assert _journal(home) == []  # nothing to resume: it cannot succeed
+    assert journal_files(home) == []  # nothing to resume: it cannot succeed
 
 
 def test_usage_errors_are_clear(cli, tmp_path):
@@ -155,16 +146,8 @@ def test_sigkill_then_resume_sends_at_most_one_chunk_per_stream_again(
         str(streams),
         "--quiet",
     )
-    try:
-        entry = wait_for(lambda: _journal(home) and json.loads(_journal(home)[0].read_text()), timeout=60)
-        wait_for(lambda: json.loads(_journal(home)[0].read_text())["acked"] >= 2 * CHUNK, timeout=60)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    task_id = entry["id"]
+    sigkill_when(proc, lambda: journal_acked(home) >= 2 * CHUNK, timeout=120)
+    task_id = json.loads(journal_files(home)[0].read_text())["id"]
     r = cli("ls")
     assert task_id in r.stdout and src.name in r.stdout
     before = slow_server.stats()["uploader"]["bytes"]
@@ -178,14 +161,14 @@ def test_sigkill_then_resume_sends_at_most_one_chunk_per_stream_again(
         f"(chunk {CHUNK}, {streams} stream(s))"
     )
     assert 0 <= sent_twice <= streams * CHUNK  # at most the chunks in flight at the kill, one per stream
-    assert _journal(home) == []
+    assert journal_files(home) == []
 
 
 def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
     src = make_file(tmp_path / "int.bin", 4_000_000)
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB")
     try:
-        wait_for(lambda: _acked(home) >= CHUNK, timeout=60)
+        wait_for(lambda: journal_acked(home) >= CHUNK, timeout=60)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -193,7 +176,7 @@ def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
             proc.kill()
             proc.wait()
     assert proc.returncode == 130
-    [entry] = _journal(home)
+    [entry] = journal_files(home)
     task_id = entry.stem
     assert f"paused; resume with: nbupload resume {task_id}" in err
     r = cli("resume", "--all", "--quiet")
@@ -205,7 +188,7 @@ def test_sigterm_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home)
     src = make_file(tmp_path / "term.bin", 4_000_000)
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB")
     try:
-        wait_for(lambda: _acked(home) >= CHUNK, timeout=60)
+        wait_for(lambda: journal_acked(home) >= CHUNK, timeout=60)
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -213,7 +196,7 @@ def test_sigterm_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home)
             proc.kill()
             proc.wait()
     assert proc.returncode == 128 + signal.SIGTERM, err
-    [entry] = _journal(home)
+    [entry] = journal_files(home)
     assert f"paused; resume with: nbupload resume {entry.stem}" in err and "Traceback" not in err
     r = cli("resume", "--all", "--quiet")
     assert r.returncode == 0, r.stderr
@@ -226,10 +209,10 @@ def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_pauses(cli, s
     src = make_file(tmp_path / "bg.bin", 6_000_000)  # 4 s at 1.5 MB/s (the server runs in this process)
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", sigint="ignore")
     try:
-        wait_for(lambda: _acked(home) >= CHUNK, timeout=60)
+        wait_for(lambda: journal_acked(home) >= CHUNK, timeout=60)
         proc.send_signal(signal.SIGINT)
-        at_sigint = _acked(home)
-        wait_for(lambda: _acked(home) >= at_sigint + CHUNK, timeout=60)  # still uploading
+        at_sigint = journal_acked(home)
+        wait_for(lambda: journal_acked(home) >= at_sigint + CHUNK, timeout=60)  # still uploading
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
@@ -238,7 +221,7 @@ def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_pauses(cli, s
             proc.kill()
             proc.wait()
     assert proc.returncode == 128 + signal.SIGTERM, err
-    [entry] = _journal(home)
+    [entry] = journal_files(home)
     assert f"paused; resume with: nbupload resume {entry.stem}" in err and "Traceback" not in err
     r = cli("resume", "--all", "--quiet")
     assert r.returncode == 0, r.stderr
@@ -249,12 +232,8 @@ def test_two_resume_processes_one_wins(cli, crawl_server, tmp_path, home):
     slow_server = crawl_server
     src = make_file(tmp_path / "two.bin", 2_500_000)  # ~7 s left at 300 kB/s: both resumers meet
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
-    wait_for(
-        lambda: _journal(home) and json.loads(_journal(home)[0].read_text())["acked"] >= CHUNK, timeout=20
-    )
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    task_id = _journal(home)[0].stem
+    sigkill_when(proc, lambda: journal_acked(home) >= CHUNK, timeout=20, reap=10)
+    task_id = journal_files(home)[0].stem
     a, b = cli.popen("resume", task_id, "--quiet"), cli.popen("resume", task_id, "--quiet")
     results = []
     for p in (a, b):
@@ -270,14 +249,12 @@ def test_two_resume_processes_one_wins(cli, crawl_server, tmp_path, home):
 def test_rm_forgets_an_unfinished_task(cli, slow_server, tmp_path, home):
     src = make_file(tmp_path / "rm.bin", 1_500_000)
     proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
-    wait_for(lambda: _journal(home), timeout=60)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    task_id = _journal(home)[0].stem
+    sigkill_when(proc, lambda: journal_files(home), timeout=60, reap=10)
+    task_id = journal_files(home)[0].stem
     r = cli("ls", "--json")
     assert [t["id"] for t in json.loads(r.stdout)] == [task_id]
     r = cli("rm", task_id)
-    assert r.returncode == 0 and _journal(home) == []
+    assert r.returncode == 0 and journal_files(home) == []
     assert "no unfinished uploads" in cli("ls").stdout
 
 

@@ -18,6 +18,7 @@ from nbupload.engine.ratelimit import SharedCap, Throttle, TokenBucket
 from nbupload.engine.transport import Reply
 from nbupload.protocols import wcs
 from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
+from tests.support.servers import QuietHandler, StandInServer, file_part
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -193,34 +194,23 @@ def test_serial_appends_grow_until_the_round_trip_is_a_small_share():
     assert appends.size == 16 * MiB
 
 
-class _RecordingServer:
+class _RecordingServer(StandInServer):
     """Plain uploads only: records each request's headers and file part; ``drop`` closes the
     connection after every answer without saying so (what an idle keep-alive timeout does)."""
 
     def __init__(self, drop: bool) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        from tests.support.servers import file_part
+        from http.server import ThreadingHTTPServer
 
         outer = self
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.closed = 0
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 boundary = self.headers["Content-Type"].split("boundary=", 1)[1]
                 outer.requests.append((dict(self.headers.items()), file_part(body, boundary)[0]))
-                answer = b'{"result":"OK"}'
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                self.answer(b'{"result":"OK"}')
                 self.close_connection = drop
 
         class Server(ThreadingHTTPServer):
@@ -230,15 +220,7 @@ class _RecordingServer:
                 super().shutdown_request(request)  # type: ignore[arg-type]
                 outer.closed += 1
 
-        self._httpd = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/upload"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1})
-        self._thread.start()
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        self._serve(Server(("127.0.0.1", 0), Handler))
 
 
 @pytest.mark.parametrize("drop", [False, True], ids=["kept alive", "closed by the server"])

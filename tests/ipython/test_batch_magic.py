@@ -16,7 +16,7 @@ from nbupload.batchpaths import looks_like_url, split_url
 from nbupload.ipython.extension import current_session
 from nbupload.server import start_server
 from tests.support.helpers import make_file, wait_for
-from tests.support.ipyproc import ipython, kill_once_started
+from tests.support.ipyproc import first_kernel, ipython, kill_once_started, output_of
 
 
 def _tree(root: Path, names: dict[str, int]) -> Path:
@@ -125,16 +125,12 @@ def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
     res = _tree(tmp_path / "res", {f"d{i // 4}/f{i}.bin": 48 << 10 for i in range(16)})
     server = start_server(root=tmp_path / "srv", throttle=64 << 10)  # ~12 s for the batch
     try:
-        first = ipython(
-            "%load_ext nbupload\n"
-            f"b = %upload {res} {server.upload_url} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q\n"
-            "import time\n"
-            "while b.snapshot().files_done < 3: time.sleep(0.02)\n"
-            "print('STARTED', b.id, flush=True)\n"
-            "time.sleep(600)\n",
+        first = first_kernel(
+            f"{res} {server.upload_url} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q",
             home,
             tmp_path,
-            "first",
+            started_when="files_done >= 3",
+            linger=600,
         )
         batch_id = kill_once_started(first, timeout=120)
 
@@ -150,12 +146,7 @@ def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
             tmp_path,
             "second",
         )
-        try:
-            out, _ = second.communicate(timeout=360)
-        finally:
-            if second.poll() is None:
-                second.kill()
-                second.communicate()
+        out = output_of(second, timeout=360)
         assert f"batch {batch_id}: " in out and "/16 files done" in out, out  # offered as one
         assert f"1 unfinished upload from a previous session ({batch_id})" in out, out  # one offer
         assert f"resumed batch {batch_id} from the journal" in out, out

@@ -9,7 +9,7 @@ from nbupload.engine.state import TaskState
 from nbupload.ipython.extension import current_session
 from nbupload.server import start_server
 from tests.support.helpers import make_file, sha256_file
-from tests.support.ipyproc import ipython, kill_once_started
+from tests.support.ipyproc import first_kernel, ipython, kill_once_started, output_of
 
 
 @pytest.fixture
@@ -61,17 +61,10 @@ def test_a_session_started_by_the_magic_resumes_after_the_kernel_is_killed(tmp_p
     a = make_file(tmp_path / "a.bin", 600_000, seed=1)
     b = make_file(tmp_path / "b.bin", 300_000, seed=2)
     with start_server(root=tmp_path / "srv", throttle=256 * 1024) as server:
-        first = ipython(
-            "%load_ext nbupload\n"
-            f"t = %upload --file a={a} --file b={b} {server.upload_url} "
-            "--chunk-size 64KiB --chunk-max 64KiB -o -q\n"
-            "import time\n"
-            "while t.snapshot().acked == 0: time.sleep(0.02)\n"
-            "print('STARTED', t.id, flush=True)\n"
-            "time.sleep(120)\n",
+        first = first_kernel(
+            f"--file a={a} --file b={b} {server.upload_url} --chunk-size 64KiB --chunk-max 64KiB -o -q",
             home,
             tmp_path,
-            "first",
         )
         task_id = kill_once_started(first, timeout=120)
         second = ipython(
@@ -84,12 +77,7 @@ def test_a_session_started_by_the_magic_resumes_after_the_kernel_is_killed(tmp_p
             tmp_path,
             "second",
         )
-        try:
-            out, _ = second.communicate(timeout=120)
-        finally:
-            if second.poll() is None:
-                second.kill()
-                second.communicate()
+        out = output_of(second, timeout=120)
         assert f"FINAL {task_id} done ['a', 'b']" in out, out
         assert sha256_file(tmp_path / "srv" / "a.bin") == sha256_file(a)
         assert sha256_file(tmp_path / "srv" / "b.bin") == sha256_file(b)

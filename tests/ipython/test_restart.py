@@ -7,7 +7,7 @@ import os
 
 from nbupload.engine import EngineConfig
 from nbupload.server import start_server
-from tests.support.ipyproc import ipython, kill_once_started
+from tests.support.ipyproc import first_kernel, ipython, kill_once_started, output_of
 
 
 def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
@@ -17,16 +17,8 @@ def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
         data = os.urandom(768 * 1024)
         src = tmp_path / "restart.bin"
         src.write_bytes(data)
-        first = ipython(
-            "%load_ext nbupload\n"
-            f"t = %upload {src} {server.upload_url} --chunk-size 64KiB --chunk-max 64KiB -o -q\n"
-            "import time\n"
-            "while t.snapshot().acked == 0: time.sleep(0.02)\n"
-            "print('STARTED', t.id, flush=True)\n"
-            "time.sleep(120)\n",
-            home,
-            tmp_path,
-            "first",
+        first = first_kernel(
+            f"{src} {server.upload_url} --chunk-size 64KiB --chunk-max 64KiB -o -q", home, tmp_path
         )
         task_id = kill_once_started(first, timeout=120)
 
@@ -40,12 +32,7 @@ def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
             tmp_path,
             "second",
         )
-        try:
-            out, _ = second.communicate(timeout=120)
-        finally:
-            if second.poll() is None:
-                second.kill()
-                second.communicate()
+        out = output_of(second, timeout=120)
         assert f"1 unfinished upload from a previous session ({task_id})" in out, out
         assert "`%upload resume all`" in out
         port = server.upload_url.split(":")[-1].split("/")[0]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tests.support` importable
 
+from nbupload.engine import Engine
 from nbupload.server import ServerHandle, start_server
+from tests.support.engines import engine_factory
 from tests.support.helpers import CREDENTIALS
 
 AK, SK = next(iter(CREDENTIALS.items()))
@@ -29,29 +31,17 @@ def creds() -> dict[str, str]:
 
 
 @pytest.fixture
-def make_engine(tmp_path: Path):
+def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
     """Engines with a journal under the test's temp dir, shut down at the end."""
-    from nbupload.engine import Engine, EngineConfig
-
-    engines: list[Engine] = []
-
-    def make(**changes) -> Engine:
-        settings = {
-            "journal_dir": tmp_path / "journal",
-            "chunk_size": 64 << 10,
-            "backoff_base": 0.05,
-            "backoff_cap": 0.5,
-            "retries": 2,
-            "stall_timeout": 10.0,
-        }
-        settings.update(changes)
-        eng = Engine(EngineConfig(**settings))
-        engines.append(eng)
-        return eng
-
-    yield make
-    for eng in engines:
-        eng.shutdown(wait=True, timeout=5)
+    with engine_factory(
+        journal_dir=tmp_path / "journal",
+        chunk_size=64 << 10,
+        backoff_base=0.05,
+        backoff_cap=0.5,
+        retries=2,
+        stall_timeout=10.0,
+    ) as make:
+        yield make
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
 from nbupload.protocols import uploader
 from nbupload.server import start_server
+from tests.support.cliproc import run_cli
 from tests.support.rawhttp import read_answer
 
 
@@ -54,23 +53,16 @@ def _query(srv, boundary: str) -> bytes:
 
 @pytest.mark.parametrize("bad", ["0", "-5", "soon"])
 def test_serve_rejects_a_bad_body_timeout(tmp_path, bad):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nbupload",
-            "serve",
-            "--root",
-            str(tmp_path),
-            "--port",
-            "0",
-            "--body-timeout",
-            bad,
-        ],
-        capture_output=True,
-        text=True,
+    done = run_cli(
+        "serve",
+        "--root",
+        str(tmp_path),
+        "--port",
+        "0",
+        "--body-timeout",
+        bad,
+        home=tmp_path / "home",
         timeout=30,
-        check=False,
     )
     assert done.returncode == 2
     assert "--body-timeout" in done.stderr and "Traceback" not in done.stderr

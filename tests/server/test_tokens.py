@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import httpx
@@ -153,22 +151,8 @@ def test_the_cli_sends_the_token_as_uptoken_and_never_keeps_or_prints_it(guarded
 
 
 def test_serve_require_token_needs_credentials(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nbupload",
-            "serve",
-            "--root",
-            str(tmp_path),
-            "--port",
-            "0",
-            "--require-token",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_cli(
+        "serve", "--root", str(tmp_path), "--port", "0", "--require-token", home=tmp_path / "home", timeout=60
     )
     assert done.returncode != 0
     assert "--require-token" in done.stderr and "Traceback" not in done.stderr

@@ -2,7 +2,8 @@
 
 :class:`~tests.support.proxy.FaultProxy` (TCP-level faults) and the chaos campaign's
 HTTP-aware ``BurstFront`` both accept connections on an ephemeral port, hand each to their
-own logic, and must be able to end every connection they opened: that shared part is here.
+own logic, and must be able to end every connection they opened: that shared part is here,
+with the reading of an HTTP head that the HTTP-aware fronts share.
 """
 
 from __future__ import annotations
@@ -11,7 +12,23 @@ import contextlib
 import socket
 import threading
 
-__all__ = ["LoopbackFront", "shutdown_and_close"]
+__all__ = ["LoopbackFront", "read_head", "shutdown_and_close"]
+
+
+def read_head(sock: socket.socket, buf: bytearray, limit: int | None = None) -> bytes | None:
+    """Bytes up to and including the blank line; ``buf`` keeps whatever came after. ``None``
+    when the peer closes first, or when ``limit`` bytes came without a blank line."""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        buf += data
+        if limit is not None and len(buf) > limit:
+            return None
+    end = buf.index(b"\r\n\r\n") + 4
+    head = bytes(buf[:end])
+    del buf[:end]
+    return head
 
 
 def shutdown_and_close(sock: socket.socket) -> None:

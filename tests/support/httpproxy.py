@@ -11,21 +11,9 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
-from .front import LoopbackFront, shutdown_and_close
+from .front import LoopbackFront, read_head, shutdown_and_close
 
 __all__ = ["ForwardProxy"]
-
-
-def _read_head(sock: socket.socket, buf: bytearray) -> bytes | None:
-    while b"\r\n\r\n" not in buf:
-        data = sock.recv(65536)
-        if not data:
-            return None
-        buf += data
-    end = buf.index(b"\r\n\r\n") + 4
-    head = bytes(buf[:end])
-    del buf[:end]
-    return head
 
 
 def _length(head: bytes) -> int:
@@ -71,7 +59,7 @@ class ForwardProxy(LoopbackFront):
         buf = bytearray()
         try:
             while True:
-                head = _read_head(client, buf)
+                head = read_head(client, buf)
                 if head is None:
                     return
                 method, target, version = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
@@ -90,7 +78,7 @@ class ForwardProxy(LoopbackFront):
                 if not _relay(client, upstream, buf, _length(head)):
                     return
                 back = bytearray()
-                answer = _read_head(upstream, back)
+                answer = read_head(upstream, back)
                 if answer is None:
                     return
                 client.sendall(answer)

@@ -1,5 +1,6 @@
 """IPython in a child process, as a kernel a user restarts: run an ``.ipy`` script with its
-own nbupload home, wait for the line it prints once its upload is under way, SIGKILL it."""
+own nbupload home, wait for the line it prints once its upload is under way, SIGKILL it; then
+run the next kernel's script to its end."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["ipython", "kill_once_started"]
+__all__ = ["first_kernel", "ipython", "kill_once_started", "output_of"]
 
 
 def ipython(script: str, home: Path, tmp_path: Path, name: str) -> subprocess.Popen[str]:
@@ -32,6 +33,24 @@ def ipython(script: str, home: Path, tmp_path: Path, name: str) -> subprocess.Po
     )
 
 
+def first_kernel(
+    upload: str, home: Path, tmp_path: Path, *, started_when: str = "acked > 0", linger: float = 120
+) -> subprocess.Popen[str]:
+    """The kernel that dies mid-upload: ``%upload UPLOAD`` (the magic's arguments), wait until
+    the snapshot of what it returned has ``started_when`` (e.g. ``files_done >= 3``), print
+    ``STARTED <id>`` for :func:`kill_once_started`, then idle ``linger`` seconds to be killed.
+    Every restart test starts its first kernel this way, so they differ only in the upload."""
+    script = (
+        "%load_ext nbupload\n"
+        f"u = %upload {upload}\n"
+        "import time\n"
+        f"while not (u.snapshot().{started_when}): time.sleep(0.02)\n"
+        "print('STARTED', u.id, flush=True)\n"
+        f"time.sleep({linger})\n"
+    )
+    return ipython(script, home, tmp_path, "first")
+
+
 def kill_once_started(proc: subprocess.Popen[str], timeout: float = 120) -> str:
     """Wait for the script's ``STARTED <id>`` line, SIGKILL the process (the kernel dies
     mid-upload) and return the id."""
@@ -48,3 +67,15 @@ def kill_once_started(proc: subprocess.Popen[str], timeout: float = 120) -> str:
         proc.wait(30)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def output_of(proc: subprocess.Popen[str], timeout: float) -> str:
+    """Everything ``proc`` prints until it exits (within ``timeout`` seconds); killed and reaped
+    if it has not exited by then (``communicate`` raises ``TimeoutExpired``)."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return out

@@ -1,12 +1,64 @@
-"""Tiny stand-in servers for behaviour the reference server does not have on purpose."""
+"""Tiny stand-in servers for behaviour the reference server does not have on purpose.
+
+Each is a :class:`StandInServer` (an ``http.server`` on an ephemeral loopback port, served
+from a thread) with a :class:`QuietHandler` of its own; tests elsewhere build more the same way.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
-__all__ = ["NonsenseQueryServer", "WithholdingServer", "file_part"]
+__all__ = ["NonsenseQueryServer", "QuietHandler", "StandInServer", "WithholdingServer", "file_part"]
+
+_S = TypeVar("_S", bound="StandInServer")
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive, as the engine's client expects) and no request log on stderr."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def answer(self, body: bytes, content_type: str | None = None) -> None:
+        """A 200 with ``body`` (and its length, so the connection can be kept)."""
+        self.send_response(200)
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class StandInServer:
+    """What every stand-in server shares: serve ``httpd`` from a daemon thread, ``url`` (its
+    ``/upload``), :meth:`close`, and use as a context manager that closes it."""
+
+    url: str
+
+    def _serve(self, httpd: ThreadingHTTPServer) -> None:
+        httpd.daemon_threads = True
+        self.httpd = httpd
+        self.url = f"http://127.0.0.1:{httpd.server_address[1]}/upload"
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name=type(self).__name__, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(5)
+
+    def __enter__(self: _S) -> _S:  # noqa: PYI019 - Python 3.10 has no typing.Self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def file_part(body: bytes, boundary: str, field: str = "file") -> tuple[bytes, str]:
@@ -24,7 +76,7 @@ def file_part(body: bytes, boundary: str, field: str = "file") -> tuple[bytes, s
     raise ValueError("no file part")
 
 
-class NonsenseQueryServer:
+class NonsenseQueryServer(StandInServer):
     """Answers the uploader query with an HTML page (no resume), stores plain uploads."""
 
     def __init__(self) -> None:
@@ -34,12 +86,7 @@ class NonsenseQueryServer:
         self.bodies: list[tuple[bytes, str]] = []
         self.queries = 0
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(n)
@@ -53,33 +100,12 @@ class NonsenseQueryServer:
                     with contextlib.suppress(ValueError):  # a session's parts have other names
                         outer.uploads.append(file_part(body, boundary))
                     answer = b'{result:"OK"}'
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                self.answer(answer, "text/html")
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/upload"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(2)
-
-    def __enter__(self) -> NonsenseQueryServer:  # noqa: PYI034 - Python 3.10 has no typing.Self
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
 
 
-class WithholdingServer:
+class WithholdingServer(StandInServer):
     """An uploader server that takes every chunk ("OK") but never says the file is complete.
 
     ``held``: what its query answers report: ``"never"`` nothing (it never assembles the
@@ -97,18 +123,9 @@ class WithholdingServer:
         self.chunks = 0
         lock = threading.Lock()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _answer(self, body: bytes) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(body, "application/json")
 
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length", "0"))
@@ -129,21 +146,4 @@ class WithholdingServer:
                     outer.received = outer.received.add(start, end)
                 self._answer(uploader.format_ok())
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/upload"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="withholding-server", daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(5)
-
-    def __enter__(self) -> WithholdingServer:  # noqa: PYI034 - Python 3.10 has no typing.Self
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
