@@ -18,10 +18,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from browser_support import ARTIFACTS
+from browser_support import ARTIFACTS, KERNEL_DIAGNOSIS, kernel_output
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -183,7 +184,14 @@ def browser(chromium_path: str) -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
+def page(browser: object, lab: Lab, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A fresh browser context; afterwards every kernel of the Lab is shut down.
+
+    Each test starts from a Lab with no kernel: kernels left uploading by earlier tests of the
+    module would share the two cores with this one. A failed test leaves its screenshot, what
+    the kernel says about its tasks, rows and threads, and the end of the Lab's log in
+    test-artifacts/.
+    """
     context = browser.new_context(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
     pg = context.new_page()
     try:
@@ -191,9 +199,39 @@ def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
     finally:
         failed = getattr(request.node, "rep_call", None)
         if failed is not None and failed.failed:
-            ARTIFACTS.mkdir(exist_ok=True)
-            pg.screenshot(path=str(ARTIFACTS / f"failure-{request.node.name}.png"))
+            _keep_failure(pg, lab, request.node.name)
         context.close()
+        _shut_down_kernels(lab)
+
+
+def _keep_failure(pg: Any, lab: Lab, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / f"failure-{name}.png"))
+    try:
+        diagnosis = kernel_output(pg, KERNEL_DIAGNOSIS)
+    except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the test's own failure
+        diagnosis = f"(no diagnosis: {type(exc).__name__}: {exc})"
+    log_tail = lab.log.read_text(errors="replace")[-20_000:]
+    (ARTIFACTS / f"failure-{name}-kernel.txt").write_text(diagnosis)
+    (ARTIFACTS / f"failure-{name}-jupyterlab.log").write_text(log_tail)
+    print(f"--- the kernel after the failure ---\n{diagnosis}")
+    print(f"--- the end of the Lab's log ---\n{log_tail[-4000:]}")
+
+
+def _shut_down_kernels(lab: Lab) -> None:
+    """Shut down every session's kernel (Lab's REST API) and wait until none is left."""
+    with httpx.Client(base_url=lab.url, timeout=60) as client:
+        client.get("/lab")  # sets the _xsrf cookie that every request but a GET must echo
+        xsrf = {"X-XSRFToken": client.cookies.get("_xsrf") or ""}
+        for session in client.get("/api/sessions").json():
+            client.delete(f"/api/sessions/{session['id']}", headers=xsrf).raise_for_status()
+        for kernel in client.get("/api/kernels").json():  # kernels without a session too
+            client.delete(f"/api/kernels/{kernel['id']}", headers=xsrf).raise_for_status()
+        deadline = time.monotonic() + 60
+        while client.get("/api/kernels").json():
+            if time.monotonic() > deadline:
+                raise RuntimeError("JupyterLab kept a kernel 60 s after shutting it down")
+            time.sleep(0.2)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

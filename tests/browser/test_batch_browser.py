@@ -10,23 +10,16 @@ condition in the page, with generous timeouts (the machine may be busy).
 
 from __future__ import annotations
 
+import functools
 import re
-import time
 
-from browser_support import ARTIFACTS, write_notebook
+from browser_support import ARTIFACTS, wait_until, write_notebook
 
 FILES = 1000
 THROTTLE = "16KiB"  # about a minute for the batch: still running when the test pauses it, on any machine
 
 
-def _wait(predicate, timeout=120.0, step=0.2, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"{what} not reached in the browser in {timeout} s")
+_wait = functools.partial(wait_until, timeout=120.0, step=0.2)  # a 1,000-file batch is slow
 
 
 def _state(row) -> str:

@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 
-from browser_support import ARTIFACTS, write_notebook
+from browser_support import ARTIFACTS, wait_until, write_notebook
 
 THROTTLE = 384 * 1024  # bytes/s (the whole server): an 8 MiB upload takes over 20 s, time to pause it
 
@@ -23,16 +23,6 @@ def _acked(row) -> int:
 
 def _state(row) -> str:
     return row.locator(".nbupload-state").get_attribute("data-state")
-
-
-def _wait(predicate, timeout=60.0, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not reached in the browser in time")
 
 
 def test_panel_upload_pause_resume_done_and_failure(lab, page):
@@ -67,7 +57,7 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
     page.locator(".nbupload-row").filter(has_text="background.bin").first.wait_for(timeout=60_000)
     panel.wait_for(timeout=60_000)
     page.locator(".nbupload-url input").wait_for()
-    _wait(lambda: page.locator(".nbupload-url input").input_value().endswith("/upload"))
+    wait_until(lambda: page.locator(".nbupload-url input").input_value().endswith("/upload"))
 
     # start from the form, by clicking
     page.locator(".nbupload-path input").fill(str(good))
@@ -77,22 +67,22 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
     row.wait_for(timeout=30_000)
 
     # the segmented bar grows
-    first = _wait(lambda: _acked(row) or None)
-    _wait(lambda: _acked(row) > first)
+    first = wait_until(lambda: _acked(row) or None)
+    wait_until(lambda: _acked(row) > first)
     assert row.locator(".nbupload-segment").count() >= 1
-    _wait(lambda: _acked(row) >= len(good_data) // 8)  # then pause: seconds of upload left
+    wait_until(lambda: _acked(row) >= len(good_data) // 8)  # then pause: seconds of upload left
     page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / "panel-mid-upload.png"))
 
     # pause mid-upload, then resume
     row.locator(".nbupload-pause").click()
-    _wait(lambda: _state(row) == "paused")
+    wait_until(lambda: _state(row) == "paused")
     held = _acked(row)
     assert 0 < held < len(good_data)
     time.sleep(0.6)
     assert _acked(row) == held and _state(row) == "paused"
     assert row.locator(".nbupload-resume").is_enabled()
     row.locator(".nbupload-resume").click()
-    _wait(lambda: _state(row) == "done", timeout=180)
+    wait_until(lambda: _state(row) == "done", timeout=180)
     assert _acked(row) == len(good_data)
     assert (
         hashlib.sha256((srv / "good.bin").read_bytes()).hexdigest() == hashlib.sha256(good_data).hexdigest()
@@ -114,7 +104,7 @@ def test_panel_upload_pause_resume_done_and_failure(lab, page):
     other = page.locator(".nbupload-row").filter(has_text="background.bin")
     assert other.count() == 2
     for i in range(2):
-        _wait(lambda i=i: _state(other.nth(i)) == "done", timeout=60)
+        wait_until(lambda i=i: _state(other.nth(i)) == "done", timeout=60)
     assert (srv / "background.bin").read_bytes() == background.read_bytes()
     page.locator(".nbupload-panel").screenshot(path=str(ARTIFACTS / "panel-done-and-failed.png"))
 
@@ -163,7 +153,7 @@ def test_offers_of_this_notebook_forget_and_a_new_upload_not_starved_by_resume_a
         )
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         offers = page.locator(".nbupload-panel .nbupload-offer")
-        _wait(lambda: offers.count() == 10, timeout=60)
+        wait_until(lambda: offers.count() == 10, timeout=60)
         listed = page.locator(".nbupload-offers").inner_text()
         assert "10 unfinished uploads from a previous session" in listed
         # the other notebook's entry (and the failed upload of the test before, from panel.ipynb)
@@ -174,22 +164,22 @@ def test_offers_of_this_notebook_forget_and_a_new_upload_not_starved_by_resume_a
         first = offers.first
         forgotten = first.locator("span.nbupload-offer-text").inner_text().split(" [")[0]
         first.locator(".nbupload-offer-forget").click()
-        _wait(lambda: offers.count() == 9)
+        wait_until(lambda: offers.count() == 9)
         assert forgotten not in page.locator(".nbupload-offers").inner_text()
         page.locator(".nbupload-offer-show-all").click()
-        _wait(lambda: "stale-10.bin" in page.locator(".nbupload-offers").inner_text())
+        wait_until(lambda: "stale-10.bin" in page.locator(".nbupload-offers").inner_text())
         page.locator(".nbupload-offer-show-mine").click()
-        _wait(lambda: "stale-10.bin" not in page.locator(".nbupload-offers").inner_text())
+        wait_until(lambda: "stale-10.bin" not in page.locator(".nbupload-offers").inner_text())
         # Resume all: nine old tasks take every worker slot and wait (their server never answers)
         page.locator(".nbupload-offer-resume-all").click()
         rows = page.locator(".nbupload-panel .nbupload-row")
-        _wait(lambda: rows.count() == 9, timeout=60)
+        wait_until(lambda: rows.count() == 9, timeout=60)
         # a new upload from the form starts at once and finishes
         page.locator(".nbupload-url input").fill(live.upload_url)
         page.locator(".nbupload-path input").fill(str(fresh))
         page.locator(".nbupload-start").click()
         row = page.locator(".nbupload-row").filter(has_text="fresh.bin").first
-        _wait(lambda: _state(row) == "done", timeout=60)
+        wait_until(lambda: _state(row) == "done", timeout=60)
         assert (live.root / "fresh.bin").read_bytes() == fresh.read_bytes()
         states = [_state(rows.nth(i)) for i in range(rows.count())]
         assert states.count("done") == 1, states

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from browser_support import ARTIFACTS, write_notebook
+from browser_support import ARTIFACTS, wait_until, write_notebook
 
 MiB = 1 << 20
 #: Through the browser, JupyterLab's websocket and the kernel, a pick moves at about 5-8 MB/s on
@@ -24,16 +24,6 @@ SIZES = [
     pytest.param(96 * MiB, id="96MiB"),
     pytest.param(1024 * MiB, id="1GiB", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]),
 ]
-
-
-def _wait(predicate, timeout=60.0, step=0.1, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"{what} not reached in the browser in time")
 
 
 def _random_file(path: Path, size: int) -> str:
@@ -148,11 +138,11 @@ def test_a_30_mib_pick_uploads_intact(lab, page, notebook, tmp_path):
     started = time.monotonic()
     page.locator(".nbupload-picker-input").first.set_input_files(str(src))
     pick = _pick(page, "thirty.bin")
-    _wait(lambda: _attr(pick, "data-task"), timeout=120, what="the pick reaching the kernel")
+    wait_until(lambda: _attr(pick, "data-task"), timeout=120, what="the pick reaching the kernel")
     spooled_in = time.monotonic() - started
     assert int(_attr(pick, "data-spooled")) == 30 * MiB
     row = page.locator(".nbupload-row").filter(has_text="thirty.bin").first
-    _wait(
+    wait_until(
         lambda: row.locator(".nbupload-state").get_attribute("data-state") == "done",
         timeout=120,
         what="the upload finishing",
@@ -160,13 +150,13 @@ def test_a_30_mib_pick_uploads_intact(lab, page, notebook, tmp_path):
     total = time.monotonic() - started
     assert _sha256(notebook / "thirty.bin") == want
     # the pick shows both legs: browser -> kernel, then kernel -> server, both finished
-    _wait(lambda: _attr(pick, "data-upload-state") == "done", what="the pick's upload leg finishing")
+    wait_until(lambda: _attr(pick, "data-upload-state") == "done", what="the pick's upload leg finishing")
     assert int(_attr(pick, "data-uploaded")) == 30 * MiB and int(_attr(pick, "data-spooled")) == 30 * MiB
     legs = pick.locator(".nbupload-pick-bytes").all_inner_texts()
     assert legs == ["30.0 MiB / 30.0 MiB in the kernel", "30.0 MiB / 30.0 MiB at the server"], legs
     assert pick.locator(".nbupload-pick-upload-state").inner_text() == "uploaded"
     # the spool is removed once the upload is done
-    _wait(lambda: not _spooled(lab, "thirty.bin"), what="the spool being removed")
+    wait_until(lambda: not _spooled(lab, "thirty.bin"), what="the spool being removed")
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator(".nbupload-form").screenshot(path=str(ARTIFACTS / "picker-30mib.png"))
     print(f"\n30 MiB pick: browser->kernel {spooled_in:.1f} s, until done at the server {total:.1f} s")
@@ -179,15 +169,15 @@ def test_a_folder_or_unreadable_file_gets_a_message(lab, page, notebook, tmp_pat
     page.locator(".nbupload-picker-input").first.set_input_files(str(gone))
     gone.unlink()  # it disappears while (or before) the browser reads it
     message = page.locator(".nbupload-picker-message .nbupload-error").first
-    _wait(lambda: message.count() and "vanishing.bin" in message.inner_text(), what="the read error")
+    wait_until(lambda: message.count() and "vanishing.bin" in message.inner_text(), what="the read error")
     assert "could not read vanishing.bin in the browser" in message.inner_text()
     entry = _pick(page, "vanishing.bin")
-    _wait(lambda: _attr(entry, "data-state") == "failed", what="the kernel's entry failing")
+    wait_until(lambda: _attr(entry, "data-state") == "failed", what="the kernel's entry failing")
     assert "could not read vanishing.bin" in entry.inner_text()
     # Cancel removes what the kernel holds of it
     assert _spooled(lab, "vanishing.bin")
     entry.locator(".nbupload-pick-cancel").click()
-    _wait(lambda: _attr(entry, "data-state") == "cancelled", what="the cancel")
+    wait_until(lambda: _attr(entry, "data-state") == "cancelled", what="the cancel")
     assert not _spooled(lab, "vanishing.bin")
     # a folder dropped on the picker
     page.evaluate(
@@ -201,7 +191,7 @@ def test_a_folder_or_unreadable_file_gets_a_message(lab, page, notebook, tmp_pat
         root.dispatchEvent(ev);
     }"""
     )
-    _wait(
+    wait_until(
         lambda: "results is a folder" in page.locator(".nbupload-picker-message").first.inner_text(),
         what="the folder message",
     )
@@ -214,7 +204,7 @@ def test_a_folder_or_unreadable_file_gets_a_message(lab, page, notebook, tmp_pat
         document.querySelector('.nbupload-picker-root').dispatchEvent(ev);
     }"""
     )
-    _wait((notebook / "dropped.txt").is_file, what="the dropped file at the server")
+    wait_until((notebook / "dropped.txt").is_file, what="the dropped file at the server")
     assert (notebook / "dropped.txt").read_bytes() == b"dropped on the picker"
 
 
@@ -234,7 +224,9 @@ def test_a_big_pick_survives_a_reload_and_keeps_the_kernel_small(lab, page, note
     started = time.monotonic()
     page.locator(".nbupload-picker-input").first.set_input_files(str(src))
     pick = _pick(page, name)
-    _wait(lambda: int(_attr(pick, "data-spooled") or 0) >= BIG // 3, timeout=300, what="a third of the file")
+    wait_until(
+        lambda: int(_attr(pick, "data-spooled") or 0) >= BIG // 3, timeout=300, what="a third of the file"
+    )
 
     # reload the page mid-transfer, show the panel again, pick the same file again
     page.reload()
@@ -249,10 +241,12 @@ def test_a_big_pick_survives_a_reload_and_keeps_the_kernel_small(lab, page, note
     held = int(_attr(root.locator(f'.nbupload-pick[data-name="{name}"]'), "data-spooled"))
     assert BIG // 3 <= held < BIG
     page.locator(".nbupload-picker-input").last.set_input_files(str(src))
-    _wait(lambda: _attr(_pick(page, name), "data-task"), timeout=600, what="the whole file in the kernel")
+    wait_until(
+        lambda: _attr(_pick(page, name), "data-task"), timeout=600, what="the whole file in the kernel"
+    )
     spooled_in = time.monotonic() - started
     row = page.locator(".nbupload-row").filter(has_text=name).last
-    _wait(
+    wait_until(
         lambda: row.locator(".nbupload-state").get_attribute("data-state") == "done",
         timeout=600,
         what="the upload finishing",
@@ -264,7 +258,7 @@ def test_a_big_pick_survives_a_reload_and_keeps_the_kernel_small(lab, page, note
     assert received == BIG
     assert _sha256(notebook / name) == want
     assert growth < 64 * MiB, f"kernel RSS grew by {growth / MiB:.1f} MiB"
-    _wait(lambda: not _spooled(lab, name), what="the spool being removed")
+    wait_until(lambda: not _spooled(lab, name), what="the spool being removed")
     print(
         f"\n{BIG // MiB} MiB pick with a reload at {held / MiB:.0f} "
         f"MiB: in the kernel after {spooled_in:.1f} s, "
@@ -278,7 +272,9 @@ def test_a_kernel_restart_mid_transfer_continues_from_the_spool(lab, page, noteb
     want = _random_file(src, size)
     _open_and_run(page, lab, "picker.ipynb")
     page.locator(".nbupload-picker-input").first.set_input_files(str(src))
-    _wait(lambda: int(_attr(_pick(page, "restart.bin"), "data-spooled") or 0) >= size // 4, what="a quarter")
+    wait_until(
+        lambda: int(_attr(_pick(page, "restart.bin"), "data-spooled") or 0) >= size // 4, what="a quarter"
+    )
 
     # a kernel restart mid-transfer: the new kernel finds the spool and its sidecar on disk
     page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
@@ -294,9 +290,9 @@ def test_a_kernel_restart_mid_transfer_continues_from_the_spool(lab, page, noteb
     assert 0 < held < size
     assert int(_attr(root, "data-received")) == 0  # a new kernel
     root.locator(".nbupload-picker-input").set_input_files(str(src))
-    _wait(lambda: _attr(entry, "data-task"), timeout=300, what="the rest of the file in the kernel")
+    wait_until(lambda: _attr(entry, "data-task"), timeout=300, what="the rest of the file in the kernel")
     row = page.locator(".nbupload-row").filter(has_text="restart.bin").last
-    _wait(
+    wait_until(
         lambda: row.locator(".nbupload-state").get_attribute("data-state") == "done",
         timeout=300,
         what="the upload finishing",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import ipykernel
-from browser_support import ARTIFACTS, write_notebook
+from browser_support import ARTIFACTS, wait_until, write_notebook
 
 from tests.support.kernels import kernel_python_with_ipykernel6
 
@@ -33,16 +33,6 @@ _KERNEL = (
     " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
     " return k ? k.status : null; }"
 )
-
-
-def _wait(predicate, timeout=60.0, step=0.1, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"{what} not reached in the browser in time")
 
 
 def _open(page, lab, name: str) -> None:
@@ -231,17 +221,17 @@ def _live_row_during_a_sleep(lab, page, tag: str, *, kernel: str | None, subshel
 
     # styled without a panel on the page: the bar has a height and a track colour
     bar = row.locator(".nbupload-bar").first
-    _wait(lambda: (bar.bounding_box() or {}).get("height", 0) > 0, what="a bar with height")
+    wait_until(lambda: (bar.bounding_box() or {}).get("height", 0) > 0, what="a bar with height")
     assert page.locator(".nbupload-panel").count() == 0
     track = bar.evaluate("e => getComputedStyle(e).backgroundColor")
     assert track not in ("rgba(0, 0, 0, 0)", "transparent"), track
-    _wait(lambda: _acked(row) > 0 and not _cell_running(page, 2), what="the upload under way")
+    wait_until(lambda: _acked(row) > 0 and not _cell_running(page, 2), what="the upload under way")
     server = _server_url(_outputs(page))
     assert _server_bytes(server) > 0
 
     # live while the sleep cell runs: the displayed bytes grow at least three times
     _run_cell(page, 3)
-    _wait(lambda: _cell_running(page, 3), what="the sleep cell running")
+    wait_until(lambda: _cell_running(page, 3), what="the sleep cell running")
     seen = [_acked(row)]
     end = time.monotonic() + 6
     while time.monotonic() < end and len(set(seen)) < 4:
@@ -257,7 +247,7 @@ def _live_row_during_a_sleep(lab, page, tag: str, *, kernel: str | None, subshel
     # row's buttons route clicks there (nbupload/panel/subshells.py), so the pause takes effect
     # while the cell still sleeps. Without subshells the row shows "pausing…" at once (drawn by
     # the browser from the click) and pauses when the cell ends.
-    _wait(lambda: "ipykernel " in _outputs(page), what="the kernel's version")
+    wait_until(lambda: "ipykernel " in _outputs(page), what="the kernel's version")
     major = "7" if subshells else "6"
     assert f"ipykernel {major}." in _outputs(page), _outputs(page)[-500:]  # the kernel we meant
     found = page.evaluate(_SUBSHELLS)
@@ -270,12 +260,12 @@ def _live_row_during_a_sleep(lab, page, tag: str, *, kernel: str | None, subshel
     shown = (
         "e => e.innerText.trim() === 'pausing…' || getComputedStyle(e, '::after').content === '\"pausing…\"'"
     )
-    _wait(lambda: state.evaluate(shown) or _state(row) == "paused", timeout=3, what="pausing… shown")
+    wait_until(lambda: state.evaluate(shown) or _state(row) == "paused", timeout=3, what="pausing… shown")
     assert "slept" not in _outputs(page) and _cell_running(page, 3)
     page.screenshot(path=str(ARTIFACTS / f"row-alone-pausing-{tag}.png"))
     if subshells_on:
         # the pause acts during the sleep: the row says paused and the server stops receiving
-        _wait(lambda: _state(row) == "paused" or not _cell_running(page, 3), timeout=40, what="paused")
+        wait_until(lambda: _state(row) == "paused" or not _cell_running(page, 3), timeout=40, what="paused")
         assert _cell_running(page, 3) and "slept" not in _outputs(page), "the pause waited for the cell"
         readings = [_server_bytes(server)]
 
@@ -284,20 +274,20 @@ def _live_row_during_a_sleep(lab, page, tag: str, *, kernel: str | None, subshel
             readings.append(_server_bytes(server))
             return readings[-1] == readings[-2] or not _cell_running(page, 3)
 
-        _wait(server_still, timeout=20, step=0, what="the server's byte count to stop growing")
+        wait_until(server_still, timeout=20, step=0, what="the server's byte count to stop growing")
         held = _server_bytes(server)
         assert received_before < held < 12 * MIB, (received_before, held)
         time.sleep(1.0)  # a window in which a running upload would send ~256 KiB more
         assert _server_bytes(server) == held, (held, _server_bytes(server))
         assert _cell_running(page, 3) and "slept" not in _outputs(page), "the cell ended before the checks"
         print(f"pause took effect during the sleeping cell; the server holds {held} bytes")
-    _wait(lambda: _state(row) == "paused", timeout=40, what="paused")
+    wait_until(lambda: _state(row) == "paused", timeout=40, what="paused")
     held = _acked(row)
     assert 0 < held < 12 * MIB
     time.sleep(0.6)
     assert _acked(row) == held and _state(row) == "paused"
     page.screenshot(path=str(ARTIFACTS / f"row-alone-paused-{tag}.png"))
-    _wait(lambda: "slept" in _outputs(page), timeout=30, what="the sleep cell ending")
+    wait_until(lambda: "slept" in _outputs(page), timeout=30, what="the sleep cell ending")
 
 
 def test_error_row_is_styled_with_aa_contrast_in_light_and_dark(lab, page):
@@ -381,8 +371,10 @@ def test_rows_fit_at_common_widths_in_light_and_dark(lab, page):
     _run_all(page)
     page.locator(".nbupload-panel").wait_for(timeout=60_000)
     rows = page.locator(".nbupload-row").filter(has_text="detector-B")
-    _wait(lambda: rows.count() == 2 and _acked(rows.first) > 0, what="two views of the long-named row")
-    _wait(lambda: _state(page.locator(".nbupload-row").filter(has_text="small-done.bin").first) == "done")
+    wait_until(lambda: rows.count() == 2 and _acked(rows.first) > 0, what="two views of the long-named row")
+    wait_until(
+        lambda: _state(page.locator(".nbupload-row").filter(has_text="small-done.bin").first) == "done"
+    )
     for theme in ("JupyterLab Light", "JupyterLab Dark"):
         page.evaluate(f"window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{theme}'}})")
         light = "true" if "Light" in theme else "false"
@@ -427,7 +419,7 @@ def test_server_stop_and_reload_during_a_slow_upload_print_no_traceback(lab, pag
     )
     _open(page, lab, "stop.ipynb")
     _run_all(page)
-    _wait(lambda: "all ran" in _outputs(page), timeout=120, what="the notebook to finish")
+    wait_until(lambda: "all ran" in _outputs(page), timeout=120, what="the notebook to finish")
     joined = _outputs(page)
     for bad in ("Traceback", "CancelledError", "timeout graceful shutdown", "Error"):
         assert bad not in joined, (bad, joined[-3000:])
@@ -436,7 +428,7 @@ def test_server_stop_and_reload_during_a_slow_upload_print_no_traceback(lab, pag
     assert "paused 1 upload to it" in joined, joined
     row = page.locator(".nbupload-row").filter(has_text="slow.bin").first
     # the row displayed before the reload was re-attached: it shows the pause of the server stop
-    _wait(lambda: _state(row) == "paused", timeout=30, what="the re-attached row to show paused")
+    wait_until(lambda: _state(row) == "paused", timeout=30, what="the re-attached row to show paused")
     assert _acked(row) > 0
 
 
@@ -458,25 +450,25 @@ def test_a_saved_notebook_shows_the_text_fallback_not_model_not_found(lab, page)
     _run_all(page)
     page.locator(".nbupload-panel").wait_for(timeout=60_000)
     row = page.locator(".nbupload-row").filter(has_text="saved-small.bin").first
-    _wait(lambda: _state(row) == "done", what="the row to show done")
-    _wait(lambda: _kernel_status(page) == "idle", what="the notebook to finish")
+    wait_until(lambda: _state(row) == "done", what="the row to show done")
+    wait_until(lambda: _kernel_status(page) == "idle", what="the notebook to finish")
     fallback = page.locator(".nbupload-fallback")
-    _wait(lambda: fallback.count() == 2, what="a fallback after the row and after the panel")
+    wait_until(lambda: fallback.count() == 2, what="a fallback after the row and after the panel")
     # while the widgets live, their fallbacks are hidden
     assert not fallback.first.is_visible() and not fallback.nth(1).is_visible()
     page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
     page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=60_000)
     page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
-    _wait(lambda: _kernel_status(page) is None, what="the kernel to shut down")
+    wait_until(lambda: _kernel_status(page) is None, what="the kernel to shut down")
 
     # reopened: the old widgets' models are gone with their kernel
     page.reload()
     failed = page.locator(".jp-OutputArea-output.jupyter-widgets").filter(has_text="model not found")
-    _wait(lambda: failed.count() == 2, timeout=90, what="the widget views to find no model")
+    wait_until(lambda: failed.count() == 2, timeout=90, what="the widget views to find no model")
     for i in range(failed.count()):
         assert not failed.nth(i).is_visible()
     text = page.locator(".nbupload-fallback")
-    _wait(lambda: text.count() == 2 and text.first.is_visible(), what="the fallback text")
+    wait_until(lambda: text.count() == 2 and text.first.is_visible(), what="the fallback text")
     assert text.first.inner_text().strip() == "nbupload: saved-small.bin — done, 64.0 KiB"
     panel_text = text.nth(1).inner_text()
     assert panel_text.startswith("nbupload panel:") and "saved-small.bin — done, 64.0 KiB" in panel_text
