@@ -350,7 +350,7 @@ def _say_position(position: int) -> None:
 
 
 def _put_batch(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]) -> int:
-    """Several paths, folders or globs: one batch (nbupload/batch.py), one progress line."""
+    """Several paths, folders or globs: one batch (nbupload/batch/), one progress line."""
     from ..batch import upload_many
     from ..batchpaths import NameClashError
 
