@@ -42,7 +42,8 @@ def upload_many(
     (relative paths kept: ``run1/metrics.csv``), with ``prefix`` in front (a folder on the
     uploader server, a key prefix for WCS). ``hidden`` includes dot files found by walking.
     ``skip_unchanged`` skips files uploaded by an earlier run of the same batch and unchanged
-    since (size, mtime and, with ``check_remote``, the server's own answer: see :mod:`nbupload.batch.manifest`).
+    since (size, mtime and, with ``check_remote``, the server's own answer: see
+    :mod:`nbupload.batch.manifest`).
     ``options`` are :func:`nbupload.upload`'s (``protocol``, ``chunk_size``, ``fields``,
     ``headers``, ``token``/``access_key``/``secret_key``/``scope``, ``mime``, ``name``).
     With ``wait=True`` returns once settled and raises :class:`BatchError` on failures.

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..batchpaths import BatchItem
-from ..engine import Engine
+from ..engine import Engine, UnfinishedTask
 from ..engine.journal import BatchJournal
 from .core import Batch
 from .registry import _LIVE
@@ -29,7 +30,15 @@ __all__ = ["UnfinishedBatch", "forget_batch", "resume_batch", "unfinished_batche
 
 @dataclass(frozen=True)
 class UnfinishedBatch:
-    """A batch left in the journal by an earlier process (``nbupload ls``, the panel's offers)."""
+    """A batch left in the journal by an earlier process (``nbupload ls``, ``%upload list``,
+    the panel's offers).
+
+    ``bytes_total`` is what its files hold on disk now (a file gone since counts 0);
+    ``bytes_done`` is the done files' sizes plus what the server acknowledged of the others'
+    unfinished task entries (``tasks``, their ids). ``state`` uses the words of a task row
+    of ``nbupload ls``: ``running`` while another process uploads one of its files (holds its
+    task entry's lock), else ``stopped``.
+    """
 
     id: str
     url: str
@@ -37,14 +46,47 @@ class UnfinishedBatch:
     files: int
     done: int
     created_at: float
+    bytes_total: int = 0
+    bytes_done: int = 0
+    state: str = "stopped"
+    tasks: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
-        return f"batch {self.id}: {self.done}/{self.files} files done -> {self.url}"
+        """One line (``%upload list``): ``batch ID: 2/8 files done, 80.0 KiB/320.0 KiB -> URL``."""
+        from ..units import format_size
+
+        size = f"{format_size(self.bytes_done)}/{format_size(self.bytes_total)}"
+        running = ", running elsewhere" if self.state == "running" else ""
+        return f"batch {self.id}: {self.done}/{self.files} files done, {size}{running} -> {self.url}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``nbupload ls --json``: the names of :class:`~nbupload.batch.BatchSnapshot`'s
+        counters, so a live batch and a journaled one read alike."""
+        return {
+            "kind": "batch",
+            "id": self.id,
+            "url": self.url,
+            "protocol": self.protocol,
+            "state": self.state,
+            "locked": self.state == "running",
+            "files_total": self.files,
+            "files_done": self.done,
+            "bytes_total": self.bytes_total,
+            "bytes_done": self.bytes_done,
+            "tasks": list(self.tasks),
+            "created_at": self.created_at,
+        }
 
 
-def unfinished_batches(engine: Engine | None = None) -> list[UnfinishedBatch]:
-    """Batches in the journal that are not done (and not running in this process)."""
+def unfinished_batches(
+    engine: Engine | None = None, *, entries: Iterable[UnfinishedTask] | None = None
+) -> list[UnfinishedBatch]:
+    """Batches in the journal that are not done (and not running in this process).
+
+    ``entries``: the engine's unfinished task entries when the caller has them already
+    (``engine.unfinished()`` is read otherwise), to tell which are the batches' files.
+    """
     if engine is None:
         from ..api import get_engine
 
@@ -52,13 +94,53 @@ def unfinished_batches(engine: Engine | None = None) -> list[UnfinishedBatch]:
     if not engine.config.journal:
         return []
     journal = BatchJournal(engine.config.tasks_dir)
+    records = [rec for rec in journal.records() if rec.id not in _LIVE]
+    if not records:
+        return []
+    if entries is None:
+        try:
+            entries = engine.unfinished()
+        except OSError:  # the batches are still listed, without their files' partial bytes
+            entries = []
+    by_file = {(e.path, e.name): e for e in entries}
     out = []
-    for rec in journal.records():
-        if rec.id in _LIVE:
-            continue
-        done = len(journal.done_log(rec.id).read() & {n for _, n in rec.items})
-        out.append(UnfinishedBatch(rec.id, rec.url, rec.protocol, len(rec.items), done, rec.created_at))
+    for rec in records:
+        done_names = journal.done_log(rec.id).read()
+        done = bytes_total = bytes_done = 0
+        tasks: list[UnfinishedTask] = []
+        for path, name in rec.items:
+            size = _size(path)
+            bytes_total += size
+            if name in done_names:
+                done += 1
+                bytes_done += size
+                continue
+            entry = by_file.get((path, rec.prefix + name))
+            if entry is not None:
+                tasks.append(entry)
+                bytes_done += min(entry.acked, size)
+        out.append(
+            UnfinishedBatch(
+                rec.id,
+                rec.url,
+                rec.protocol,
+                len(rec.items),
+                done,
+                rec.created_at,
+                bytes_total=bytes_total,
+                bytes_done=bytes_done,
+                state="running" if any(t.locked for t in tasks) else "stopped",
+                tasks=tuple(t.id for t in tasks),
+            )
+        )
     return out
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def forget_batch(batch_id: str, *, engine: Engine | None = None) -> int:
