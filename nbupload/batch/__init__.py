@@ -8,6 +8,7 @@ A journaled batch survives a restart and resumes as one. The package's modules:
 - :mod:`~nbupload.batch.start`: :func:`upload_many`, checking what was asked and building the batch;
 - :mod:`~nbupload.batch.core`: the :class:`Batch` (the feeder, steering, snapshot, journal);
 - :mod:`~nbupload.batch.manifest`: skip-unchanged (what an earlier run uploaded, local etags);
+- :mod:`~nbupload.batch.plan`: skip-unchanged, the checks: skip, upload or append each file;
 - :mod:`~nbupload.batch.snapshot`: :class:`BatchSnapshot`, :class:`BatchFailure`, :class:`BatchError`;
 - :mod:`~nbupload.batch.registry`: live batches by id, and which batch a task belongs to;
 - :mod:`~nbupload.batch.unfinished`: the journal's unfinished batches: list, forget, resume.

@@ -2,7 +2,7 @@
 
 The batch feeds its files to the engine a *window* at a time (a batch of 10,000 files never
 holds 10,000 open files or queued tasks), first planning each window (skip, upload, or append
-from a recorded size: the checks :mod:`nbupload.batch.manifest` describes), and keeps the
+from a recorded size: :mod:`nbupload.batch.plan`), and keeps the
 aggregate: files done/total, bytes, rate, ETA and the failures with their server codes
 (:meth:`Batch.snapshot`). ``pause``/``resume``/``cancel``/``retry`` act on every file;
 ``batch[name]`` is one file's :class:`~nbupload.engine.Task` for steering it alone. A
@@ -25,11 +25,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote
-
-import httpx
 
 from ..batchpaths import BatchItem
 from ..engine import Engine, TaskState
@@ -37,25 +33,12 @@ from ..engine.journal import BatchJournal, BatchRecord, DoneLog
 from ..engine.redact import split_secrets
 from ..engine.state import can
 from ..engine.task import Task
-from ..protocols import uploader, wcs
-from ..protocols.multipart import BytesSource
-from ..protocols.ranges import RangeSet
-from .manifest import Manifest, local_etag
+from .manifest import Manifest
+from .plan import Plan, Planner
 from .registry import _LIVE, _OWNER, _SUBMITTING, _drop_owner
 from .snapshot import BatchError, BatchFailure, BatchSnapshot
 
 __all__ = ["Batch"]
-
-
-class _Plan:
-    """What to do with one file: ``skip``, ``upload``, or ``append`` from ``position``."""
-
-    __slots__ = ("action", "item", "position")
-
-    def __init__(self, item: BatchItem, action: str, position: int = 0) -> None:
-        self.item = item
-        self.action = action
-        self.position = position
 
 
 class Batch:
@@ -86,8 +69,15 @@ class Batch:
         self.protocol = str(submit.get("protocol", "uploader"))
         self._submit = dict(submit)
         self._manifest = manifest
-        self._records = manifest.load() if manifest is not None else {}
-        self._check_remote = check_remote
+        self._planner = Planner(
+            engine,
+            url,
+            self.protocol,
+            self._submit,
+            manifest.load() if manifest is not None else {},
+            prefix=prefix,
+            check_remote=check_remote,
+        )
         self._window = window or max(4, engine.config.workers * 4)
         self._cond = threading.Condition()
         self._by_name = {item.name: item for item in self.items}
@@ -105,8 +95,6 @@ class Batch:
         self._paused = False
         self._stopped = False
         self._closed = False
-        self._http: httpx.Client | None = None
-        self._wcs_creds: Any = None
         self._adopted = 0
         self._planning = 0  # files taken from the queue, not yet skipped or submitted
         self._started_feeding = False
@@ -428,7 +416,7 @@ class Batch:
                         self._cond.notify_all()
                         self._cond.wait(0.5)
                         continue
-                for plan in self._plan(take):
+                for plan in self._planner.plan(take):
                     self._start(plan)
             if ending:
                 self._finish_journal()
@@ -565,7 +553,7 @@ class Batch:
         self._active[name] = task
         self._ids.add(task.id)
 
-    def _start(self, plan: _Plan) -> None:
+    def _start(self, plan: Plan) -> None:
         try:
             self._start_one(plan)
         finally:
@@ -573,7 +561,7 @@ class Batch:
                 self._planning -= 1
                 self._cond.notify_all()
 
-    def _start_one(self, plan: _Plan) -> None:
+    def _start_one(self, plan: Plan) -> None:
         item = plan.item
         if plan.action == "skip":
             with self._cond:
@@ -612,108 +600,6 @@ class Batch:
                 task.pause()
             self._cond.notify_all()
 
-    # ------------------------------------------------------------------ skip-unchanged
-    def _plan(self, items: list[BatchItem]) -> list[_Plan]:
-        plans = [self._plan_local(item) for item in items]
-        need = [p for p in plans if p.action == "check"]
-        if need:
-            with ThreadPoolExecutor(max_workers=min(4, len(need))) as pool:
-                list(pool.map(self._plan_remote, need))
-        return plans
-
-    def _plan_local(self, item: BatchItem) -> _Plan:
-        rec = self._records.get(item.name)
-        if rec is None:
-            return _Plan(item, "upload")
-        same = rec.get("size") == item.size and rec.get("mtime_ns") == item.mtime_ns
-        grew = (
-            self.protocol == "wcs-append"
-            and isinstance(rec.get("size"), int)
-            and item.size > rec["size"]
-            and rec.get("etag")
-        )
-        if same:
-            return _Plan(item, "check" if self._check_remote else "skip")
-        if grew:
-            return _Plan(item, "check", int(rec["size"]))
-        return _Plan(item, "upload")
-
-    def _plan_remote(self, plan: _Plan) -> None:
-        """Turn a ``check`` plan into ``skip``, ``append`` or ``upload`` (in a pool thread)."""
-        item = plan.item
-        rec = self._records[item.name]
-        try:
-            if self.protocol == "wcs-append":
-                if plan.position:  # grew: the recorded part must be unchanged here and there
-                    if local_etag(item.path, plan.position) != rec["etag"]:
-                        plan.action = "upload"
-                    elif not self._check_remote or self._wcs_holds(item, rec):
-                        plan.action = "append"
-                    else:
-                        plan.action = "upload"
-                    return
-                plan.action = "skip" if self._wcs_holds(item, rec) else "upload"
-            else:
-                plan.action = "skip" if self._uploader_holds(item, rec) else "upload"
-        except (httpx.HTTPError, OSError, ValueError):
-            plan.action = "upload"
-
-    def _client(self) -> httpx.Client:
-        with self._cond:
-            if self._http is None:
-                self._http = httpx.Client(
-                    timeout=30.0, follow_redirects=False, verify=self.engine.config.verify
-                )
-            return self._http
-
-    def _wcs_holds(self, item: BatchItem, rec: Mapping[str, Any]) -> bool:
-        """An empty append at the recorded size answers the object's hash (B3)."""
-        if self._wcs_creds is None:
-            from ..engine.credentials import resolve_wcs_credentials
-
-            cfg = self.engine.config
-            self._wcs_creds = resolve_wcs_credentials(
-                token=self._submit.get("token"),
-                access_key=self._submit.get("access_key"),
-                secret_key=self._submit.get("secret_key"),
-                scope=self._submit.get("scope"),
-                defaults=(cfg.token, cfg.access_key, cfg.secret_key),
-                ttl=cfg.token_ttl,
-            )
-        size = int(rec["size"])
-        body = wcs.prepare_append(
-            self._wcs_creds.current(), BytesSource(b""), 0, 0, key=self._remote_name(item)
-        )
-        base = self.url.rstrip("/")
-        r = self._client().post(base + wcs.append_path(size), content=body.read_all(), headers=body.headers)
-        answer = wcs.process_append_answer(r.status_code, r.headers.multi_items(), r.content)
-        return bool(answer.ok and answer.hash and answer.hash == rec.get("etag"))
-
-    def _uploader_holds(self, item: BatchItem, rec: Mapping[str, Any]) -> bool:
-        """The reference server's stat route (size and etag of the stored file) when it has
-        one; else the session's query must list the whole file as held."""
-        client = self._client()
-        stored = str(rec.get("stored") or self._remote_name(item))
-        origin = str(httpx.URL(self.url).copy_with(path="/", query=None, fragment=None)).rstrip("/")
-        r = client.get(origin + "/files/" + quote(stored, safe="/") + "?stat")
-        if r.headers.get("x-nbupload-read"):  # the route exists: its answer is the truth
-            try:
-                info = r.json() if r.status_code == 200 else None
-            except ValueError:
-                info = None
-            if not isinstance(info, dict) or info.get("size") != item.size or not info.get("hash"):
-                return False
-            return bool(info["hash"] == local_etag(item.path))
-        boundary = rec.get("boundary")
-        if not isinstance(boundary, str) or not boundary:
-            return False
-        headers = dict(self._submit.get("headers") or {})
-        qheaders, body = uploader.prepare_query(boundary)
-        r = client.post(self.url, content=body, headers={**headers, **qheaders})
-        answer = uploader.process_query_answer(r.status_code, r.content, boundary)
-        field = str(rec.get("field") or "file")
-        return answer.resumable and answer.ranges_for(field) == RangeSet([(0, item.size)])
-
     def close(self) -> None:
         """Stop the feeder thread and the event subscription (the tasks are not touched)."""
         with self._cond:
@@ -726,7 +612,4 @@ class Batch:
             unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
             unsubscribe()
-        with self._cond:
-            http, self._http = self._http, None
-        if http is not None:
-            http.close()
+        self._planner.close()

@@ -5,7 +5,7 @@ Every file uploaded is recorded in a small *batch manifest* (JSON lines under
 no secret in it): size, mtime and what the server said. Re-running the same batch skips a
 file whose size and mtime are unchanged *and* which the server still holds, by the check its
 protocol offers (``check_remote=True``, the default; the checks themselves are the batch's
-planning step, :mod:`nbupload.batch.core`):
+planning step, :mod:`nbupload.batch.plan`):
 
 - WCS: an empty append at the recorded size returns the object's hash (B3); it must equal
   the recorded etag (a different size answers 409). A file that only *grew* since (a log)
