@@ -15,7 +15,7 @@ catches them::
     ├── TaskLockedError (RuntimeError)    another process is running this task
     ├── SourceChangedError          the file is not the one the task started with
     ├── IllegalTransition (RuntimeError)  a bug: a state change the table forbids
-    ├── BatchError                  Batch.wait(raise_on_error=True): some files failed (batch.py)
+    ├── BatchError                  Batch.wait(raise_on_error=True): some files failed (batch/)
     ├── AppendStreamError (OSError) a WCS append stream failed (append.py); .code, .status
     │   ├── AppendConflict          someone else appended
     │   ├── AppendHashMismatch      the server's hash differs from what was written

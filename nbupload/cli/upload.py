@@ -350,7 +350,7 @@ def _say_position(position: int) -> None:
 
 
 def _put_batch(args: argparse.Namespace, paths: list[str], opts: dict[str, Any]) -> int:
-    """Several paths, folders or globs: one batch (nbupload/batch.py), one progress line."""
+    """Several paths, folders or globs: one batch (nbupload/batch/), one progress line."""
     from ..batch import upload_many
     from ..batchpaths import NameClashError
 
@@ -556,25 +556,29 @@ def _resume_batches(
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from ..batch import unfinished_batches
     from ..engine import Engine, EngineConfig
 
     engine = Engine(EngineConfig())
     try:
         items = engine.unfinished()
+        groups = unfinished_batches(engine, entries=items)
         if args.json:
             import json
 
-            print(json.dumps([u.as_dict() for u in items], indent=1))
+            owner = {task_id: b.id for b in groups for task_id in b.tasks}
+            rows = [b.as_dict() for b in groups]
+            rows += [{"kind": "task", **u.as_dict(), "batch": owner.get(u.id)} for u in items]
+            print(json.dumps(rows, indent=1))
             return 0
-        from ..batch import unfinished_batches
-
-        groups = unfinished_batches(engine)
         if not items and not groups:
             print("no unfinished uploads")
             return 0
-        for b in groups:
-            print(f"{b.id:<12}  batch       {b.done:>9}/{b.files:<9} files  {b.protocol} -> {b.url}")
         print(f"{'ID':<12}  {'PROTOCOL':<10}  {'DONE':>21}  {'STATE':<7}  NAME -> URL")
+        for b in groups:
+            done = f"{format_size(b.bytes_done)}/{format_size(b.bytes_total)}"
+            name = f"batch of {b.files} files ({b.done}/{b.files} done)"
+            print(f"{b.id:<12}  {b.protocol:<10}  {done:>21}  {b.state:<7}  {name} -> {b.url}")
         for u in items:
             done = f"{format_size(u.acked)}/{format_size(u.total)}"
             state = "running" if u.locked else "stopped"

@@ -312,7 +312,7 @@ class UploadSession:
         self.panel_controller.on_event(task.snapshot())
         return task
 
-    # -- batches (nbupload/batch.py; one row each, panel/batchrow.py) ---------------------------
+    # -- batches (nbupload/batch/; one row each, panel/batchrow.py) ---------------------------
     def submit_batch(self, paths: list[str], url: str, **options: Any) -> Any:
         """``nbupload.upload_many`` on this session's engine, with the demo server's key pair for
         WCS batches to it (as :meth:`submit`)."""

@@ -326,7 +326,7 @@ def batch_offers(engine: Any, entries: list[Any]) -> tuple[list[Any], list[Any]]
     from .widgets import Offer
 
     try:
-        waiting = unfinished_batches(engine)
+        waiting = unfinished_batches(engine, entries=entries)
     except OSError:
         return [], entries
     if not waiting:

@@ -112,3 +112,75 @@ def test_a_killed_put_of_a_folder_is_listed_and_resumed_as_one_batch(cli, tmp_pa
         for name in names:
             assert sha256_file(srv.root / name) == sha256_file(res / name), name
         assert "batch" not in cli("ls").stdout  # done: the record went
+
+
+def test_ls_json_lists_a_paused_batch_as_one_row_with_its_files(cli, tmp_path, home):
+    """``nbupload ls --json``: an unfinished batch is a ``kind: "batch"`` row (files and bytes
+    done/total, state), its files' task rows name it, and ``ls`` in text says the same."""
+    import json
+    import signal
+
+    from tests.support.helpers import wait_for
+
+    res = tmp_path / "res"
+    small = {"a/one.txt": 1000, "a/two.txt": 1300, "three.txt": 1600}
+    for i, (name, size) in enumerate(small.items()):
+        (res / name).parent.mkdir(parents=True, exist_ok=True)
+        make_file(res / name, size, seed=i)
+    make_file(res / "big.bin", 4 << 20, seed=9)  # ~64 s at the throttle: still going when paused
+    total = sum(small.values()) + (4 << 20)
+
+    def ls_json() -> tuple[dict, list[dict]]:
+        r = cli("ls", "--json")
+        assert r.returncode == 0, r.stderr
+        rows = json.loads(r.stdout)
+        batches = [row for row in rows if row["kind"] == "batch"]
+        assert len(batches) <= 1, rows
+        return (batches[0] if batches else {}), [row for row in rows if row["kind"] == "task"]
+
+    def three_done_and_big_going():
+        batch, tasks = ls_json()
+        big = [t for t in tasks if t["name"] == "big.bin" and t["acked"] >= 64 << 10]
+        return (batch, big[0]) if batch.get("files_done") == 3 and big else None
+
+    with start_server(root=tmp_path / "root", throttle=64 << 10) as srv:
+        proc = cli.popen("put", str(res), srv.upload_url, "--chunk-size", "64KiB", "--chunk-max", "64KiB")
+        running, big = wait_for(three_done_and_big_going, timeout=120)
+        # while `put` runs, its big file's entry is locked: the batch shows as running
+        assert running["state"] == "running" and running["locked"] is True, running
+        assert running["tasks"] == [big["id"]] and big["batch"] == running["id"], (running, big)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the batch pauses, its record stays
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert f"nbupload resume {running['id']}" in err, err
+
+        batch, tasks = ls_json()
+        assert [t["id"] for t in tasks] == [big["id"]], tasks
+        big = tasks[0]
+        assert big["batch"] == batch["id"] == running["id"] and big["state"] == "paused", big
+        assert 64 << 10 <= big["acked"] < big["total"] == 4 << 20, big
+        assert batch == {
+            "kind": "batch",
+            "id": running["id"],
+            "url": srv.upload_url,
+            "protocol": "uploader",
+            "state": "stopped",
+            "locked": False,
+            "files_total": 4,
+            "files_done": 3,
+            "bytes_total": total,
+            "bytes_done": sum(small.values()) + big["acked"],
+            "tasks": [big["id"]],
+            "created_at": batch["created_at"],
+        }, batch
+        assert isinstance(batch["created_at"], float) and batch["created_at"] > 0
+
+        # the text listing: the same batch, counts and state, on one row
+        text = cli("ls").stdout
+        line = next(x for x in text.splitlines() if x.startswith(batch["id"]))
+        assert "batch of 4 files (3/4 done)" in line and " stopped " in line, text
+        assert line.endswith(f"-> {srv.upload_url}"), text
+
+        r = cli("rm", batch["id"])
+        assert r.returncode == 0, r.stderr
+        assert json.loads(cli("ls", "--json").stdout) == []

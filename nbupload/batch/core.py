@@ -1,55 +1,23 @@
-"""Batches: many files (folders, globs, lists) uploaded as one thing the user steers and sees.
+"""The :class:`Batch`: its files fed to the engine a window at a time, steered and seen as one.
 
-``nbupload.upload_many(["results/", "logs/*.txt"], url)`` (or ``nbupload.upload([...], url)``)
-returns a :class:`Batch` at once. The batch expands its paths (:mod:`nbupload.batchpaths`:
-relative names such as ``run1/metrics.csv`` are kept, as the uploader ``filename`` or under
-the WCS key ``prefix``), then feeds the files to the engine a *window* at a time (a batch of
-10,000 files never holds 10,000 open files or queued tasks), and keeps the aggregate:
-files done/total, bytes, rate, ETA and the failures with their server codes
+The batch feeds its files to the engine a *window* at a time (a batch of 10,000 files never
+holds 10,000 open files or queued tasks), first planning each window (skip, upload, or append
+from a recorded size: :mod:`nbupload.batch.plan`), and keeps the
+aggregate: files done/total, bytes, rate, ETA and the failures with their server codes
 (:meth:`Batch.snapshot`). ``pause``/``resume``/``cancel``/``retry`` act on every file;
-``batch[name]`` is one file's :class:`~nbupload.engine.Task` for steering it alone.
+``batch[name]`` is one file's :class:`~nbupload.engine.Task` for steering it alone. A
+journaled batch writes its record once and its done files a group at a time
+(:mod:`nbupload.batch.unfinished` reads them back after a restart).
 
 Layering: a front end at the API level, using only :meth:`Engine.submit` and the public
 :class:`Task` controls, so it works with today's engine unchanged; when the engine grows
 batches of its own (journaled as one, shown as one row), this module keeps its API and
 hands the bookkeeping down.
-
-Skip-unchanged. Every file uploaded is recorded in a small *batch manifest* (JSON lines under
-``<journal dir>/batches/``, keyed by protocol, URL without its query, WCS scope and prefix;
-no secret in it): size, mtime and what the server said. Re-running the same batch skips a
-file whose size and mtime are unchanged *and* which the server still holds, by the check its
-protocol offers (``check_remote=True``, the default):
-
-- WCS: an empty append at the recorded size returns the object's hash (B3); it must equal
-  the recorded etag (a different size answers 409). A file that only *grew* since (a log)
-  and whose recorded part is unchanged (its local etag still matches) is appended from the
-  recorded size rather than sent again.
-- uploader: on the reference server, ``GET /files/<name>?stat`` must give the same size and
-  etag as the local file (the file is still there, unchanged). On a server without that
-  route, the protocol's own check: the session's query (its recorded boundary) must list the
-  whole file as held. Otherwise the file is sent again.
-
-The snapshot says how many files were skipped.
-
-Restarts. A batch is journaled as one (``<journal dir>/batches/``, the record format is
-:class:`nbupload.engine.journal.BatchRecord`): its id, files (path and relative name), URL
-and options without secrets, and which files are done (a :class:`~nbupload.engine.journal.DoneLog`
-synced a group of names at a time). After a kernel restart :func:`resume_batch` (``nbupload
-resume ID``, ``%upload resume ID``, the panel's offer) makes it one batch again: done files
-count as done, the unfinished journal entries of its files are adopted (each resumes where it
-stopped), the rest is fed as before. Re-running the same ``upload_many`` call also adopts
-them and skips what is done. The record goes once the batch is done or cancelled.
-
-Steering by id. Every batch has an ``id`` (12 hex digits, like a task's);
-:func:`get_batch` finds a live one, :func:`owner_of` tells a front end (the panel) that a task
-belongs to a batch, so it shows the batch's one row rather than a row per file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import secrets
 import threading
@@ -57,225 +25,24 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import httpx
+from ..batchpaths import BatchItem
+from ..engine import Engine, TaskState
+from ..engine.journal import BatchJournal, BatchRecord, DoneLog
+from ..engine.redact import split_secrets
+from ..engine.state import can
+from ..engine.task import Task
+from .manifest import Manifest
+from .plan import Plan, Planner
+from .registry import _LIVE, _OWNER, _SUBMITTING, _drop_owner
+from .snapshot import BatchError, BatchFailure, BatchSnapshot
 
-from .batchpaths import BatchItem, expand_paths
-from .engine import Engine, TaskState
-from .engine.journal import BatchJournal, BatchRecord, DoneLog, dumps_text
-from .engine.redact import split_secrets
-from .engine.state import can
-from .engine.task import Task
-from .errors import NbuploadError
-from .protocols import uploader, wcs
-from .protocols.multipart import BytesSource
-from .protocols.ranges import RangeSet
-
-__all__ = [
-    "Batch",
-    "BatchError",
-    "BatchFailure",
-    "BatchSnapshot",
-    "Manifest",
-    "UnfinishedBatch",
-    "batches",
-    "forget_batch",
-    "get_batch",
-    "owner_of",
-    "resume_batch",
-    "unfinished_batches",
-    "upload_many",
-]
-
-#: Live batches by id (weakly: a batch nobody holds and that has settled goes away).
-_LIVE: weakref.WeakValueDictionary[str, Batch] = weakref.WeakValueDictionary()
-#: task id -> the id of the batch it belongs to (dropped when the batch forgets the task).
-_OWNER: dict[str, str] = {}
-#: Held across ``engine.submit`` + registering the new task's owner, so that :func:`owner_of`
-#: (asked by the panel when the task's first event arrives) never answers too early.
-_SUBMITTING = threading.RLock()
-
-
-def _drop_owner(batch_id: str) -> None:
-    """A batch went away: forget which tasks were its own."""
-    with _SUBMITTING:
-        for task_id in [t for t, b in _OWNER.items() if b == batch_id]:
-            del _OWNER[task_id]
-
-
-def get_batch(batch_id: str) -> Batch:
-    """The live batch with this id (``KeyError`` if none in this process)."""
-    batch = _LIVE.get(batch_id)
-    if batch is None:
-        raise KeyError(batch_id)
-    return batch
-
-
-def batches(engine: Engine | None = None) -> list[Batch]:
-    """The live batches of this process (of ``engine`` only, when given), oldest first."""
-    out = [b for b in list(_LIVE.values()) if engine is None or b.engine is engine]
-    return sorted(out, key=lambda b: b.created_at)
-
-
-def owner_of(task_id: str) -> str | None:
-    """The id of the batch task ``task_id`` belongs to, or None."""
-    with _SUBMITTING:
-        return _OWNER.get(task_id)
-
-
-_HASH_READ = 1 << 20
-
-
-@dataclass(frozen=True)
-class BatchFailure:
-    """One file that failed: its name, the server's (or nbupload's) code, HTTP status, message."""
-
-    name: str
-    code: str | None
-    status: int | None
-    message: str
-
-    def __str__(self) -> str:
-        code = f" [{self.code}]" if self.code else ""
-        return f"{self.name}{code}: {self.message}"
-
-
-@dataclass(frozen=True)
-class BatchSnapshot:
-    """The batch at one instant. ``state``: ``running``, ``paused``, ``done`` (every file
-    uploaded or skipped), ``failed`` (settled, some failed), ``cancelled``."""
-
-    state: str
-    files_total: int
-    files_done: int
-    files_skipped: int
-    files_failed: int
-    files_active: int
-    files_waiting: int
-    bytes_total: int
-    bytes_done: int
-    rate: float
-    eta: float | None
-    failures: tuple[BatchFailure, ...]
-    files_cancelled: int = 0
-
-    @property
-    def settled(self) -> bool:
-        return self.state in ("paused", "done", "failed", "cancelled")
-
-    def report(self) -> list[str]:
-        """What the front ends print when a batch settles (the CLI and ``%upload`` alike):
-        the :meth:`describe` line, then one line per failure with its server code."""
-        return [self.describe(), *(f"failed: {f}" for f in self.failures)]
-
-    def describe(self) -> str:
-        """One line: ``12/40 files (3 skipped, 1 failed), 3.1 MiB/9.0 MiB, 2.0 MiB/s``."""
-        from .units import format_size
-
-        extra = []
-        if self.files_skipped:
-            extra.append(f"{self.files_skipped} skipped")
-        if self.files_failed:
-            extra.append(f"{self.files_failed} failed")
-        if self.files_cancelled:
-            extra.append(f"{self.files_cancelled} cancelled")
-        more = f" ({', '.join(extra)})" if extra else ""
-        done = self.files_done + self.files_skipped
-        text = (
-            f"{done}/{self.files_total} files{more}, {format_size(self.bytes_done)}/"
-            f"{format_size(self.bytes_total)}"
-        )
-        if self.state == "running" and self.rate:
-            text += f", {format_size(self.rate)}/s"
-        return f"{text} [{self.state}]"
-
-
-class BatchError(NbuploadError):
-    """Raised by ``Batch.wait(raise_on_error=True)``; ``.snapshot.failures`` lists the files."""
-
-    def __init__(self, message: str, snapshot: BatchSnapshot) -> None:
-        super().__init__(message)
-        self.snapshot = snapshot
-
-
-class Manifest:
-    """What a batch uploaded, one JSON line per file (the last line of a name wins).
-
-    Append-only, so a crash loses at most the line being written (a torn last line is
-    ignored). Holds sizes, mtimes, etags and session boundaries: no secret.
-    """
-
-    def __init__(self, directory: Path, identity: Mapping[str, str]) -> None:
-        text = json.dumps(dict(identity), sort_keys=True)
-        self.path = Path(directory) / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.jsonl"
-        self.identity = dict(identity)
-        self._lock = threading.Lock()
-
-    def load(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(rec, dict) and isinstance(rec.get("name"), str):
-                        out[rec["name"]] = rec
-        except FileNotFoundError:
-            pass
-        return out
-
-    def record(self, item: BatchItem, **extra: Any) -> None:
-        rec = {"name": item.name, "size": item.size, "mtime_ns": item.mtime_ns, "at": time.time(), **extra}
-        line = dumps_text(rec, separators=(",", ":")) + "\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                head = {"name": None, "identity": self.identity}
-                line = json.dumps(head, separators=(",", ":")) + "\n" + line
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line)
-
-
-def _local_etag(path: str, length: int | None = None) -> str | None:
-    """The WCS etag of a local file (or of its first ``length`` bytes); None if unreadable."""
-    hasher = wcs.EtagHasher()
-    try:
-        with open(path, "rb") as f:
-            left = length
-            while left is None or left > 0:
-                data = f.read(_HASH_READ if left is None else min(_HASH_READ, left))
-                if not data:
-                    break
-                hasher.update(data)
-                if left is not None:
-                    left -= len(data)
-    except OSError:
-        return None
-    if length is not None and hasher.size != length:
-        return None
-    return hasher.etag()
-
-
-class _Plan:
-    """What to do with one file: ``skip``, ``upload``, or ``append`` from ``position``."""
-
-    __slots__ = ("action", "item", "position")
-
-    def __init__(self, item: BatchItem, action: str, position: int = 0) -> None:
-        self.item = item
-        self.action = action
-        self.position = position
+__all__ = ["Batch"]
 
 
 class Batch:
-    """Files uploaded as one; see the module. Thread-safe."""
+    """Files uploaded as one; see the module (and :func:`~nbupload.batch.start.upload_many`). Thread-safe."""
 
     def __init__(
         self,
@@ -302,8 +69,15 @@ class Batch:
         self.protocol = str(submit.get("protocol", "uploader"))
         self._submit = dict(submit)
         self._manifest = manifest
-        self._records = manifest.load() if manifest is not None else {}
-        self._check_remote = check_remote
+        self._planner = Planner(
+            engine,
+            url,
+            self.protocol,
+            self._submit,
+            manifest.load() if manifest is not None else {},
+            prefix=prefix,
+            check_remote=check_remote,
+        )
         self._window = window or max(4, engine.config.workers * 4)
         self._cond = threading.Condition()
         self._by_name = {item.name: item for item in self.items}
@@ -321,8 +95,6 @@ class Batch:
         self._paused = False
         self._stopped = False
         self._closed = False
-        self._http: httpx.Client | None = None
-        self._wcs_creds: Any = None
         self._adopted = 0
         self._planning = 0  # files taken from the queue, not yet skipped or submitted
         self._started_feeding = False
@@ -644,7 +416,7 @@ class Batch:
                         self._cond.notify_all()
                         self._cond.wait(0.5)
                         continue
-                for plan in self._plan(take):
+                for plan in self._planner.plan(take):
                     self._start(plan)
             if ending:
                 self._finish_journal()
@@ -781,7 +553,7 @@ class Batch:
         self._active[name] = task
         self._ids.add(task.id)
 
-    def _start(self, plan: _Plan) -> None:
+    def _start(self, plan: Plan) -> None:
         try:
             self._start_one(plan)
         finally:
@@ -789,7 +561,7 @@ class Batch:
                 self._planning -= 1
                 self._cond.notify_all()
 
-    def _start_one(self, plan: _Plan) -> None:
+    def _start_one(self, plan: Plan) -> None:
         item = plan.item
         if plan.action == "skip":
             with self._cond:
@@ -828,108 +600,6 @@ class Batch:
                 task.pause()
             self._cond.notify_all()
 
-    # ------------------------------------------------------------------ skip-unchanged
-    def _plan(self, items: list[BatchItem]) -> list[_Plan]:
-        plans = [self._plan_local(item) for item in items]
-        need = [p for p in plans if p.action == "check"]
-        if need:
-            with ThreadPoolExecutor(max_workers=min(4, len(need))) as pool:
-                list(pool.map(self._plan_remote, need))
-        return plans
-
-    def _plan_local(self, item: BatchItem) -> _Plan:
-        rec = self._records.get(item.name)
-        if rec is None:
-            return _Plan(item, "upload")
-        same = rec.get("size") == item.size and rec.get("mtime_ns") == item.mtime_ns
-        grew = (
-            self.protocol == "wcs-append"
-            and isinstance(rec.get("size"), int)
-            and item.size > rec["size"]
-            and rec.get("etag")
-        )
-        if same:
-            return _Plan(item, "check" if self._check_remote else "skip")
-        if grew:
-            return _Plan(item, "check", int(rec["size"]))
-        return _Plan(item, "upload")
-
-    def _plan_remote(self, plan: _Plan) -> None:
-        """Turn a ``check`` plan into ``skip``, ``append`` or ``upload`` (in a pool thread)."""
-        item = plan.item
-        rec = self._records[item.name]
-        try:
-            if self.protocol == "wcs-append":
-                if plan.position:  # grew: the recorded part must be unchanged here and there
-                    if _local_etag(item.path, plan.position) != rec["etag"]:
-                        plan.action = "upload"
-                    elif not self._check_remote or self._wcs_holds(item, rec):
-                        plan.action = "append"
-                    else:
-                        plan.action = "upload"
-                    return
-                plan.action = "skip" if self._wcs_holds(item, rec) else "upload"
-            else:
-                plan.action = "skip" if self._uploader_holds(item, rec) else "upload"
-        except (httpx.HTTPError, OSError, ValueError):
-            plan.action = "upload"
-
-    def _client(self) -> httpx.Client:
-        with self._cond:
-            if self._http is None:
-                self._http = httpx.Client(
-                    timeout=30.0, follow_redirects=False, verify=self.engine.config.verify
-                )
-            return self._http
-
-    def _wcs_holds(self, item: BatchItem, rec: Mapping[str, Any]) -> bool:
-        """An empty append at the recorded size answers the object's hash (B3)."""
-        if self._wcs_creds is None:
-            from .engine.credentials import resolve_wcs_credentials
-
-            cfg = self.engine.config
-            self._wcs_creds = resolve_wcs_credentials(
-                token=self._submit.get("token"),
-                access_key=self._submit.get("access_key"),
-                secret_key=self._submit.get("secret_key"),
-                scope=self._submit.get("scope"),
-                defaults=(cfg.token, cfg.access_key, cfg.secret_key),
-                ttl=cfg.token_ttl,
-            )
-        size = int(rec["size"])
-        body = wcs.prepare_append(
-            self._wcs_creds.current(), BytesSource(b""), 0, 0, key=self._remote_name(item)
-        )
-        base = self.url.rstrip("/")
-        r = self._client().post(base + wcs.append_path(size), content=body.read_all(), headers=body.headers)
-        answer = wcs.process_append_answer(r.status_code, r.headers.multi_items(), r.content)
-        return bool(answer.ok and answer.hash and answer.hash == rec.get("etag"))
-
-    def _uploader_holds(self, item: BatchItem, rec: Mapping[str, Any]) -> bool:
-        """The reference server's stat route (size and etag of the stored file) when it has
-        one; else the session's query must list the whole file as held."""
-        client = self._client()
-        stored = str(rec.get("stored") or self._remote_name(item))
-        origin = str(httpx.URL(self.url).copy_with(path="/", query=None, fragment=None)).rstrip("/")
-        r = client.get(origin + "/files/" + quote(stored, safe="/") + "?stat")
-        if r.headers.get("x-nbupload-read"):  # the route exists: its answer is the truth
-            try:
-                info = r.json() if r.status_code == 200 else None
-            except ValueError:
-                info = None
-            if not isinstance(info, dict) or info.get("size") != item.size or not info.get("hash"):
-                return False
-            return bool(info["hash"] == _local_etag(item.path))
-        boundary = rec.get("boundary")
-        if not isinstance(boundary, str) or not boundary:
-            return False
-        headers = dict(self._submit.get("headers") or {})
-        qheaders, body = uploader.prepare_query(boundary)
-        r = client.post(self.url, content=body, headers={**headers, **qheaders})
-        answer = uploader.process_query_answer(r.status_code, r.content, boundary)
-        field = str(rec.get("field") or "file")
-        return answer.resumable and answer.ranges_for(field) == RangeSet([(0, item.size)])
-
     def close(self) -> None:
         """Stop the feeder thread and the event subscription (the tasks are not touched)."""
         with self._cond:
@@ -942,242 +612,4 @@ class Batch:
             unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
             unsubscribe()
-        with self._cond:
-            http, self._http = self._http, None
-        if http is not None:
-            http.close()
-
-
-def upload_many(
-    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
-    url: str,
-    *,
-    protocol: str = "uploader",
-    prefix: str = "",
-    hidden: bool = False,
-    skip_unchanged: bool = True,
-    check_remote: bool = True,
-    window: int | None = None,
-    wait: bool = False,
-    engine: Engine | None = None,
-    **options: Any,
-) -> Batch:
-    """Upload files, folders (recursive) and globs as one :class:`Batch`.
-
-    ``paths``: one or several paths; names follow :func:`~nbupload.batchpaths.expand_paths`
-    (relative paths kept: ``run1/metrics.csv``), with ``prefix`` in front (a folder on the
-    uploader server, a key prefix for WCS). ``hidden`` includes dot files found by walking.
-    ``skip_unchanged`` skips files uploaded by an earlier run of the same batch and unchanged
-    since (size, mtime and, with ``check_remote``, the server's own answer: see the module).
-    ``options`` are :func:`nbupload.upload`'s (``protocol``, ``chunk_size``, ``fields``,
-    ``headers``, ``token``/``access_key``/``secret_key``/``scope``, ``mime``, ``name``).
-    With ``wait=True`` returns once settled and raises :class:`BatchError` on failures.
-    """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    if prefix and (prefix.startswith("/") or ".." in prefix.split("/")):
-        raise ValueError(f"prefix {prefix!r} must be a relative folder without '..'")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    for bad in ("filename", "key", "position", "source"):
-        if bad in options:
-            raise TypeError(
-                f"upload_many() sets {bad} per file; use prefix= for a common folder or key prefix"
-            )
-    items = expand_paths(list(paths), hidden=hidden)
-    if not items:
-        raise FileNotFoundError("nothing to upload: the folders given hold no files")
-    if engine is None:
-        from .api import get_engine
-
-        engine = get_engine()
-    submit = {"protocol": protocol, **{k: v for k, v in options.items() if v is not None}}
-    if protocol == "wcs-append":
-        from .engine.credentials import resolve_wcs_credentials
-
-        cfg = engine.config
-        resolve_wcs_credentials(  # fail now, not once per file, when credentials are missing
-            token=options.get("token"),
-            access_key=options.get("access_key"),
-            secret_key=options.get("secret_key"),
-            scope=options.get("scope"),
-            defaults=(cfg.token, cfg.access_key, cfg.secret_key),
-        )
-    batch = _make_batch(
-        engine,
-        items,
-        str(url),
-        submit,
-        prefix=prefix,
-        skip_unchanged=skip_unchanged,
-        check_remote=check_remote,
-        window=window,
-        record_options={**submit, "hidden": hidden, "skip_unchanged": skip_unchanged},
-    )
-    if wait:
-        batch.wait(raise_on_error=True)
-    return batch
-
-
-def _make_batch(
-    engine: Engine,
-    items: list[BatchItem],
-    url: str,
-    submit: Mapping[str, Any],
-    *,
-    prefix: str,
-    skip_unchanged: bool,
-    check_remote: bool,
-    window: int | None,
-    record_options: Mapping[str, Any],
-    batch_id: str | None = None,
-    done: Iterable[str] = (),
-) -> Batch:
-    manifest = journal = None
-    if engine.config.journal:
-        journal = BatchJournal(engine.config.tasks_dir)
-        if skip_unchanged:
-            identity = {
-                "protocol": str(submit.get("protocol", "uploader")),
-                "url": url.split("?", maxsplit=1)[0],
-                "prefix": prefix,
-                "scope": str(submit.get("scope") or ""),
-                "field": str(submit.get("name") or "file"),
-            }
-            manifest = Manifest(engine.config.tasks_dir / "batches", identity)
-    return Batch(
-        engine,
-        items,
-        url,
-        submit,
-        prefix=prefix,
-        manifest=manifest,
-        check_remote=check_remote,
-        window=window,
-        batch_id=batch_id,
-        done=done,
-        journal=journal,
-        record_options=record_options,
-    )
-
-
-@dataclass(frozen=True)
-class UnfinishedBatch:
-    """A batch left in the journal by an earlier process (``nbupload ls``, the panel's offers)."""
-
-    id: str
-    url: str
-    protocol: str
-    files: int
-    done: int
-    created_at: float
-
-    @property
-    def text(self) -> str:
-        return f"batch {self.id}: {self.done}/{self.files} files done -> {self.url}"
-
-
-def unfinished_batches(engine: Engine | None = None) -> list[UnfinishedBatch]:
-    """Batches in the journal that are not done (and not running in this process)."""
-    if engine is None:
-        from .api import get_engine
-
-        engine = get_engine()
-    if not engine.config.journal:
-        return []
-    journal = BatchJournal(engine.config.tasks_dir)
-    out = []
-    for rec in journal.records():
-        if rec.id in _LIVE:
-            continue
-        done = len(journal.done_log(rec.id).read() & {n for _, n in rec.items})
-        out.append(UnfinishedBatch(rec.id, rec.url, rec.protocol, len(rec.items), done, rec.created_at))
-    return out
-
-
-def forget_batch(batch_id: str, *, engine: Engine | None = None) -> int:
-    """Remove a journaled batch (its record, done log, and its files' unfinished task entries
-    that no process runs); how many task entries went. ``KeyError`` when there is no such
-    batch in the journal. Nothing on the server is touched."""
-    if engine is None:
-        from .api import get_engine
-
-        engine = get_engine()
-    if not engine.config.journal:
-        raise KeyError(batch_id)
-    journal = BatchJournal(engine.config.tasks_dir)
-    rec = journal.read(batch_id)
-    if rec is None or batch_id in _LIVE:
-        raise KeyError(batch_id)
-    theirs = {(path, rec.prefix + name) for path, name in rec.items}
-    gone = 0
-    for entry in engine.unfinished():
-        if (entry.path, entry.name) in theirs and not entry.locked:
-            with contextlib.suppress(KeyError, RuntimeError):
-                engine.discard(entry.id)
-                gone += 1
-    journal.remove(batch_id)
-    return gone
-
-
-def resume_batch(
-    batch_id: str,
-    *,
-    engine: Engine | None = None,
-    url: str | None = None,
-    window: int | None = None,
-    **credentials: Any,
-) -> Batch:
-    """The batch ``batch_id`` again, as one: live in this process, or from the journal.
-
-    Done files count as done; its files' unfinished journal entries are adopted (resumed where
-    they stopped); the rest is fed as before. Secrets are never journaled: give them again
-    (``token``, ``access_key``/``secret_key``, ``headers``, ``fields``), and ``url`` when its
-    query held a secret. ``KeyError`` when no such batch exists.
-    """
-    live = _LIVE.get(batch_id)
-    if live is not None:
-        live.resume()
-        live.retry()
-        return live
-    if engine is None:
-        from .api import get_engine
-
-        engine = get_engine()
-    if not engine.config.journal:
-        raise KeyError(batch_id)
-    journal = BatchJournal(engine.config.tasks_dir)
-    rec = journal.read(batch_id)
-    if rec is None:
-        raise KeyError(batch_id)
-    done = journal.done_log(batch_id).read()
-    options = dict(rec.options)
-    options.pop("hidden", None)  # the files are the recorded ones: no walking again
-    skip_unchanged = bool(options.pop("skip_unchanged", True))
-    for what in ("headers", "fields"):
-        given = credentials.pop(what, None)
-        if given:
-            options[what] = {**(options.get(what) or {}), **given}
-    options.update({k: v for k, v in credentials.items() if v is not None})
-    items = []
-    for path, name in rec.items:
-        try:
-            st = os.stat(path)
-        except OSError:  # gone since: the feeder reports it as failed when it reaches it
-            items.append(BatchItem(path, name, 0, 0))
-            continue
-        items.append(BatchItem(path, name, st.st_size, st.st_mtime_ns))
-    batch = _make_batch(
-        engine,
-        items,
-        url or rec.url,
-        options,
-        prefix=rec.prefix,
-        skip_unchanged=skip_unchanged,
-        check_remote=True,
-        window=window,
-        record_options=rec.options,
-        batch_id=rec.id,
-        done=done,
-    )
-    return batch
+        self._planner.close()
