@@ -365,8 +365,8 @@ class UploadSession:
         """A journaled batch as one again (credentials of the demo server given back)."""
         from ..batch import resume_batch
 
-        url = next((b.url for b in self.unfinished_batches() if b.id == batch_id), "")
-        protocol = next((b.protocol for b in self.unfinished_batches() if b.id == batch_id), "")
+        found = next((b for b in self.unfinished_batches() if b.id == batch_id), None)
+        url, protocol = (found.url, found.protocol) if found is not None else ("", "")
         creds = self._wcs_demo_credentials(url, {"protocol": protocol})
         creds.pop("scope", None)
         batch = resume_batch(batch_id, engine=self.engine, **creds)
