@@ -71,7 +71,8 @@ def session_files(args: argparse.Namespace) -> dict[str, str] | None:
 def parse_header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip() or any(c in name for c in " \t\r\n"):
-        raise argparse.ArgumentTypeError(f"invalid header {text!r}: expected 'Name: value'")
+        # the text is not echoed: a header given without its ':' may still hold a secret
+        raise argparse.ArgumentTypeError("invalid header: expected 'Name: value' (a name, a colon, a value)")
     return name.strip(), value.strip()
 
 

@@ -76,12 +76,29 @@ class UnfinishedTask:
         return out
 
 
+#: the characters of an HTTP field name (RFC 9110 ``token``)
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def _clean_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Extra request headers, checked before anything is sent.
+
+    A name must be an HTTP token and a value printable ASCII: anything else would fail deep in
+    the transport (``UnicodeEncodeError``) or, worse, split the request. Values are never put in
+    the message: a header may carry a secret.
+    """
     out: dict[str, str] = {}
     for key, value in (headers or {}).items():
         k, v = str(key).strip(), str(value).strip()
-        if not k or any(c in k for c in ":\r\n") or "\r" in v or "\n" in v:
-            raise ValueError(f"invalid header {k!r}")
+        if not k or not set(k) <= _TOKEN_CHARS:
+            raise ValueError(
+                f"invalid header name {k!r}: use letters, digits and !#$%&'*+-.^_`|~ only (no spaces or ':')"
+            )
+        if any(not (" " <= c <= "~" or c == "\t") for c in v):
+            raise ValueError(
+                f"the value of header {k!r} must be printable ASCII on one line "
+                "(percent-encode anything else, e.g. urllib.parse.quote)"
+            )
         out[k] = v
     return out
 

@@ -11,7 +11,7 @@ import pytest
 from nbupload.cli import CommandError
 from nbupload.cli.upload import put_options, put_parser
 from nbupload.server import start_server
-from tests.support.cliproc import journal_acked, journal_files, sigkill_when
+from tests.support.cliproc import journal_acked, journal_files, run_cli, sigkill_when
 from tests.support.helpers import child_env, make_file, sha256_file, wait_for
 
 AK, SK = "AK-cli", "SK-cli-secret"
@@ -317,3 +317,20 @@ def test_put_with_a_rate_cap_stays_under_it(cli, server, tmp_path):
     assert src.stat().st_size / elapsed <= 400_000 * 1.1
     r = cli("put", str(src), server.upload_url, "--limit-rate", "fast")
     assert r.returncode == 2 and "invalid rate 'fast'" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        ("Authorization Bearer s3cr3t", "invalid header: expected 'Name: value'"),
+        ("X-Ünï: s3cr3t", "invalid header name 'X-Ünï'"),
+        ("X-Trace: s3cr3t-café", "the value of header 'X-Trace' must be printable ASCII"),
+    ],
+)
+def test_a_bad_header_is_a_usage_error_that_never_echoes_its_value(tmp_path, header, says):
+    src = tmp_path / "h.txt"
+    src.write_text("hi")
+    done = run_cli("put", str(src), "http://127.0.0.1:9/upload", "--header", header, home=tmp_path / "home")
+    assert done.returncode == 2, done
+    assert says in done.stderr and "s3cr3t" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr

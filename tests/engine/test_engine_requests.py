@@ -128,3 +128,25 @@ def test_configure_resizes_workers_and_rejects_unknown_settings(make_engine):
     with pytest.raises(TypeError, match="unknown engine setting"):
         engine.configure(speed=11)
     assert engine.config.workers == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("X-Ünïcode", "1", "invalid header name 'X-Ünïcode'"),
+        ("X Trace", "1", "invalid header name 'X Trace'"),
+        ("X-Trace", "café-s3cr3t", "the value of header 'X-Trace' must be printable ASCII"),
+        ("Authorization", "Bearer s3cr3t\r\nX-Evil: 1", "the value of header 'Authorization'"),
+    ],
+)
+def test_a_header_http_cannot_carry_is_refused_at_submit_without_echoing_its_value(
+    make_engine, name, value, says
+):
+    """Refused before any request (was a bare UnicodeEncodeError from deep in the transport,
+    or a split request); the value may be a secret, so it is never in the message."""
+    seen: list[httpx.Request] = []
+    engine = _mock(make_engine, lambda r: seen.append(r) or httpx.Response(500))
+    with pytest.raises(ValueError, match="header") as err:
+        engine.submit(bytes(10), "http://up.example/upload", headers={name: value})
+    assert says in str(err.value) and "s3cr3t" not in str(err.value) and "café" not in str(err.value)
+    assert seen == [] and engine.tasks() == []
