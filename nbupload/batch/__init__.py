@@ -23,7 +23,7 @@ from .manifest import Manifest
 from .registry import batches, get_batch, owner_of
 from .snapshot import BatchError, BatchFailure, BatchSnapshot
 from .start import upload_many
-from .unfinished import UnfinishedBatch, forget_batch, resume_batch, unfinished_batches
+from .unfinished import UnfinishedBatch, forget_batch, resumable_alone, resume_batch, unfinished_batches
 
 __all__ = [
     "Batch",
@@ -36,6 +36,7 @@ __all__ = [
     "forget_batch",
     "get_batch",
     "owner_of",
+    "resumable_alone",
     "resume_batch",
     "unfinished_batches",
     "upload_many",

@@ -22,10 +22,10 @@ from ..batchpaths import BatchItem
 from ..engine import Engine, UnfinishedTask
 from ..engine.journal import BatchJournal
 from .core import Batch
-from .registry import _LIVE
+from .registry import _LIVE, owner_of
 from .start import make_batch
 
-__all__ = ["UnfinishedBatch", "forget_batch", "resume_batch", "unfinished_batches"]
+__all__ = ["UnfinishedBatch", "forget_batch", "resumable_alone", "resume_batch", "unfinished_batches"]
 
 
 @dataclass(frozen=True)
@@ -229,3 +229,17 @@ def resume_batch(
         done=done,
     )
     return batch
+
+
+def resumable_alone(engine: Engine) -> list[str]:
+    """The ids "resume all" resumes one by one, after resuming the batches as batches.
+
+    Tasks of this process that can resume and belong to no batch, then journal entries no
+    other process runs that are no journaled batch's files. A batch's files go through their
+    batch (its counts, its steering): a failed file of a failed batch resumed on its own would
+    run outside it and be reported as a task the user never started.
+    """
+    in_batches = {task_id for b in unfinished_batches(engine) for task_id in b.tasks}
+    ids = [t.id for t in engine.tasks() if t.can_resume and owner_of(t.id) is None]
+    ids += [u.id for u in engine.unfinished() if not u.locked and u.id not in in_batches]
+    return ids

@@ -452,6 +452,7 @@ def _submit_and_wait(args: argparse.Namespace, source: Any, opts: dict[str, Any]
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from ..batch import resumable_alone
     from ..engine import TaskLockedError
 
     if not args.ids and not args.all:
@@ -492,8 +493,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         tasks = []
         if args.all and args.token:  # per task: the token travels differently by protocol
             busy = [u.id for u in engine.unfinished() if u.locked]
+            alone = set(resumable_alone(engine))  # a batch's files went through their batch
             for task_id in protocols:
-                if task_id not in busy:
+                if task_id not in busy and task_id in alone:
                     try:
                         tasks += engine.resume(task_id, **again_for(task_id))
                     except (KeyError, TaskLockedError):
@@ -505,7 +507,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 return 0 if not busy else EXIT_FAILED
         elif args.all:
             busy = [u.id for u in engine.unfinished() if u.locked]
-            tasks = engine.resume(None, **again)
+            for task_id in resumable_alone(engine):  # a batch's files went through their batch
+                try:
+                    tasks += engine.resume(task_id, **again)
+                except (KeyError, TaskLockedError):
+                    continue
             for b in busy:
                 print(f"nbupload: task {b} is being uploaded by another process; skipped", file=sys.stderr)
             if not tasks:

@@ -483,9 +483,12 @@ class UploadMagics(Magics):
 
     def _do_resume(self, args: argparse.Namespace) -> None:
         s = self.session
+        live_ids = {b.id for b in s.batches()}
+        live = len(live_ids) if args.ids == ["all"] else sum(i in live_ids for i in args.ids)
         ids = self._steer_batches(args, "resume")
         waiting = {b.id for b in s.unfinished_batches()}
-        for batch_id in sorted(waiting) if ids == ["all"] else [i for i in ids if i in waiting]:
+        from_journal = sorted(waiting) if ids == ["all"] else [i for i in ids if i in waiting]
+        for batch_id in from_journal:
             try:
                 batch = s.resume_batch(batch_id)
             except (KeyError, ValueError, OSError) as exc:
@@ -514,6 +517,8 @@ class UploadMagics(Magics):
         s.panel_controller.set_offers([o for o in s.offers if o.id not in done])
         for task in tasks:
             s.pump.push(task.snapshot())
+        if not tasks and (live or from_journal):
+            return  # "resumed batch ..." said it all
         print(
             f"resumed {len(tasks)} task{'s' if len(tasks) != 1 else ''}"
             + (f": {', '.join(sorted(done))}" if done else "")

@@ -219,8 +219,9 @@ class UploadSession:
             return [self.resume_batch(task_id)]  # a batch offer: resumed as one (its row shows it)
         if task_id is not None:
             return list(engine.resume(task_id, **self._credentials_for(self._url_of(task_id))))
-        wanted = [t.id for t in engine.tasks() if t.can_resume]
-        wanted += [u.id for u in engine.unfinished() if not u.locked]
+        from ..batch import resumable_alone
+
+        wanted = resumable_alone(engine)  # a batch's files go through their batch
         out: list[Any] = []
         for one in wanted:
             try:

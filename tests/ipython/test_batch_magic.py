@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from IPython.core.error import UsageError
 
+from nbupload.batch import owner_of
 from nbupload.batchpaths import looks_like_url, split_url
 from nbupload.ipython.extension import current_session
 from nbupload.server import start_server
@@ -118,6 +119,22 @@ def test_pause_resume_and_cancel_a_batch_by_its_id(shell, run, tmp_path, capsys)
     run(shell, f"%upload cancel {other.id}")
     assert f"cancelled batch {other.id}" in capsys.readouterr().out
     assert other.wait(60).state == "cancelled"
+
+
+def test_resume_all_leaves_a_failed_batch_file_to_its_batch(demo, shell, run, tmp_path, capsys):
+    """A file the server refused (4002) belongs to its batch: ``resume all`` resumes the batch,
+    not the file on its own as a task the user never started ("resumed 1 task: <id>")."""
+    session, _root = demo
+    res = _tree(tmp_path / "res", {"a.bin": 1000, "b.bin": 2000, "big.bin": 100 << 10})
+    batch = run(shell, f"%upload {res} --wait -o -q")
+    assert batch.snapshot().state == "failed" and batch.snapshot().files_done == 2
+    (failed,) = [t for t in session.engine.tasks() if owner_of(t.id) == batch.id and t.name == "big.bin"]
+    attempts = failed.snapshot().attempts
+    capsys.readouterr()
+    run(shell, "%upload resume all")  # (the shell's engine may hold other tests' paused tasks)
+    out = capsys.readouterr().out
+    assert f"resumed batch {batch.id}" in out and failed.id not in out, out
+    assert failed.snapshot().attempts == attempts and failed.snapshot().state.value == "failed"
 
 
 def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
