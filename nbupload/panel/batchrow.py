@@ -78,10 +78,10 @@ def batch_snapshot(batch: Any) -> TaskSnapshot:
 class BatchRow(_FullText, widgets.VBox):
     """A batch: one aggregate line, buttons, failures, and its files when expanded."""
 
-    def __init__(self, batch: Any, refresh: Any = None) -> None:
+    def __init__(self, batch: Any, controller: Any = None) -> None:
         self.batch = batch
         self.task_id = batch.id  # the controller keys rows by this
-        self._refresh = refresh  # asks the controller to apply news soon (pump)
+        self._controller = controller  # whose pump applies the batch's news (rebind: reload)
         self._snap = batch_snapshot(batch)
         self._page = 0
         self.name = widgets.HTML()
@@ -126,15 +126,22 @@ class BatchRow(_FullText, widgets.VBox):
     def snapshot(self) -> TaskSnapshot:
         return self._snap
 
-    def rebind(self, on_action: Any) -> None:
-        """Rows outlive a controller (reload); a batch row's buttons act on the batch itself."""
+    def rebind(self, controller: Any) -> None:
+        """Rows outlive a controller (``%reload_ext``): the batch's news go to the new one's pump
+        (the buttons act on the batch itself)."""
+        self._controller = controller
+
+    def notify(self) -> None:
+        """The batch changed (any thread): ask the controller's pump to show it soon."""
+        controller = self._controller
+        if controller is not None:
+            controller.on_event(batch_snapshot(self.batch))
 
     # -- steering --------------------------------------------------------------------------
     def act(self, action: str) -> None:
         """A button: pause, resume, retry (the failed files) or cancel the whole batch."""
         getattr(self.batch, action)()
-        if self._refresh is not None:
-            self._refresh(self)
+        self.notify()
 
     # -- showing ---------------------------------------------------------------------------
     def update(self, snap: TaskSnapshot | None = None) -> None:
@@ -271,11 +278,8 @@ def batch_row(controller: Any, batch: Any) -> BatchRow:
         if isinstance(row, BatchRow):
             return row
 
-        def push(_row: Any = None) -> None:
-            controller.on_event(batch_snapshot(batch))
-
-        row = BatchRow(batch, refresh=push)
-        batch.on_change(push)
+        row = BatchRow(batch, controller)
+        batch.on_change(row.notify)  # the row's controller at the time: rebind follows a reload
         controller.rows[batch.id] = row
         if controller.panel is not None:
             controller.panel.refresh()

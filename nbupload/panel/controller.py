@@ -84,7 +84,7 @@ class PanelController:
         with self.lock:
             self.rows.update(detached.rows)
             for row in detached.rows.values():
-                row.rebind(self.task_action)
+                row.rebind(self)
             self.panel, self.form = detached.panel, detached.form
             if self.panel is not None:
                 self.panel.controller = self

@@ -156,9 +156,9 @@ class TaskRow(_FullText, widgets.VBox):
     def snapshot(self) -> TaskSnapshot:
         return self._snap
 
-    def rebind(self, on_action: Callable[[str, str], None]) -> None:
+    def rebind(self, controller: Any) -> None:
         """Send clicks to a new controller (after ``%reload_ext nbupload``)."""
-        self._on_action = on_action
+        self._on_action = controller.task_action
 
     @property
     def pending(self) -> str | None:

@@ -173,3 +173,28 @@ def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
             assert (server.root / rel).read_bytes() == path.read_bytes(), rel
     finally:
         server.stop()
+
+
+def test_a_batch_row_follows_a_reload_of_the_extension(shell, run, tmp_path, capsys):
+    """``%reload_ext nbupload`` hands the displayed rows to the new session: the batch's own news
+    (a file skipped, the batch steered: no task event says so) reach the new controller."""
+    root = tmp_path / "srv"
+    run(shell, f"%upload server start --root {root} --throttle 16KiB")
+    res = _tree(tmp_path / "res", {f"f{i}.bin": 32 << 10 for i in range(3)})
+    batch = run(shell, f"%upload {res} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o")  # row shown
+    try:
+        batch.pause()  # quiet: no task event arrives while the test counts
+        assert batch.wait(60).state == "paused"
+        run(shell, "%reload_ext nbupload")
+        session = current_session(shell)
+        controller = session.panel_controller
+        assert batch.id in controller.rows
+        session.engine.flush_events()
+        controller.flush(force=True)
+        assert controller.pump.pending == 0
+        batch._changed()  # what the feeder calls when files settle or the batch is steered
+        assert controller.pump.pending == 1
+    finally:
+        batch.cancel()
+    assert batch.wait(60).state == "cancelled"
+    capsys.readouterr()
