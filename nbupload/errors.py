@@ -120,12 +120,13 @@ class Stalled(EngineError):
 
 class StepFailed(EngineError):
     """One request failed. ``error.retryable`` decides whether the driver tries again;
-    ``retry_after`` is the server's ``Retry-After`` in seconds."""
+    ``retry_after`` is the server's ``Retry-After`` in seconds.
 
-    def __init__(
-        self, error: TaskError, *, ambiguous: bool = False, retry_after: float | None = None
-    ) -> None:
+    Whether the request may have landed (an answer lost or cut) is not told apart: after any
+    failure the driver asks the server what it holds before sending again, never resends on
+    the strength of the failure alone."""
+
+    def __init__(self, error: TaskError, *, retry_after: float | None = None) -> None:
         super().__init__(str(error))
         self.error = error
-        self.ambiguous = ambiguous
         self.retry_after = retry_after

@@ -198,7 +198,7 @@ def _transport_error(exc: Exception) -> StepFailed:
         ):
             # what a TLS port does with plain HTTP: it hangs up without an HTTP answer
             msg += " (if the server speaks HTTPS, use an https:// URL)"
-    return StepFailed(TaskError(msg, retryable=True), ambiguous=True)
+    return StepFailed(TaskError(msg, retryable=True))
 
 
 def post(
@@ -267,7 +267,7 @@ def post(
     except (Interrupted, ShortReadError):
         raise
     except Stalled as exc:
-        raise StepFailed(TaskError(f"stalled: {exc}", retryable=True), ambiguous=True) from None
+        raise StepFailed(TaskError(f"stalled: {exc}", retryable=True)) from None
     except httpx.TransportError as exc:
         raise _transport_error(exc) from None
     except httpx.StreamError as exc:
@@ -309,13 +309,13 @@ def _post_wire(
     except (Interrupted, ShortReadError):
         raise
     except Stalled as exc:
-        raise StepFailed(TaskError(f"stalled: {exc}", retryable=True), ambiguous=True) from None
+        raise StepFailed(TaskError(f"stalled: {exc}", retryable=True)) from None
     except WireError as exc:
         msg = str(exc)
         if exc.kind == "protocol":
             # what a TLS port does with plain HTTP: it hangs up without an HTTP answer
             msg += " (if the server speaks HTTPS, use an https:// URL)"
-        raise StepFailed(TaskError(msg, retryable=True), ambiguous=True) from None
+        raise StepFailed(TaskError(msg, retryable=True)) from None
     return Reply(
         answer.status,
         # as received (latin-1 both ways): a header value httpx would not encode as ASCII,
