@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..batchpaths import BatchItem
@@ -50,6 +50,8 @@ class UnfinishedBatch:
     bytes_done: int = 0
     state: str = "stopped"
     tasks: tuple[str, ...] = ()
+    #: what the starting front end noted (``submit(labels=...)``: its notebook, never secrets)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -131,9 +133,14 @@ def unfinished_batches(
                 bytes_done=bytes_done,
                 state="running" if any(t.locked for t in tasks) else "stopped",
                 tasks=tuple(t.id for t in tasks),
+                labels=_labels(rec.options.get("labels")),
             )
         )
     return out
+
+
+def _labels(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
 
 
 def _size(path: str) -> int:

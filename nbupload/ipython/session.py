@@ -321,6 +321,8 @@ class UploadSession:
 
         options = {k: v for k, v in options.items() if v is not None}
         options.update(self._wcs_demo_credentials(url, options))
+        # its notebook, as each task's: the record keeps it, so its offer is this notebook's
+        options.setdefault("labels", self._labels(url))
         batch = upload_many(paths, url, engine=self.engine, **options)
         self.batch_row(batch)  # its tasks' events go to this row from the first one
         return batch
@@ -480,8 +482,8 @@ class UploadSession:
             return []
         from ..panel.batchrow import batch_offers
 
-        offers, entries = batch_offers(self.engine, entries)  # a batch is one offer
         notebook = self.notebook()
+        offers, entries = batch_offers(self.engine, entries, notebook=notebook)  # a batch: one offer
         return offers + [describe_offer(e, notebook=notebook) for e in entries]
 
     # -- lifecycle ------------------------------------------------------------------------------

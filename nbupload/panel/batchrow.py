@@ -322,9 +322,12 @@ def batch_news(controller: Any, snaps: list[TaskSnapshot]) -> tuple[list[TaskSna
     return rest, added
 
 
-def batch_offers(engine: Any, entries: list[Any]) -> tuple[list[Any], list[Any]]:
+def batch_offers(
+    engine: Any, entries: list[Any], *, notebook: str | None = None
+) -> tuple[list[Any], list[Any]]:
     """Offers for the batches an earlier kernel left in the journal (one each, resumed as one
-    batch), and the task entries that are not files of those batches."""
+    batch), and the task entries that are not files of those batches. A batch is ``notebook``'s
+    (shown without "Show all") when started from it, or when ``notebook`` is None."""
     from ..batch import unfinished_batches
     from ..engine.journal import BatchJournal
     from .widgets import Offer
@@ -342,7 +345,13 @@ def batch_offers(engine: Any, entries: list[Any]) -> tuple[list[Any], list[Any]]
         if rec is not None:
             theirs.update((path, rec.prefix + name) for path, name in rec.items)
     offers = [
-        Offer(b.id, f"batch of {b.files} files", b.url, f"batch {b.id}: {b.done}/{b.files} files done")
+        Offer(
+            b.id,
+            f"batch of {b.files} files",
+            b.url,
+            f"batch {b.id}: {b.done}/{b.files} files done",
+            mine=notebook is None or b.labels.get("notebook") == notebook,
+        )
         for b in waiting
     ]
     rest = [e for e in entries if (getattr(e, "path", None), getattr(e, "name", None)) not in theirs]

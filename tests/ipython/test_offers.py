@@ -185,6 +185,64 @@ def test_offers_of_this_notebook_by_default_and_all_on_request(ip, tmp_path, cap
         srv.stop()
 
 
+_EARLIER_KERNEL = """
+import json, sys, time
+from nbupload.batch import upload_many
+from nbupload.engine import Engine, EngineConfig
+journal, url, tmp = sys.argv[1:4]
+engine = Engine(EngineConfig(journal_dir=journal))
+ids = {}
+for folder, notebook in (("mine", "work/a.ipynb"), ("theirs", "work/b.ipynb")):
+    b = upload_many([f"{tmp}/{folder}"], url, engine=engine, prefix=folder, chunk_size=32 * 1024,
+                    labels={"notebook": notebook})
+    ids[folder] = b
+deadline = time.monotonic() + 60
+while any(b.snapshot().bytes_done == 0 for b in ids.values()) and time.monotonic() < deadline:
+    time.sleep(0.05)
+engine.shutdown(wait=True)
+print(json.dumps({k: b.id for k, b in ids.items()}))
+"""
+
+
+def test_a_batch_is_offered_to_the_notebook_that_started_it(ip, tmp_path, capsys, monkeypatch):
+    """A batch's record keeps its notebook (as a task's entry does): b.ipynb's batch waits
+    behind "Show all" in a kernel of a.ipynb."""
+    import json
+    import subprocess
+    import sys
+
+    journal = tmp_path / "journal"
+    srv = start_server(root=tmp_path / "srv", throttle=128 * 1024)
+    try:
+        for folder in ("mine", "theirs"):
+            (tmp_path / folder).mkdir()
+            for i in range(2):
+                (tmp_path / folder / f"{folder}{i}.bin").write_bytes(os.urandom(128 * 1024))
+        earlier = subprocess.run(
+            [sys.executable, "-c", _EARLIER_KERNEL, str(journal), srv.upload_url, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        ids = json.loads(earlier.stdout.strip().splitlines()[-1])
+
+        monkeypatch.setenv("JPY_SESSION_NAME", "work/a.ipynb")
+        session, engine = open_session(ip, journal)
+        try:
+            capsys.readouterr()
+            mine = {o.id: o.mine for o in session.panel_controller.offers}
+            assert mine.get(ids["mine"]) is True and mine.get(ids["theirs"]) is False, mine
+            panel = session.get_panel()
+            texts = " ".join(getattr(w, "value", "") for w in _walk(panel.offers))
+            assert f"batch {ids['mine']}" in texts and ids["theirs"] not in texts
+        finally:
+            session.close()
+            engine.shutdown()
+    finally:
+        srv.stop()
+
+
 def _walk(widget):
     yield widget
     for child in getattr(widget, "children", ()) or ():
