@@ -53,7 +53,7 @@ class Lanes(Generic[T]):
         """Queue a run in its lane."""
         with self._cond:
             self._waiting[background].append(item)
-            self._cond.notify_all()
+            self._cond.notify()  # one run more: one thread (see take() for the hand-on)
 
     def retire(self, n: int) -> None:
         """Let ``n`` idle threads leave :meth:`take` with ``None`` (fewer workers wanted)."""
@@ -88,18 +88,35 @@ class Lanes(Generic[T]):
                     return None
                 if self._retire:
                     self._retire -= 1
+                    self._hand_on_locked()
                     return None
                 picked = self._pick_locked()
                 if picked is not None:
                     self._running[picked[1]] += 1
+                    self._hand_on_locked()
                     return picked
                 self._cond.wait()
+
+    def _hand_on_locked(self) -> None:
+        """Wake one more idle thread if a run can still start.
+
+        :meth:`put` and :meth:`done` each make at most one run startable, so they wake one
+        thread, not all of them (with thousands of small tasks, waking every idle worker
+        for each was a tenth of the engine's CPU). A thread that leaves :meth:`take`
+        without that run (retiring, or taking another) passes the wake-up on here, so a
+        startable run never waits with every thread asleep.
+        """
+        fg, bg = self._waiting[False], self._waiting[True]
+        if (fg and self._running[False] < self._limit) or (
+            bg and not fg and self._running[False] + self._running[True] < self._limit
+        ):
+            self._cond.notify()
 
     def done(self, background: bool) -> None:
         """A run taken from ``background``'s lane has ended: its slot is free."""
         with self._cond:
             self._running[background] = max(0, self._running[background] - 1)
-            self._cond.notify_all()
+            self._cond.notify()  # one slot free: one run can start
 
     def running(self) -> tuple[int, int]:
         """Runs going now: (foreground, background)."""

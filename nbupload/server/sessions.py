@@ -7,6 +7,7 @@ Layout under ``ROOT/.partial/``::
                             filename, total, held ranges, complete, stored name
     <sid>/<fid>.part        the field's bytes, each chunk written at its offset (sparse)
     plain-<random>.tmp      a plain (non-resumable) upload being received
+    whole-<random>.tmp      a chunk holding a whole file of a new session, being received
 
 ``sid`` is a hash of the boundary (a boundary may hold ``/``), ``fid`` a hash of the field
 name. ``session.json`` is written atomically (temp file + rename) after a chunk's bytes are
@@ -128,6 +129,10 @@ class SessionStore:
 
     def _dir(self, boundary: str) -> Path:
         return self.partial / _digest(boundary, 32)
+
+    def exists(self, boundary: str) -> bool:
+        """Whether anything of the session is on disk (its directory, or whatever is in the way)."""
+        return os.path.lexists(self._dir(boundary))
 
     def get(self, boundary: str) -> Session | None:
         """The session as last committed on disk; ``None`` when unknown (or unreadable)."""

@@ -211,6 +211,111 @@ class _ChunkPart:
         self._close()
 
 
+class _WholePart:
+    """A chunk that holds a whole file (``range="0-N/N"``) of a session not on disk yet.
+
+    The common case of many small files: one chunk each. Rather than recording an empty
+    entry first (a lock, a ``session.json`` written) and moving a partial file at the end,
+    the bytes go to a private temp file (as a plain part's do), and at the end, under the
+    session's cross-process lock, the file is moved into place and the session recorded
+    whole in one ``session.json`` write. The answer leaves only after both, as on the
+    chunk path, so what is acknowledged is on disk the same way.
+
+    Another request of the same session may have come meanwhile (a retry, another
+    process): its entry is re-read under the lock and checked as :meth:`_Receiver._begin`
+    checks it; if it is complete already, these bytes (the same, A3) are dropped; if it
+    holds part of the file, this whole copy completes it and the partial file goes (a chunk
+    still writing into it finds the entry complete at its end, as it would after a move).
+    A crash before the end leaves only the temp file, which the sweeper removes; the
+    session is then unknown and the client sends the file again.
+    """
+
+    def __init__(self, rx: _Receiver, name: str, filename: str, total: int) -> None:
+        self.rx = rx
+        self.name = name
+        self.filename = filename
+        self.total = total
+        self.received = 0
+        try:
+            partial = rx.state.sessions.ensure_partial_dir()
+        except OSError as exc:
+            raise _no_temp_dir(exc) from None
+        self.tmp = partial / f"whole-{secrets.token_hex(12)}.tmp"
+        try:
+            fd = os.open(self.tmp, _OPEN_FLAGS | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise _write_error(exc, "creating a temp file") from None
+        self.writer = OffsetWriter(fd, 0)
+        self.open = True
+
+    async def data(self, piece: memoryview) -> None:
+        n = piece.nbytes
+        if self.received + n > self.total:
+            raise _malformed(f"file part is longer than its range 0-{self.total} ({self.total} bytes)")
+        self.received += n
+        self.rx.state.stats.add("uploader", "bytes", n)
+        try:
+            await self.writer.write(piece)
+        except OSError as exc:
+            raise _write_error(exc, "writing a chunk") from None
+
+    def _close(self) -> None:
+        if self.open:
+            self.open = False
+            os.close(self.writer.fd)
+
+    async def end(self) -> dict[str, Any]:
+        if self.received != self.total:
+            raise UploadError(
+                ErrorCode.PARTIAL_UPLOAD,
+                f"File only partially uploaded: the part holds {self.received} bytes, "
+                f"its range 0-{self.total} says {self.total}",
+            )
+        try:
+            await self.writer.flush()
+        except OSError as exc:
+            raise _write_error(exc, "writing a chunk") from None
+        self._close()
+        rx = self.rx
+        moved = False
+        try:
+            async with rx.transaction() as session:
+                entry = session.files.get(self.name)
+                known = entry is not None
+                if entry is None:
+                    entry = session.files[self.name] = FileEntry(self.name, self.filename, self.total)
+                else:
+                    rx.check_entry(entry, self.filename, self.total)
+                if entry.complete:
+                    rx.state.stats.add("uploader", "duplicate_bytes", self.total)
+                else:
+                    try:
+                        replace_into(rx.state.root_fd, self.tmp, self.filename)
+                    except OSError as exc:
+                        raise _write_error(exc, f"storing {self.filename!r}") from None
+                    moved = True
+                    if known:  # part of it may be held in a partial file: not needed now
+                        with contextlib.suppress(OSError):
+                            os.unlink(session.part_path(entry))
+                    entry.held = RangeSet([(0, self.total)])
+                    entry.complete = True
+                    entry.stored = self.filename
+                    rx.state.stats.add("uploader", "completed")
+                rx.save(session)
+                rx.session = session
+        finally:
+            if not moved:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.tmp)
+        return {"name": entry.name, "range": str(entry.held), "complete": True, "stored": entry.stored}
+
+    async def abort(self) -> None:
+        await self.writer.discard()
+        self._close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
 class _PlainPart:
     """A whole file without ``range``: into a temp file, then renamed into place."""
 
@@ -357,27 +462,35 @@ class _Receiver:
                 f"File exceeded max_file_size: {total} bytes is over "
                 f"the server's limit of {config.max_file_size} bytes",
             )
+        if start == 0 and end == total and not self.state.sessions.exists(self.boundary):
+            return _WholePart(self, name, filename, total)
         async with self.transaction() as session:
             entry = session.files.get(name)
             if entry is None:
                 entry = session.files[name] = FileEntry(name, filename, total)
                 self.save(session)
-            elif self.policy is not None and entry.filename.rpartition("/")[0] != filename.rpartition("/")[0]:
-                raise _unauthorized(
-                    f"field {name!r} of this session goes to {entry.filename!r}, out of the token's scope"
-                )
-            elif entry.total != total:
-                raise _malformed(
-                    f"range total {total} differs from the {entry.total} bytes this session already has "
-                    f"for field {name!r}"
-                )
-            elif entry.filename != filename:
-                raise _malformed(
-                    f"filename {filename!r} differs from the {entry.filename!r} this session already has "
-                    f"for field {name!r}"
-                )
+            else:
+                self.check_entry(entry, filename, total)
             self.session = session
             return _ChunkPart(self, session, entry, start, end)
+
+    def check_entry(self, entry: FileEntry, filename: str, total: int) -> None:
+        """Refuse a part that contradicts what the session already has for its field."""
+        name = entry.name
+        if self.policy is not None and entry.filename.rpartition("/")[0] != filename.rpartition("/")[0]:
+            raise _unauthorized(
+                f"field {name!r} of this session goes to {entry.filename!r}, out of the token's scope"
+            )
+        if entry.total != total:
+            raise _malformed(
+                f"range total {total} differs from the {entry.total} bytes this session already has "
+                f"for field {name!r}"
+            )
+        if entry.filename != filename:
+            raise _malformed(
+                f"filename {filename!r} differs from the {entry.filename!r} this session already has "
+                f"for field {name!r}"
+            )
 
     async def run(self) -> dict[str, Any]:
         stream = PartStream(self.boundary)

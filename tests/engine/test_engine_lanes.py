@@ -100,3 +100,37 @@ def test_background_runs_use_only_slots_no_new_upload_needs():
     assert lanes.take() is None
     lanes.close()
     assert lanes.take() is None
+
+
+def test_every_run_is_taken_by_threads_woken_one_at_a_time():
+    """put() and done() wake one idle thread each; with more threads than slots, retiring
+    threads and runs in both lanes, no startable run is left with every thread asleep."""
+    import threading
+
+    lanes: Lanes[int] = Lanes(3)
+    total = 3000
+    taken: list[int] = []
+    lock = threading.Lock()
+    all_taken = threading.Event()
+
+    def work() -> None:
+        while (got := lanes.take()) is not None:
+            with lock:
+                taken.append(got[0])
+                if len(taken) == total:
+                    all_taken.set()
+            lanes.done(got[1])
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for i in range(total):
+        lanes.put(i, background=i % 3 == 0)
+        if i == total // 2:
+            lanes.retire(2)  # two threads leave half-way; the others go on
+    assert all_taken.wait(60), f"{len(taken)} of {total} runs taken"
+    assert sorted(taken) == list(range(total))
+    lanes.close()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
