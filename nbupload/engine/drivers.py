@@ -317,7 +317,10 @@ class _Plan:
             self.inflight.pop(ticket, None)
             i = self.where.pop(ticket, None)
             self.acked = self.acked | got.clip(self.total)
-            if i is not None:
+            if i is not None and (answer.complete or i not in self.complete):
+                # streams' answers may be handled out of order: an earlier chunk's "not yet
+                # complete" must not replace the answer that completed the field (and named
+                # where the server stored it)
                 self.answers[i] = answer
                 if answer.complete:
                     self.complete.add(i)
