@@ -23,10 +23,8 @@ def leftover(tmp_path):
     src.write_bytes(data)
     old = Engine(EngineConfig(journal_dir=journal))
     task = old.submit(src, server.upload_url, chunk_size=32 * 1024)
-    end = time.monotonic() + 20
-    while task.snapshot().acked == 0 and time.monotonic() < end:
-        time.sleep(0.02)
-    old.shutdown(wait=True)  # pauses, keeps the journal entry
+    _pause_once_acked([task])
+    old.shutdown(wait=True)  # keeps the journal entry
     assert task.state is TaskState.PAUSED and 0 < task.snapshot().acked < len(data)
     yield journal, task.id, server, data
     server.stop()
@@ -90,9 +88,7 @@ def test_offers_say_when_their_server_is_gone_and_can_be_forgotten(ip, tmp_path,
             src = tmp_path / name
             src.write_bytes(os.urandom(256 * 1024))
             tasks.append(old.submit(src, srv.upload_url, chunk_size=32 * 1024))
-        end = time.monotonic() + 20
-        while any(t.snapshot().acked == 0 for t in tasks) and time.monotonic() < end:
-            time.sleep(0.02)
+        _pause_once_acked(tasks)
         old.shutdown(wait=True)
         dead_srv.stop()  # the other kernel's demo server ended with it
 
@@ -136,11 +132,21 @@ def test_forget_one_offer(ip, leftover):
         engine.shutdown()
 
 
-def _wait_acked(tasks, timeout=30.0):
+def _pause_once_acked(tasks, timeout=60.0):
+    """Pause each task as soon as the server acknowledged some of it: half-done entries, each
+    left unfinished however long the others take to start (waiting for all, then pausing, let
+    the first finish on a loaded machine)."""
+    waiting = list(tasks)
     end = time.monotonic() + timeout
-    while any(t.snapshot().acked == 0 for t in tasks) and time.monotonic() < end:
+    while waiting:
+        assert time.monotonic() < end, f"no bytes acknowledged for {waiting}"
+        for t in [t for t in waiting if t.snapshot().acked > 0]:
+            t.pause()
+            waiting.remove(t)
         time.sleep(0.02)
-    assert all(t.snapshot().acked > 0 for t in tasks)
+    for t in tasks:
+        snap = t.wait(60)
+        assert snap.state is TaskState.PAUSED and 0 < snap.acked < snap.total, snap
 
 
 def test_offers_of_this_notebook_by_default_and_all_on_request(ip, tmp_path, capsys, monkeypatch):
@@ -155,7 +161,7 @@ def test_offers_of_this_notebook_by_default_and_all_on_request(ip, tmp_path, cap
             src = tmp_path / name
             src.write_bytes(os.urandom(256 * 1024))
             tasks[name] = old.submit(src, srv.upload_url, chunk_size=32 * 1024, labels={"notebook": notebook})
-        _wait_acked(tasks.values())
+        _pause_once_acked(tasks.values())
         old.shutdown(wait=True)
 
         monkeypatch.setenv("JPY_SESSION_NAME", "work/a.ipynb")
@@ -261,7 +267,7 @@ def test_a_dead_demo_server_comes_back_on_its_root_and_its_uploads_resume(ip, tm
         ip.run_line_magic("upload", f"server start --root {root} --throttle 128KiB")
         old_url = first.server.upload_url
         task = first.submit(str(src), old_url, chunk_size=32 * 1024)
-        _wait_acked([task])
+        _pause_once_acked([task])
     finally:
         first.close()  # the kernel ends: its demo server stops, its upload pauses
         engine1.shutdown()
@@ -291,7 +297,7 @@ def test_an_upload_to_a_temporary_demo_server_says_it_cannot_resume(ip, tmp_path
     try:
         ip.run_line_magic("upload", "server start --throttle 64KiB")
         task = first.submit(str(src), first.server.upload_url, chunk_size=32 * 1024)
-        _wait_acked([task])
+        _pause_once_acked([task])
     finally:
         first.close()
         engine1.shutdown()
