@@ -202,11 +202,16 @@ for folder, notebook in (("mine", "work/a.ipynb"), ("theirs", "work/b.ipynb")):
     b = upload_many([f"{tmp}/{folder}"], url, engine=engine, prefix=folder, chunk_size=32 * 1024,
                     labels={"notebook": notebook})
     ids[folder] = b
+# each paused as soon as it has bytes done (waiting for both let the first finish under load)
+waiting = dict(ids)
 deadline = time.monotonic() + 60
-while any(b.snapshot().bytes_done == 0 for b in ids.values()) and time.monotonic() < deadline:
-    time.sleep(0.05)
+while waiting and time.monotonic() < deadline:
+    for k in [k for k, b in waiting.items() if b.snapshot().bytes_done > 0]:
+        waiting.pop(k).pause()
+    time.sleep(0.02)
+states = {k: b.wait(60).state for k, b in ids.items()}
 engine.shutdown(wait=True)
-print(json.dumps({k: b.id for k, b in ids.items()}))
+print(json.dumps({"ids": {k: b.id for k, b in ids.items()}, "states": states}))
 """
 
 
@@ -231,7 +236,9 @@ def test_a_batch_is_offered_to_the_notebook_that_started_it(ip, tmp_path, capsys
             timeout=120,
             check=True,
         )
-        ids = json.loads(earlier.stdout.strip().splitlines()[-1])
+        told = json.loads(earlier.stdout.strip().splitlines()[-1])
+        assert told["states"] == {"mine": "paused", "theirs": "paused"}, told
+        ids = told["ids"]
 
         monkeypatch.setenv("JPY_SESSION_NAME", "work/a.ipynb")
         session, engine = open_session(ip, journal)
