@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from tests.support.helpers import wait_for
 
 __all__ = ["ARTIFACTS", "KERNEL_DIAGNOSIS", "kernel_output", "wait_until", "write_notebook"]
 
@@ -18,15 +19,14 @@ T = TypeVar("T")
 def wait_until(
     predicate: Callable[[], T], timeout: float = 60.0, step: float = 0.1, what: str = "condition"
 ) -> T:
-    """Poll ``predicate`` until it returns something true (and return that) or fail after ``timeout``."""
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} not reached in the browser in {timeout:g} s")
-        time.sleep(step)
+    """Poll ``predicate`` until it returns something true (and return that) or fail after ``timeout``.
+
+    A Playwright timeout inside the predicate (an element being re-rendered, a locator that does
+    not match for a moment on a busy machine) counts as "not yet", not as a failure.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    return wait_for(predicate, timeout, step, what=f"{what} in the browser", not_yet=(PlaywrightTimeout,))
 
 
 def write_notebook(path: Path, cells: list[str], kernel: str | None = None) -> None:

@@ -114,6 +114,8 @@ def _pick(page, name: str):
 
 
 def _attr(loc, name: str) -> str:
+    """The attribute, or "" if absent; raises Playwright's TimeoutError while the element is not
+    there (being re-rendered): ``wait_until`` counts that as "not yet"."""
     return loc.get_attribute(name, timeout=5_000) or ""
 
 
@@ -238,7 +240,13 @@ def test_a_big_pick_survives_a_reload_and_keeps_the_kernel_small(lab, page, note
     )
     root = page.locator(".nbupload-picker-root").last
     root.wait_for(timeout=90_000)
-    held = int(_attr(root.locator(f'.nbupload-pick[data-name="{name}"]'), "data-spooled"))
+    held = int(
+        wait_until(
+            lambda: _attr(root.locator(f'.nbupload-pick[data-name="{name}"]'), "data-spooled"),
+            timeout=120,
+            what="the kept part of the pick shown again",
+        )
+    )
     assert BIG // 3 <= held < BIG
     page.locator(".nbupload-picker-input").last.set_input_files(str(src))
     wait_until(

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = ["CREDENTIALS", "ROOT", "child_env", "make_file", "sha256_file", "wait_for"]
 
@@ -15,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: The WCS key pair the test servers accept.
 CREDENTIALS = {"AK-test": "SK-very-secret-value"}
+
+T = TypeVar("T")
 
 
 def make_file(path: Path, size: int, seed: int = 0) -> Path:
@@ -39,15 +42,35 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.02) -> object:
-    """Poll until ``predicate()`` is truthy; fail the test with a clear message otherwise."""
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 60.0,
+    interval: float = 0.02,
+    *,
+    what: str | None = None,
+    not_yet: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Poll until ``predicate()`` is truthy (and return that); fail the test with a clear message
+    otherwise.
+
+    ``not_yet``: exceptions the predicate may raise while the condition cannot be judged yet
+    (a browser element being re-rendered): they count as "not yet", and the last one is named in
+    the failure if the time runs out.
+    """
     end = time.monotonic() + timeout
+    last: BaseException | None = None
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except not_yet as exc:
+            last, value = exc, None
         if value:
             return value
         if time.monotonic() > end:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+            label = what or f"condition {predicate}"
+            first_line = (str(last).splitlines() or [""])[0]
+            extra = f" (last: {type(last).__name__}: {first_line})" if last else ""
+            raise AssertionError(f"{label} not met within {timeout:g} s{extra}")
         time.sleep(interval)
 
 
