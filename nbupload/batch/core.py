@@ -31,7 +31,7 @@ from ..batchpaths import BatchItem
 from ..engine import Engine, TaskState
 from ..engine.journal import BatchJournal, BatchRecord, DoneLog
 from ..engine.redact import split_secrets
-from ..engine.state import can
+from ..engine.state import FINISHED_STATES, can
 from ..engine.task import Task
 from .manifest import Manifest
 from .plan import Plan, Planner
@@ -42,6 +42,8 @@ __all__ = ["Batch"]
 
 #: Batch states in which :meth:`Batch.wait` returns (as :attr:`BatchSnapshot.settled`).
 _SETTLED_STATES = frozenset({"paused", "done", "failed", "cancelled"})
+#: Task states whose events wake the feeder and :meth:`Batch.wait` (see :meth:`Batch._on_event`).
+_WAKING_STATES = FINISHED_STATES | {TaskState.PAUSED}
 
 
 class Batch:
@@ -107,6 +109,9 @@ class Batch:
         self._journal = journal
         self._done_log: DoneLog | None = None
         self._unlogged: list[str] = []
+        # the URL answered this batch's query as a resume server (a file done in mode
+        # "resumable"): later one-chunk files skip their query (Engine.submit(known_resumable=))
+        self._resumes = False
         if journal is not None:
             self._write_record(journal, record_options or {})
         self._adopted_event = threading.Event()
@@ -388,7 +393,14 @@ class Batch:
 
     # ------------------------------------------------------------------ the feeder
     def _on_event(self, event: Any) -> None:
-        if event.kind == "state" and event.snapshot.id in self._ids:
+        # Only a task that stops (done, failed, cancelled, paused) changes what the feeder
+        # does (a window slot frees) or the batch's state (wait() may return); waking both
+        # threads at every state a small file passes through was most of their work.
+        if (
+            event.kind == "state"
+            and event.snapshot.state in _WAKING_STATES
+            and event.snapshot.id in self._ids
+        ):
             with self._cond:
                 self._cond.notify_all()
 
@@ -444,6 +456,8 @@ class Batch:
             state = task.state
             if state is TaskState.DONE:
                 del self._active[name]
+                if not self._resumes and isinstance(task.result, dict):
+                    self._resumes = task.result.get("mode") == "resumable"
                 self._done.add(name)
                 self._bytes_settled += self._by_name[name].size
                 self._note_done(name)
@@ -591,6 +605,8 @@ class Batch:
             # One chunk: no held ranges worth resuming; the batch record says what to send again
             # after a restart, and the task skips its own journal entry (lock file, two fsyncs).
             opts["journal"] = False
+        if self._resumes and self.protocol == "uploader":
+            opts["known_resumable"] = True
         try:
             with _SUBMITTING:  # owner_of() must know the task from its first event on
                 task = self.engine.submit(item.path, self.url, **opts)
