@@ -511,6 +511,8 @@ class Batch:
         log, self._done_log = self._done_log, None
         if log is not None:
             log.close()
+        if self._manifest is not None:
+            self._manifest.close()
         with self._cond:
             state = self._snapshot_locked().state
         if self._journal is not None and state in ("done", "cancelled"):
@@ -635,3 +637,5 @@ class Batch:
         if unsubscribe is not None:
             unsubscribe()
         self._planner.close()
+        if self._manifest is not None:
+            self._manifest.close()
