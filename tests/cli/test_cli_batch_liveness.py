@@ -9,13 +9,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from nbupload.server import start_server
+from tests.support.batchproc import HOLD  # the pause point: connections held after one byte
 from tests.support.cliproc import sigkill_when
 from tests.support.helpers import make_file, sha256_file, wait_for
 from tests.support.proxy import Fault, FaultProxy
-
-#: Every connection forwards its first byte, then nothing until the connection closes: the
-#: pause point that keeps the batch running, whatever the machine's speed.
-HOLD = Fault(stall_after=1, stall_for=3600)
 
 
 def _batch_rows(cli) -> list[dict]:

@@ -5,12 +5,7 @@ reads its record and done log only (no ``stat`` per file)."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,27 +14,9 @@ from nbupload.engine import TaskLockedError
 from nbupload.engine.journal import BatchJournal, BatchRecord
 from nbupload.panel.batchrow import batch_offers
 from nbupload.server import start_server
+from tests.support.batchproc import held_batch
 from tests.support.helpers import make_file, wait_for
-from tests.support.proxy import Fault, FaultProxy
-
-REPO = Path(__file__).resolve().parents[2]
-
-#: Every connection forwards its first byte, then nothing until it closes: the pause point
-#: that keeps the child's batch running, whatever the machine's speed.
-HOLD = Fault(stall_after=1, stall_for=3600)
-
-CHILD = textwrap.dedent(
-    """
-    import sys
-    from nbupload.batch import upload_many
-    from nbupload.engine import Engine, EngineConfig
-    folder, url, journal = sys.argv[1:4]
-    engine = Engine(EngineConfig(journal_dir=journal))
-    batch = upload_many(folder, url, engine=engine)
-    print("STARTED", batch.id, flush=True)
-    sys.stdin.read()  # until the test kills it
-    """
-)
+from tests.support.proxy import Fault
 
 
 def _one_chunk_files(folder: Path, n: int) -> dict[str, bytes]:
@@ -58,55 +35,35 @@ def test_a_batch_run_by_another_process_is_running_in_listings_and_offers_until_
     journal = tmp_path / "journal"
     with (
         start_server(root=tmp_path / "srv", throttle=32 << 10) as srv,
-        FaultProxy("127.0.0.1", srv.port, default=HOLD) as proxy,
+        held_batch(folder, srv.port, srv.upload_url, journal) as held,
     ):
-        url = proxy.url + urlsplit(srv.upload_url).path
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(folder), url, str(journal)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        try:
-            line = child.stdout.readline()
-            assert line.startswith("STARTED"), line
-            batch_id = line.split()[1]
-            wait_for(lambda: proxy.counters.stalls >= 1, timeout=60)  # its files are on their way
+        engine = make_engine(journal_dir=journal)
+        (running,) = unfinished_batches(engine)
+        assert (running.id, running.state, running.files, running.done) == (held.id, "running", 5, 0)
+        assert running.tasks == () and "running elsewhere" in running.text  # no task entry of their own
+        (offer,), _rest = batch_offers(engine, engine.unfinished())
+        assert offer.id == held.id and offer.locked and not offer.resumable, offer
+        assert "another kernel or process is running it" in offer.text
+        with pytest.raises(TaskLockedError, match="another process"):
+            resume_batch(held.id, engine=engine)
+        with pytest.raises(TaskLockedError, match="another process"):
+            forget_batch(held.id, engine=engine)
+        assert BatchJournal(journal).read(held.id) is not None  # refused: nothing went
 
-            engine = make_engine(journal_dir=journal)
-            (running,) = unfinished_batches(engine)
-            assert (running.id, running.state, running.files, running.done) == (batch_id, "running", 5, 0)
-            assert running.tasks == () and "running elsewhere" in running.text
-            (offer,), _rest = batch_offers(engine, engine.unfinished())
-            assert offer.id == batch_id and offer.locked and not offer.resumable, offer
-            assert "another kernel or process is running it" in offer.text
-            with pytest.raises(TaskLockedError, match="another process"):
-                resume_batch(batch_id, engine=engine)
-            with pytest.raises(TaskLockedError, match="another process"):
-                forget_batch(batch_id, engine=engine)
-            assert BatchJournal(journal).read(batch_id) is not None  # refused: nothing went
-        finally:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(30)
-            child.stdout.close()
-            child.stdin.close()
-
+        held.kill()
         (stopped,) = unfinished_batches(engine)
-        assert (stopped.id, stopped.state, stopped.files) == (batch_id, "stopped", 5)
+        assert (stopped.id, stopped.state, stopped.files) == (held.id, "stopped", 5)
         (offer,), _rest = batch_offers(engine, engine.unfinished())
         assert not offer.locked and offer.resumable and "running" not in offer.text, offer
 
-        proxy.default = Fault()  # new connections go through
-        batch = resume_batch(batch_id, engine=engine)
-        # this process runs it now: another one would see it running
-        assert BatchJournal(journal).is_locked(batch_id)
+        held.proxy.default = Fault()  # new connections go through
+        batch = resume_batch(held.id, engine=engine)
+        assert BatchJournal(journal).is_locked(held.id)  # this process runs it now
         snap = batch.wait(180, raise_on_error=True)
         assert snap.state == "done" and snap.files_done + snap.files_skipped == 5
         for name, data in files.items():
             assert (srv.root / name).read_bytes() == data, name
-        wait_for(lambda: not list(BatchJournal(journal).dir.glob(f"{batch_id}.*")), timeout=30)
+        wait_for(lambda: not list(BatchJournal(journal).dir.glob(f"{held.id}.*")), timeout=30)
         batch.close()
 
 
