@@ -103,3 +103,35 @@ def test_listing_a_batch_reads_its_record_and_done_log_and_stats_no_file(make_en
     old = next(x for x in unfinished_batches(engine) if x.id == "bbbbbbbbbbbb")
     assert (old.files, old.done, old.bytes_total) == (3, 0, sum(sizes[:3]))
     assert len(statted) == 3
+
+
+def test_files_done_after_the_batch_settled_once_are_still_written_to_its_done_log(
+    make_engine, server, tmp_path
+):
+    """The done log is what ``ls`` counts after a restart: a batch that settled (failed) and
+    was retried here goes on logging the files it finishes."""
+    engine = make_engine()
+    journal = BatchJournal(engine.config.tasks_dir)
+    folder = tmp_path / "res"
+    folder.mkdir()
+    make_file(folder / "ok.txt", 700)
+    items = [(str(folder / n), n) for n in ("ok.txt", "a.txt", "b.txt")]  # a and b: not there yet
+    journal.write(BatchRecord("cccccccccccc", server.upload_url, "uploader", items, sizes=[700, 0, 0]))
+    batch = resume_batch("cccccccccccc", engine=engine)
+    snap = batch.wait(120)
+    assert (snap.state, snap.files_done, snap.files_failed) == ("failed", 1, 2), snap
+    assert journal.done_log("cccccccccccc").read() == {"ok.txt"}
+
+    make_file(folder / "a.txt", 900, seed=1)
+    assert batch.retry("a.txt") == 1
+    wait_for(lambda: batch.snapshot().files_done == 2, timeout=120)
+    snap = batch.wait(120)
+    assert (snap.state, snap.files_done, snap.files_failed) == ("failed", 2, 1), snap
+    wait_for(
+        lambda: journal.done_log("cccccccccccc").read() == {"ok.txt", "a.txt"},
+        timeout=30,
+        what="a.txt in the done log",
+    )
+    assert (server.root / "a.txt").read_bytes() == (folder / "a.txt").read_bytes()
+    batch.close()
+    assert not journal.is_locked("cccccccccccc")  # closed: no longer run here
