@@ -29,7 +29,7 @@ from typing import Any
 
 from ..batchpaths import BatchItem
 from ..engine import Engine, TaskState
-from ..engine.journal import BatchJournal, BatchRecord, DoneLog
+from ..engine.journal import BatchJournal, BatchRecord, DoneLog, TaskLock
 from ..engine.redact import split_secrets
 from ..engine.state import FINISHED_STATES, can
 from ..engine.task import Task
@@ -107,6 +107,7 @@ class Batch:
         self._thread: threading.Thread | None = None
         self._listeners: list[Any] = []
         self._journal = journal
+        self._hold: TaskLock | None = None  # the batch's lock (its liveness), when journaled
         self._done_log: DoneLog | None = None
         self._unlogged: list[str] = []
         # the URL answered this batch's query as a resume server (a file done in mode
@@ -121,7 +122,14 @@ class Batch:
             self._ensure_feeder(adopt=True)
 
     def _write_record(self, journal: BatchJournal, options: Mapping[str, Any]) -> None:
-        """The batch's journal record (once, durably), unless a resumed batch has one."""
+        """The batch's journal record (once, durably), unless a resumed batch has one; first
+        its lock, held while this process runs it (``TaskLockedError``: another one does)."""
+        try:
+            self._hold = journal.lock(self.id)
+        except OSError:  # the batch runs; only a restart would lose track of it as one
+            self._journal = None
+            return
+        weakref.finalize(self, self._hold.release)  # a batch gone from memory runs no more
         if journal.read(self.id) is None:
             opts = {k: v for k, v in options.items() if k not in ("token", "access_key", "secret_key")}
             names: dict[str, list[str]] = {}
@@ -136,6 +144,7 @@ class Batch:
                 url=self.url,
                 protocol=self.protocol,
                 items=[(item.path, item.name) for item in self.items],
+                sizes=[item.size for item in self.items],
                 prefix=self.prefix,
                 options=opts,
                 secret_names=names,
@@ -508,16 +517,18 @@ class Batch:
     def _finish_journal(self) -> None:
         """Done or cancelled: the record goes. Paused or failed: it stays, synced."""
         self._log_done()
-        log, self._done_log = self._done_log, None
-        if log is not None:
-            log.close()
+        if self._done_log is not None:
+            self._done_log.close()  # kept: a resume() here logs on (add() opens it again)
         if self._manifest is not None:
-            self._manifest.close()
+            self._manifest.close()  # (record() opens it again)
         with self._cond:
             state = self._snapshot_locked().state
         if self._journal is not None and state in ("done", "cancelled"):
+            self._done_log = None
             with contextlib.suppress(OSError):
                 self._journal.remove(self.id)
+            if self._hold is not None:
+                self._hold.release(remove=True)
 
     def _record(self, name: str, task: Task) -> None:
         if self._manifest is None:
@@ -639,3 +650,5 @@ class Batch:
         self._planner.close()
         if self._manifest is not None:
             self._manifest.close()
+        if self._hold is not None:
+            self._hold.release()  # no longer run here: another process may resume it

@@ -492,8 +492,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     try:
         tasks = []
         if args.all and args.token:  # per task: the token travels differently by protocol
-            busy = [u.id for u in engine.unfinished() if u.locked]
-            alone = set(resumable_alone(engine))  # a batch's files went through their batch
+            entries = engine.unfinished()
+            busy = [u.id for u in entries if u.locked]
+            alone = set(resumable_alone(engine, entries))  # a batch's files went through their batch
             for task_id in protocols:
                 if task_id not in busy and task_id in alone:
                     try:
@@ -506,8 +507,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 print("nbupload: no unfinished tasks to resume", file=sys.stderr)
                 return 0 if not busy else EXIT_FAILED
         elif args.all:
-            busy = [u.id for u in engine.unfinished() if u.locked]
-            for task_id in resumable_alone(engine):  # a batch's files went through their batch
+            entries = engine.unfinished()
+            busy = [u.id for u in entries if u.locked]
+            for task_id in resumable_alone(engine, entries):  # a batch's files went through their batch
                 try:
                     tasks += engine.resume(task_id, **again)
                 except (KeyError, TaskLockedError):
@@ -546,6 +548,7 @@ def _resume_batches(
     """Resume the batches among ``args.ids`` (every one with ``--all``) as batches, one after
     the other; ``(exit status or None when no batch was named, the ids left for tasks)``."""
     from ..batch import resume_batch, unfinished_batches
+    from ..engine import TaskLockedError
 
     found = {b.id for b in unfinished_batches(engine)}
     wanted = sorted(found) if args.all else [i for i in args.ids if i in found]
@@ -555,7 +558,14 @@ def _resume_batches(
     creds = {k: v for k, v in again.items() if v is not None}
     status = 0
     for batch_id in wanted:
-        batch = resume_batch(batch_id, engine=engine, **creds)
+        try:
+            batch = resume_batch(batch_id, engine=engine, **creds)
+        except TaskLockedError as exc:
+            if not args.all:
+                raise CommandError(str(exc), EXIT_FAILED) from None
+            print(f"nbupload: batch {batch_id} is being run by another process; skipped", file=sys.stderr)
+            status = EXIT_FAILED
+            continue
         batch.wait_adopted()  # its files' journal entries are its own from now on
         status = max(status, _wait_batch(batch, args.quiet))
     return status, rest
@@ -606,6 +616,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
                 gone = forget_batch(task_id, engine=engine)
             except KeyError:
                 pass
+            except TaskLockedError as exc:
+                raise CommandError(str(exc), EXIT_FAILED) from None
             else:
                 print(f"nbupload: forgot batch {task_id} (and {gone} unfinished file uploads of it)")
                 continue

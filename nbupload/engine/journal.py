@@ -13,7 +13,8 @@ so two processes resuming the same task cannot both win.
 
 Batches (:mod:`nbupload.batch`) are recorded beside the tasks, in ``<dir>/batches/``: one
 ``<id>.batch.json`` per batch (:class:`BatchRecord`: its files, URL and options, written once)
-and ``<id>.done`` (:class:`DoneLog`: the names finished so far, synced a group at a time).
+and ``<id>.done`` (:class:`DoneLog`: the names finished so far, synced a group at a time);
+``<id>.lock`` is held with ``flock`` by the process running the batch (its liveness).
 Each file of a batch is also an ordinary task entry while it uploads.
 """
 
@@ -323,7 +324,9 @@ class TaskLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, path: Path) -> TaskLock:
+    def acquire(cls, path: Path, what: str = "task") -> TaskLock:
+        """Take the lock (``what`` names the holder in the error: ``task``, ``batch``);
+        :class:`TaskLockedError` when another process (or another lock of this one) has it."""
         import fcntl
 
         for _ in range(20):
@@ -334,7 +337,7 @@ class TaskLock:
                 os.close(fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise TaskLockedError(
-                        f"task {path.stem} is being uploaded by another process right now"
+                        f"{what} {path.stem} is being uploaded by another process right now"
                     ) from None
                 raise
             # The file may have been unlinked by its finishing owner between open and flock.
@@ -344,7 +347,7 @@ class TaskLock:
             except FileNotFoundError:
                 pass
             os.close(fd)
-        raise TaskLockedError(f"task {path.stem}: could not take its lock")
+        raise TaskLockedError(f"{what} {path.stem}: could not take its lock")
 
     @property
     def held(self) -> bool:
@@ -445,20 +448,25 @@ class Journal:
 
     def is_locked(self, task_id: str) -> bool:
         """Whether some process (this one included) holds the task's lock."""
-        import fcntl
+        return _is_locked(self.lock_path(task_id))
 
-        path = self.lock_path(task_id)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        finally:
-            os.close(fd)
+
+def _is_locked(path: Path) -> bool:
+    """Whether some process holds the ``flock`` on ``path`` (a process that died let it go:
+    the kernel drops a dead process's locks, so a SIGKILL never leaves one held)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
         return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 # ---------------------------------------------------------------------------------- batches
@@ -471,7 +479,9 @@ class BatchRecord:
     process resumes it as one (:func:`nbupload.batch.resume_batch`).
 
     ``items`` are ``(path, name)`` pairs: the absolute local path and the relative name the
-    file is stored under (``prefix`` in front). ``options`` are the upload options without
+    file is stored under (``prefix`` in front); ``sizes`` (same order) what each file held
+    when the batch started, so that listing a batch (``nbupload ls``) needs no ``stat`` per
+    file (``None`` in a record written before sizes were kept). ``options`` are the upload options without
     any secret (tokens, secret keys and secret-looking header or field values are never
     written; ``secret_names`` lists the header and field names left out, so a resume can ask
     for them). Which files are done is kept beside it, in ``<id>.done`` (:class:`DoneLog`).
@@ -485,9 +495,10 @@ class BatchRecord:
     options: dict[str, Any] = field(default_factory=dict)
     secret_names: dict[str, list[str]] = field(default_factory=dict)
     created_at: float = 0.0
+    sizes: list[int] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version": BATCH_VERSION,
             "kind": "batch",
             "id": self.id,
@@ -499,12 +510,18 @@ class BatchRecord:
             "created_at": self.created_at or time.time(),
             "items": [[p, n] for p, n in self.items],
         }
+        if self.sizes is not None and len(self.sizes) == len(self.items):
+            out["sizes"] = list(self.sizes)
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> BatchRecord:
         if d.get("kind") != "batch" or not isinstance(d.get("items"), list):
             raise ValueError("not a batch record")
         items = [(str(p), str(n)) for p, n in d["items"]]
+        sizes = d.get("sizes")
+        if not isinstance(sizes, list) or len(sizes) != len(items):
+            sizes = None
         return cls(
             id=str(d["id"]),
             url=str(d["url"]),
@@ -514,6 +531,7 @@ class BatchRecord:
             options=dict(d.get("options") or {}),
             secret_names={str(k): list(v) for k, v in (d.get("secret_names") or {}).items()},
             created_at=float(d.get("created_at") or 0.0),
+            sizes=[int(n) for n in sizes] if sizes is not None else None,
         )
 
 
@@ -625,6 +643,18 @@ class BatchJournal:
 
     def done_log(self, batch_id: str) -> DoneLog:
         return DoneLog(self._path(batch_id, ".done"))
+
+    def lock(self, batch_id: str) -> TaskLock:
+        """The batch's liveness: ``<id>.lock``, held (``flock``) by the one process running the
+        batch, as a task entry's lock is. A batch's one-chunk files have no task entry of their
+        own, so this lock is what tells ``nbupload ls`` in another process that the batch is
+        running; the kernel drops it when that process dies, even by SIGKILL."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return TaskLock.acquire(self._path(batch_id, ".lock"), what="batch")
+
+    def is_locked(self, batch_id: str) -> bool:
+        """Whether some process (this one included) runs the batch (holds its lock)."""
+        return _is_locked(self._path(batch_id, ".lock"))
 
     def remove(self, batch_id: str) -> None:
         for suffix in (".batch.json", ".done"):

@@ -486,12 +486,14 @@ class UploadMagics(Magics):
         live_ids = {b.id for b in s.batches()}
         live = len(live_ids) if args.ids == ["all"] else sum(i in live_ids for i in args.ids)
         ids = self._steer_batches(args, "resume")
-        waiting = {b.id for b in s.unfinished_batches()}
-        from_journal = sorted(waiting) if ids == ["all"] else [i for i in ids if i in waiting]
+        journaled = s.unfinished_batches()
+        waiting = {b.id for b in journaled}
+        stopped = sorted(b.id for b in journaled if b.state != "running")  # "all": not those elsewhere
+        from_journal = stopped if ids == ["all"] else [i for i in ids if i in waiting]
         for batch_id in from_journal:
             try:
                 batch = s.resume_batch(batch_id)
-            except (KeyError, ValueError, OSError) as exc:
+            except (KeyError, ValueError, OSError, RuntimeError) as exc:
                 raise UsageError(f"cannot resume batch {batch_id}: {exc}") from None
             print(f"resumed batch {batch.id} from the journal: {batch.snapshot().describe()}")
             s.display_batch(batch)

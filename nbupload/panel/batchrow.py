@@ -329,7 +329,6 @@ def batch_offers(
     batch), and the task entries that are not files of those batches. A batch is ``notebook``'s
     (shown without "Show all") when started from it, or when ``notebook`` is None."""
     from ..batch import unfinished_batches
-    from ..engine.journal import BatchJournal
     from .widgets import Offer
 
     try:
@@ -338,23 +337,24 @@ def batch_offers(
         return [], entries
     if not waiting:
         return [], entries
-    journal = BatchJournal(engine.config.tasks_dir)
-    theirs: set[tuple[str, str]] = set()
+    offers = []
     for b in waiting:
-        rec = journal.read(b.id)
-        if rec is not None:
-            theirs.update((path, rec.prefix + name) for path, name in rec.items)
-    offers = [
-        Offer(
-            b.id,
-            f"batch of {b.files} files",
-            b.url,
-            f"batch {b.id}: {b.done}/{b.files} files done",
-            mine=notebook is None or b.labels.get("notebook") == notebook,
+        running = b.state == "running"  # its lock is held: neither resumed nor forgotten here
+        note = "another kernel or process is running it" if running else ""
+        offers.append(
+            Offer(
+                b.id,
+                f"batch of {b.files} files",
+                b.url,
+                f"batch {b.id}: {b.done}/{b.files} files done" + (f"  - {note}" if note else ""),
+                note=note,
+                resumable=not running,
+                locked=running,
+                mine=notebook is None or b.labels.get("notebook") == notebook,
+            )
         )
-        for b in waiting
-    ]
-    rest = [e for e in entries if (getattr(e, "path", None), getattr(e, "name", None)) not in theirs]
+    theirs = {task_id for b in waiting for task_id in b.tasks}  # its files' entries: in its offer
+    rest = [e for e in entries if getattr(e, "id", None) not in theirs]
     return offers, rest
 
 

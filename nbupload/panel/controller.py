@@ -297,11 +297,9 @@ class PanelController:
             ]
             gone = set()
             for offer in targets:
-                if forget_batch_offer(engine, offer.id):  # a batch: its record and files (batchrow.py)
-                    gone.add(offer.id)
-                    continue
                 try:
-                    engine.discard(offer.id)
+                    if not forget_batch_offer(engine, offer.id):  # a batch: its record and files
+                        engine.discard(offer.id)
                 except KeyError:
                     pass  # already gone from the journal
                 except Exception as exc:  # noqa: BLE001 - e.g. locked by another kernel: say so, keep the offer

@@ -16,6 +16,7 @@ from nbupload.batch import owner_of
 from nbupload.batchpaths import looks_like_url, split_url
 from nbupload.ipython.extension import current_session
 from nbupload.server import start_server
+from tests.support.batchproc import held_batch
 from tests.support.helpers import make_file, wait_for
 from tests.support.ipyproc import first_kernel, ipython, kill_once_started, output_of
 
@@ -135,6 +136,29 @@ def test_resume_all_leaves_a_failed_batch_file_to_its_batch(demo, shell, run, tm
     out = capsys.readouterr().out
     assert f"resumed batch {batch.id}" in out and failed.id not in out, out
     assert failed.snapshot().attempts == attempts and failed.snapshot().state.value == "failed"
+
+
+def test_a_batch_another_process_runs_is_listed_as_running_and_left_to_it(shell, run, tmp_path, capsys):
+    """Its files are one chunk each (no task entry of their own): the batch's own lock says
+    another process runs it; once that process is killed, it is offered to resume."""
+    from nbupload.batch import forget_batch
+
+    session = current_session(shell)
+    res = _tree(tmp_path / "res", {f"f{i}.txt": 900 + i for i in range(4)})
+    with start_server(root=tmp_path / "srv") as srv, held_batch(res, srv.port, srv.upload_url) as held:
+        capsys.readouterr()
+        run(shell, "%upload list")
+        out = capsys.readouterr().out
+        assert f"batch {held.id}: 0/4 files done" in out and "running elsewhere" in out, out
+        run(shell, "%upload resume all")
+        assert f"resumed batch {held.id}" not in capsys.readouterr().out
+        with pytest.raises(UsageError, match=f"cannot resume batch {held.id}: .*another process"):
+            run(shell, f"%upload resume {held.id}")
+        held.kill()
+        run(shell, "%upload list")
+        line = next(x for x in capsys.readouterr().out.splitlines() if f"batch {held.id}" in x)
+        assert "0/4 files done" in line and "running elsewhere" not in line, line
+        forget_batch(held.id, engine=session.engine)  # no offer left to the next tests
 
 
 def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
