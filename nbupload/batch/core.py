@@ -110,9 +110,6 @@ class Batch:
         self._hold: TaskLock | None = None  # the batch's lock (its liveness), when journaled
         self._done_log: DoneLog | None = None
         self._unlogged: list[str] = []
-        # the URL answered this batch's query as a resume server (a file done in mode
-        # "resumable"): later one-chunk files skip their query (Engine.submit(known_resumable=))
-        self._resumes = False
         if journal is not None:
             self._write_record(journal, record_options or {})
         self._adopted_event = threading.Event()
@@ -465,8 +462,6 @@ class Batch:
             state = task.state
             if state is TaskState.DONE:
                 del self._active[name]
-                if not self._resumes and isinstance(task.result, dict):
-                    self._resumes = task.result.get("mode") == "resumable"
                 self._done.add(name)
                 self._bytes_settled += self._by_name[name].size
                 self._note_done(name)
@@ -618,8 +613,6 @@ class Batch:
             # One chunk: no held ranges worth resuming; the batch record says what to send again
             # after a restart, and the task skips its own journal entry (lock file, two fsyncs).
             opts["journal"] = False
-        if self._resumes and self.protocol == "uploader":
-            opts["known_resumable"] = True
         try:
             with _SUBMITTING:  # owner_of() must know the task from its first event on
                 task = self.engine.submit(item.path, self.url, **opts)

@@ -15,8 +15,6 @@ requests, retries and recovery, on a :class:`~nbupload.engine.run.RunContext` an
   not a resume answer switches to plain mode; later in a resumable session a bad query
   answer is a retryable error instead (the session is known to exist). A failing query
   gives the worker back (:class:`~nbupload.engine.run.Reschedule`) instead of sleeping in it.
-  A new one-chunk task to a URL its caller knows resumes (``Engine.submit(known_resumable=)``,
-  a batch after its first files) skips the first query: a new boundary holds nothing.
   A multi-file session (PROTOCOLS.md A7) is the same driver over a
   :class:`~nbupload.engine.multifile.FieldLayout`: the task's bytes are the fields end to end,
   every chunk is cut inside one field and carries that field's own range, a free stream takes
@@ -43,7 +41,7 @@ from ..protocols import uploader, wcs
 from ..protocols.ranges import ByteRange, RangeSet
 from ..protocols.verdict import VerdictKind
 from .multifile import FieldLayout
-from .run import SKIP_QUERY, Reschedule, RunContext, RunHandle
+from .run import Reschedule, RunContext, RunHandle
 from .spec import SessionFile
 from .state import TaskError
 from .transport import Reply, StreamClient, post, status_failure
@@ -377,11 +375,6 @@ class _UploaderDriver(_Driver):
         mode = "plain" if self.force_plain else None
         known_resumable = h.extra.get("mode") == "resumable"
         held = RangeSet()
-        if mode != "plain" and h.memo.pop(SKIP_QUERY, False):
-            # A new session of one chunk to a URL known to resume: nothing can be held yet, so
-            # the query would only cost a round trip (a retry asks, as A1 says).
-            h.set_state_uploading()
-            return self.resumable(held)
         try:
             if mode != "plain":
                 answer = self.query(known_resumable)

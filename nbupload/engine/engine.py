@@ -335,7 +335,6 @@ class Engine:
         start: bool = True,
         journal: bool = True,
         labels: Mapping[str, str] | None = None,
-        known_resumable: bool = False,
     ) -> Task:
         """Start uploading ``source`` to ``url``; returns at once with the queued task.
 
@@ -353,11 +352,6 @@ class Engine:
         resuming); it saves a lock file and two fsyncs per small file. ``labels``: short notes
         the journal keeps with the task for the front end that started it (the notebook, the
         embedded server's root), read back in :meth:`unfinished`; never secrets.
-        ``known_resumable`` (uploader): the caller knows ``url`` answers resume queries (an
-        earlier task to it was answered so, as a batch learns from its first files): if the
-        source fits in one chunk, the task's first run sends that chunk without the query
-        (PROTOCOLS.md A1: its boundary is new, so the server can hold nothing of it); any
-        later run (a retry, a resume) asks as usual.
 
         ``source`` may be a mapping of form field names to files (``{"photo": "a.jpg",
         "doc": "b.pdf"}``): one uploader session holding every file (PROTOCOLS.md A7), one
@@ -435,7 +429,6 @@ class Engine:
             extra: dict[str, Any] = {_LABEL + str(k): str(v) for k, v in (labels or {}).items()}
             if position:
                 extra["position"] = int(position)
-            skip_query = known_resumable and protocol == "uploader" and not session and opened.size <= chunk
             task = Task(
                 self._host,
                 task_id,
@@ -446,8 +439,6 @@ class Engine:
                 acked=held,
                 extra=extra or None,
             )
-            if skip_query:
-                task.skip_first_query()
         except BaseException:
             opened.close()
             raise

@@ -35,12 +35,7 @@ from .spec import TaskSpec
 from .state import TaskError
 from .transport import ClientPool
 
-__all__ = ["SKIP_QUERY", "Reschedule", "RunContext", "RunHandle"]
-
-#: ``RunHandle.memo`` key: the next run of this (new, one-chunk) uploader task sends its chunk
-#: without the query first (``known_resumable`` of ``Engine.submit``); the driver takes it out
-#: at once, so only that run skips it.
-SKIP_QUERY = "skip_query"
+__all__ = ["Reschedule", "RunContext", "RunHandle"]
 
 
 class Reschedule(EngineError):

@@ -37,7 +37,7 @@ from ..protocols.ranges import RangeSet
 from .events import RateMeter
 from .journal import JournalRecord, TaskLock
 from .redact import redact_url
-from .run import SKIP_QUERY, Reschedule
+from .run import Reschedule
 from .sources import FileIdentity, OpenedSource, reopen_path
 from .spec import TaskSpec
 from .state import (
@@ -132,11 +132,6 @@ class Task:
         #: driver state carried across runs (uploader mode, WCS position); journaled
         self.extra: dict[str, Any] = dict(extra or {})
         self._memo: dict[str, Any] = {}
-
-    def skip_first_query(self) -> None:
-        """The next run sends its one chunk without the uploader query (see ``known_resumable``
-        of :meth:`Engine.submit`); in memory only, so a resumed task always asks."""
-        self._memo[SKIP_QUERY] = True
 
     # ------------------------------------------------------------------ public view
     @property

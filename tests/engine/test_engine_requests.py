@@ -150,31 +150,3 @@ def test_a_header_http_cannot_carry_is_refused_at_submit_without_echoing_its_val
         engine.submit(bytes(10), "http://up.example/upload", headers={name: value})
     assert says in str(err.value) and "s3cr3t" not in str(err.value) and "café" not in str(err.value)
     assert seen == [] and engine.tasks() == []
-
-
-def test_known_resumable_skips_the_first_query_of_a_one_chunk_file_only(make_engine):
-    seen: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.headers["content-type"].startswith("application/x-www-form-urlencoded"):
-            seen.append("query")
-            return _query_ok(request)
-        request.read()
-        seen.append("chunk")
-        if seen.count("chunk") == 1:  # the first chunk fails: the retry asks first, as A1 says
-            return httpx.Response(503, headers={"Retry-After": "0"}, content=b"busy")
-        return httpx.Response(200, content=uploader.format_ok(complete=True))
-
-    engine = _mock(make_engine, handler, chunk_size=1000, chunk_max=1000, journal=False)
-    url = "http://up.example/upload"
-    snap = engine.submit(bytes(1000), url, known_resumable=True).wait(10, raise_on_error=True)
-    assert snap.state is TaskState.DONE and seen == ["chunk", "query", "chunk"]
-
-    # more than one chunk: held ranges could matter, so the query goes first as usual
-    seen.clear()
-    engine.submit(bytes(1001), url, known_resumable=True).wait(10, raise_on_error=True)
-    assert seen[0] == "query"
-    # and without the hint a one-chunk file is asked about first
-    seen.clear()
-    engine.submit(bytes(10), url).wait(10, raise_on_error=True)
-    assert seen[0] == "query"

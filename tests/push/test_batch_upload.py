@@ -59,7 +59,8 @@ def test_a_folder_lands_in_matching_folders_and_a_rerun_skips_it(server, engine,
     _stored_equal(server.root, res, FILES)
 
 
-def test_small_files_are_asked_about_only_until_the_server_is_known_to_resume(server, engine, tmp_path):
+def test_each_small_file_is_asked_about_then_sent_whole(server, engine, tmp_path):
+    """PROTOCOLS.md A1: every task queries first, even a new one-chunk file; then one chunk."""
     names = {f"run{i // 10}/m{i:02d}.csv": 1000 + i for i in range(40)}
     res = _tree(tmp_path / "small", names)
     before = server.stats()["uploader"]["requests"]
@@ -68,11 +69,8 @@ def test_small_files_are_asked_about_only_until_the_server_is_known_to_resume(se
     batch.close()
     assert (snap.state, snap.files_done) == ("done", 40)
     _stored_equal(server.root, res, names)
-    sent = server.stats()["uploader"]["requests"] - before
-    # one chunk per file; a query only for the files started before one of them was done
-    # (at most a window of them), not one per file
-    assert 40 < sent <= 40 + batch._window < 80
-    # the sessions are recorded whole all the same: a re-run skips every file
+    assert server.stats()["uploader"]["requests"] - before == 2 * 40  # a query and a chunk each
+    # the sessions are recorded whole: a re-run skips every file
     again = upload_many(res, server.upload_url, engine=engine).wait(60, raise_on_error=True)
     assert (again.files_done, again.files_skipped) == (0, 40)
 
