@@ -31,7 +31,7 @@ from ..batchpaths import BatchItem
 from ..engine import Engine, TaskState
 from ..engine.journal import BatchJournal, BatchRecord, DoneLog, TaskLock
 from ..engine.redact import split_secrets
-from ..engine.state import can
+from ..engine.state import FINISHED_STATES, can
 from ..engine.task import Task
 from .manifest import Manifest
 from .plan import Plan, Planner
@@ -42,6 +42,8 @@ __all__ = ["Batch"]
 
 #: Batch states in which :meth:`Batch.wait` returns (as :attr:`BatchSnapshot.settled`).
 _SETTLED_STATES = frozenset({"paused", "done", "failed", "cancelled"})
+#: Task states whose events wake the feeder and :meth:`Batch.wait` (see :meth:`Batch._on_event`).
+_WAKING_STATES = FINISHED_STATES | {TaskState.PAUSED}
 
 
 class Batch:
@@ -397,7 +399,14 @@ class Batch:
 
     # ------------------------------------------------------------------ the feeder
     def _on_event(self, event: Any) -> None:
-        if event.kind == "state" and event.snapshot.id in self._ids:
+        # Only a task that stops (done, failed, cancelled, paused) changes what the feeder
+        # does (a window slot frees) or the batch's state (wait() may return); waking both
+        # threads at every state a small file passes through was most of their work.
+        if (
+            event.kind == "state"
+            and event.snapshot.state in _WAKING_STATES
+            and event.snapshot.id in self._ids
+        ):
             with self._cond:
                 self._cond.notify_all()
 
@@ -505,6 +514,8 @@ class Batch:
         self._log_done()
         if self._done_log is not None:
             self._done_log.close()  # kept: a resume() here logs on (add() opens it again)
+        if self._manifest is not None:
+            self._manifest.close()  # (record() opens it again)
         with self._cond:
             state = self._snapshot_locked().state
         if self._journal is not None and state in ("done", "cancelled"):
@@ -630,5 +641,7 @@ class Batch:
         if unsubscribe is not None:
             unsubscribe()
         self._planner.close()
+        if self._manifest is not None:
+            self._manifest.close()
         if self._hold is not None:
             self._hold.release()  # no longer run here: another process may resume it

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -34,13 +35,17 @@ from ..protocols import wcs
 __all__ = ["Manifest", "local_etag"]
 
 _HASH_READ = 1 << 20
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class Manifest:
     """What a batch uploaded, one JSON line per file (the last line of a name wins).
 
     Append-only, so a crash loses at most the line being written (a torn last line is
-    ignored). Holds sizes, mtimes, etags and session boundaries: no secret.
+    ignored). Holds sizes, mtimes, etags and session boundaries: no secret. The file stays
+    open between records (one ``write`` each, unbuffered: a record written is in the file)
+    until :meth:`close`: opening it for each of 10,000 small files was a tenth of a batch's
+    CPU time.
     """
 
     def __init__(self, directory: Path, identity: Mapping[str, str]) -> None:
@@ -48,6 +53,7 @@ class Manifest:
         self.path = Path(directory) / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.jsonl"
         self.identity = dict(identity)
         self._lock = threading.Lock()
+        self._fd: int | None = None
 
     def load(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -68,12 +74,22 @@ class Manifest:
         rec = {"name": item.name, "size": item.size, "mtime_ns": item.mtime_ns, "at": time.time(), **extra}
         line = dumps_text(rec, separators=(",", ":")) + "\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                head = {"name": None, "identity": self.identity}
-                line = json.dumps(head, separators=(",", ":")) + "\n" + line
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line)
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC, 0o600)
+                if os.fstat(self._fd).st_size == 0:
+                    head = {"name": None, "identity": self.identity}
+                    line = json.dumps(head, separators=(",", ":")) + "\n" + line
+            data = memoryview(line.encode("utf-8"))
+            while data:
+                data = data[os.write(self._fd, data) :]
+
+    def close(self) -> None:
+        """Close the file (a later :meth:`record` opens it again)."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def local_etag(path: str, length: int | None = None) -> str | None:

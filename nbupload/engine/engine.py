@@ -144,6 +144,7 @@ class Engine:
         self._dispatcher = Dispatcher(self.config.progress_interval)
         self._journal = Journal(self.config.tasks_dir) if self.config.journal else None
         self._unjournaled: set[str] = set()  # tasks submitted with journal=False
+        self._url_checked = ""  # the last URL submit() found valid
         self._closed = False
         self._host = _Host(self)
 
@@ -364,9 +365,12 @@ class Engine:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
         url = str(url)
-        parsed = httpx.URL(url)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"invalid URL {redact_url(url)[0]!r}: expected http:// or https:// and a host")
+        if url != self._url_checked:  # a batch submits one URL thousands of times: parse it once
+            parsed = httpx.URL(url)
+            if parsed.scheme not in ("http", "https") or not parsed.host:
+                shown = redact_url(url)[0]
+                raise ValueError(f"invalid URL {shown!r}: expected http:// or https:// and a host")
+            self._url_checked = url
         chunk = int(chunk_size or self.config.chunk_size)
         if chunk <= 0:
             raise ValueError("chunk_size must be positive")

@@ -53,7 +53,9 @@ class Lanes(Generic[T]):
         """Queue a run in its lane."""
         with self._cond:
             self._waiting[background].append(item)
-            self._cond.notify()  # one run more: one thread (see take() for the hand-on)
+            # one run more: one thread, if it can start now (with every slot taken, an idle
+            # thread woken would only sleep again; done() wakes one when a slot frees)
+            self._hand_on_locked()
 
     def retire(self, n: int) -> None:
         """Let ``n`` idle threads leave :meth:`take` with ``None`` (fewer workers wanted)."""
@@ -116,7 +118,7 @@ class Lanes(Generic[T]):
         """A run taken from ``background``'s lane has ended: its slot is free."""
         with self._cond:
             self._running[background] = max(0, self._running[background] - 1)
-            self._cond.notify()  # one slot free: one run can start
+            self._hand_on_locked()  # one slot free: one run can start, if one waits
 
     def running(self) -> tuple[int, int]:
         """Runs going now: (foreground, background)."""

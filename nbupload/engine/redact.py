@@ -6,6 +6,7 @@ the engine's error messages; it holds no journal logic.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 
@@ -33,6 +34,12 @@ def split_secrets(items: Mapping[str, str] | None) -> tuple[dict[str, str], list
 def redact_url(url: str, mask: str | None = "***") -> tuple[str, list[str]]:
     """The URL with secret-looking query values and any password masked (``mask``) or
     dropped (``mask=None``), and the names of the query parameters concerned."""
+    shown, names = _redact_url(url, mask)
+    return shown, list(names)
+
+
+@functools.lru_cache(maxsize=16)  # a batch's tasks share one URL: parse it once, not per file
+def _redact_url(url: str, mask: str | None) -> tuple[str, tuple[str, ...]]:
     import httpx
 
     u = httpx.URL(url)
@@ -46,9 +53,9 @@ def redact_url(url: str, mask: str | None = "***") -> tuple[str, list[str]]:
         else:
             kept.append((k, v))
     if not names and not u.password:
-        return url, []
+        return url, ()
     clean = u.copy_with(params=httpx.QueryParams(kept)) if names else u
     if u.password:
         clean = clean.copy_with(password=mask or "")
         names.append(":password")
-    return str(clean).replace("%2A%2A%2A", "***"), names
+    return str(clean).replace("%2A%2A%2A", "***"), tuple(names)

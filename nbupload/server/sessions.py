@@ -8,17 +8,25 @@ Layout under ``ROOT/.partial/``::
     <sid>/<fid>.part        the field's bytes, each chunk written at its offset (sparse)
     plain-<random>.tmp      a plain (non-resumable) upload being received
     whole-<random>.tmp      a chunk holding a whole file of a new session, being received
+    new-<random>/           a new session's directory being staged (see :meth:`SessionStore.stage`)
 
 ``sid`` is a hash of the boundary (a boundary may hold ``/``), ``fid`` a hash of the field
 name. ``session.json`` is written atomically (temp file + rename) after a chunk's bytes are
 written, so the held ranges it lists are always on disk; it is re-read and rewritten only
 under the session's lock, so processes sharing the root agree on it and exactly one of them
 renames a complete file into ``ROOT/<name>``; a partial one is never visible there.
+
+One exception to "only under the lock": a session that does not exist yet can be created
+whole without it (:meth:`SessionStore.stage`, then :meth:`SessionStore.publish`): its
+directory is written privately, then renamed to the session's name, which fails when that
+name exists. Nobody can have read or locked a session that did not exist, so nothing is
+undercut; the lock file is then made by the first request that needs the lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -130,6 +138,10 @@ class SessionStore:
     def _dir(self, boundary: str) -> Path:
         return self.partial / _digest(boundary, 32)
 
+    def session_dir(self, boundary: str) -> Path:
+        """Where session ``boundary`` lives (whether or not it exists)."""
+        return self._dir(boundary)
+
     def exists(self, boundary: str) -> bool:
         """Whether anything of the session is on disk (its directory, or whatever is in the way)."""
         return os.path.lexists(self._dir(boundary))
@@ -182,18 +194,52 @@ class SessionStore:
                         raise
             yield self.get(boundary) or Session(boundary=boundary, directory=directory)
 
-    def save(self, session: Session) -> None:
-        """Write ``session.json`` atomically (temp + rename); call it inside :meth:`transaction`."""
+    def stage(self, session: Session) -> Path:
+        """A private directory holding ``session.json`` of ``session`` (a new session), to be
+        :meth:`publish`-ed or :meth:`discard`-ed. ``OSError`` when it cannot be written."""
+        staging = self.ensure_partial_dir() / f"new-{secrets.token_hex(12)}"
+        os.mkdir(staging, 0o700)
+        try:
+            self._write_meta(staging / _META, session)
+        except BaseException:
+            self.discard(staging)
+            raise
+        return staging
+
+    def publish(self, staging: Path, boundary: str) -> bool:
+        """Rename ``staging`` to the directory of session ``boundary``; ``False`` (and
+        ``staging`` left for :meth:`discard`) when that session exists meanwhile: then it goes
+        the usual way, under its lock. (A bare empty directory is replaced: a request that has
+        just made it has not yet opened its lock file, and finds this session's when it does.)"""
+        try:
+            os.rename(staging, self._dir(boundary))
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def discard(staging: Path) -> None:
+        """Remove a staged directory that was not published (what the sweeper would do later)."""
+        shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def _write_meta(path: Path, session: Session) -> None:
         session.updated = time.time()
         data = json.dumps(session.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        tmp = session.directory / f".{_META}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
+
+    def save(self, session: Session) -> None:
+        """Write ``session.json`` atomically (temp + rename); call it inside :meth:`transaction`."""
+        tmp = session.directory / f".{_META}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        self._write_meta(tmp, session)
         os.replace(tmp, session.directory / _META)
 
     def sweep(self, ttl: float, now: float | None = None) -> int:

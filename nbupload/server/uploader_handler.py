@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -94,6 +95,21 @@ def check_upload_token(state: ServerState, scope: dict[str, Any]) -> PutPolicy:
     except UnsafeNameError as exc:
         raise _unauthorized(f"the token's scope is not a folder under the root: {exc}") from None
     return policy
+
+
+def _open_temp(rx: _Receiver, prefix: str) -> tuple[Path, OffsetWriter]:
+    """A new private temp file ``ROOT/.partial/<prefix>-<random>.tmp`` and its writer, for a
+    part received whole before it is moved into place (4006 or 4002 when impossible)."""
+    try:
+        partial = rx.state.sessions.ensure_partial_dir()
+    except OSError as exc:
+        raise _no_temp_dir(exc) from None
+    tmp = partial / f"{prefix}-{secrets.token_hex(12)}.tmp"
+    try:
+        fd = os.open(tmp, _OPEN_FLAGS | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise _write_error(exc, "creating a temp file") from None
+    return tmp, OffsetWriter(fd, 0)
 
 
 class _FieldPart:
@@ -216,16 +232,20 @@ class _WholePart:
 
     The common case of many small files: one chunk each. Rather than recording an empty
     entry first (a lock, a ``session.json`` written) and moving a partial file at the end,
-    the bytes go to a private temp file (as a plain part's do), and at the end, under the
-    session's cross-process lock, the file is moved into place and the session recorded
-    whole in one ``session.json`` write. The answer leaves only after both, as on the
-    chunk path, so what is acknowledged is on disk the same way.
+    the bytes go to a private temp file (as a plain part's do). At the end, if the session
+    still does not exist, the file is moved into place and the session created whole
+    without a lock (:meth:`_create_session`); otherwise, under the session's cross-process
+    lock, the file is moved into place and the session recorded whole in one
+    ``session.json`` write. The answer leaves only after both, as on the chunk path, so
+    what is acknowledged is on disk the same way.
 
     Another request of the same session may have come meanwhile (a retry, another
     process): its entry is re-read under the lock and checked as :meth:`_Receiver._begin`
     checks it; if it is complete already, these bytes (the same, A3) are dropped; if it
     holds part of the file, this whole copy completes it and the partial file goes (a chunk
     still writing into it finds the entry complete at its end, as it would after a move).
+    (Only when that request created the session in the instant between this one's last
+    check and its own creation is the file already in place when the entry is checked.)
     A crash before the end leaves only the temp file, which the sweeper removes; the
     session is then unknown and the client sends the file again.
     """
@@ -236,17 +256,10 @@ class _WholePart:
         self.filename = filename
         self.total = total
         self.received = 0
-        try:
-            partial = rx.state.sessions.ensure_partial_dir()
-        except OSError as exc:
-            raise _no_temp_dir(exc) from None
-        self.tmp = partial / f"whole-{secrets.token_hex(12)}.tmp"
-        try:
-            fd = os.open(self.tmp, _OPEN_FLAGS | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise _write_error(exc, "creating a temp file") from None
-        self.writer = OffsetWriter(fd, 0)
+        self.held = RangeSet([(0, total)])
+        self.tmp, self.writer = _open_temp(rx, "whole")
         self.open = True
+        self.moved = False  # the temp file is in place (else it is removed at the end)
 
     async def data(self, piece: memoryview) -> None:
         n = piece.nbytes
@@ -277,8 +290,9 @@ class _WholePart:
             raise _write_error(exc, "writing a chunk") from None
         self._close()
         rx = self.rx
-        moved = False
         try:
+            if not rx.state.sessions.exists(rx.boundary) and self._create_session():
+                return {"name": self.name, "range": str(self.held), "complete": True, "stored": self.filename}
             async with rx.transaction() as session:
                 entry = session.files.get(self.name)
                 known = entry is not None
@@ -289,25 +303,65 @@ class _WholePart:
                 if entry.complete:
                     rx.state.stats.add("uploader", "duplicate_bytes", self.total)
                 else:
-                    try:
-                        replace_into(rx.state.root_fd, self.tmp, self.filename)
-                    except OSError as exc:
-                        raise _write_error(exc, f"storing {self.filename!r}") from None
-                    moved = True
+                    if not self.moved:
+                        try:
+                            replace_into(rx.state.root_fd, self.tmp, self.filename)
+                        except OSError as exc:
+                            raise _write_error(exc, f"storing {self.filename!r}") from None
+                        self.moved = True
                     if known:  # part of it may be held in a partial file: not needed now
                         with contextlib.suppress(OSError):
                             os.unlink(session.part_path(entry))
-                    entry.held = RangeSet([(0, self.total)])
+                    entry.held = self.held
                     entry.complete = True
                     entry.stored = self.filename
                     rx.state.stats.add("uploader", "completed")
                 rx.save(session)
                 rx.session = session
         finally:
-            if not moved:
+            if not self.moved:
                 with contextlib.suppress(OSError):
                     os.unlink(self.tmp)
         return {"name": entry.name, "range": str(entry.held), "complete": True, "stored": entry.stored}
+
+    def _create_session(self) -> bool:
+        """The session does not exist: store the file, then create the session holding it
+        whole without taking a lock (:meth:`SessionStore.stage`: a private directory renamed
+        into place, a third of the system calls of the locked way). The file goes into place
+        first, so the session never lists a file that is not there (a crash in between
+        leaves the file and no session: the client, told nothing, sends it again). ``False``
+        when the session appeared meanwhile (a concurrent request of it): the file is in
+        place, and the caller records it under the lock."""
+        rx = self.rx
+        store = rx.state.sessions
+        session = Session(boundary=rx.boundary, directory=store.session_dir(rx.boundary))
+        session.data.update(rx.fields)  # the data fields sent before the file (A3 sends them first)
+        session.files[self.name] = FileEntry(
+            self.name, self.filename, self.total, self.held, complete=True, stored=self.filename
+        )
+        try:
+            staging = store.stage(session)
+        except OSError as exc:
+            raise _no_temp_dir(exc) from None
+        published = False
+        try:
+            try:
+                replace_into(rx.state.root_fd, self.tmp, self.filename)
+            except OSError as exc:
+                raise _write_error(exc, f"storing {self.filename!r}") from None
+            self.moved = True
+            try:
+                published = store.publish(staging, rx.boundary)
+            except OSError as exc:
+                raise _write_error(exc, "saving the session") from None
+        finally:
+            if not published:
+                store.discard(staging)
+        if published:
+            rx.state.stats.add("uploader", "completed")
+            rx.session = session
+            rx.fields_saved = dict(rx.fields)
+        return published
 
     async def abort(self) -> None:
         await self.writer.discard()
@@ -323,16 +377,7 @@ class _PlainPart:
         self.rx = rx
         self.name = name
         self.filename = filename
-        try:
-            partial = rx.state.sessions.ensure_partial_dir()
-        except OSError as exc:
-            raise _no_temp_dir(exc) from None
-        self.tmp = partial / f"plain-{secrets.token_hex(12)}.tmp"
-        try:
-            fd = os.open(self.tmp, _OPEN_FLAGS | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise _write_error(exc, "creating a temp file") from None
-        self.writer = OffsetWriter(fd, 0)
+        self.tmp, self.writer = _open_temp(rx, "plain")
         self.open = True
 
     async def data(self, piece: memoryview) -> None:
@@ -388,6 +433,8 @@ class _Receiver:
         self.policy = policy
         self.session: Session | None = None
         self.fields: dict[str, str] = {}
+        #: the data fields already in the session as saved (its creation by a whole chunk)
+        self.fields_saved: dict[str, str] | None = None
 
     def save(self, session: Session) -> None:
         try:
@@ -519,7 +566,11 @@ class _Receiver:
             if part is not None:
                 await part.abort()
             raise
-        if self.fields and (self.session is not None or self.state.sessions.get(self.boundary) is not None):
+        if (
+            self.fields
+            and self.fields != self.fields_saved
+            and (self.session is not None or self.state.sessions.get(self.boundary) is not None)
+        ):
             async with self.transaction() as session:
                 session.data.update(self.fields)
                 self.save(session)

@@ -59,6 +59,22 @@ def test_a_folder_lands_in_matching_folders_and_a_rerun_skips_it(server, engine,
     _stored_equal(server.root, res, FILES)
 
 
+def test_each_small_file_is_asked_about_then_sent_whole(server, engine, tmp_path):
+    """PROTOCOLS.md A1: every task queries first, even a new one-chunk file; then one chunk."""
+    names = {f"run{i // 10}/m{i:02d}.csv": 1000 + i for i in range(40)}
+    res = _tree(tmp_path / "small", names)
+    before = server.stats()["uploader"]["requests"]
+    batch = upload_many(res, server.upload_url, engine=engine)
+    snap = batch.wait(120, raise_on_error=True)
+    batch.close()
+    assert (snap.state, snap.files_done) == ("done", 40)
+    _stored_equal(server.root, res, names)
+    assert server.stats()["uploader"]["requests"] - before == 2 * 40  # a query and a chunk each
+    # the sessions are recorded whole: a re-run skips every file
+    again = upload_many(res, server.upload_url, engine=engine).wait(60, raise_on_error=True)
+    assert (again.files_done, again.files_skipped) == (0, 40)
+
+
 def test_skip_checks_the_server_still_holds_the_file(server, engine, tmp_path):
     res = _tree(tmp_path / "results", {"a.csv": 1000, "b/c.csv": 2000})
     upload_many(res, server.upload_url, engine=engine).wait(60, raise_on_error=True)

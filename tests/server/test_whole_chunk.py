@@ -5,13 +5,18 @@ arrives while its body is still coming."""
 from __future__ import annotations
 
 import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 
 from nbupload.protocols import uploader
 from nbupload.protocols.multipart import BytesSource, new_boundary
 from nbupload.protocols.ranges import RangeSet
+from nbupload.server.sessions import PARTIAL_DIR, FileEntry, Session, SessionStore
 from tests.support import rawhttp
 
 from .conftest import answer, data_of, query, send_chunk, wait_for
+from .test_cli import serve
 
 
 def _temp_files(server) -> list[str]:
@@ -60,7 +65,9 @@ def test_whole_chunk_of_a_new_session_is_stored_and_recorded(server, client):
     # the session is on disk, whole: a client that lost the answer learns it from the query
     assert query(client, server.upload_url, boundary).ranges_for("file") == RangeSet([(0, len(data))])
     assert _temp_files(server) == []
-    assert _session_files(server) == ["lock", "session.json"]
+    # created whole without its lock: the lock file is made by the first request needing it
+    assert _session_files(server) == ["session.json"]
+    assert [p.name for p in (server.root / ".partial").iterdir() if p.name.startswith("new-")] == []
     # the same chunk again (a retry) is accepted and changes nothing
     r = send_chunk(client, server.upload_url, boundary, data, 0, len(data), filename="run1/m.csv")
     assert answer(r)["complete"] is True
@@ -112,3 +119,70 @@ def test_whole_chunk_contradicting_the_session_is_refused(server, client):
     assert not (server.root / "size.bin").exists()
     assert query(client, server.upload_url, boundary).ranges_for("file") == RangeSet([(0, 100)])
     assert _temp_files(server) == []
+
+
+def test_whole_chunk_keeps_the_data_fields_sent_with_it(server, client):
+    data = data_of(700, 15)
+    boundary = new_boundary()
+    r = send_chunk(
+        client, server.upload_url, boundary, data, 0, len(data), filename="f.csv", fields={"run": "7"}
+    )
+    assert answer(r)["complete"] is True
+    got = query(client, server.upload_url, boundary)
+    assert got.ranges_for("file") == RangeSet([(0, len(data))]) and "run" in got.data
+    # a chunk of another field of the same session now goes the locked way and keeps both
+    r = send_chunk(client, server.upload_url, boundary, data, 0, len(data), name="other", filename="g.csv")
+    assert answer(r)["complete"] is True
+    got = query(client, server.upload_url, boundary)
+    assert got.ranges_for("file") == got.ranges_for("other") == RangeSet([(0, len(data))])
+    assert _session_files(server) == ["lock", "session.json"]
+
+
+def test_whole_chunks_of_one_new_session_racing_in_two_processes_all_agree(tmp_path):
+    """The same whole chunk (a retry racing its first attempt) and the session's other fields,
+    sent at once to two worker processes: each creates the session or, finding it created,
+    records its field under the lock; nothing is lost, nothing left behind."""
+    root = tmp_path / "root"
+    boundary = new_boundary()
+    fields = {f"f{i}": data_of(3000 + i, 20 + i) for i in range(6)}
+
+    def send(job: tuple[str, str, int]) -> dict:
+        b, name, round_ = job
+        data = fields[name]
+        with httpx.Client(timeout=60) as c:  # a new connection: either worker
+            r = send_chunk(c, url + "/upload", b, data, 0, len(data), name=name, filename=f"r{round_}/{name}")
+        assert r.status_code == 200, r.text
+        return answer(r)
+
+    with serve("--root", str(root), "--workers", "2") as (url, _proc):
+        for round_ in range(3):
+            b = f"{boundary}{round_}"
+            jobs = [(b, name, round_) for name in fields for _copy in range(2)]
+            with ThreadPoolExecutor(len(jobs)) as pool:
+                answers = list(pool.map(send, jobs))
+            assert all(a["complete"] is True for a in answers)
+            with httpx.Client(timeout=60) as c:
+                got = query(c, url + "/upload", b)
+            for name, data in fields.items():
+                assert got.ranges_for(name) == RangeSet([(0, len(data))]), (round_, name)
+                assert (root / f"r{round_}" / name).read_bytes() == data
+    partial = root / ".partial"
+    assert sorted(p.name for p in partial.iterdir() if not p.is_dir() or p.name.startswith("new-")) == []
+
+
+def test_a_staged_session_is_published_only_where_none_exists(tmp_path):
+    store = SessionStore(tmp_path)
+    boundary = new_boundary()
+    first = Session(boundary=boundary, directory=store.session_dir(boundary))
+    first.files["a"] = FileEntry("a", "a.bin", 3, RangeSet([(0, 3)]), complete=True, stored="a.bin")
+    staged = store.stage(first)
+    assert store.get(boundary) is None  # staged, not visible
+    assert store.publish(staged, boundary) is True
+    assert store.get(boundary).files["a"].complete is True
+    # the session exists now: a second staging of it is refused and can be discarded
+    second = Session(boundary=boundary, directory=store.session_dir(boundary))
+    staged = store.stage(second)
+    assert store.publish(staged, boundary) is False
+    store.discard(staged)
+    assert store.get(boundary).files.keys() == {"a"}
+    assert sorted(p.name for p in (tmp_path / PARTIAL_DIR).iterdir()) == [store.session_dir(boundary).name]
