@@ -1,0 +1,141 @@
+"""A gate in front of a server, so that an upload cannot finish before the test has acted on it.
+
+Tests that pause, cancel, interrupt, kill or shut down an upload "once it has started" used to
+wait for some bytes to be acknowledged and then act, trusting a throttled server to be still
+busy: on a loaded machine the upload sometimes finished in between. :class:`ChunkGate` takes
+the race away: it forwards the first ``passes`` data requests (uploader chunks, WCS appends)
+to the server, then holds every later one, unforwarded, until :meth:`ChunkGate.open`. Queries
+and other bodiless or form-encoded requests always pass, so a resume can ask what the server
+holds. Whatever the scheduling, the upload has exactly the passed requests' bytes acknowledged
+and can go no further while the gate is shut.
+
+A held request never reaches the server: opening the gate closes the connections it held
+(a client still waiting on one sees a cut connection and sends the chunk again), and lets every
+later request through. So the server's byte counts are those of the passed requests.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from urllib.parse import urlsplit
+
+from .front import LoopbackFront, read_head, shutdown_and_close
+
+__all__ = ["ChunkGate"]
+
+
+def _header(head: bytes, name: bytes) -> bytes:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return b""
+
+
+def _relay(src: socket.socket, dst: socket.socket, buf: bytearray, n: int) -> bool:
+    """Send ``n`` body bytes (``buf`` first, then from ``src``) to ``dst``, in pieces."""
+    take = bytes(buf[:n])
+    del buf[: len(take)]
+    dst.sendall(take)
+    left = n - len(take)
+    while left:
+        data = src.recv(min(left, 1 << 16))
+        if not data:
+            return False
+        dst.sendall(data)
+        left -= len(data)
+    return True
+
+
+def _is_data(head: bytes) -> bool:
+    """A request that carries upload bytes: a POST or PUT with a body that is not a form query."""
+    method = head.split(b" ", 1)[0].upper()
+    length = int(_header(head, b"content-length") or b"0")
+    form = _header(head, b"content-type").lower().startswith(b"application/x-www-form-urlencoded")
+    return method in (b"POST", b"PUT") and length > 0 and not form
+
+
+class ChunkGate(LoopbackFront):
+    """``with ChunkGate(server.url, passes=2) as gate:`` upload to ``gate.upload_url``.
+
+    ``passed``: data requests forwarded so far; ``held``: data requests held so far (each
+    one stays held until :meth:`open`). Plain HTTP over loopback (the reference server's
+    answers carry ``Content-Length``, which is all this relays by).
+    """
+
+    thread_name = "chunk-gate"
+
+    def __init__(self, target_url: str, passes: int) -> None:
+        parts = urlsplit(target_url)
+        if parts.scheme != "http" or parts.hostname is None or parts.port is None:
+            raise ValueError(f"ChunkGate fronts a plain http://host:port server, not {target_url!r}")
+        self.target = (parts.hostname, parts.port)
+        self.passes = passes
+        self.passed = 0
+        self.held = 0
+        self._opened = threading.Event()
+        self._held_socks: list[socket.socket] = []
+        super().__init__()
+
+    @property
+    def upload_url(self) -> str:
+        """The reference server's uploader route, through the gate."""
+        return self.url + "/upload"
+
+    def open(self) -> None:
+        """Let every later request through; close the connections of the requests held."""
+        with self._lock:
+            self._opened.set()
+            held, self._held_socks = self._held_socks, []
+        for sock in held:
+            shutdown_and_close(sock)
+
+    def close(self) -> None:
+        self.open()
+        super().close()
+
+    def _handle(self, client: socket.socket) -> None:
+        self.track(client)
+        threading.Thread(target=self._serve, args=(client,), name="chunk-gate-conn", daemon=True).start()
+
+    def _admit(self, client: socket.socket, head: bytes) -> bool:
+        """Whether this request goes on now; a held one waits here until the gate opens."""
+        if not _is_data(head):
+            return True
+        with self._lock:
+            if self._opened.is_set() or self.passed < self.passes:
+                self.passed += 1
+                return True
+            self.held += 1
+            self._held_socks.append(client)
+        self._opened.wait()
+        return False  # its connection is closed by open(): never forwarded
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        buf = bytearray()
+        try:
+            while True:
+                head = read_head(client, buf)
+                if head is None or not self._admit(client, head):
+                    return
+                if upstream is None:
+                    upstream = socket.create_connection(self.target, timeout=120)
+                    self.track(upstream)
+                upstream.sendall(head)
+                if not _relay(client, upstream, buf, int(_header(head, b"content-length") or b"0")):
+                    return
+                back = bytearray()
+                answer = read_head(upstream, back)
+                if answer is None:
+                    return
+                client.sendall(answer)
+                if not _relay(upstream, client, back, int(_header(answer, b"content-length") or b"0")):
+                    return
+        except OSError:
+            return
+        finally:
+            if upstream is not None:
+                shutdown_and_close(upstream)
+            shutdown_and_close(client)
