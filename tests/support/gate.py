@@ -9,9 +9,11 @@ and other bodiless or form-encoded requests always pass, so a resume can ask wha
 holds. Whatever the scheduling, the upload has exactly the passed requests' bytes acknowledged
 and can go no further while the gate is shut.
 
-A held request never reaches the server: opening the gate closes the connections it held
-(a client still waiting on one sees a cut connection and sends the chunk again), and lets every
-later request through. So the server's byte counts are those of the passed requests.
+A held request never reaches the server: the gate reads its body (and drops it, so the client
+has sent it all and waits for an answer, as from a slow server), and opening the gate closes
+the connections it held (a client still waiting on one sees a cut connection and sends the
+chunk again), and lets every later request through. So the server's byte counts are those of
+the passed requests.
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ class ChunkGate(LoopbackFront):
         self.track(client)
         threading.Thread(target=self._serve, args=(client,), name="chunk-gate-conn", daemon=True).start()
 
-    def _admit(self, client: socket.socket, head: bytes) -> bool:
-        """Whether this request goes on now; a held one waits here until the gate opens."""
+    def _admit(self, client: socket.socket, head: bytes, buf: bytearray) -> bool:
+        """Whether this request goes on now; a held one is read to its end (and dropped), then
+        waits here until the gate opens."""
         if not _is_data(head):
             return True
         with self._lock:
@@ -109,6 +112,13 @@ class ChunkGate(LoopbackFront):
                 return True
             self.held += 1
             self._held_socks.append(client)
+        left = int(_header(head, b"content-length") or b"0") - len(buf)
+        del buf[:]
+        while left > 0:  # ends early when open() closes the connection
+            data = client.recv(min(left, 1 << 16))
+            if not data:
+                break
+            left -= len(data)
         self._opened.wait()
         return False  # its connection is closed by open(): never forwarded
 
@@ -118,7 +128,7 @@ class ChunkGate(LoopbackFront):
         try:
             while True:
                 head = read_head(client, buf)
-                if head is None or not self._admit(client, head):
+                if head is None or not self._admit(client, head, buf):
                     return
                 if upstream is None:
                     upstream = socket.create_connection(self.target, timeout=120)
