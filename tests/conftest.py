@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -38,11 +39,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.fixture
 def chunk_gate() -> Iterator[Callable[..., ChunkGate]]:
     """``chunk_gate(server_url, passes=N)``: a :class:`ChunkGate` in front of that server (the
-    upload cannot finish before the test acts on it), closed when the test ends."""
+    upload cannot finish before the test acts on it), closed when the test ends (HTTPS: also
+    ``server_ssl=`` and ``upstream_ssl=``)."""
     gates: list[ChunkGate] = []
 
-    def make(target_url: str, passes: int) -> ChunkGate:
-        gate = ChunkGate(str(target_url), passes)
+    def make(target_url: str, passes: int, **tls: Any) -> ChunkGate:
+        gate = ChunkGate(str(target_url), passes, **tls)
         gates.append(gate)
         return gate
 

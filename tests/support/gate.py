@@ -19,6 +19,7 @@ the passed requests.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from urllib.parse import urlsplit
 
@@ -62,23 +63,42 @@ class ChunkGate(LoopbackFront):
     """``with ChunkGate(server.url, passes=2) as gate:`` upload to ``gate.upload_url``.
 
     ``passed``: data requests forwarded so far; ``held``: data requests held so far (each
-    one stays held until :meth:`open`). Plain HTTP over loopback (the reference server's
-    answers carry ``Content-Length``, which is all this relays by).
+    one stays held until :meth:`open` or :meth:`allow` cuts it). HTTP/1.1 over loopback (the
+    reference server's answers carry ``Content-Length``, which is all this relays by). For an
+    HTTPS server the gate ends TLS and starts it again: ``server_ssl`` is what it presents to
+    clients (the server's own certificate will do), ``upstream_ssl`` what it checks the server
+    with.
     """
 
     thread_name = "chunk-gate"
 
-    def __init__(self, target_url: str, passes: int) -> None:
+    def __init__(
+        self,
+        target_url: str,
+        passes: int,
+        *,
+        server_ssl: ssl.SSLContext | None = None,
+        upstream_ssl: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(target_url)
-        if parts.scheme != "http" or parts.hostname is None or parts.port is None:
-            raise ValueError(f"ChunkGate fronts a plain http://host:port server, not {target_url!r}")
+        tls = parts.scheme == "https"
+        if parts.scheme not in ("http", "https") or parts.hostname is None or parts.port is None:
+            raise ValueError(f"ChunkGate fronts an http(s)://host:port server, not {target_url!r}")
+        if tls != (server_ssl is not None and upstream_ssl is not None):
+            raise ValueError("an https server needs server_ssl and upstream_ssl; a plain one neither")
         self.target = (parts.hostname, parts.port)
+        self._server_ssl, self._upstream_ssl = server_ssl, upstream_ssl
         self.passes = passes
         self.passed = 0
         self.held = 0
         self._opened = threading.Event()
         self._held_socks: list[socket.socket] = []
         super().__init__()
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._server_ssl is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def upload_url(self) -> str:
@@ -93,12 +113,20 @@ class ChunkGate(LoopbackFront):
         for sock in held:
             shutdown_and_close(sock)
 
+    def allow(self, n: int) -> None:
+        """Let ``n`` more data requests through, then hold again. The requests held so far are
+        cut (their clients send them again, and those are the ones that pass)."""
+        with self._lock:
+            self.passes += n
+            held, self._held_socks = self._held_socks, []
+        for sock in held:
+            shutdown_and_close(sock)
+
     def close(self) -> None:
         self.open()
         super().close()
 
     def _handle(self, client: socket.socket) -> None:
-        self.track(client)
         threading.Thread(target=self._serve, args=(client,), name="chunk-gate-conn", daemon=True).start()
 
     def _admit(self, client: socket.socket, head: bytes, buf: bytearray) -> bool:
@@ -126,12 +154,19 @@ class ChunkGate(LoopbackFront):
         upstream: socket.socket | None = None
         buf = bytearray()
         try:
+            if self._server_ssl is not None:
+                client.settimeout(60)  # the handshake, in this connection's own thread
+                client = self._server_ssl.wrap_socket(client, server_side=True)
+                client.settimeout(None)
+            self.track(client)
             while True:
                 head = read_head(client, buf)
                 if head is None or not self._admit(client, head, buf):
                     return
                 if upstream is None:
                     upstream = socket.create_connection(self.target, timeout=120)
+                    if self._upstream_ssl is not None:
+                        upstream = self._upstream_ssl.wrap_socket(upstream, server_hostname=self.target[0])
                     self.track(upstream)
                 upstream.sendall(head)
                 if not _relay(client, upstream, buf, int(_header(head, b"content-length") or b"0")):
