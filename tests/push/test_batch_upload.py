@@ -219,3 +219,36 @@ def test_wcs_batch_of_hostile_names_refused_or_stored_inside(server, engine, tmp
     assert codes == {"back\\slash.txt": 400, "ctl\x01.txt": 400}
     assert (server.root / "logs" / "ok.txt").read_bytes() == b"x" and snap.files_done == 1
     assert CREDENTIALS[AK] not in repr(snap) and SK not in str(snap.failures)
+
+
+def test_a_batch_cancelled_while_it_submits_a_file_cancels_that_file_too(tmp_path, engine, chunk_gate):
+    """``cancel()`` while the feeder is inside ``engine.submit`` for a file: that file's task is
+    not yet among the batch's active ones, so cancel() cannot reach it; the feeder must cancel it
+    as it takes it (it went on uploading: the batch stayed running, or stored a cancelled file)."""
+    import threading
+
+    res = _tree(tmp_path / "results", {f"f{i}.bin": 100_000 for i in range(3)})
+    ready = threading.Event()
+    holder: list = []
+    submit = engine.submit
+
+    def submit_then_cancel(*args, **kwargs):  # the exact moment, whatever the scheduling
+        task = submit(*args, **kwargs)
+        if not holder[1:]:
+            assert ready.wait(60)
+            holder[0].cancel()
+            holder.append(task)
+        return task
+
+    engine.submit = submit_then_cancel
+    with start_server(root=tmp_path / "root") as srv:
+        gate = chunk_gate(srv.url, passes=0)  # nothing lands before the cancel
+        batch = upload_many(res, gate.upload_url, engine=engine, window=1)
+        holder.append(batch)
+        ready.set()
+        snap = batch.wait(60)
+        assert snap.state == "cancelled" and snap.files_cancelled == 3, snap.describe()
+        assert holder[1].wait(60).state.value == "cancelled"
+        gate.open()
+        assert not any((srv.root / f"f{i}.bin").exists() for i in range(3))
+        batch.close()
