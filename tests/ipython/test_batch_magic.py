@@ -174,7 +174,9 @@ def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path, chunk_ga
     res = _tree(tmp_path / "res", {f"d{i // 4}/f{i}.bin": 48 << 10 for i in range(16)})
     server = start_server(root=tmp_path / "srv", throttle=64 << 10)  # ~12 s for the batch
     try:
-        gate = chunk_gate(server.url, passes=9)  # three files of three chunks, then held: unfinished
+        # 17 chunks of 16 KiB, then held: at most four files (one per worker) are part sent with
+        # two chunks each, so at least three of the 3-chunk files are whole, and at most five
+        gate = chunk_gate(server.url, passes=17)
         first = first_kernel(
             f"{res} {gate.upload_url} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q",
             home,
