@@ -78,7 +78,7 @@ def test_auto_resume(ip, leftover, capsys):
         engine.shutdown()
 
 
-def test_offers_say_when_their_server_is_gone_and_can_be_forgotten(ip, tmp_path, capsys):
+def test_offers_say_when_their_server_is_gone_and_can_be_forgotten(ip, tmp_path, capsys, chunk_gate):
     """Two stale entries from another kernel: one whose (embedded) server died, one alive."""
     journal = tmp_path / "journal"
     dead_srv = start_server(root=tmp_path / "dead", throttle=256 * 1024)
@@ -86,13 +86,17 @@ def test_offers_say_when_their_server_is_gone_and_can_be_forgotten(ip, tmp_path,
     try:
         old = Engine(EngineConfig(journal_dir=journal))
         tasks = []
-        for name, srv in (("dead.bin", dead_srv), ("alive.bin", live_srv)):
+        # a gate for each: one chunk, then held, so neither finishes before its pause
+        dead_gate, live_gate = chunk_gate(dead_srv.url, passes=1), chunk_gate(live_srv.url, passes=1)
+        for name, gate in (("dead.bin", dead_gate), ("alive.bin", live_gate)):
             src = tmp_path / name
             src.write_bytes(os.urandom(256 * 1024))
-            tasks.append(old.submit(src, srv.upload_url, chunk_size=32 * 1024))
+            tasks.append(old.submit(src, gate.upload_url, chunk_size=32 * 1024))
         _pause_once_acked(tasks)
         old.shutdown(wait=True)
         dead_srv.stop()  # the other kernel's demo server ended with it
+        dead_gate.close()  # nothing listens at its task's URL any more
+        live_gate.open()
 
         session, engine = open_session(ip, journal)
         try:

@@ -9,18 +9,22 @@ and other bodiless or form-encoded requests always pass, so a resume can ask wha
 holds. Whatever the scheduling, the upload has exactly the passed requests' bytes acknowledged
 and can go no further while the gate is shut.
 
-A held request never reaches the server: the gate reads its body (and drops it, so the client
-has sent it all and waits for an answer, as from a slow server), and opening the gate closes
-the connections it held (a client still waiting on one sees a cut connection and sends the
-chunk again), and lets every later request through. So the server's byte counts are those of
-the passed requests.
+The gate reads a held request's body into a temporary file (so the client has sent it all and
+waits for an answer, as from a slow server). :meth:`ChunkGate.allow` lets the oldest held
+requests go on, whole, as if the server had only been slow. :meth:`ChunkGate.open` lets every
+later request through and closes the connections of the requests still held: those never
+reach the server (a client still waiting on one sees a cut connection and sends the chunk
+again; one that paused or cancelled is gone anyway), so the server's byte counts are those of
+the requests passed.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+import tempfile
 import threading
+from typing import IO
 from urllib.parse import urlsplit
 
 from .front import LoopbackFront, read_head, shutdown_and_close
@@ -63,7 +67,7 @@ class ChunkGate(LoopbackFront):
     """``with ChunkGate(server.url, passes=2) as gate:`` upload to ``gate.upload_url``.
 
     ``passed``: data requests forwarded so far; ``held``: data requests held so far (each
-    one stays held until :meth:`open` or :meth:`allow` cuts it). HTTP/1.1 over loopback (the
+    one until :meth:`allow` lets it go on or :meth:`open` cuts it). HTTP/1.1 over loopback (the
     reference server's answers carry ``Content-Length``, which is all this relays by). For an
     HTTPS server the gate ends TLS and starts it again: ``server_ssl`` is what it presents to
     clients (the server's own certificate will do), ``upstream_ssl`` what it checks the server
@@ -92,7 +96,7 @@ class ChunkGate(LoopbackFront):
         self.passed = 0
         self.held = 0
         self._opened = threading.Event()
-        self._held_socks: list[socket.socket] = []
+        self._held: list[tuple[socket.socket, threading.Event]] = []  # oldest first
         super().__init__()
 
     @property
@@ -109,18 +113,19 @@ class ChunkGate(LoopbackFront):
         """Let every later request through; close the connections of the requests held."""
         with self._lock:
             self._opened.set()
-            held, self._held_socks = self._held_socks, []
-        for sock in held:
+            held, self._held = self._held, []
+        for sock, _go in held:
             shutdown_and_close(sock)
 
     def allow(self, n: int) -> None:
-        """Let ``n`` more data requests through, then hold again. The requests held so far are
-        cut (their clients send them again, and those are the ones that pass)."""
+        """Let ``n`` more data requests through, then hold again: the oldest held ones go on
+        first (whole, from where the gate kept their bodies), then new ones."""
         with self._lock:
             self.passes += n
-            held, self._held_socks = self._held_socks, []
-        for sock in held:
-            shutdown_and_close(sock)
+            while self._held and self.passed < self.passes:
+                _sock, go = self._held.pop(0)
+                self.passed += 1
+                go.set()
 
     def close(self) -> None:
         self.open()
@@ -129,25 +134,39 @@ class ChunkGate(LoopbackFront):
     def _handle(self, client: socket.socket) -> None:
         threading.Thread(target=self._serve, args=(client,), name="chunk-gate-conn", daemon=True).start()
 
-    def _admit(self, client: socket.socket, head: bytes, buf: bytearray) -> bool:
-        """Whether this request goes on now; a held one is read to its end (and dropped), then
-        waits here until the gate opens."""
+    def _admit(self, client: socket.socket, head: bytes, buf: bytearray) -> bool | IO[bytes]:
+        """True: this request goes on now. A held one has its body read into a file, then
+        waits here: the file when :meth:`allow` lets it go on, False when :meth:`open` cut it."""
         if not _is_data(head):
             return True
+        go = threading.Event()
         with self._lock:
             if self._opened.is_set() or self.passed < self.passes:
                 self.passed += 1
                 return True
             self.held += 1
-            self._held_socks.append(client)
-        left = int(_header(head, b"content-length") or b"0") - len(buf)
-        del buf[:]
+            self._held.append((client, go))
+        body = tempfile.TemporaryFile()  # noqa: SIM115 - handed on to _serve, which closes it
+        left = int(_header(head, b"content-length") or b"0")
+        take = bytes(buf[:left])
+        del buf[: len(take)]
+        body.write(take)
+        left -= len(take)
         while left > 0:  # ends early when open() closes the connection
-            data = client.recv(min(left, 1 << 16))
+            try:
+                data = client.recv(min(left, 1 << 16))
+            except OSError:
+                break
             if not data:
                 break
+            body.write(data)
             left -= len(data)
-        self._opened.wait()
+        while not (go.wait(0.5) or self._opened.is_set()):
+            pass
+        if go.is_set() and left == 0:
+            body.seek(0)
+            return body
+        body.close()
         return False  # its connection is closed by open(): never forwarded
 
     def _serve(self, client: socket.socket) -> None:
@@ -161,7 +180,10 @@ class ChunkGate(LoopbackFront):
             self.track(client)
             while True:
                 head = read_head(client, buf)
-                if head is None or not self._admit(client, head, buf):
+                if head is None:
+                    return
+                admitted = self._admit(client, head, buf)
+                if admitted is False:
                     return
                 if upstream is None:
                     upstream = socket.create_connection(self.target, timeout=120)
@@ -169,8 +191,13 @@ class ChunkGate(LoopbackFront):
                         upstream = self._upstream_ssl.wrap_socket(upstream, server_hostname=self.target[0])
                     self.track(upstream)
                 upstream.sendall(head)
-                if not _relay(client, upstream, buf, int(_header(head, b"content-length") or b"0")):
-                    return
+                if admitted is True:
+                    if not _relay(client, upstream, buf, int(_header(head, b"content-length") or b"0")):
+                        return
+                else:  # a held request let go: its body from the file
+                    with admitted:
+                        while piece := admitted.read(1 << 16):
+                            upstream.sendall(piece)
                 back = bytearray()
                 answer = read_head(upstream, back)
                 if answer is None:
