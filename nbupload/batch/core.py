@@ -624,7 +624,9 @@ class Batch:
             return
         with self._cond:
             self._take(item.name, task)
-            if self._paused:
+            if self._stopped:  # cancelled while it was being submitted: cancel() could not see it
+                task.cancel()
+            elif self._paused:
                 task.pause()
             self._cond.notify_all()
 

@@ -1,7 +1,9 @@
 """A source file modified mid-upload is detected and reported, never stored mixed.
 
-The link is slowed by the fault proxy so the change lands while chunks are still going
-out; the change is made both in a region already sent and in one not sent yet.
+The link is slowed by the fault proxy, and a gate (tests/support/gate.py) holds every chunk
+after the first MiB until the change is made, so the change lands while chunks are still to go
+out whatever the speed of the machine; it is made both in a region already sent and in one not
+sent yet.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 import pytest
 from chaos_campaign import BUCKET, chaos_server, sha256_path, wcs_submit
 
+from tests.support.helpers import wait_for
 from tests.support.proxy import Fault, FaultProxy
 
 MiB = 1024 * 1024
@@ -33,8 +36,11 @@ def slow_link(tmp_path_factory):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("protocol", ["uploader", "wcs-append"])
 @pytest.mark.parametrize("where", ["already-sent", "not-sent-yet"])
-def test_modified_source_fails_with_a_clear_error(slow_link, make_engine, tmp_path, protocol, where):
+def test_modified_source_fails_with_a_clear_error(
+    slow_link, make_engine, tmp_path, chunk_gate, protocol, where
+):
     server, proxy, _base = slow_link
+    gate = chunk_gate(proxy.url, passes=4)  # 1 MiB, then held until the file has changed
     src = tmp_path / f"{protocol}-{where}.bin"
     original = os.urandom(3 * MiB)
     src.write_bytes(original)
@@ -50,19 +56,17 @@ def test_modified_source_fails_with_a_clear_error(slow_link, make_engine, tmp_pa
     )
     try:
         if protocol == "uploader":
-            task = engine.submit(str(src), proxy.url + "/upload", filename=src.name)
+            task = engine.submit(str(src), gate.upload_url, filename=src.name)
             target = server.root / src.name
         else:
-            task = engine.submit(str(src), proxy.url, **wcs_submit(src.name))
+            task = engine.submit(str(src), gate.url, **wcs_submit(src.name))
             target = server.root / BUCKET / src.name
-        deadline = time.monotonic() + 30
-        while task.acked < MiB and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert task.acked >= MiB
+        wait_for(lambda: task.acked >= MiB, timeout=60)
         offset = 1000 if where == "already-sent" else len(original) - 1000
         with open(src, "r+b") as f:  # same size, a few bytes changed in place
             f.seek(offset)
             f.write(b"CHANGED!")
+        gate.open()  # what it held is cut: the engine reads the file again
         snap = task.wait(60)
     finally:
         engine.shutdown(wait=True, timeout=10)

@@ -63,10 +63,12 @@ def test_put_file_usage_errors_are_clear(cli, tmp_path, args, match):
     assert match in r.stderr and "Traceback" not in r.stderr
 
 
-def test_sigkill_then_resume_sends_only_what_each_field_lacks(cli, slow_server, tmp_path, home):
+def test_sigkill_then_resume_sends_only_what_each_field_lacks(cli, slow_server, tmp_path, home, chunk_gate):
     a = make_file(tmp_path / "a.bin", 2_000_000, seed=1)
     b = make_file(tmp_path / "b.bin", 1_000_000, seed=2)
     c = make_file(tmp_path / "c.bin", 0)
+    # five chunks (one may be c's empty one), then held: unfinished at the kill
+    gate = chunk_gate(slow_server.url, passes=5)
     proc = cli.popen(
         "put",
         "--file",
@@ -75,7 +77,7 @@ def test_sigkill_then_resume_sends_only_what_each_field_lacks(cli, slow_server, 
         f"b={b}",
         "--file",
         f"c={c}",
-        slow_server.upload_url,
+        gate.upload_url,
         "--chunk-size",
         "64KiB",
         "--chunk-max",
@@ -85,6 +87,7 @@ def test_sigkill_then_resume_sends_only_what_each_field_lacks(cli, slow_server, 
         "--quiet",
     )
     sigkill_when(proc, lambda: journal_acked(home) >= 4 * CHUNK, timeout=60, reap=10)
+    gate.open()
     entry = json.loads(journal_files(home)[0].read_text())
     assert [f["name"] for f in entry["files"]] == ["a", "b", "c"]
     headers, body = uploader.prepare_query(entry["boundary"])

@@ -90,22 +90,34 @@ def test_put_follow_appends_until_idle_and_refuses_misuse(cli, tmp_path, home):
         assert r.returncode == 1 and "nothing was appended" in r.stderr and SK not in r.stderr
 
 
-def test_a_killed_put_of_a_folder_is_listed_and_resumed_as_one_batch(cli, tmp_path, home):
+def test_a_killed_put_of_a_folder_is_listed_and_resumed_as_one_batch(cli, tmp_path, home, chunk_gate):
     names = [f"d{i // 3}/f{i}.bin" for i in range(8)]
     res = tmp_path / "res"
     for i, name in enumerate(names):
         (res / name).parent.mkdir(parents=True, exist_ok=True)
         make_file(res / name, 40_000, seed=i)
     with start_server(root=tmp_path / "root", throttle=32 << 10) as srv:  # ~5 s for 4 files at once
+        # twelve 16 KiB chunks, then held: at most four files (one per worker) are part sent, so at least two
+        # of the 3-chunk files are whole (the kill waits for them) and at most four: unfinished
+        gate = chunk_gate(srv.url, passes=12)
         proc = cli.popen(
-            "put", str(res), srv.upload_url, "--chunk-size", "16KiB", "--chunk-max", "16KiB", "--streams", "1"
+            "put",
+            str(res),
+            gate.upload_url,
+            "--chunk-size",
+            "16KiB",
+            "--chunk-max",
+            "16KiB",
+            "--streams",
+            "1",
         )
         sigkill_when(proc, lambda: sum(1 for n in names if (srv.root / n).exists()) >= 2, timeout=120)
+        gate.open()
         r = cli("ls")
         assert r.returncode == 0, r.stderr
         line = next(x for x in r.stdout.splitlines() if " batch " in x)
         batch_id = line.split()[0]
-        assert "/8" in line and srv.upload_url in line
+        assert "/8" in line and gate.upload_url in line
         r = cli("resume", batch_id, "--quiet", timeout=300)
         assert r.returncode == 0, r.stderr
         assert "8/8 files" in r.stderr and "[done]" in r.stderr, r.stderr

@@ -130,14 +130,15 @@ def test_put_options_are_reusable_by_the_magic():
 
 @pytest.mark.parametrize(("streams", "size"), [(1, 2_000_000), (4, 3_000_000)])
 def test_sigkill_then_resume_sends_at_most_one_chunk_per_stream_again(
-    cli, slow_server, tmp_path, home, streams, size
+    cli, slow_server, tmp_path, home, chunk_gate, streams, size
 ):
     src = make_file(tmp_path / f"killed{streams}.bin", size)
+    gate = chunk_gate(slow_server.url, passes=2)  # two chunks, then held: unfinished at the kill
     # --chunk-max pins the chunk at 256 KiB (chunks grow otherwise): the bound below is in chunks.
     proc = cli.popen(
         "put",
         str(src),
-        slow_server.upload_url,
+        gate.upload_url,
         "--chunk-size",
         "256KiB",
         "--chunk-max",
@@ -147,6 +148,7 @@ def test_sigkill_then_resume_sends_at_most_one_chunk_per_stream_again(
         "--quiet",
     )
     sigkill_when(proc, lambda: journal_acked(home) >= 2 * CHUNK, timeout=120)
+    gate.open()
     task_id = json.loads(journal_files(home)[0].read_text())["id"]
     r = cli("ls")
     assert task_id in r.stdout and src.name in r.stdout
@@ -164,9 +166,10 @@ def test_sigkill_then_resume_sends_at_most_one_chunk_per_stream_again(
     assert journal_files(home) == []
 
 
-def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
+def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home, chunk_gate):
     src = make_file(tmp_path / "int.bin", 4_000_000)
-    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB")
+    gate = chunk_gate(slow_server.url, passes=1)  # one chunk, then held: unfinished at the Ctrl-C
+    proc = cli.popen("put", str(src), gate.upload_url, "--chunk-size", "256KiB")
     try:
         wait_for(lambda: journal_acked(home) >= CHUNK, timeout=60)
         proc.send_signal(signal.SIGINT)
@@ -179,14 +182,16 @@ def test_ctrl_c_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
     [entry] = journal_files(home)
     task_id = entry.stem
     assert f"paused; resume with: nbupload resume {task_id}" in err
+    gate.open()
     r = cli("resume", "--all", "--quiet")
     assert r.returncode == 0, r.stderr
     assert sha256_file(slow_server.root / "int.bin") == sha256_file(src)
 
 
-def test_sigterm_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home):
+def test_sigterm_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home, chunk_gate):
     src = make_file(tmp_path / "term.bin", 4_000_000)
-    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB")
+    gate = chunk_gate(slow_server.url, passes=1)  # one chunk, then held: unfinished at the SIGTERM
+    proc = cli.popen("put", str(src), gate.upload_url, "--chunk-size", "256KiB")
     try:
         wait_for(lambda: journal_acked(home) >= CHUNK, timeout=60)
         proc.send_signal(signal.SIGTERM)
@@ -198,20 +203,25 @@ def test_sigterm_pauses_and_says_how_to_resume(cli, slow_server, tmp_path, home)
     assert proc.returncode == 128 + signal.SIGTERM, err
     [entry] = journal_files(home)
     assert f"paused; resume with: nbupload resume {entry.stem}" in err and "Traceback" not in err
+    gate.open()
     r = cli("resume", "--all", "--quiet")
     assert r.returncode == 0, r.stderr
     assert sha256_file(slow_server.root / "term.bin") == sha256_file(src)
 
 
-def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_pauses(cli, slow_server, tmp_path, home):
+def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_pauses(
+    cli, slow_server, tmp_path, home, chunk_gate
+):
     """A background job (``nbupload put ... &`` from a script) does not stop on the terminal's
     Ctrl-C: it keeps uploading; SIGTERM still pauses it cleanly."""
-    src = make_file(tmp_path / "bg.bin", 6_000_000)  # 4 s at 1.5 MB/s (the server runs in this process)
-    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", sigint="ignore")
+    src = make_file(tmp_path / "bg.bin", 6_000_000)
+    gate = chunk_gate(slow_server.url, passes=1)  # one chunk at a time, as the test lets them
+    proc = cli.popen("put", str(src), gate.upload_url, "--chunk-size", "256KiB", sigint="ignore")
     try:
         wait_for(lambda: journal_acked(home) >= CHUNK, timeout=60)
         proc.send_signal(signal.SIGINT)
         at_sigint = journal_acked(home)
+        gate.allow(1)  # one more chunk: only an upload still going takes it
         wait_for(lambda: journal_acked(home) >= at_sigint + CHUNK, timeout=60)  # still uploading
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
@@ -223,16 +233,19 @@ def test_started_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_pauses(cli, s
     assert proc.returncode == 128 + signal.SIGTERM, err
     [entry] = journal_files(home)
     assert f"paused; resume with: nbupload resume {entry.stem}" in err and "Traceback" not in err
+    gate.open()
     r = cli("resume", "--all", "--quiet")
     assert r.returncode == 0, r.stderr
     assert sha256_file(slow_server.root / "bg.bin") == sha256_file(src)
 
 
-def test_two_resume_processes_one_wins(cli, crawl_server, tmp_path, home):
+def test_two_resume_processes_one_wins(cli, crawl_server, tmp_path, home, chunk_gate):
     slow_server = crawl_server
     src = make_file(tmp_path / "two.bin", 2_500_000)  # ~7 s left at 300 kB/s: both resumers meet
-    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
-    sigkill_when(proc, lambda: journal_acked(home) >= CHUNK, timeout=20, reap=10)
+    gate = chunk_gate(slow_server.url, passes=1)  # one chunk, then held: unfinished at the kill
+    proc = cli.popen("put", str(src), gate.upload_url, "--chunk-size", "256KiB", "--quiet")
+    sigkill_when(proc, lambda: journal_acked(home) >= CHUNK, timeout=60, reap=10)
+    gate.open()
     task_id = journal_files(home)[0].stem
     a, b = cli.popen("resume", task_id, "--quiet"), cli.popen("resume", task_id, "--quiet")
     results = []
@@ -246,9 +259,10 @@ def test_two_resume_processes_one_wins(cli, crawl_server, tmp_path, home):
     assert sha256_file(slow_server.root / "two.bin") == sha256_file(src)
 
 
-def test_rm_forgets_an_unfinished_task(cli, slow_server, tmp_path, home):
+def test_rm_forgets_an_unfinished_task(cli, slow_server, tmp_path, home, chunk_gate):
     src = make_file(tmp_path / "rm.bin", 1_500_000)
-    proc = cli.popen("put", str(src), slow_server.upload_url, "--chunk-size", "256KiB", "--quiet")
+    gate = chunk_gate(slow_server.url, passes=0)  # every chunk held: unfinished at the kill
+    proc = cli.popen("put", str(src), gate.upload_url, "--chunk-size", "256KiB", "--quiet")
     sigkill_when(proc, lambda: journal_files(home), timeout=60, reap=10)
     task_id = journal_files(home)[0].stem
     r = cli("ls", "--json")
@@ -268,14 +282,15 @@ def test_demo_runs_quickly(cli):
     assert "paused at" in r.stdout and "matches the server's hash" in r.stdout
 
 
-def test_python_api_pauses_at_exit_and_the_cli_resumes(cli, slow_server, tmp_path, home):
+def test_python_api_pauses_at_exit_and_the_cli_resumes(cli, slow_server, tmp_path, home, chunk_gate):
     import subprocess
     import sys
 
     src = make_file(tmp_path / "api.bin", 1_500_000)
+    gate = chunk_gate(slow_server.url, passes=1)  # one chunk, then held: unfinished at the exit
     script = (
         "import time, nbupload\n"
-        f"t = nbupload.upload({str(src)!r}, {slow_server.upload_url!r}, chunk_size=256 << 10)\n"
+        f"t = nbupload.upload({str(src)!r}, {gate.upload_url!r}, chunk_size=256 << 10)\n"
         "while t.acked < 256 << 10: time.sleep(0.02)\n"
         "print(t.id)\n"
     )
@@ -289,6 +304,7 @@ def test_python_api_pauses_at_exit_and_the_cli_resumes(cli, slow_server, tmp_pat
     )
     task_id = r.stdout.strip()
     assert r.returncode == 0 and f"paused at exit; resume with: nbupload resume {task_id}" in r.stderr
+    gate.open()
     r = cli("resume", task_id, "--quiet")
     assert r.returncode == 0, r.stderr
     assert sha256_file(slow_server.root / "api.bin") == sha256_file(src)

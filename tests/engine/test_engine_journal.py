@@ -20,21 +20,32 @@ def slow_server(tmp_path):
         yield srv
 
 
-def _start_and_pause(engine, *args, **kwargs):
+@pytest.fixture
+def gate(slow_server, chunk_gate):
+    """Three chunks to the slow server, then held: an upload through it is unfinished at the pause."""
+    return chunk_gate(slow_server.url, passes=3)
+
+
+def _start_and_pause(engine, gate, *args, **kwargs):
+    """Submit through ``gate``, pause once its three chunks are acknowledged, open the gate."""
     task = engine.submit(*args, **kwargs)
     wait_for(lambda: task.acked >= 3 * CHUNK)
     task.pause()
     assert task.wait(10).state is TaskState.PAUSED
+    gate.open()
     return task
 
 
-def test_journal_holds_no_secret_and_resume_needs_them_again(slow_server, make_engine, tmp_path, journal_dir):
+def test_journal_holds_no_secret_and_resume_needs_them_again(
+    slow_server, make_engine, tmp_path, journal_dir, gate
+):
     src = make_file(tmp_path / "secret.bin", 1_000_000)
     first = make_engine(chunk_size=CHUNK)
     task = _start_and_pause(
         first,
+        gate,
         src,
-        slow_server.url,
+        gate.url,
         protocol="wcs-append",
         access_key=AK,
         secret_key=SK,
@@ -77,10 +88,10 @@ def test_journal_holds_no_secret_and_resume_needs_them_again(slow_server, make_e
     assert not (journal_dir / f"{task.id}.json").exists()
 
 
-def test_resume_in_a_new_engine_sends_at_most_one_chunk_again(slow_server, make_engine, tmp_path):
+def test_resume_in_a_new_engine_sends_at_most_one_chunk_again(slow_server, make_engine, tmp_path, gate):
     src = make_file(tmp_path / "r.bin", 1_000_000)
     first = make_engine(chunk_size=CHUNK)
-    task = _start_and_pause(first, src, slow_server.upload_url)
+    task = _start_and_pause(first, gate, src, gate.upload_url)
     first.shutdown()
     second = make_engine(chunk_size=CHUNK)
     [again] = second.resume()
@@ -92,10 +103,10 @@ def test_resume_in_a_new_engine_sends_at_most_one_chunk_again(slow_server, make_
     assert slow_server.stats()["uploader"]["bytes"] - src.stat().st_size <= streams * CHUNK
 
 
-def test_changed_source_is_detected_on_resume(slow_server, make_engine, tmp_path):
+def test_changed_source_is_detected_on_resume(slow_server, make_engine, tmp_path, gate):
     src = make_file(tmp_path / "c.bin", 1_000_000)
     first = make_engine(chunk_size=CHUNK)
-    task = _start_and_pause(first, src, slow_server.upload_url)
+    task = _start_and_pause(first, gate, src, gate.upload_url)
     first.shutdown()
     with open(src, "r+b") as f:  # same size, new bytes
         f.write(b"changed!")
@@ -107,10 +118,10 @@ def test_changed_source_is_detected_on_resume(slow_server, make_engine, tmp_path
     assert not (slow_server.root / "c.bin").exists()
 
 
-def test_two_resumers_at_once_exactly_one_wins(slow_server, make_engine, tmp_path):
+def test_two_resumers_at_once_exactly_one_wins(slow_server, make_engine, tmp_path, gate):
     src = make_file(tmp_path / "two.bin", 1_000_000)
     first = make_engine(chunk_size=CHUNK)
-    task = _start_and_pause(first, src, slow_server.upload_url)
+    task = _start_and_pause(first, gate, src, gate.upload_url)
     first.shutdown()
     a, b = make_engine(chunk_size=CHUNK), make_engine(chunk_size=CHUNK)
     barrier = threading.Barrier(2)
@@ -148,10 +159,10 @@ def test_in_memory_sources_are_not_journaled(server, engine, journal_dir):
     assert (server.root / "mem.bin").stat().st_size == 500_000
 
 
-def test_cancel_forgets_the_task(slow_server, make_engine, tmp_path, journal_dir):
+def test_cancel_forgets_the_task(slow_server, make_engine, tmp_path, journal_dir, gate):
     src = make_file(tmp_path / "x.bin", 1_000_000)
     eng = make_engine(chunk_size=CHUNK)
-    task = _start_and_pause(eng, src, slow_server.upload_url)
+    task = _start_and_pause(eng, gate, src, gate.upload_url)
     assert (journal_dir / f"{task.id}.json").exists()
     task.cancel()
     assert task.state is TaskState.CANCELLED
@@ -160,11 +171,13 @@ def test_cancel_forgets_the_task(slow_server, make_engine, tmp_path, journal_dir
     assert task.state is TaskState.CANCELLED
 
 
-def test_secret_url_parameters_stay_out_of_journal_and_reprs(slow_server, make_engine, tmp_path, journal_dir):
+def test_secret_url_parameters_stay_out_of_journal_and_reprs(
+    slow_server, make_engine, tmp_path, journal_dir, gate
+):
     src = make_file(tmp_path / "q.bin", 1_000_000)
-    url = slow_server.upload_url + "?token=url-secret-789&team=blue"
+    url = gate.upload_url + "?token=url-secret-789&team=blue"
     first = make_engine(chunk_size=CHUNK)
-    task = _start_and_pause(first, src, url)
+    task = _start_and_pause(first, gate, src, url)
     text = (journal_dir / f"{task.id}.json").read_text()
     assert "url-secret-789" not in text and "team=blue" in text
     assert "url-secret-789" not in repr(task) and "token=***" in task.snapshot().url

@@ -130,18 +130,21 @@ def test_wrong_wcs_secret_fails_with_401_quickly(server, engine):
     assert "not-the-secret" not in str(snap.error) and "not-the-secret" not in repr(task)
 
 
-def test_pause_resume_and_progress_events(tmp_path, make_engine):
-    engine = make_engine(chunk_size=64 << 10)
+def test_pause_resume_and_progress_events(tmp_path, make_engine, chunk_gate):
+    # requests held at the gate must not time out into retries before the pause (the states below)
+    engine = make_engine(chunk_size=64 << 10, stall_timeout=60, read_timeout=60)
     src = make_file(tmp_path / "slow.bin", 1_000_000)
     events = []
     engine.subscribe(events.append)
     with start_server(root=tmp_path / "r", throttle=1_000_000) as srv:
-        task = engine.submit(src, srv.upload_url)
+        gate = chunk_gate(srv.url, passes=4)  # 256 KiB, then held: still unfinished at the pause
+        task = engine.submit(src, gate.upload_url)
         wait_for(lambda: task.acked >= 200_000)
         task.pause()
         snap = task.wait(30)
         assert snap.state is TaskState.PAUSED
         held = snap.acked
+        gate.open()
         task.resume()
         task.wait(30, raise_on_error=True)
         assert sha256_file(srv.root / "slow.bin") == sha256_file(src)
@@ -171,14 +174,15 @@ def test_pause_resume_and_progress_events(tmp_path, make_engine):
 
 
 @pytest.mark.parametrize("how", ["at once", "after 0.3 s", "resume all"])
-def test_resume_right_after_pause_does_not_end_paused(tmp_path, make_engine, how):
+def test_resume_right_after_pause_does_not_end_paused(tmp_path, make_engine, chunk_gate, how):
     # At once: resume() withdraws a pause the worker has not seen yet. After 0.3 s: the
     # worker has usually acted on it and the task is queued again. "resume all" must take a
     # task whose pause is still pending.
     engine = make_engine(chunk_size=64 << 10)
     src = make_file(tmp_path / "slow.bin", 600_000)
     with start_server(root=tmp_path / "r", throttle=1_000_000) as srv:
-        task = engine.submit(src, srv.upload_url)
+        gate = chunk_gate(srv.url, passes=2)  # 128 KiB, then held: still unfinished at the pause
+        task = engine.submit(src, gate.upload_url)
         wait_for(lambda: task.acked >= 100_000)
         task.pause()
         assert task.can_resume
@@ -187,23 +191,25 @@ def test_resume_right_after_pause_does_not_end_paused(tmp_path, make_engine, how
         else:
             time.sleep(0.3 if how == "after 0.3 s" else 0.0)
             task.resume()
+        gate.open()  # what it held is cut: sent again
         snap = task.wait(30)
         assert snap.state is TaskState.DONE, snap
         assert not task.can_resume
         assert sha256_file(srv.root / "slow.bin") == sha256_file(src)
 
 
-def test_cancel_is_prompt(tmp_path, make_engine):
+def test_cancel_is_prompt(tmp_path, make_engine, chunk_gate):
     engine = make_engine(chunk_size=4 << 20)
     src = make_file(tmp_path / "c.bin", 3_000_000)
     with start_server(root=tmp_path / "r", throttle=500_000) as srv:
-        task = engine.submit(src, srv.upload_url)
+        gate = chunk_gate(srv.url, passes=0)  # the one chunk is held: no answer before the cancel
+        task = engine.submit(src, gate.upload_url)
         wait_for(lambda: task.sent >= 300_000)
         t0 = time.monotonic()
         task.cancel()
         snap = task.wait(10)
         latency = time.monotonic() - t0
-        print(f"\ncancel latency: {latency * 1000:.0f} ms (one 3 MB chunk in flight at 500 KB/s)")
+        print(f"\ncancel latency: {latency * 1000:.0f} ms (one 3 MB chunk in flight, held unanswered)")
         assert snap.state is TaskState.CANCELLED
         assert not (srv.root / "c.bin").exists()
     assert engine._journal.read(task.id) is None

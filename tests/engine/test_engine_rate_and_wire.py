@@ -94,13 +94,17 @@ def test_the_engine_max_rate_is_shared_by_all_tasks(server, make_engine, tmp_pat
     assert rate <= cap * 1.1, f"{rate:.0f} B/s over a cap of {cap} B/s"
 
 
-def test_a_throttled_upload_pauses_and_resumes_and_the_cap_can_be_lifted(server, make_engine, tmp_path):
+def test_a_throttled_upload_pauses_and_resumes_and_the_cap_can_be_lifted(
+    server, make_engine, tmp_path, chunk_gate
+):
     engine = make_engine(chunk_size=256 * KiB, streams=2, max_rate=200_000)
     src = make_file(tmp_path / "slow.bin", 2_000_000)
-    task = engine.submit(src, server.upload_url)
+    gate = chunk_gate(server.url, passes=1)  # one chunk, then held: still unfinished at the pause
+    task = engine.submit(src, gate.upload_url)
     wait_for(lambda: task.acked >= 256 * KiB, timeout=60)
     task.pause()
     assert task.wait(60).state is TaskState.PAUSED
+    gate.open()
     engine.configure(max_rate=None)  # no cap: the rest goes at full speed
     task.resume()
     snap = task.wait(60, raise_on_error=True)
@@ -254,16 +258,18 @@ def test_only_plain_http_takes_the_sendfile_path():
     assert not wire.wire_eligible(httpx.URL("http://user:pw@example.org/upload"))  # basic auth: httpx
 
 
-def test_a_task_limit_rate_survives_the_journal(server, make_engine, tmp_path):
+def test_a_task_limit_rate_survives_the_journal(server, make_engine, tmp_path, chunk_gate):
     """A capped upload resumed by another process keeps its cap (a shared link stays shared)."""
     cap = 500_000
     src = make_file(tmp_path / "kept.bin", 2_000_000)
     first = make_engine(chunk_size=256 * KiB, streams=2)
-    task = first.submit(src, server.upload_url, limit_rate=cap)
+    gate = chunk_gate(server.url, passes=1)  # one chunk, then held: still unfinished at the pause
+    task = first.submit(src, gate.upload_url, limit_rate=cap)
     wait_for(lambda: task.acked >= 256 * KiB, timeout=60)
     task.pause()
     assert task.wait(60).state is TaskState.PAUSED
     first.shutdown(wait=True, timeout=30)
+    gate.open()
 
     second = make_engine(chunk_size=256 * KiB, streams=2)
     (entry,) = second.unfinished()

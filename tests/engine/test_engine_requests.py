@@ -108,7 +108,7 @@ def test_configure_resizes_workers_and_rejects_unknown_settings(make_engine):
 
     def handler(request: httpx.Request) -> httpx.Response:
         request.read()
-        gate.wait(5)
+        gate.wait(60)  # until the test has counted (a short wait here let a slow test see a third run)
         return httpx.Response(200, content=b"not json: plain mode")
 
     engine = _mock(make_engine, handler, journal=False)

@@ -79,15 +79,19 @@ def test_one_streams_answer_lost(make_engine, tmp_path):
         assert server.stats()["uploader"]["duplicate_bytes"] == 0
 
 
-def test_server_restarted_mid_flight(make_engine, tmp_path):
+def test_server_restarted_mid_flight(make_engine, tmp_path, chunk_gate):
     root = tmp_path / "root"
     first = start_server(root=root, throttle=2 * MiB)
     port = first.port
     engine = make_engine(chunk_size=256 * KiB, streams=4, backoff_base=0.05, backoff_cap=0.2, retries=50)
     src = make_file(tmp_path / "restart.bin", 4 * MiB)
-    task = engine.submit(src, first.upload_url)
+    # four chunks pass (two may still be at the server when it stops), the rest are held: the
+    # upload cannot finish before the server goes away
+    gate = chunk_gate(first.url, passes=4)
+    task = engine.submit(src, gate.upload_url)
     wait_for(lambda: task.acked >= 512 * KiB, timeout=60)
     first.stop()
+    gate.open()  # what it held is cut; later requests meet the stopped server
     wait_for(lambda: task.snapshot().retrying, timeout=60)
     with start_server(root=root, port=port) as second:
         snap = task.wait(60, raise_on_error=True)

@@ -70,13 +70,14 @@ def test_every_field_lands_intact_under_its_name(server, engine, tmp_path, sizes
 
 
 def test_chunks_of_different_fields_interleave_and_pause_resumes_the_whole_session(
-    slow_server, make_engine, tmp_path
+    slow_server, make_engine, tmp_path, chunk_gate
 ):
     small = 64 << 10
     engine = make_engine(chunk_size=small, streams=2)
     a = make_file(tmp_path / "a.bin", 2_000_000, seed=1)
     b = make_file(tmp_path / "b.bin", 2_000_000, seed=2)
-    task = engine.submit({"a": str(a), "b": str(b)}, slow_server.upload_url)
+    gate = chunk_gate(slow_server.url, passes=16)  # 1 MiB, then held: still unfinished at the pause
+    task = engine.submit({"a": str(a), "b": str(b)}, gate.upload_url)
     wait_for(lambda: task.acked >= 1_000_000, timeout=60)
     task.pause()
     assert task.wait(60).state is TaskState.PAUSED
@@ -85,6 +86,7 @@ def test_chunks_of_different_fields_interleave_and_pause_resumes_the_whole_sessi
     held = _held(slow_server.upload_url, task.spec.boundary)
     print(f"\nat pause: a holds {held['a'].covered()}, b holds {held['b'].covered()} bytes")
     assert held["a"].covered() > 0 and held["b"].covered() > 0
+    gate.open()
     task.resume()
     snap = task.wait(60, raise_on_error=True)
     assert snap.acked == snap.total == 4_000_000
@@ -111,17 +113,18 @@ def test_cut_connection_requeries_and_finishes_every_field(server, make_engine, 
     assert stats["bytes"] - 1_600_000 <= CHUNK  # at most the cut chunk again
 
 
-def test_restart_resumes_each_field_from_the_journal(slow_server, make_engine, tmp_path):
+def test_restart_resumes_each_field_from_the_journal(slow_server, make_engine, tmp_path, chunk_gate):
     first = make_engine(streams=2)
     a = make_file(tmp_path / "a.bin", 2_000_000, seed=1)
     b = make_file(tmp_path / "b.bin", 1_000_000, seed=2)
     empty = make_file(tmp_path / "e.bin", 0)
-    task = first.submit(
-        {"a": str(a), "b": str(b), "e": str(empty)}, slow_server.upload_url, fields={"k": "v"}
-    )
+    # three chunks (one may be e's empty one), then held: still unfinished at the shutdown
+    gate = chunk_gate(slow_server.url, passes=3)
+    task = first.submit({"a": str(a), "b": str(b), "e": str(empty)}, gate.upload_url, fields={"k": "v"})
     assert task.persistent
     wait_for(lambda: task.acked >= 2 * CHUNK, timeout=60)
     first.shutdown(wait=True, timeout=30)  # what a kernel restart leaves: the journal entry
+    gate.open()
     entry = json.loads((tmp_path / "journal" / f"{task.id}.json").read_text())
     assert [f["name"] for f in entry["files"]] == ["a", "b", "e"]
     assert [f["size"] for f in entry["files"]] == [2_000_000, 1_000_000, 0]
@@ -187,11 +190,12 @@ def test_a_refused_field_fails_the_session_naming_the_field(tmp_path, engine):
     assert snap.error.code == 4008 and "field 'bin' (evil.exe)" in str(snap.error)
 
 
-def test_cancel_forgets_the_whole_session(slow_server, make_engine, tmp_path):
+def test_cancel_forgets_the_whole_session(slow_server, make_engine, tmp_path, chunk_gate):
     engine = make_engine(chunk_size=64 << 10)
     a = make_file(tmp_path / "a.bin", 2_000_000, seed=1)
     b = make_file(tmp_path / "b.bin", 2_000_000, seed=2)
-    task = engine.submit({"a": str(a), "b": str(b)}, slow_server.upload_url)
+    gate = chunk_gate(slow_server.url, passes=1)  # one chunk, then held: still unfinished at the cancel
+    task = engine.submit({"a": str(a), "b": str(b)}, gate.upload_url)
     wait_for(lambda: task.acked > 0, timeout=60)
     task.cancel()
     assert task.wait(60).state is TaskState.CANCELLED
@@ -272,13 +276,17 @@ def test_retry_after_a_failure_resumes_the_whole_session(server, make_engine, tm
     assert stats["duplicate_bytes"] == 0 and stats["bytes"] - 1_200_000 <= CHUNK
 
 
-def test_a_file_changed_before_the_resume_fails_the_session_naming_it(slow_server, make_engine, tmp_path):
+def test_a_file_changed_before_the_resume_fails_the_session_naming_it(
+    slow_server, make_engine, tmp_path, chunk_gate
+):
     first = make_engine()
     a = make_file(tmp_path / "a.bin", 2_000_000, seed=1)
     b = make_file(tmp_path / "b.bin", 1_000_000, seed=2)
-    task = first.submit({"a": str(a), "b": str(b)}, slow_server.upload_url)
+    gate = chunk_gate(slow_server.url, passes=1)  # one chunk, then held: still unfinished at the shutdown
+    task = first.submit({"a": str(a), "b": str(b)}, gate.upload_url)
     wait_for(lambda: task.acked > 0, timeout=60)
     first.shutdown(wait=True, timeout=30)
+    gate.open()
     b.write_bytes(b"another version")
     (again,) = make_engine().resume(task.id)
     snap = again.wait(60)

@@ -76,7 +76,7 @@ def test_wcs_append_stores_an_odd_name_whole(server, engine, tmp_path):
     assert server.stats()["wcs"]["requests"] == 5  # ceil(300000 / 65536) appends, each carrying the key
 
 
-def test_a_name_that_is_not_utf8_uploads_and_resumes_from_the_journal(tmp_path, make_engine):
+def test_a_name_that_is_not_utf8_uploads_and_resumes_from_the_journal(tmp_path, make_engine, chunk_gate):
     """A Latin-1 name on a UTF-8 system (``os.fsdecode`` leaves its byte as a lone surrogate).
 
     The journal once failed to write it (a bare ``UnicodeEncodeError`` from ``upload``); now
@@ -86,11 +86,13 @@ def test_a_name_that_is_not_utf8_uploads_and_resumes_from_the_journal(tmp_path, 
     src = make_file(tmp_path / os.fsdecode(b"caf\xe9.bin"), SIZE, seed=16)
     with start_server(root=tmp_path / "root", throttle=200_000) as slow:
         first = make_engine(chunk_size=CHUNK)
-        task = nbupload.upload(str(src), slow.upload_url, chunk_size=CHUNK, engine=first)
+        gate = chunk_gate(slow.url, passes=1)  # one chunk, then held: still unfinished at the pause
+        task = nbupload.upload(str(src), gate.upload_url, chunk_size=CHUNK, engine=first)
         wait_for(lambda: task.acked > 0, timeout=60)
         task.pause()
         wait_for(lambda: task.state is TaskState.PAUSED, timeout=60)
         first.shutdown(wait=True, timeout=10)
+        gate.open()
 
         second = make_engine(chunk_size=CHUNK)
         (entry,) = second.unfinished()

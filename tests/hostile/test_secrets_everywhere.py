@@ -24,6 +24,7 @@ from hostile_net import ServerProcess
 from nbupload.engine import Engine, EngineConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.support.helpers import pause_each_when, wait_for
 from tests.support.proxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.timeout(180)
@@ -68,7 +69,7 @@ def link(tmp_path):
         server.stop()
 
 
-def test_engine_logs_reprs_errors_events_and_journal(link, tmp_path):
+def test_engine_logs_reprs_errors_events_and_journal(link, tmp_path, chunk_gate):
     server, proxy = link
     handler = _Collect()
     root = logging.getLogger()
@@ -143,21 +144,20 @@ def test_engine_logs_reprs_errors_events_and_journal(link, tmp_path):
         # a paused task leaves a journal entry: it must hold nothing secret either
         slow_link = FaultProxy(*server.address, default=Fault(rate=1 * MiB))  # fresh, slow connections
         explicit_slow = make_token("bkt:explicit-slow.bin", access_key=AK, secret_key=SK)
+        # one gate for each: its first chunk, then held, so neither finishes before its pause
+        gate, gate_wcs = chunk_gate(slow_link.url, passes=1), chunk_gate(slow_link.url, passes=1)
         try:
             slow = engine.submit(
                 str(src),
-                slow_link.url + "/upload",
+                gate.upload_url,
                 filename="paused.bin",
                 headers={"X-Api-Key": BEARER, "Cookie": f"s={BEARER}"},
                 fields={"password": FIELD_SECRET},
             )
-            slow_wcs = engine.submit(str(src), slow_link.url, protocol="wcs-append", token=explicit_slow)
-            deadline = time.monotonic() + 30
-            while (slow.acked < 256 * 1024 or slow_wcs.acked < 256 * 1024) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            slow.pause()
-            slow_wcs.pause()
-            assert [slow.wait(10).state.value, slow_wcs.wait(10).state.value] == ["paused", "paused"]
+            slow_wcs = engine.submit(str(src), gate_wcs.url, protocol="wcs-append", token=explicit_slow)
+            # each paused as soon as its chunk is in (a held request would time out into retries)
+            settled = pause_each_when([slow, slow_wcs], lambda snap: snap.acked >= 256 * 1024)
+            assert [snap.state.value for snap in settled] == ["paused", "paused"]
         finally:
             slow_link.close()
         texts += [repr(engine), repr(engine.config), str(engine.config), repr(slow), repr(slow_wcs)]
@@ -183,7 +183,7 @@ def test_engine_logs_reprs_errors_events_and_journal(link, tmp_path):
     assert not leaks(server_log, (explicit, expired)), leaks(server_log, (explicit, expired))
 
 
-def test_cli_output_and_journal(link, tmp_path):
+def test_cli_output_and_journal(link, tmp_path, chunk_gate):
     """``nbupload put`` with --sk on the command line, killed mid-upload: its output, the
     journal and ``nbupload ls --json`` hold no secret; ``resume`` finishes with the key from
     the environment and prints none either."""
@@ -205,10 +205,11 @@ def test_cli_output_and_journal(link, tmp_path):
             cwd=REPO,
         )
 
+    gate = chunk_gate(proxy.url, passes=2)  # two chunks, then held: unfinished at the kill
     put = cli(
         "put",
         str(src),
-        proxy.url,
+        gate.url,
         "-p",
         "wcs-append",
         "--ak",
@@ -224,13 +225,13 @@ def test_cli_output_and_journal(link, tmp_path):
         "--header",
         f"Authorization: Bearer {BEARER}",
     )
+
+    def acked() -> int:
+        entries = list((home / "tasks").glob("*.json")) if (home / "tasks").is_dir() else []
+        return int(json.loads(entries[0].read_text()).get("acked", 0)) if entries else 0
+
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            entries = list((home / "tasks").glob("*.json")) if (home / "tasks").is_dir() else []
-            if entries and json.loads(entries[0].read_text()).get("acked", 0) >= 512 * 1024:
-                break
-            time.sleep(0.02)
+        wait_for(lambda: acked() >= 512 * 1024, timeout=60)
         put.kill()
         out, err = put.communicate(timeout=10)
     finally:
@@ -241,6 +242,7 @@ def test_cli_output_and_journal(link, tmp_path):
     ls = cli("ls", "--json")
     texts += list(ls.communicate(timeout=30))
     proxy.default = Fault()
+    gate.open()
     resume = cli(
         "resume",
         "--all",

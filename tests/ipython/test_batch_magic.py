@@ -97,11 +97,14 @@ def test_failures_list_the_server_code_and_bad_input_is_a_usage_error(demo, shel
         run(shell, f"%upload {res} --filename x.bin")
 
 
-def test_pause_resume_and_cancel_a_batch_by_its_id(shell, run, tmp_path, capsys):
+def test_pause_resume_and_cancel_a_batch_by_its_id(shell, run, tmp_path, capsys, chunk_gate):
     root = tmp_path / "srv"
-    run(shell, f"%upload server start --root {root} --throttle 48KiB")  # ~11 s for the batch
+    run(shell, f"%upload server start --root {root} --throttle 48KiB")
+    gate = chunk_gate(current_session(shell).server.base_url, passes=1)  # then held: unfinished at the pause
     res = _tree(tmp_path / "res", {f"f{i}.bin": 64 << 10 for i in range(8)})
-    batch = run(shell, f"%upload {res} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q")
+    batch = run(
+        shell, f"%upload {res} {gate.upload_url} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q"
+    )
     capsys.readouterr()
     wait_for(lambda: batch.snapshot().bytes_done > 0, timeout=60)
     run(shell, f"%upload pause {batch.id}")
@@ -109,6 +112,7 @@ def test_pause_resume_and_cancel_a_batch_by_its_id(shell, run, tmp_path, capsys)
     assert batch.wait(60).state == "paused"
     run(shell, "%upload list")
     assert f"batch {batch.id}: " in capsys.readouterr().out
+    gate.open()
     run(shell, f"%upload resume {batch.id}")
     assert f"resumed batch {batch.id}" in capsys.readouterr().out
     snap = batch.wait(120)
@@ -116,7 +120,11 @@ def test_pause_resume_and_cancel_a_batch_by_its_id(shell, run, tmp_path, capsys)
     for i in range(8):
         assert (root / f"f{i}.bin").read_bytes() == (res / f"f{i}.bin").read_bytes()
 
-    other = run(shell, f"%upload {res} --no-skip --prefix again --chunk-size 16KiB --streams 1 -o -q")
+    held = chunk_gate(current_session(shell).server.base_url, passes=0)  # unfinished at the cancel
+    other = run(
+        shell,
+        f"%upload {res} {held.upload_url} --no-skip --prefix again --chunk-size 16KiB --streams 1 -o -q",
+    )
     run(shell, f"%upload cancel {other.id}")
     assert f"cancelled batch {other.id}" in capsys.readouterr().out
     assert other.wait(60).state == "cancelled"
@@ -161,19 +169,23 @@ def test_a_batch_another_process_runs_is_listed_as_running_and_left_to_it(shell,
         forget_batch(held.id, engine=session.engine)  # no offer left to the next tests
 
 
-def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
+def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path, chunk_gate):
     home = tmp_path / "home"
     res = _tree(tmp_path / "res", {f"d{i // 4}/f{i}.bin": 48 << 10 for i in range(16)})
     server = start_server(root=tmp_path / "srv", throttle=64 << 10)  # ~12 s for the batch
     try:
+        # 17 chunks of 16 KiB, then held: at most four files (one per worker) are part sent with
+        # two chunks each, so at least three of the 3-chunk files are whole, and at most five
+        gate = chunk_gate(server.url, passes=17)
         first = first_kernel(
-            f"{res} {server.upload_url} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q",
+            f"{res} {gate.upload_url} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o -q",
             home,
             tmp_path,
             started_when="files_done >= 3",
             linger=600,
         )
         batch_id = kill_once_started(first, timeout=120)
+        gate.open()
 
         second = ipython(
             "%load_ext nbupload\n"
@@ -199,13 +211,14 @@ def test_a_batch_survives_a_kernel_restart_and_resumes_as_one(tmp_path):
         server.stop()
 
 
-def test_a_batch_row_follows_a_reload_of_the_extension(shell, run, tmp_path, capsys):
+def test_a_batch_row_follows_a_reload_of_the_extension(shell, run, tmp_path, capsys, chunk_gate):
     """``%reload_ext nbupload`` hands the displayed rows to the new session: the batch's own news
     (a file skipped, the batch steered: no task event says so) reach the new controller."""
     root = tmp_path / "srv"
     run(shell, f"%upload server start --root {root} --throttle 16KiB")
+    gate = chunk_gate(current_session(shell).server.base_url, passes=0)  # unfinished at the pause
     res = _tree(tmp_path / "res", {f"f{i}.bin": 32 << 10 for i in range(3)})
-    batch = run(shell, f"%upload {res} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o")  # row shown
+    batch = run(shell, f"%upload {res} {gate.upload_url} --chunk-size 16KiB --chunk-max 16KiB --streams 1 -o")
     try:
         batch.pause()  # quiet: no task event arrives while the test counts
         assert batch.wait(60).state == "paused"

@@ -16,20 +16,12 @@ from IPython.core.error import UsageError
 
 from nbupload.engine.state import TaskState
 from nbupload.ipython.extension import current_session
-from tests.support.signals import sigint_raises_keyboard_interrupt
+from tests.support.helpers import wait_for
+from tests.support.signals import running_in, sigint_raises_keyboard_interrupt
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def wait_for(predicate, timeout=60.0, step=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(step)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture
@@ -65,7 +57,9 @@ def test_upload_wait_to_the_demo_server_default_url(demo, shell, run, data_file,
     assert f"payload.bin [{task.id}] 100%|####################| 600 KiB/600 KiB done" in out  # at the end
 
 
-def test_background_upload_leaves_the_kernel_free_and_can_be_steered(shell, run, tmp_path, capsys):
+def test_background_upload_leaves_the_kernel_free_and_can_be_steered(
+    shell, run, tmp_path, capsys, chunk_gate
+):
     from nbupload.server import start_server
 
     server = start_server(root=tmp_path / "srv", throttle=400 * 1024)
@@ -73,8 +67,9 @@ def test_background_upload_leaves_the_kernel_free_and_can_be_steered(shell, run,
         path = tmp_path / "slow.bin"
         data = os.urandom(1024 * 1024)
         path.write_bytes(data)
-        task = run(shell, f"%upload {path} {server.upload_url} --chunk-size 128KiB -o -q")
-        assert run(shell, "6 * 7") == 42  # a new cell runs while the upload (2.5 s at least) goes on
+        gate = chunk_gate(server.url, passes=2)  # two chunks, then held until the test opens it
+        task = run(shell, f"%upload {path} {gate.upload_url} --chunk-size 128KiB -o -q")
+        assert run(shell, "6 * 7") == 42  # a new cell runs while the upload (held at the gate) goes on
         assert task.state in (TaskState.QUEUED, TaskState.CONNECTING, TaskState.UPLOADING)
         wait_for(lambda: task.snapshot().acked > 0)
         run(shell, f"%upload pause {task.id}")
@@ -85,15 +80,16 @@ def test_background_upload_leaves_the_kernel_free_and_can_be_steered(shell, run,
         run(shell, "%upload list")
         listing = capsys.readouterr().out
         assert f"slow.bin [{task.id}]" in listing and "paused" in listing
+        gate.open()
         run(shell, f"%upload resume {task.id}")
-        task.wait(20)
+        task.wait(60)
         assert task.state is TaskState.DONE
         assert sha((tmp_path / "srv" / "slow.bin").read_bytes()) == sha(data)
     finally:
         server.stop()
 
 
-def test_interrupting_wait_pauses_the_task_resumably(shell, run, tmp_path, capsys):
+def test_interrupting_wait_pauses_the_task_resumably(shell, run, tmp_path, capsys, chunk_gate):
     from nbupload.server import start_server
 
     server = start_server(root=tmp_path / "srv", throttle=300 * 1024)
@@ -103,24 +99,32 @@ def test_interrupting_wait_pauses_the_task_resumably(shell, run, tmp_path, capsy
         path.write_bytes(data)
         main = threading.main_thread().ident
         session = current_session(shell)
+        gate = chunk_gate(server.url, passes=1)  # one chunk, then held: `--wait` cannot end by itself
+        moving: list[bool] = []
 
         def interrupt_when_moving():
-            wait_for(
-                lambda: any(t.snapshot().acked > 0 for t in session.engine.tasks() if t.name == "int.bin")
-            )
-            signal.pthread_kill(main, signal.SIGINT)
+            try:
+                wait_for(
+                    lambda: any(t.snapshot().acked > 0 for t in session.engine.tasks() if t.name == "int.bin")
+                )
+                wait_for(lambda: running_in("_wait_briefly"))  # the magic's wait, inside its `try`
+                moving.append(True)
+            finally:  # the held upload never ends: interrupt the wait whatever happened
+                signal.pthread_kill(main, signal.SIGINT)
 
         # SIGINT raises KeyboardInterrupt here even when the test run started with it ignored
         with sigint_raises_keyboard_interrupt():
             threading.Thread(target=interrupt_when_moving, daemon=True).start()
-            task = run(shell, f"%upload {path} {server.upload_url} --chunk-size 64KiB --wait -o -q")
+            task = run(shell, f"%upload {path} {gate.upload_url} --chunk-size 64KiB --wait -o -q")
+        assert moving, "no bytes acknowledged before the interrupt"
         err = capsys.readouterr().err
         assert [t for t in session.engine.tasks() if t.name == "int.bin"] == [task]
         assert f"paused {task.id}" in err and f"%upload resume {task.id}" in err
         task.wait(10)
         assert task.state is TaskState.PAUSED
+        gate.open()
         run(shell, "%upload resume all")
-        task.wait(30)
+        task.wait(60)
         assert task.state is TaskState.DONE
         assert sha((tmp_path / "srv" / "int.bin").read_bytes()) == sha(data)
     finally:

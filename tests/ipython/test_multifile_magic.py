@@ -56,17 +56,19 @@ def test_magic_file_errors_are_usage_errors(demo, shell, run, tmp_path, line, ma
         run(shell, line.format(a=tmp_path / "a", missing=tmp_path / "nope"))
 
 
-def test_a_session_started_by_the_magic_resumes_after_the_kernel_is_killed(tmp_path):
+def test_a_session_started_by_the_magic_resumes_after_the_kernel_is_killed(tmp_path, chunk_gate):
     home = tmp_path / "home"
     a = make_file(tmp_path / "a.bin", 600_000, seed=1)
     b = make_file(tmp_path / "b.bin", 300_000, seed=2)
     with start_server(root=tmp_path / "srv", throttle=256 * 1024) as server:
+        gate = chunk_gate(server.url, passes=1)  # one chunk, then held: unfinished at the kill
         first = first_kernel(
-            f"--file a={a} --file b={b} {server.upload_url} --chunk-size 64KiB --chunk-max 64KiB -o -q",
+            f"--file a={a} --file b={b} {gate.upload_url} --chunk-size 64KiB --chunk-max 64KiB -o -q",
             home,
             tmp_path,
         )
         task_id = kill_once_started(first, timeout=120)
+        gate.open()
         second = ipython(
             "%load_ext nbupload\n"
             "%upload resume all\n"

@@ -14,7 +14,7 @@ from nbupload.server import start_server
 
 
 @pytest.fixture
-def leftover(tmp_path):
+def leftover(tmp_path, chunk_gate):
     """A journal holding one paused, half-done task of an engine that is gone."""
     server = start_server(root=tmp_path / "srv", throttle=512 * 1024)
     journal = tmp_path / "journal"
@@ -22,9 +22,11 @@ def leftover(tmp_path):
     src = tmp_path / "left.bin"
     src.write_bytes(data)
     old = Engine(EngineConfig(journal_dir=journal))
-    task = old.submit(src, server.upload_url, chunk_size=32 * 1024)
+    gate = chunk_gate(server.url, passes=1)  # one chunk, then held: unfinished at the pause
+    task = old.submit(src, gate.upload_url, chunk_size=32 * 1024)
     _pause_once_acked([task])
     old.shutdown(wait=True)  # keeps the journal entry
+    gate.open()  # the task's URL: its resume goes through
     assert task.state is TaskState.PAUSED and 0 < task.snapshot().acked < len(data)
     yield journal, task.id, server, data
     server.stop()
@@ -76,7 +78,7 @@ def test_auto_resume(ip, leftover, capsys):
         engine.shutdown()
 
 
-def test_offers_say_when_their_server_is_gone_and_can_be_forgotten(ip, tmp_path, capsys):
+def test_offers_say_when_their_server_is_gone_and_can_be_forgotten(ip, tmp_path, capsys, chunk_gate):
     """Two stale entries from another kernel: one whose (embedded) server died, one alive."""
     journal = tmp_path / "journal"
     dead_srv = start_server(root=tmp_path / "dead", throttle=256 * 1024)
@@ -84,13 +86,17 @@ def test_offers_say_when_their_server_is_gone_and_can_be_forgotten(ip, tmp_path,
     try:
         old = Engine(EngineConfig(journal_dir=journal))
         tasks = []
-        for name, srv in (("dead.bin", dead_srv), ("alive.bin", live_srv)):
+        # a gate for each: one chunk, then held, so neither finishes before its pause
+        dead_gate, live_gate = chunk_gate(dead_srv.url, passes=1), chunk_gate(live_srv.url, passes=1)
+        for name, gate in (("dead.bin", dead_gate), ("alive.bin", live_gate)):
             src = tmp_path / name
             src.write_bytes(os.urandom(256 * 1024))
-            tasks.append(old.submit(src, srv.upload_url, chunk_size=32 * 1024))
+            tasks.append(old.submit(src, gate.upload_url, chunk_size=32 * 1024))
         _pause_once_acked(tasks)
         old.shutdown(wait=True)
         dead_srv.stop()  # the other kernel's demo server ended with it
+        dead_gate.close()  # nothing listens at its task's URL any more
+        live_gate.open()
 
         session, engine = open_session(ip, journal)
         try:
@@ -149,7 +155,7 @@ def _pause_once_acked(tasks, timeout=60.0):
         assert snap.state is TaskState.PAUSED and 0 < snap.acked < snap.total, snap
 
 
-def test_offers_of_this_notebook_by_default_and_all_on_request(ip, tmp_path, capsys, monkeypatch):
+def test_offers_of_this_notebook_by_default_and_all_on_request(ip, tmp_path, capsys, monkeypatch, chunk_gate):
     """The journal notes each task's notebook (JPY_SESSION_NAME): a kernel of a.ipynb offers
     a.ipynb's uploads, the others behind "Show all"; "Resume all" resumes what is shown."""
     journal = tmp_path / "journal"
@@ -157,12 +163,18 @@ def test_offers_of_this_notebook_by_default_and_all_on_request(ip, tmp_path, cap
     try:
         old = Engine(EngineConfig(journal_dir=journal))
         tasks = {}
+        gates = []
         for name, notebook in (("mine.bin", "work/a.ipynb"), ("theirs.bin", "work/b.ipynb")):
             src = tmp_path / name
             src.write_bytes(os.urandom(256 * 1024))
-            tasks[name] = old.submit(src, srv.upload_url, chunk_size=32 * 1024, labels={"notebook": notebook})
+            gates.append(chunk_gate(srv.url, passes=1))  # one for each: a chunk, then held
+            tasks[name] = old.submit(
+                src, gates[-1].upload_url, chunk_size=32 * 1024, labels={"notebook": notebook}
+            )
         _pause_once_acked(tasks.values())
         old.shutdown(wait=True)
+        for gate in gates:
+            gate.open()
 
         monkeypatch.setenv("JPY_SESSION_NAME", "work/a.ipynb")
         session, engine = open_session(ip, journal)

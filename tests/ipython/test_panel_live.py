@@ -11,7 +11,7 @@ from nbupload.ipython.extension import current_session
 from nbupload.server import start_server
 
 
-def pump_until(session, predicate, timeout=30.0):
+def pump_until(session, predicate, timeout=60.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         session.panel_controller.flush()
@@ -21,7 +21,7 @@ def pump_until(session, predicate, timeout=30.0):
     raise AssertionError("condition not reached in time")
 
 
-def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path):
+def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path, chunk_gate):
     server = start_server(root=tmp_path / "srv", throttle=512 * 1024, max_file_size=2 << 20)
     try:
         data = os.urandom(1024 * 1024)
@@ -32,8 +32,9 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path):
         panel, form = session.panel, session.form
         assert panel is not None and "nbupload-panel" in panel._dom_classes
 
+        gate = chunk_gate(server.url, passes=2)  # two chunks, then held: unfinished at the pause
         form.path.value = str(src)
-        form.url.value = server.upload_url
+        form.url.value = gate.upload_url
         form.chunk.value = "64KiB"
         form.fields.value = "album=holiday"
         form.start.click()
@@ -50,6 +51,7 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path):
         paused_at = row.snapshot.acked
         assert 0 < paused_at < len(data)
 
+        gate.open()
         started = time.monotonic()
         row.buttons["resume"].click()
         pump_until(session, lambda: row.snapshot.state is TaskState.DONE)
@@ -128,7 +130,7 @@ def test_form_wcs_upload_to_the_demo_server(shell, run, tmp_path):
     assert form.url.value == "http://example.invalid/custom"  # typed URLs are left alone
 
 
-def test_steering_all(shell, run, tmp_path, capsys):
+def test_steering_all(shell, run, tmp_path, capsys, chunk_gate):
     server = start_server(root=tmp_path / "srv", throttle=128 * 1024)
     try:
         paths = []
@@ -136,7 +138,8 @@ def test_steering_all(shell, run, tmp_path, capsys):
             p = tmp_path / f"all-{i}.bin"
             p.write_bytes(os.urandom(512 * 1024))
             paths.append(p)
-        tasks = [run(shell, f"%upload {p} {server.upload_url} --chunk-size 32KiB -o -q") for p in paths]
+        gate = chunk_gate(server.url, passes=2)  # then held: neither finishes before `pause all`
+        tasks = [run(shell, f"%upload {p} {gate.upload_url} --chunk-size 32KiB -o -q") for p in paths]
         run(shell, "%upload pause all")
         for t in tasks:
             assert t.wait(10).state is TaskState.PAUSED

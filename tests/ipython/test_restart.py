@@ -10,17 +10,19 @@ from nbupload.server import start_server
 from tests.support.ipyproc import first_kernel, ipython, kill_once_started, output_of
 
 
-def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
+def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path, chunk_gate):
     home = tmp_path / "home"
     server = start_server(root=tmp_path / "srv", throttle=256 * 1024)
     try:
         data = os.urandom(768 * 1024)
         src = tmp_path / "restart.bin"
         src.write_bytes(data)
+        gate = chunk_gate(server.url, passes=1)  # one chunk, then held: unfinished at the kill
         first = first_kernel(
-            f"{src} {server.upload_url} --chunk-size 64KiB --chunk-max 64KiB -o -q", home, tmp_path
+            f"{src} {gate.upload_url} --chunk-size 64KiB --chunk-max 64KiB -o -q", home, tmp_path
         )
         task_id = kill_once_started(first, timeout=120)
+        gate.open()
 
         second = ipython(
             "%load_ext nbupload\n"
@@ -35,7 +37,7 @@ def test_unfinished_task_is_offered_and_resumed_after_a_kernel_dies(tmp_path):
         out = output_of(second, timeout=120)
         assert f"1 unfinished upload from a previous session ({task_id})" in out, out
         assert "`%upload resume all`" in out
-        port = server.upload_url.split(":")[-1].split("/")[0]
+        port = gate.port  # the task's URL: through the gate
         assert f"restart.bin [{task_id}]" in out and f"to 127.0.0.1:{port}" in out  # %upload list
         assert f"resumed 1 task: {task_id}" in out, out
         assert f"FINAL {task_id} done" in out, out

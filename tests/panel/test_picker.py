@@ -280,7 +280,7 @@ def engine(tmp_path):
         eng.shutdown()
 
 
-def _wait(predicate, timeout=30.0):
+def _wait(predicate, timeout=60.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
@@ -310,13 +310,16 @@ def test_the_engine_uploads_the_spool_and_it_is_removed_when_done(tmp_path, serv
     assert last["kind"] == "done" and again.sent == len(data), last
 
 
-def test_a_cancelled_upload_removes_its_spool_and_a_paused_one_resumes_on_a_new_pick(tmp_path, engine):
+def test_a_cancelled_upload_removes_its_spool_and_a_paused_one_resumes_on_a_new_pick(
+    tmp_path, engine, chunk_gate
+):
     data = os.urandom(3 * SLICE)
     handle = start_server(root=tmp_path / "slow", throttle=64 * 1024)
+    gate = chunk_gate(handle.url, passes=0)  # every chunk held: the upload is unfinished when paused
     try:
 
         def submit(path: Path, name: str) -> str:
-            return engine.submit(str(path), handle.upload_url, filename=name, chunk_size=SLICE).id
+            return engine.submit(str(path), gate.upload_url, filename=name, chunk_size=SLICE).id
 
         core = core_for(tmp_path, submit, engine=lambda: engine)
         task = engine.get(Browser(core).run("p.bin", data)["task"])

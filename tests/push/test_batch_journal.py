@@ -64,12 +64,13 @@ def test_one_file_is_steered_alone_and_the_record_holds_no_secret(make_engine, t
         batch.close()
 
 
-def test_cancelling_one_waiting_file_and_then_the_batch(make_engine, tmp_path):
+def test_cancelling_one_waiting_file_and_then_the_batch(make_engine, tmp_path, chunk_gate):
     folder = tmp_path / "res"
     _files(folder, 6, 64 << 10)
     engine = make_engine(chunk_size=16 << 10, chunk_max=16 << 10, streams=1)
     with start_server(root=tmp_path / "srv", throttle=48 << 10) as srv:  # > 1 s a file
-        batch = upload_many(folder, srv.upload_url, engine=engine, window=1)
+        gate = chunk_gate(srv.url, passes=4)  # one file's four chunks, then held: the rest wait
+        batch = upload_many(folder, gate.upload_url, engine=engine, window=1)
         batch.cancel("part1/f05.bin")  # still waiting: never sent
         wait_for(lambda: batch.snapshot().files_done >= 1, timeout=120)
         batch.cancel()
@@ -98,13 +99,14 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_a_batch_killed_with_sigkill_resumes_as_one(make_engine, tmp_path):
+def test_a_batch_killed_with_sigkill_resumes_as_one(make_engine, tmp_path, chunk_gate):
     folder = tmp_path / "res"
     files = _files(folder, 7, 48 << 10)
     journal = tmp_path / "journal"
     with start_server(root=tmp_path / "srv", throttle=32 << 10) as srv:  # 1.5 s a file
+        gate = chunk_gate(srv.url, passes=6)  # two files of three chunks, then held: unfinished at the kill
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(folder), srv.upload_url, str(journal)],
+            [sys.executable, "-c", CHILD, str(folder), gate.upload_url, str(journal)],
             stdout=subprocess.PIPE,
             text=True,
             cwd=REPO,
@@ -118,6 +120,7 @@ def test_a_batch_killed_with_sigkill_resumes_as_one(make_engine, tmp_path):
             os.kill(child.pid, signal.SIGKILL)
             child.wait(30)
             child.stdout.close()
+        gate.open()
 
         engine = make_engine(journal_dir=journal)
         waiting = {b.id: b for b in unfinished_batches(engine)}

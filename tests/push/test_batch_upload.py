@@ -144,22 +144,25 @@ def test_failures_are_listed_with_their_codes_and_retry(tmp_path, engine):
         batch.close()
 
 
-def test_pause_resume_and_cancel_the_whole_batch(tmp_path, engine):
+def test_pause_resume_and_cancel_the_whole_batch(tmp_path, engine, chunk_gate):
     res = _tree(tmp_path / "results", {f"f{i}.bin": 300_000 for i in range(6)})
     with start_server(root=tmp_path / "root", throttle=2_000_000) as srv:
-        batch = upload_many(res, srv.upload_url, engine=engine, window=2)
+        gate = chunk_gate(srv.url, passes=1)  # one chunk, then held: unfinished at the pause
+        batch = upload_many(res, gate.upload_url, engine=engine, window=2)
         wait_for(lambda: batch.snapshot().bytes_done > 0, timeout=60)
         batch.pause()
         snap = batch.wait(30)
         assert snap.state == "paused" and snap.files_done < 6 and snap.files_waiting > 0
         assert all(t.state.value in ("paused", "done") for t in batch.tasks.values())
+        gate.open()
         batch.resume()
         snap = batch.wait(120, raise_on_error=True)
         assert snap.state == "done" and snap.files_done == 6
         _stored_equal(srv.root, res, [f"f{i}.bin" for i in range(6)])
 
         more = _tree(tmp_path / "more", {f"g{i}.bin": 300_000 for i in range(6)})
-        batch2 = upload_many(more, srv.upload_url, engine=engine, window=2)
+        gate2 = chunk_gate(srv.url, passes=1)  # one chunk, then held: unfinished at the cancel
+        batch2 = upload_many(more, gate2.upload_url, engine=engine, window=2)
         wait_for(lambda: batch2.snapshot().bytes_done > 0, timeout=60)
         batch2.cancel()
         snap = batch2.wait(30)
@@ -168,17 +171,19 @@ def test_pause_resume_and_cancel_the_whole_batch(tmp_path, engine):
         batch2.close()
 
 
-def test_an_interrupted_batch_is_adopted_by_the_next_run(tmp_path, make_engine):
+def test_an_interrupted_batch_is_adopted_by_the_next_run(tmp_path, make_engine, chunk_gate):
     res = _tree(tmp_path / "results", {f"f{i}.bin": 400_000 for i in range(3)})
     with start_server(root=tmp_path / "root", throttle=2_000_000) as srv:
         first = make_engine()
-        batch = upload_many(res, srv.upload_url, engine=first)
+        gate = chunk_gate(srv.url, passes=2)  # two 64 KiB chunks, then held: unfinished at the shutdown
+        batch = upload_many(res, gate.upload_url, engine=first)
         wait_for(lambda: batch.snapshot().bytes_done > 100_000, timeout=60)
         first.shutdown(wait=True, timeout=10)  # as a kernel going away: the journal keeps the tasks
         batch.close()
+        gate.open()
         second = make_engine()
         assert second.unfinished()
-        again = upload_many(res, srv.upload_url, engine=second)
+        again = upload_many(res, gate.upload_url, engine=second)
         snap = again.wait(120, raise_on_error=True)
         assert again._adopted >= 1 and snap.files_done + snap.files_skipped == 3
         assert second.unfinished() == []
@@ -230,3 +235,36 @@ def test_wcs_batch_of_hostile_names_refused_or_stored_inside(server, engine, tmp
     assert codes == {"back\\slash.txt": 400, "ctl\x01.txt": 400}
     assert (server.root / "logs" / "ok.txt").read_bytes() == b"x" and snap.files_done == 1
     assert CREDENTIALS[AK] not in repr(snap) and SK not in str(snap.failures)
+
+
+def test_a_batch_cancelled_while_it_submits_a_file_cancels_that_file_too(tmp_path, engine, chunk_gate):
+    """``cancel()`` while the feeder is inside ``engine.submit`` for a file: that file's task is
+    not yet among the batch's active ones, so cancel() cannot reach it; the feeder must cancel it
+    as it takes it (it went on uploading: the batch stayed running, or stored a cancelled file)."""
+    import threading
+
+    res = _tree(tmp_path / "results", {f"f{i}.bin": 100_000 for i in range(3)})
+    ready = threading.Event()
+    holder: list = []
+    submit = engine.submit
+
+    def submit_then_cancel(*args, **kwargs):  # the exact moment, whatever the scheduling
+        task = submit(*args, **kwargs)
+        if not holder[1:]:
+            assert ready.wait(60)
+            holder[0].cancel()
+            holder.append(task)
+        return task
+
+    engine.submit = submit_then_cancel
+    with start_server(root=tmp_path / "root") as srv:
+        gate = chunk_gate(srv.url, passes=0)  # nothing lands before the cancel
+        batch = upload_many(res, gate.upload_url, engine=engine, window=1)
+        holder.append(batch)
+        ready.set()
+        snap = batch.wait(60)
+        assert snap.state == "cancelled" and snap.files_cancelled == 3, snap.describe()
+        assert holder[1].wait(60).state.value == "cancelled"
+        gate.open()
+        assert not any((srv.root / f"f{i}.bin").exists() for i in range(3))
+        batch.close()

@@ -4,6 +4,7 @@ clear errors (plain HTTP to the HTTPS port, an untrusted certificate)."""
 from __future__ import annotations
 
 import hashlib
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,13 @@ def _sha(path: Path) -> str:
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
     return self_signed(directory=tmp_path_factory.mktemp("tls"))
+
+
+def _gate(chunk_gate, srv, cert, passes):
+    """A gate in front of the HTTPS server (it presents the server's certificate): the upload
+    cannot finish before the test acts on it."""
+    upstream = ssl.create_default_context(cafile=str(cert.ca_file))
+    return chunk_gate(srv.url, passes, server_ssl=cert.context, upstream_ssl=upstream)
 
 
 @pytest.fixture
@@ -76,31 +84,35 @@ def test_upload_verify_argument_sets_the_check(tls_server, tmp_path, cert):
         eng.shutdown(wait=True, timeout=10)
 
 
-def test_pause_and_resume_over_tls(tmp_path, cert, engine):
+def test_pause_and_resume_over_tls(tmp_path, cert, engine, chunk_gate):
     src = tmp_path / "p.bin"
     src.write_bytes(data_of(8_000_000, seed=4))
     with start_server(tmp_path / "root", ssl=cert.context, throttle=1_000_000) as srv:
-        task = nbupload.upload(str(src), srv.upload_url, engine=engine)
+        gate = _gate(chunk_gate, srv, cert, passes=1)  # one chunk, then held: unfinished at the pause
+        task = nbupload.upload(str(src), gate.upload_url, engine=engine)
         wait_for(lambda: task.snapshot().acked >= 256 << 10, timeout=60)
         task.pause()
         wait_for(lambda: task.state == TaskState.PAUSED, timeout=60)
         paused = task.snapshot()
         assert 0 < paused.acked < paused.total
         assert not (srv.root / "p.bin").exists()
+        gate.open()
         task.resume()
         task.wait(60, raise_on_error=True)
         assert _sha(srv.root / "p.bin") == _sha(src)
 
 
-def test_sigkill_then_resume_over_tls_with_cacert(tmp_path, cert):
+def test_sigkill_then_resume_over_tls_with_cacert(tmp_path, cert, chunk_gate):
     home = tmp_path / "home"
     src = tmp_path / "k.bin"
     src.write_bytes(data_of(3_000_000, seed=6))
     with start_server(tmp_path / "root", ssl=cert.context, throttle=1_500_000) as srv:
+        gate = _gate(chunk_gate, srv, cert, passes=1)  # one chunk, then held: unfinished at the kill
         cli_killed_after(
-            "put", str(src), srv.upload_url, "--chunk-size", "256KiB", "--quiet",
+            "put", str(src), gate.upload_url, "--chunk-size", "256KiB", "--quiet",
             "--cacert", str(cert.ca_file), home=home, acked=256 << 10,
         )  # fmt: skip
+        gate.open()
         assert not (srv.root / "k.bin").exists()
         done = run_cli("resume", "--all", "--quiet", "--cacert", str(cert.ca_file), home=home)
         assert done.returncode == 0, done.stderr

@@ -184,16 +184,18 @@ def test_tokens_in_urls_are_masked_in_the_access_log(tmp_path):
     assert not any(tok.split(":")[1] in line for line in keep.lines)
 
 
-def test_resume_token_is_sent_again_as_uptoken_for_an_uploader_task(tmp_path):
+def test_resume_token_is_sent_again_as_uptoken_for_an_uploader_task(tmp_path, chunk_gate):
     home = tmp_path / "home"
     src = tmp_path / "r.bin"
     src.write_bytes(data_of(3_000_000, seed=11))
     tok = token("inbox")
     with start_server(tmp_path / "root", credentials={AK: SK}, require_token=True, throttle=1_500_000) as srv:
+        gate = chunk_gate(srv.url, passes=1)  # one chunk, then held: unfinished at the kill
         cli_killed_after(
-            "put", str(src), srv.upload_url, "--token", tok, "--chunk-size", "256KiB", "--quiet",
+            "put", str(src), gate.upload_url, "--token", tok, "--chunk-size", "256KiB", "--quiet",
             home=home, acked=256 << 10,
         )  # fmt: skip
+        gate.open()
         for kept in (home / "tasks").glob("*.json"):
             assert tok.split(":")[1] not in kept.read_text()  # the journal never kept it
         done = run_cli("resume", "--all", "--quiet", "--token", tok, home=home)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["CREDENTIALS", "ROOT", "child_env", "make_file", "sha256_file", "wait_for"]
+__all__ = ["CREDENTIALS", "ROOT", "child_env", "make_file", "pause_each_when", "sha256_file", "wait_for"]
 
 #: The repository root.
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +72,27 @@ def wait_for(
             extra = f" (last: {type(last).__name__}: {first_line})" if last else ""
             raise AssertionError(f"{label} not met within {timeout:g} s{extra}")
         time.sleep(interval)
+
+
+def pause_each_when(tasks: Iterable[Any], ready: Callable[[Any], object], timeout: float = 60.0) -> list[Any]:
+    """Pause each task (or batch) the moment ``ready(its snapshot)`` holds, and return their
+    snapshots once they have settled.
+
+    Waiting for all of them first and then pausing them all let the first one finish on a
+    loaded machine; each is paused as soon as it alone is ready. (Where the remaining time is
+    short, put a :class:`~tests.support.gate.ChunkGate` in front as well.)
+    """
+    tasks = list(tasks)
+    waiting = list(tasks)
+    end = time.monotonic() + timeout
+    while waiting:
+        for task in [t for t in waiting if ready(t.snapshot())]:
+            task.pause()
+            waiting.remove(task)
+        if waiting:
+            assert time.monotonic() < end, f"not ready within {timeout:g} s: {waiting}"
+            time.sleep(0.02)
+    return [t.wait(timeout) for t in tasks]
 
 
 def child_env() -> dict[str, str]:

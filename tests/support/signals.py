@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
-__all__ = ["python_argv", "sigint_raises_keyboard_interrupt"]
+__all__ = ["python_argv", "running_in", "sigint_raises_keyboard_interrupt"]
 
 #: Runs in the child: set SIGINT's disposition, then exec the real command line, so the program
 #: under test starts exactly as if its parent had that disposition.
@@ -40,3 +41,19 @@ def sigint_raises_keyboard_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def running_in(function_name: str, thread: threading.Thread | None = None) -> bool:
+    """Whether ``thread`` (the main thread by default) is inside a function of that name now.
+
+    A test that interrupts a blocking call from another thread waits for this first: a signal
+    that lands before the call has entered the ``try`` that handles it (the thread was slow to
+    get there on a loaded machine) would interrupt something else.
+    """
+    ident = (thread or threading.main_thread()).ident
+    frame = sys._current_frames().get(ident) if ident is not None else None
+    while frame is not None:
+        if frame.f_code.co_name == function_name:
+            return True
+        frame = frame.f_back
+    return False
