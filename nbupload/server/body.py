@@ -12,7 +12,7 @@ from .http import header
 if TYPE_CHECKING:
     from .config import ServerConfig
 
-__all__ = ["BodyCutShort", "BodyReader", "BodyTooLarge", "Throttle", "request_body"]
+__all__ = ["BodyCutShort", "BodyReader", "BodyTimedOut", "BodyTooLarge", "Throttle", "request_body"]
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -31,6 +31,12 @@ BODY_IDLE_TIMEOUT = 60.0
 
 class BodyCutShort(Exception):
     """The client went away before the end of the body."""
+
+
+class BodyTimedOut(BodyCutShort):
+    """No byte of the body came for the idle timeout: answered 408 where the protocol has no
+    code of its own for it (WCS), so that a client that is only slow, not gone, tries again
+    instead of taking it for a refusal."""
 
 
 class BodyTooLarge(Exception):
@@ -82,7 +88,7 @@ class BodyReader:
         except asyncio.TimeoutError:
             self.disconnected = True
             self.done = True
-            raise BodyCutShort(f"no byte of the request body came for {self.idle_timeout:g} s") from None
+            raise BodyTimedOut(f"no byte of the request body came for {self.idle_timeout:g} s") from None
         if message["type"] == "http.disconnect":
             self.disconnected = True
             self.done = True

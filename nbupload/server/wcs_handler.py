@@ -27,7 +27,7 @@ from ..protocols.wcs import (
     resolve_object,
     verify_token,
 )
-from .body import BodyCutShort, BodyReader, BodyTooLarge, request_body
+from .body import BodyCutShort, BodyReader, BodyTimedOut, BodyTooLarge, request_body
 from .diskio import OffsetWriter
 from .http import Send, header, respond
 from .names import UnsafeNameError, split_key
@@ -365,6 +365,8 @@ async def handle_append(state: ServerState, scope: dict[str, Any], receive: Any,
         error = AppendError(400, str(exc))
     except BodyTooLarge:
         error = AppendError(413, f"request is over the server's limit of {config.max_request_size} bytes")
+    except BodyTimedOut as exc:  # a slow client, not a malformed request: it may try again
+        error = AppendError(408, str(exc))
     except BodyCutShort:
         error = AppendError(400, "the request body ended early (the client went away)")
     stats.add("wcs", "errors")

@@ -274,18 +274,47 @@ def test_a_big_pick_survives_a_reload_and_keeps_the_kernel_small(lab, page, note
     )
 
 
+#: Installed in the page before JupyterLab loads: once ``window.__nbGate.limit`` is set, the
+#: page sends at most that many bytes more to its kernels (kernel channel websockets) and drops
+#: the rest, until the limit is cleared. It holds a pick's transfer short of the whole file
+#: however fast the page, the kernel and the machine are: waiting until some of it arrived and
+#: then restarting the kernel let the whole file arrive first on a loaded machine (fresh-clone
+#: run 24, five runs at once beside a CPU hog).
+_KERNEL_SEND_GATE = """(() => {
+  const send = WebSocket.prototype.send;
+  window.__nbGate = {limit: null, sent: 0, dropped: 0};
+  WebSocket.prototype.send = function (data) {
+    const gate = window.__nbGate;
+    if (gate.limit !== null && String(this.url).includes('/channels')) {
+      if (gate.sent >= gate.limit) { gate.dropped += 1; return; }
+      gate.sent += data.byteLength ?? data.size ?? data.length ?? 0;
+    }
+    return send.call(this, data);
+  };
+})()"""
+
+
 def test_a_kernel_restart_mid_transfer_continues_from_the_spool(lab, page, notebook, tmp_path):
     size = 48 * MiB
     src = tmp_path / "restart.bin"
     want = _random_file(src, size)
+    page.add_init_script(_KERNEL_SEND_GATE)
     _open_and_run(page, lab, "picker.ipynb")
+    # the old kernel gets at most half the file (plus the slices in flight when it restarts)
+    page.evaluate(f"window.__nbGate.limit = {size // 2}")
     page.locator(".nbupload-picker-input").first.set_input_files(str(src))
     wait_until(
         lambda: int(_attr(_pick(page, "restart.bin"), "data-spooled") or 0) >= size // 4, what="a quarter"
     )
 
+    gate = page.evaluate("({...window.__nbGate})")
+    assert gate["sent"] >= size // 4, gate  # the gate saw the slices go (it is in their way)
+
     # a kernel restart mid-transfer: the new kernel finds the spool and its sidecar on disk
-    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+    page.evaluate(
+        "() => { window.__nbGate.limit = null;"
+        " return window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart(); }"
+    )
     _wait_idle(page)
     page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
     page.locator(".nbupload-picker-root").wait_for(state="detached", timeout=30_000)

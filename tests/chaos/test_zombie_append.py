@@ -28,7 +28,8 @@ def test_a_dead_connection_does_not_hold_the_object_lock(tmp_path, make_engine):
     server.start()
     proxy = FaultProxy(*server.address)
     # The first append freezes mid-body for longer than the wait below: if the retry waited for the
-    # dead connection's lock, the task could not finish in time.
+    # dead connection's lock, the task could not finish in time. Whichever gives up first, the
+    # client's stall watchdog or the server's body timeout (408, retried), the task goes on.
     proxy.add(Fault(stall_after=50_000, stall_for=120))
     src = tmp_path / "zombie.log"
     data = os.urandom(300_000)

@@ -44,6 +44,31 @@ def test_a_silent_body_is_cut_short_after_body_timeout(tmp_path):
         assert answer.resumable and not answer.ranges_for("file")  # the silent chunk holds nothing
 
 
+def test_a_silent_append_body_is_answered_408_so_the_client_tries_again(tmp_path):
+    """WCS has no code for it: 408 (retried by clients), not 400 (a refusal): a client whose
+    append stalled on a busy link and is still there gets an answer it retries."""
+    from .conftest import AK, SK, token
+
+    with start_server(root=tmp_path, credentials={AK: SK}, body_timeout=0.5) as srv:
+        boundary = "----append-timeout"
+        fields = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in (("token", token("bkt")), ("key", "slow.log"))
+        )
+        head = f'{fields}--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
+        request = (
+            "POST /append/0 HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {len(head) + 1000 + 40}\r\n\r\n{head}"
+        ).encode() + b"x" * 100
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as sock:
+            sock.sendall(request)  # ... then nothing more
+            reply = read_answer(sock)
+        assert reply is not None, "the server closed without answering"
+        assert reply.status == 408 and "no byte of the request body came" in reply.json()["message"], reply
+        assert not (tmp_path / "bkt" / "slow.log").exists()  # nothing of it was stored
+
+
 def _query(srv, boundary: str) -> bytes:
     import httpx
 
