@@ -159,6 +159,8 @@ def _is_batch(source: Any) -> bool:
         return True
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
+        if os.path.isfile(text):  # the common case, answered without importing the batch code
+            return False
         if os.path.isdir(text):
             return True
         from .batchpaths import has_magic

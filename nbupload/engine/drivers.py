@@ -252,7 +252,18 @@ class _Plan:
     to its field's end, from the field with the fewest chunks in flight; a failed stream
     :meth:`give_back` its range. ``stop`` ends every stream. ``complete`` holds the fields
     the server said (or a query showed) are whole; ``answers`` each field's last answer.
+
+    Near the end the chunks are cut to equal shares: once less is left than one chunk per
+    stream, what is left is split ``streams`` ways (not below ``MIN_SHARE``) and that share
+    caps every later chunk. With whole chunks the last one would go out alone while the other
+    streams idle (a 128 MiB file in 16 MiB chunks on 4 streams is two full rounds and one of
+    three: a fifth of the time with a stream idle, on a link paced per flow). The share is
+    fixed once, not recomputed at each take: recomputed, each take would cut a smaller piece
+    than the one before and the tail would cost a row of extra round trips.
     """
+
+    #: the smallest piece the tail is cut into (below it, a round trip costs more than it saves)
+    MIN_SHARE = 1 << 20
 
     def __init__(self, held: RangeSet, layout: FieldLayout) -> None:
         self.layout = layout
@@ -264,6 +275,8 @@ class _Plan:
         self.complete: set[int] = set()
         self.answers: dict[int, uploader.ChunkAnswer] = {}
         self.clients: set[StreamClient] = set()
+        self.streams = 1  # how many streams take from this plan (set by the driver)
+        self.tail: int | None = None  # the cap on chunks once the tail was split (see above)
         self._lock = threading.Lock()
         self._n = 0
 
@@ -299,6 +312,10 @@ class _Plan:
             if best is None:
                 return None
             _, i, mine = best
+            if self.tail is None and self.streams > 1 and free.covered() < self.streams * size:
+                self.tail = max(self.MIN_SHARE, -(-free.covered() // self.streams))
+            if self.tail is not None:
+                size = min(size, self.tail)
             first = next(mine.pieces(size))
             base = layout.bases[i]
             piece = ByteRange(base + first.start, base + first.end)
@@ -566,6 +583,7 @@ class _UploaderDriver(_Driver):
         n = max(1, self.spec.streams or self.cfg.streams)
         left = plan.acked.missing(plan.total).covered()  # no more streams than chunks left:
         n = min(n, max(1, -(-left // max(1, self.sizer.size))))  # a small file starts no threads
+        plan.streams = n
         others = [
             threading.Thread(target=self._stream, args=(plan, None), name="nbupload-stream", daemon=True)
             for _ in range(n - 1)

@@ -36,6 +36,7 @@ from .ratelimit import SharedCap, Throttle, TokenBucket
 from .redact import redact_url
 from .retry import Backoff
 from .run import RunContext
+from .saver import ProgressSaver
 from .sources import open_source
 from .spec import TaskSpec
 from .state import RUNNING_STATES, TaskError, TaskEvent, TaskState
@@ -144,6 +145,9 @@ class Engine:
         self._dispatcher = Dispatcher(self.config.progress_interval)
         self._journal = Journal(self.config.tasks_dir) if self.config.journal else None
         self._unjournaled: set[str] = set()  # tasks submitted with journal=False
+        #: progress saves, off the stream threads (see .saver); every journal write holds _journal_io
+        self._saver: ProgressSaver[Task] = ProgressSaver(self._save_progress)
+        self._journal_io = threading.Lock()
         self._url_checked = ""  # the last URL submit() found valid
         self._closed = False
         self._host = _Host(self)
@@ -296,19 +300,31 @@ class Engine:
 
     # ------------------------------------------------------------------ journal
     def _journal_save(self, task: Task, *, durable: bool = True) -> None:
-        if self._journal is None or task.id in self._unjournaled:
+        journal = self._journal
+        if journal is None or task.id in self._unjournaled:
             return
-        record = task.journal_record()
+        seq, record = task.journal_snapshot()
         if record is None:
             return
-        try:
-            self._journal.write(task.id, record.to_json(), durable=durable)
-        except OSError as exc:  # the upload goes on; only a restart would lose ground
-            log.warning("nbupload: cannot write the journal for task %s: %s", task.id, exc)
+        with self._journal_io:
+            # Saves come from the stream threads, the progress saver and state changes: a record
+            # taken before the one on disk is stale, and an ended task's entry stays removed.
+            if not task.journal_newer(seq):
+                return
+            try:
+                journal.write(task.id, record.to_json(), durable=durable)
+            except OSError as exc:  # the upload goes on; only a restart would lose ground
+                log.warning("nbupload: cannot write the journal for task %s: %s", task.id, exc)
+
+    def _save_progress(self, task: Task) -> None:
+        self._journal_save(task, durable=False)
 
     def _journal_remove(self, task: Task) -> None:
-        if self._journal is not None and task.id not in self._unjournaled:
-            self._journal.remove(task.id)
+        self._saver.discard(task)
+        with self._journal_io:
+            task.journal_newer(None)  # no later save writes it again
+            if self._journal is not None and task.id not in self._unjournaled:
+                self._journal.remove(task.id)
 
     # ------------------------------------------------------------------ tasks
     def submit(
@@ -713,6 +729,7 @@ class Engine:
         if wait:
             for t in list(self._workers):
                 t.join(timeout)
+        self._saver.stop(timeout if wait else 0.5)  # the last acknowledgements, before the locks go
         for task in tasks:
             task.release()
         self._dispatcher.stop(timeout if wait else 0.5)
@@ -750,6 +767,11 @@ class _Host:
 
     def save(self, task: Task, durable: bool = True) -> None:
         self._engine._journal_save(task, durable=durable)
+
+    def save_later(self, task: Task) -> None:
+        e = self._engine
+        if e._journal is not None and task.id not in e._unjournaled:
+            e._saver.later(task)
 
     def remove(self, task: Task) -> None:
         self._engine._journal_remove(task)

@@ -65,6 +65,8 @@ class TaskHost(Protocol):
 
     def save(self, task: Task, durable: bool = True) -> None: ...
 
+    def save_later(self, task: Task) -> None: ...
+
     def remove(self, task: Task) -> None: ...
 
     @property
@@ -126,6 +128,8 @@ class Task:
         self._finished_at: float | None = None
         self._rate = RateMeter()
         self._last_progress_post = 0.0
+        self._journal_seq = 0  # records taken (journal_snapshot)
+        self._journal_written: int | None = 0  # the newest written; None: the entry was removed
         self._chunk_size = spec.chunk_size
         #: a backoff that outlives one run: a task waiting out a delay gives its worker back
         self.backoff: Any = None
@@ -390,6 +394,23 @@ class Task:
                 error=_error_record(self._error),
             )
 
+    def journal_snapshot(self) -> tuple[int, JournalRecord | None]:
+        """Engine side: :meth:`journal_record`, numbered (later snapshots get larger numbers)."""
+        with self._cond:
+            self._journal_seq += 1
+            return self._journal_seq, self.journal_record()
+
+    def journal_newer(self, seq: int | None) -> bool:
+        """Engine side, under its journal lock: whether snapshot ``seq`` is newer than what
+        was written, recording it as written if so; ``None``: the entry is gone for good."""
+        if seq is None:
+            self._journal_written = None
+            return False
+        if self._journal_written is None or seq <= self._journal_written:
+            return False
+        self._journal_written = seq
+        return True
+
     def open_source(self) -> OpenedSource:
         """Engine side: the task's source, opened again after a restart and checked unchanged."""
         if self._opened is None and self.spec.files:
@@ -582,10 +603,14 @@ class _TaskRun:
             t._retrying = False
             t._rate.update(t._acked)
         if grew:
-            # Uploader progress need not be durable: a resume asks the server which ranges it
-            # holds. A WCS position is the client's own record that judges a replay (B5): kept
-            # durable, so a power loss cannot turn our own appends into a "conflict".
-            t._host.save(t, durable=t.protocol == "wcs-append")
+            # Uploader progress need be neither durable nor immediate: a resume asks the server
+            # which ranges it holds; it is written off this thread (see .saver). A WCS position
+            # is the client's own record that judges a replay (B5): kept durable and in order,
+            # so a power loss cannot turn our own appends into a "conflict".
+            if t.protocol == "wcs-append":
+                t._host.save(t, durable=True)
+            else:
+                t._host.save_later(t)
         t._progress(force=True)
 
     def set_acked_exact(self, ranges: RangeSet) -> None:
