@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..errors import Interrupted, StepFailed
@@ -373,21 +374,19 @@ class _UploaderDriver(_Driver):
     def run(self) -> Any:
         h = self.h
         mode = "plain" if self.force_plain else None
-        known_resumable = h.extra.get("mode") == "resumable"
+        known_resumable = h.driver_state.resumable
         held = RangeSet()
         try:
             if mode != "plain":
                 answer = self.query(known_resumable)
                 if answer.resumable:
                     if not known_resumable:
-                        h.extra["mode"] = "resumable"
-                        h.save()
+                        h.set_driver_state(replace(h.driver_state, mode="resumable"), save=True)
                     held = self.layout.held(answer.held)
                     h.set_acked_exact(held.clip(self.ctx.total))
                 else:
                     mode = "plain"
-                    h.extra["mode"] = "plain"
-                    h.extra["plain_reason"] = answer.reason
+                    h.set_driver_state(replace(h.driver_state, mode="plain", plain_reason=answer.reason))
             h.set_state_uploading()
             if mode == "plain":
                 return self.plain()
@@ -668,11 +667,11 @@ class _WcsDriver(_Driver):
             )
         base = spec.url.rstrip("/")
         total = self.ctx.total
-        position = int(h.extra.get("position", 0))
+        position = h.driver_state.position
         # A replay after a restart must be the same append (same length) to be judged as ours:
         # the size of the next append is journaled with the position, durably, before it goes.
-        if h.extra.get("append_size"):
-            self.sizer.size = int(h.extra["append_size"])
+        if h.driver_state.append_size:
+            self.sizer.size = h.driver_state.append_size
         # The etag state outlives a run in memory, so a run that gave its worker back during a
         # backoff does not read the file's prefix again.
         memo = h.memo
@@ -739,8 +738,7 @@ class _WcsDriver(_Driver):
                 )
             elif reply.status == 413 and self.sizer.too_large(length):
                 first = True
-                h.extra["append_size"] = self.sizer.size
-                h.save(durable=True)
+                h.set_driver_state(replace(h.driver_state, append_size=self.sizer.size), save=True)
                 continue
             else:
                 first = True
@@ -752,8 +750,7 @@ class _WcsDriver(_Driver):
                 continue
             refreshed = False
             position += length
-            h.extra["position"] = position
-            h.extra["append_size"] = self.sizer.size
+            h.set_driver_state(replace(h.driver_state, position=position, append_size=self.sizer.size))
             memo.update(wcs_at=position, wcs_hasher=committed)
             h.acknowledge(RangeSet([(0, position)]) if position else RangeSet())
             self.progress()
