@@ -41,7 +41,7 @@ from ..errors import Interrupted, StepFailed
 from ..protocols import uploader, wcs
 from ..protocols.ranges import ByteRange, RangeSet
 from ..protocols.verdict import VerdictKind
-from .multifile import FieldLayout
+from .multifile import ConcatSource, FieldLayout
 from .run import Reschedule, RunContext, RunHandle
 from .spec import SessionFile
 from .state import TaskError
@@ -343,7 +343,8 @@ class _Plan:
 
 
 class _FieldSource:
-    """Field ``[base, base + size)`` of the task's source, read in the field's own offsets."""
+    """Field ``[base, base + size)`` of the task's source, read in the field's own offsets
+    (only when no one part of the source is the field: see :func:`_field_source`)."""
 
     def __init__(self, source: Any, base: int, size: int) -> None:
         self._source = source
@@ -355,6 +356,19 @@ class _FieldSource:
         return data
 
 
+def _field_source(source: Any, index: int, base: int, size: int) -> Any:
+    """What a session's field is read from: the file that holds it, when the task's source is
+    the session's files end to end (:class:`~nbupload.engine.multifile.ConcatSource`).
+
+    The field's own offsets are then that file's offsets, so the wire path (:mod:`.wire`)
+    sends a path's bytes with ``sendfile`` from its descriptor, as for a single file; an
+    in-memory field (bytes, an object with ``pread``) is read as before. Any other source is
+    read through :class:`_FieldSource` (offsets shifted by ``base``), which copies.
+    """
+    part = source.part_at(index, base, size) if isinstance(source, ConcatSource) else None
+    return part if part is not None else _FieldSource(source, base, size)
+
+
 class _UploaderDriver(_Driver):
     def __init__(self, ctx: RunContext, handle: RunHandle, plain: bool) -> None:
         super().__init__(ctx, handle)
@@ -364,8 +378,8 @@ class _UploaderDriver(_Driver):
         files = spec.files or (SessionFile(spec.field_name, spec.filename, ctx.total, mime=spec.mime),)
         self.layout = FieldLayout.of(files)
         self.sources: list[Any] = [
-            self.source if not self.multi else _FieldSource(self.source, base, f.size)
-            for f, base in zip(self.layout.files, self.layout.bases, strict=True)
+            self.source if not self.multi else _field_source(self.source, i, base, f.size)
+            for i, (f, base) in enumerate(zip(self.layout.files, self.layout.bases, strict=True))
         ]
 
     def _content_type(self, f: SessionFile) -> str:
