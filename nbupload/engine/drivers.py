@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..errors import Interrupted, StepFailed
 from ..protocols import uploader, wcs
 from ..protocols.ranges import ByteRange, RangeSet
 from ..protocols.verdict import VerdictKind
-from .multifile import FieldLayout
+from .multifile import ConcatSource, FieldLayout
 from .run import Reschedule, RunContext, RunHandle
 from .spec import SessionFile
 from .state import TaskError
@@ -359,7 +360,8 @@ class _Plan:
 
 
 class _FieldSource:
-    """Field ``[base, base + size)`` of the task's source, read in the field's own offsets."""
+    """Field ``[base, base + size)`` of the task's source, read in the field's own offsets
+    (only when no one part of the source is the field: see :func:`_field_source`)."""
 
     def __init__(self, source: Any, base: int, size: int) -> None:
         self._source = source
@@ -371,6 +373,19 @@ class _FieldSource:
         return data
 
 
+def _field_source(source: Any, index: int, base: int, size: int) -> Any:
+    """What a session's field is read from: the file that holds it, when the task's source is
+    the session's files end to end (:class:`~nbupload.engine.multifile.ConcatSource`).
+
+    The field's own offsets are then that file's offsets, so the wire path (:mod:`.wire`)
+    sends a path's bytes with ``sendfile`` from its descriptor, as for a single file; an
+    in-memory field (bytes, an object with ``pread``) is read as before. Any other source is
+    read through :class:`_FieldSource` (offsets shifted by ``base``), which copies.
+    """
+    part = source.part_at(index, base, size) if isinstance(source, ConcatSource) else None
+    return part if part is not None else _FieldSource(source, base, size)
+
+
 class _UploaderDriver(_Driver):
     def __init__(self, ctx: RunContext, handle: RunHandle, plain: bool) -> None:
         super().__init__(ctx, handle)
@@ -380,8 +395,8 @@ class _UploaderDriver(_Driver):
         files = spec.files or (SessionFile(spec.field_name, spec.filename, ctx.total, mime=spec.mime),)
         self.layout = FieldLayout.of(files)
         self.sources: list[Any] = [
-            self.source if not self.multi else _FieldSource(self.source, base, f.size)
-            for f, base in zip(self.layout.files, self.layout.bases, strict=True)
+            self.source if not self.multi else _field_source(self.source, i, base, f.size)
+            for i, (f, base) in enumerate(zip(self.layout.files, self.layout.bases, strict=True))
         ]
 
     def _content_type(self, f: SessionFile) -> str:
@@ -390,21 +405,19 @@ class _UploaderDriver(_Driver):
     def run(self) -> Any:
         h = self.h
         mode = "plain" if self.force_plain else None
-        known_resumable = h.extra.get("mode") == "resumable"
+        known_resumable = h.driver_state.resumable
         held = RangeSet()
         try:
             if mode != "plain":
                 answer = self.query(known_resumable)
                 if answer.resumable:
                     if not known_resumable:
-                        h.extra["mode"] = "resumable"
-                        h.save()
+                        h.set_driver_state(replace(h.driver_state, mode="resumable"), save=True)
                     held = self.layout.held(answer.held)
                     h.set_acked_exact(held.clip(self.ctx.total))
                 else:
                     mode = "plain"
-                    h.extra["mode"] = "plain"
-                    h.extra["plain_reason"] = answer.reason
+                    h.set_driver_state(replace(h.driver_state, mode="plain", plain_reason=answer.reason))
             h.set_state_uploading()
             if mode == "plain":
                 return self.plain()
@@ -686,11 +699,11 @@ class _WcsDriver(_Driver):
             )
         base = spec.url.rstrip("/")
         total = self.ctx.total
-        position = int(h.extra.get("position", 0))
+        position = h.driver_state.position
         # A replay after a restart must be the same append (same length) to be judged as ours:
         # the size of the next append is journaled with the position, durably, before it goes.
-        if h.extra.get("append_size"):
-            self.sizer.size = int(h.extra["append_size"])
+        if h.driver_state.append_size:
+            self.sizer.size = h.driver_state.append_size
         # The etag state outlives a run in memory, so a run that gave its worker back during a
         # backoff does not read the file's prefix again.
         memo = h.memo
@@ -757,8 +770,7 @@ class _WcsDriver(_Driver):
                 )
             elif reply.status == 413 and self.sizer.too_large(length):
                 first = True
-                h.extra["append_size"] = self.sizer.size
-                h.save(durable=True)
+                h.set_driver_state(replace(h.driver_state, append_size=self.sizer.size), save=True)
                 continue
             else:
                 first = True
@@ -770,8 +782,7 @@ class _WcsDriver(_Driver):
                 continue
             refreshed = False
             position += length
-            h.extra["position"] = position
-            h.extra["append_size"] = self.sizer.size
+            h.set_driver_state(replace(h.driver_state, position=position, append_size=self.sizer.size))
             memo.update(wcs_at=position, wcs_hasher=committed)
             h.acknowledge(RangeSet([(0, position)]) if position else RangeSet())
             self.progress()

@@ -28,6 +28,7 @@ from ..protocols.ranges import RangeSet
 from .config import EngineConfig
 from .credentials import resolve_wcs_credentials
 from .drivers import run_driver
+from .driverstate import DriverState, labels_of
 from .events import Dispatcher
 from .journal import Journal, JournalEntry, JournalRecord
 from .lanes import Lanes
@@ -48,7 +49,6 @@ __all__ = ["Engine", "UnfinishedTask"]
 log = logging.getLogger("nbupload.engine")
 
 _NEEDS_AGAIN = ("needs-secrets", "needs-credentials")
-_LABEL = "label."  # labels live in a task's journaled ``extra`` under this prefix
 
 
 @dataclass(frozen=True)
@@ -442,9 +442,6 @@ class Engine:
             if self._journal is not None and opened.persistent and journal:
                 lock = self._journal.lock(task_id)
             held = RangeSet([(0, int(position))]) if position else None
-            extra: dict[str, Any] = {_LABEL + str(k): str(v) for k, v in (labels or {}).items()}
-            if position:
-                extra["position"] = int(position)
             task = Task(
                 self._host,
                 task_id,
@@ -453,7 +450,8 @@ class Engine:
                 total=opened.size,
                 lock=lock,
                 acked=held,
-                extra=extra or None,
+                driver=DriverState(position=int(position)),
+                labels=labels,
             )
         except BaseException:
             opened.close()
@@ -537,11 +535,7 @@ class Engine:
                     state=entry.data.get("state"),
                     error=(entry.data.get("error") or {}).get("text"),
                     error_code=(entry.data.get("error") or {}).get("code"),
-                    labels={
-                        k[len(_LABEL) :]: str(v)
-                        for k, v in (entry.data.get("extra") or {}).items()
-                        if k.startswith(_LABEL)
-                    },
+                    labels=labels_of(entry.data.get("extra")),
                 )
             )
         return out
@@ -616,7 +610,8 @@ class Engine:
                 identity=rec.identity,
                 lock=lock,
                 acked=rec.ranges,
-                extra=rec.extra,
+                driver=rec.driver,
+                labels=rec.labels,
             )
         except BaseException:
             lock.release()

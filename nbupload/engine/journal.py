@@ -34,6 +34,7 @@ from typing import Any
 
 from ..errors import TaskLockedError
 from ..protocols.ranges import RangeSet
+from .driverstate import DriverState, join_extra, split_extra
 from .multifile import FieldLayout
 from .redact import is_secret_name, redact_url, split_secrets
 from .sources import FileIdentity
@@ -113,8 +114,10 @@ class JournalRecord:
 
     Built from a running task by :meth:`of` (secret-looking values left out, their names
     recorded in ``secret_names``), written with :meth:`to_json`, read back with
-    :meth:`from_json` by a later process. ``extra`` is the driver state carried across runs
-    (uploader ``mode``/``plain_reason``, WCS ``position``).
+    :meth:`from_json` by a later process. ``driver`` is the driver state carried across runs
+    (:class:`~nbupload.engine.driverstate.DriverState`: uploader ``mode``/``plain_reason``, WCS
+    ``position``/``append_size``) and ``labels`` the front end's notes; the file keeps both in
+    its ``"extra"`` object, as it always did (:func:`~nbupload.engine.driverstate.join_extra`).
     """
 
     id: str
@@ -135,7 +138,9 @@ class JournalRecord:
     ranges: RangeSet = field(default_factory=RangeSet)
     path: str | None = None
     identity: FileIdentity | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    driver: DriverState = field(default_factory=DriverState)
+    #: the front end's notes (``submit(labels=...)``): short strings, never secrets
+    labels: dict[str, str] = field(default_factory=dict)
     updated_at: float | None = None
     #: the state the task was in when written ("uploading" if its process died running it)
     state: str | None = None
@@ -156,7 +161,8 @@ class JournalRecord:
         ranges: RangeSet,
         path: str | None,
         identity: FileIdentity | None,
-        extra: Mapping[str, Any],
+        driver: DriverState,
+        labels: Mapping[str, str] | None = None,
         state: str | None = None,
         error: Mapping[str, Any] | None = None,
     ) -> JournalRecord:
@@ -184,7 +190,8 @@ class JournalRecord:
             ranges=ranges,
             path=path,
             identity=identity,
-            extra={k: v for k, v in extra.items() if isinstance(v, _SCALAR)},
+            driver=driver,
+            labels={str(k): str(v) for k, v in (labels or {}).items()},
             state=state,
             error={k: v for k, v in error.items() if isinstance(v, _SCALAR)} if error else None,
             files=spec.files,
@@ -214,7 +221,7 @@ class JournalRecord:
             "acked": self.acked,
             "ranges": str(self.ranges),
             "source": {"path": self.path, **(self.identity.as_dict() if self.identity else {})},
-            "extra": self.extra,
+            "extra": join_extra(self.driver, self.labels),
         }
         if self.wcs is not None:
             data["wcs"] = self.wcs
@@ -285,6 +292,7 @@ class JournalRecord:
         except ValueError:
             ranges = RangeSet()
         names = d.get("secret_names") or {}
+        driver, labels = split_extra(d.get("extra"))
         files: tuple[SessionFile, ...] = ()
         if d.get("files"):
             files, ranges = cls._files_from_json(d["files"])
@@ -307,7 +315,8 @@ class JournalRecord:
             ranges=ranges,
             path=src.get("path"),
             identity=identity,
-            extra=dict(d.get("extra") or {}),
+            driver=driver,
+            labels=labels,
             updated_at=d.get("updated_at"),
             state=str(d["state"]) if d.get("state") else None,
             error=dict(d["error"]) if isinstance(d.get("error"), dict) else None,

@@ -71,7 +71,12 @@ def session_label(files: Iterable[SessionFile]) -> str:
 
 
 class ConcatSource:
-    """Several sources read as one, end to end (the task's byte space)."""
+    """Several sources read as one, end to end (the task's byte space).
+
+    :meth:`part_at` hands out a part itself, so that a sender reads a field from the file
+    that holds it (a :class:`~nbupload.protocols.multipart.FileSource` goes out with
+    ``sendfile``) rather than through :meth:`pread` here, which copies.
+    """
 
     def __init__(self, parts: list[Any]) -> None:
         self._parts = parts
@@ -81,6 +86,15 @@ class ConcatSource:
             self._starts.append(pos)
             pos += int(p.size)
         self.size = pos
+
+    def part_at(self, index: int, offset: int, size: int) -> Any | None:
+        """Part ``index`` when it holds exactly ``[offset, offset + size)`` of the whole (its
+        own offsets then start at 0 there), else ``None``."""
+        if 0 <= index < len(self._parts) and self._starts[index] == offset:
+            part = self._parts[index]
+            if int(part.size) == size:
+                return part
+        return None
 
     def pread(self, size: int, offset: int) -> bytes:
         out = bytearray()

@@ -13,6 +13,9 @@ progress and learns about pause or cancel. The distinctions that matter:
 - ``check()``: raises :class:`~nbupload.errors.Interrupted` once pause or cancel was asked;
   ``on_abort(fn)``: ``fn`` runs (from the user's thread) on pause or cancel, to cut a
   request's connection at once instead of waiting for the next check.
+- ``driver_state`` / ``set_driver_state(state, save=...)``: what the driver learnt that a
+  later run needs (:class:`~nbupload.engine.driverstate.DriverState`, frozen: the driver
+  hands back a changed copy); journaled with the task, at once when ``save`` is true.
 - ``report_error(error)``: a failure that will be retried (rate and ETA are cleared until the
   next acknowledgement); ``sleep(s)``: back off, waking at once for pause or cancel.
 """
@@ -29,6 +32,7 @@ from ..errors import EngineError
 from ..protocols.multipart import Source
 from ..protocols.ranges import RangeSet
 from .config import EngineConfig
+from .driverstate import DriverState
 from .ratelimit import Throttle
 from .retry import Backoff
 from .spec import TaskSpec
@@ -50,10 +54,13 @@ class Reschedule(EngineError):
 class RunHandle(Protocol):
     """The progress handle of one run (see the module docstring)."""
 
-    #: driver state carried across runs and journaled (scalars only)
-    extra: dict[str, Any]
     #: driver state carried across runs in memory only (e.g. the WCS etag state)
     memo: dict[str, Any]
+
+    @property
+    def driver_state(self) -> DriverState: ...
+
+    def set_driver_state(self, state: DriverState, *, save: bool = False, durable: bool = True) -> None: ...
 
     @property
     def ranges(self) -> RangeSet: ...

@@ -19,7 +19,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..errors import (
@@ -34,6 +34,7 @@ from ..errors import (
 from ..protocols import PROTOCOLS
 from ..protocols.multipart import ShortReadError
 from ..protocols.ranges import RangeSet
+from .driverstate import DriverState
 from .events import RateMeter
 from .journal import JournalRecord, TaskLock
 from .redact import redact_url
@@ -96,7 +97,8 @@ class Task:
         identity: FileIdentity | None = None,
         lock: TaskLock | None = None,
         acked: RangeSet | None = None,
-        extra: dict[str, Any] | None = None,
+        driver: DriverState | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self._host = host
         self.id = task_id
@@ -133,8 +135,9 @@ class Task:
         self._chunk_size = spec.chunk_size
         #: a backoff that outlives one run: a task waiting out a delay gives its worker back
         self.backoff: Any = None
-        #: driver state carried across runs (uploader mode, WCS position); journaled
-        self.extra: dict[str, Any] = dict(extra or {})
+        # driver state carried across runs (uploader mode, WCS position); journaled
+        self._driver = driver or DriverState()
+        self._labels = {str(k): str(v) for k, v in (labels or {}).items()}
         self._memo: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ public view
@@ -146,6 +149,17 @@ class Task:
     @property
     def protocol(self) -> str:
         return self.spec.protocol
+
+    @property
+    def driver_state(self) -> DriverState:
+        """What the driver learnt that outlives a run (uploader mode, WCS position); journaled."""
+        with self._cond:
+            return self._driver
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The front end's notes given to ``submit(labels=...)`` (a copy); journaled."""
+        return dict(self._labels)
 
     @property
     def url(self) -> str:
@@ -389,7 +403,8 @@ class Task:
                 ranges=self._ranges,
                 path=self._path,
                 identity=self._identity,
-                extra=self.extra,
+                driver=self._driver,
+                labels=self._labels,
                 state=self._state.value,
                 error=_error_record(self._error),
             )
@@ -547,8 +562,18 @@ class _TaskRun:
 
     def __init__(self, task: Task) -> None:
         self._t = task
-        self.extra = task.extra
         self.memo = task._memo
+
+    @property
+    def driver_state(self) -> DriverState:
+        return self._t._driver
+
+    def set_driver_state(self, state: DriverState, *, save: bool = False, durable: bool = True) -> None:
+        t = self._t
+        with t._cond:
+            t._driver = state
+        if save:
+            t._host.save(t, durable=durable)
 
     @property
     def ranges(self) -> RangeSet:

@@ -60,7 +60,7 @@ def test_journal_holds_no_secret_and_resume_needs_them_again(
         assert secret not in text
     for kept in ("trace-1", "holiday", "s.bin", str(src), '"position"', task.spec.boundary):
         assert kept in text
-    position = task.extra["position"]
+    position = task.driver_state.position
     assert position >= 3 * CHUNK and f'"position": {position}' in text
     first.shutdown()
 

@@ -76,7 +76,7 @@ def test_plain_fallback_when_the_query_answer_is_garbage(engine, tmp_path):
         data, disposition = srv.uploads[0]
         assert hashlib.sha256(data).hexdigest() == sha256_file(src)
         assert "range=" not in disposition
-    assert snap.result["mode"] == "plain" and "unparseable" in task.extra["plain_reason"]
+    assert snap.result["mode"] == "plain" and "unparseable" in task.driver_state.plain_reason
 
 
 def test_eight_concurrent_tasks(server, make_engine, tmp_path):

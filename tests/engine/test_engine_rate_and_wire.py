@@ -51,6 +51,39 @@ def test_file_bytes_go_out_with_sendfile_on_plain_http(
     assert snap.attempts == (1 if protocol == "plain" else 1 + 6)  # the query, 6 chunks; no retry
 
 
+@pytest.mark.parametrize("protocol", ["uploader", "plain"])
+def test_a_multi_file_session_goes_out_with_sendfile_and_arrives_whole(
+    server, make_engine, tmp_path, sendfile_bytes, protocol
+):
+    engine = make_engine(chunk_size=1 * MiB, streams=3)
+    files = {
+        "a": make_file(tmp_path / "a.bin", 3 * MiB + 5, seed=1),
+        "b": make_file(tmp_path / "b.bin", 0, seed=2),
+        "c": make_file(tmp_path / "c.bin", 2 * MiB + 777, seed=3),
+    }
+    task = engine.submit({k: str(v) for k, v in files.items()}, server.upload_url, protocol=protocol)
+    snap = task.wait(60, raise_on_error=True)
+    assert snap.state is TaskState.DONE and snap.result["mode"] == protocol.replace("uploader", "resumable")
+    for path in files.values():
+        assert sha256_file(server.root / path.name) == sha256_file(path)
+    # every file byte of every field through sendfile, none copied through Python
+    assert sendfile_bytes["bytes"] == sum(p.stat().st_size for p in files.values())
+
+
+def test_an_in_memory_field_is_read_and_a_file_field_beside_it_still_goes_by_sendfile(
+    server, make_engine, tmp_path, sendfile_bytes
+):
+    engine = make_engine(chunk_size=1 * MiB, streams=2)
+    on_disk = make_file(tmp_path / "disk.bin", 2 * MiB + 3, seed=4)
+    in_memory = os.urandom(1 * MiB + 11)  # no descriptor: the read path
+    task = engine.submit({"disk": str(on_disk), "mem": in_memory}, server.upload_url)
+    snap = task.wait(60, raise_on_error=True)
+    assert snap.state is TaskState.DONE and snap.result["files"]["mem"]["complete"] is True
+    assert sha256_file(server.root / "disk.bin") == sha256_file(on_disk)
+    assert (server.root / snap.result["files"]["mem"]["stored"]).read_bytes() == in_memory
+    assert sendfile_bytes["bytes"] == on_disk.stat().st_size  # the in-memory field's bytes were read
+
+
 def test_wcs_bytes_are_read_for_the_etag_and_still_arrive_whole(
     server, make_engine, tmp_path, sendfile_bytes
 ):

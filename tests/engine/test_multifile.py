@@ -166,7 +166,7 @@ def test_plain_fallback_sends_every_file_and_the_fields_in_one_request(engine, t
             assert f'filename="{path.name}"' in disposition and "range=" not in disposition
         assert b'name="user"\r\n\r\nann\r\n' in body
     assert snap.result["mode"] == "plain" and set(snap.result["files"]) == set(paths)
-    assert "unparseable" in task.extra["plain_reason"]
+    assert "unparseable" in task.driver_state.plain_reason
 
 
 def test_forced_plain_session_lands_every_field_on_the_reference_server(server, engine, tmp_path):
