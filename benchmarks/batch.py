@@ -26,7 +26,7 @@ from typing import Any
 
 from .servers import REPO_ROOT, Target, child_env, start_reference
 
-__all__ = ["make_tree", "run_child", "run_section", "run_trials"]
+__all__ = ["make_tree", "run_batch_child", "run_section", "run_trials"]
 
 MiB = 1 << 20
 
@@ -79,7 +79,7 @@ def _child(folder: str, url: str, home: str) -> dict[str, Any]:
     }
 
 
-def run_child(
+def run_batch_child(
     folder: Path, url: str, home: Path, *, cwd: Path, env: dict[str, str], label: str, tag: str | None = None
 ) -> dict[str, Any]:
     """One trial in a fresh process (``python -m benchmarks.batch --child``, run in ``cwd``,
@@ -102,7 +102,7 @@ def run_trials(
     for r in range(1, runs + 1):
         home = Path(tempfile.mkdtemp(prefix="batch-home-", dir=workdir))
         # a fresh folder on the server each trial: nothing there to skip
-        res = run_child(
+        res = run_batch_child(
             folder,
             target.upload_url,
             home,
@@ -117,14 +117,7 @@ def run_trials(
             f"(peak {res['peak_growth'] / MiB:.1f} MiB) [{res['state']}]"
         )
         out.append(res)
-        if target.root is not None:  # drop what this trial stored, so the next one sends it all again
-            import shutil
-
-            for child in target.root.iterdir():
-                if child.is_dir():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
+        target.clear_root()  # drop what this trial stored, so the next one sends it all again
     return out
 
 

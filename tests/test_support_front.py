@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.front import content_length, header, read_head, relay
+from tests.support.front import content_length, header, read_head, relay, relay_answer
 
 HEAD = b"POST /upload HTTP/1.1\r\nHost: x\r\ncontent-LENGTH: 12\r\nContent-Type: a/b\r\n\r\n"
 
@@ -107,6 +107,24 @@ def test_a_peer_that_closes_early_is_told_apart(pair):
         sink = Sink()
         assert relay(b, sink, bytearray(), 100) is False
         assert b"".join(sink.pieces) == b"only five"
+
+
+def test_an_answer_is_passed_on_head_and_body(pair):
+    server, upstream = pair
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    server.sendall(answer)
+    c, d = socket.socketpair()
+    with c, d, Trickle(upstream, 3) as trickle:
+        d.settimeout(60)
+        assert relay_answer(trickle, c) is True
+        c.shutdown(socket.SHUT_WR)
+        got = b""
+        while data := d.recv(1024):
+            got += data
+        assert got == answer
+        server.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\ncut")
+        server.shutdown(socket.SHUT_WR)
+        assert relay_answer(trickle, Sink()) is False
 
 
 def test_a_head_over_the_limit_is_refused(pair):

@@ -20,7 +20,15 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["LoopbackFront", "content_length", "header", "read_head", "relay", "shutdown_and_close"]
+__all__ = [
+    "LoopbackFront",
+    "content_length",
+    "header",
+    "read_head",
+    "relay",
+    "relay_answer",
+    "shutdown_and_close",
+]
 
 
 class _Sends(Protocol):
@@ -89,6 +97,18 @@ def relay(
         if count is not None:
             count(len(data))
     return True
+
+
+def relay_answer(upstream: socket.socket, client: _Sends, *, piece: int = 1 << 16) -> bool:
+    """Pass the server's answer to one request on to the client: its head, then its
+    ``Content-Length`` body. False when either side closed first (the front then ends the
+    connection). The server answers one request at a time, so nothing follows the body."""
+    back = bytearray()
+    answer = read_head(upstream, back)
+    if answer is None:
+        return False
+    client.sendall(answer)
+    return relay(upstream, client, back, content_length(answer), piece=piece)
 
 
 def shutdown_and_close(sock: socket.socket) -> None:

@@ -27,7 +27,7 @@ import threading
 from typing import IO
 from urllib.parse import urlsplit
 
-from .front import LoopbackFront, content_length, header, read_head, relay, shutdown_and_close
+from .front import LoopbackFront, content_length, header, read_head, relay, relay_answer, shutdown_and_close
 
 __all__ = ["ChunkGate"]
 
@@ -175,12 +175,7 @@ class ChunkGate(LoopbackFront):
                     with admitted:
                         while piece := admitted.read(1 << 16):
                             upstream.sendall(piece)
-                back = bytearray()
-                answer = read_head(upstream, back)
-                if answer is None:
-                    return
-                client.sendall(answer)
-                if not relay(upstream, client, back, content_length(answer)):
+                if not relay_answer(upstream, client):
                     return
         except OSError:
             return

@@ -11,7 +11,7 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
-from .front import LoopbackFront, content_length, read_head, relay, shutdown_and_close
+from .front import LoopbackFront, content_length, read_head, relay, relay_answer, shutdown_and_close
 
 __all__ = ["ForwardProxy"]
 
@@ -54,12 +54,7 @@ class ForwardProxy(LoopbackFront):
                 upstream.sendall(f"{method} {path} {version}\r\n".encode("latin-1") + rest)
                 if not relay(client, upstream, buf, content_length(head), piece=1 << 20):
                     return
-                back = bytearray()
-                answer = read_head(upstream, back)
-                if answer is None:
-                    return
-                client.sendall(answer)
-                if not relay(upstream, client, back, content_length(answer), piece=1 << 20):
+                if not relay_answer(upstream, client, piece=1 << 20):
                     return
         except OSError:
             return
