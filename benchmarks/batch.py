@@ -26,7 +26,7 @@ from typing import Any
 
 from .servers import REPO_ROOT, Target, child_env, start_reference
 
-__all__ = ["make_tree", "run_section", "run_trials"]
+__all__ = ["make_tree", "run_batch_child", "run_section", "run_trials"]
 
 MiB = 1 << 20
 
@@ -79,6 +79,22 @@ def _child(folder: str, url: str, home: str) -> dict[str, Any]:
     }
 
 
+def run_batch_child(
+    folder: Path, url: str, home: Path, *, cwd: Path, env: dict[str, str], label: str, tag: str | None = None
+) -> dict[str, Any]:
+    """One trial in a fresh process (``python -m benchmarks.batch --child``, run in ``cwd``,
+    so from that tree's code): the figures of :func:`_child`, read from the JSON line it prints
+    last. A failed trial raises, naming ``label``, with the end of the child's stderr."""
+    argv = [sys.executable, "-m", "benchmarks.batch", "--child", str(folder), url, str(home)]
+    if tag is not None:
+        argv.append(f"--tag={tag}")
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{label} failed: {proc.stderr[-2000:]}")
+    res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return res
+
+
 def run_trials(
     target: Target, folder: Path, workdir: Path, runs: int, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
@@ -86,43 +102,22 @@ def run_trials(
     for r in range(1, runs + 1):
         home = Path(tempfile.mkdtemp(prefix="batch-home-", dir=workdir))
         # a fresh folder on the server each trial: nothing there to skip
-        url = target.upload_url
-        argv = [
-            sys.executable,
-            "-m",
-            "benchmarks.batch",
-            "--child",
-            str(folder),
-            url,
-            str(home),
-            f"--tag=t{r}",
-        ]
-        proc = subprocess.run(
-            argv,
+        res = run_batch_child(
+            folder,
+            target.upload_url,
+            home,
             cwd=REPO_ROOT,
             env=child_env(NBUPLOAD_HOME=str(home)),
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            check=False,
+            label=f"batch trial {r}",
+            tag=f"t{r}",
         )
-        if proc.returncode != 0:
-            raise RuntimeError(f"batch trial {r} failed: {proc.stderr[-2000:]}")
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
         log(
             f"  batch run {r}: {res['done']}/{res['files']} files in {res['seconds']:.1f} s = "
             f"{res['files_per_s']:.0f} files/s, RSS growth {res['rss_growth'] / MiB:.1f} MiB "
             f"(peak {res['peak_growth'] / MiB:.1f} MiB) [{res['state']}]"
         )
         out.append(res)
-        if target.root is not None:  # drop what this trial stored, so the next one sends it all again
-            import shutil
-
-            for child in target.root.iterdir():
-                if child.is_dir():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
+        target.clear_root()  # drop what this trial stored, so the next one sends it all again
     return out
 
 

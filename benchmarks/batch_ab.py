@@ -14,7 +14,6 @@ cost the server and the client process (``user + system``, per file done).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import resource
@@ -28,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .batch import make_tree
+from .batch import make_tree, run_batch_child
+from .servers import empty_dir
 
 __all__ = ["main"]
 
@@ -74,13 +74,6 @@ class _Server:
             fields = f.read().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def empty(self) -> None:
-        for child in self.root.iterdir():
-            if child.is_dir():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
-
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -104,24 +97,20 @@ def _trial(server: _Server, folder: Path, work: Path) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="home-", dir=work))
     cpu0 = server.cpu()
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.batch", "--child", str(folder), server.url, str(home)],
+    res = run_batch_child(
+        folder,
+        server.url,
+        home,
         cwd=server.tree,
         env=_env(server.tree, NBUPLOAD_HOME=str(home)),
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
+        label=f"trial in {server.tree}",
     )
-    if proc.returncode != 0:
-        raise RuntimeError(f"trial in {server.tree} failed: {proc.stderr[-2000:]}")
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     done = max(1, res["done"])
     res["server_ms"] = (server.cpu() - cpu0) / done * 1000
     client = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
     res["client_ms"] = client / done * 1000
-    server.empty()  # nothing to skip next time
+    empty_dir(server.root)  # nothing to skip next time
     shutil.rmtree(home, ignore_errors=True)
     return res
 

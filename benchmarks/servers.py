@@ -29,6 +29,7 @@ __all__ = [
     "ServerProcess",
     "Target",
     "child_env",
+    "empty_dir",
     "set_bench_home",
     "start_reference",
     "start_sink",
@@ -169,16 +170,21 @@ class Target:
         return max(sizes) if sizes else 0
 
     def clear_root(self) -> None:
-        if self.root is None:
-            return
-        for child in self.root.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
+        if self.root is not None:
+            empty_dir(self.root)
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def empty_dir(folder: Path) -> None:
+    """Remove everything in ``folder`` but keep it (a server's root between runs: the next
+    run stores, and is measured storing, everything again). Links are removed, not followed."""
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _is_internal(path: Path, root: Path) -> bool:

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.support.front import LoopbackFront, read_head, shutdown_and_close
+from tests.support.front import LoopbackFront, content_length, header, read_head, relay, shutdown_and_close
 
 __all__ = ["Burst", "BurstFront"]
 
@@ -39,35 +39,10 @@ _REASONS = {
 
 
 def _content_length(head: bytes) -> int | None:
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value.strip())
-        if name.strip().lower() == b"transfer-encoding":
-            return None
-    return 0
-
-
-def _relay(
-    src: socket.socket, dst: socket.socket, buf: bytearray, n: int, count: Callable[[int], None] | None = None
-) -> bool:
-    """Forward exactly ``n`` body bytes (``buf`` first); False if a side closed."""
-    if buf:
-        take = bytes(buf[:n])
-        del buf[: len(take)]
-        dst.sendall(take)
-        n -= len(take)
-        if count is not None:
-            count(len(take))
-    while n > 0:
-        data = src.recv(min(n, 65536))
-        if not data:
-            return False
-        dst.sendall(data)
-        n -= len(data)
-        if count is not None:
-            count(len(data))
-    return True
+    """The body length ``head`` announces; ``None`` for a chunked body (no length to relay by)."""
+    if not header(head, b"content-length") and header(head, b"transfer-encoding"):
+        return None
+    return content_length(head)
 
 
 class BurstFront(LoopbackFront):
@@ -156,7 +131,7 @@ class BurstFront(LoopbackFront):
                 burst = self._take()
                 if burst is not None:
                     if length is not None:
-                        _relay(client, _Sink(), cbuf, length)
+                        relay(client, _Sink(), cbuf, length)
                     self._answer(client, burst)
                     return
                 if upstream is None:
@@ -167,7 +142,7 @@ class BurstFront(LoopbackFront):
                 if length is None:  # chunked: no framing help, just pipe from here on
                     self._pipe(client, upstream, cbuf)
                     return
-                if not _relay(client, upstream, cbuf, length, self._count):
+                if not relay(client, upstream, cbuf, length, count=self._count):
                     return
                 rhead = read_head(upstream, ubuf, limit=1 << 20)
                 if rhead is None:
@@ -184,7 +159,7 @@ class BurstFront(LoopbackFront):
                 if rlength is None:
                     self._pipe(upstream, client, ubuf)
                     return
-                if not _relay(upstream, client, ubuf, rlength):
+                if not relay(upstream, client, ubuf, rlength):
                     return
         except OSError:
             return

@@ -15,7 +15,6 @@ import os
 import select
 import socket
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -26,6 +25,7 @@ from hostile_net import RawResponse, form_part, http_request, multipart, raw_exc
 from nbupload.protocols import uploader as up
 from nbupload.protocols import wcs
 from nbupload.protocols.multipart import new_boundary
+from tests.support.helpers import wait_for
 from tests.support.rawhttp import read_answer
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,16 +54,6 @@ def _up(
         return raw_exchange(addr, raw)
 
     return send
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """The server handles a client's disconnect asynchronously: poll for its effect."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def stats(server: HostileServer) -> dict:
@@ -379,7 +369,12 @@ def test_memory_does_not_follow_claimed_sizes(tmp_path, claimed):
         assert growth < 16 * MiB, f"RSS grew by {growth / MiB:.1f} MiB"
         assert server.proc.alive
         # Both bodies were cut: nothing under a final name, the half-made object rolled back.
-        assert eventually(lambda: not (server.root / "bkt" / "big.log").exists())
+        wait_for(  # the server handles a client's disconnect asynchronously
+            lambda: not (server.root / "bkt" / "big.log").exists(),
+            30,
+            0.05,
+            what="the half-made big.log rolled back",
+        )
         assert not (server.root / "big.bin").exists()
     finally:
         server.proc.stop()
@@ -466,7 +461,12 @@ def test_chunk_cut_mid_body_leaves_nothing_acknowledged(fence):
     request = post_multipart("/upload", boundary, chunk_body(boundary, b"cut.bin", data, 0, len(data)))
     errors = stats(fence)["uploader"]["errors"]
     assert raw_exchange(fence.address, request[: len(request) // 2], half_close=True) is None
-    assert eventually(lambda: stats(fence)["uploader"]["errors"] > errors)
+    wait_for(  # the server handles a client's disconnect asynchronously
+        lambda: stats(fence)["uploader"]["errors"] > errors,
+        30,
+        0.05,
+        what="the cut chunk counted as an error",
+    )
     held = up.process_query_answer(200, query(fence.address, boundary).body, boundary).ranges_for("file")
     assert not held, f"bytes of an unfinished chunk were acknowledged: {held}"
     assert not (fence.root / "cut.bin").exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -11,6 +10,7 @@ from nbupload.engine import Engine, EngineConfig
 from nbupload.engine.state import TaskState
 from nbupload.ipython.extension import UploadSession
 from nbupload.server import start_server
+from tests.support.helpers import pause_each_when, wait_for
 
 
 @pytest.fixture
@@ -138,20 +138,10 @@ def test_forget_one_offer(ip, leftover):
         engine.shutdown()
 
 
-def _pause_once_acked(tasks, timeout=60.0):
+def _pause_once_acked(tasks):
     """Pause each task as soon as the server acknowledged some of it: half-done entries, each
-    left unfinished however long the others take to start (waiting for all, then pausing, let
-    the first finish on a loaded machine)."""
-    waiting = list(tasks)
-    end = time.monotonic() + timeout
-    while waiting:
-        assert time.monotonic() < end, f"no bytes acknowledged for {waiting}"
-        for t in [t for t in waiting if t.snapshot().acked > 0]:
-            t.pause()
-            waiting.remove(t)
-        time.sleep(0.02)
-    for t in tasks:
-        snap = t.wait(60)
+    left unfinished however long the others take to start."""
+    for snap in pause_each_when(tasks, lambda snap: snap.acked > 0):
         assert snap.state is TaskState.PAUSED and 0 < snap.acked < snap.total, snap
 
 
@@ -363,9 +353,10 @@ def test_resume_all_of_stale_offers_does_not_starve_a_new_upload(ip, tmp_path, c
             every.click()
             stale = [t for t in engine.tasks()]
             assert len(stale) == 10 and session.offers == []
-            end = time.monotonic() + 60
-            while sum(t.state is TaskState.CONNECTING for t in stale) < 2 and time.monotonic() < end:
-                time.sleep(0.02)
+            wait_for(
+                lambda: sum(t.state is TaskState.CONNECTING for t in stale) >= 2,
+                what="both workers busy with stale entries",
+            )
             src = tmp_path / "new.bin"
             data = os.urandom(1 << 20)
             src.write_bytes(data)

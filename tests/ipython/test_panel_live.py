@@ -9,16 +9,18 @@ import time
 from nbupload.engine.state import TaskState
 from nbupload.ipython.extension import current_session
 from nbupload.server import start_server
+from tests.support.helpers import wait_for
 
 
-def pump_until(session, predicate, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+def pumped(session, predicate):
+    """``predicate`` as seen once the panel has applied what the engine sent (for
+    :func:`~tests.support.helpers.wait_for`: the panel only changes when pumped)."""
+
+    def check():
         session.panel_controller.flush()
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+        return predicate()
+
+    return check
 
 
 def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path, chunk_gate):
@@ -40,13 +42,16 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path, chunk_ga
         form.start.click()
         assert "started" in form.message.value, form.message.value
         (task,) = [t for t in session.engine.tasks() if t.name == "panel.bin"]
-        pump_until(session, lambda: task.id in session.rows and session.rows[task.id].snapshot.acked > 0)
+        wait_for(
+            pumped(session, lambda: task.id in session.rows and session.rows[task.id].snapshot.acked > 0),
+            what="the row shows acknowledged bytes",
+        )
         row = session.rows[task.id]
         assert row in panel.rows_box.children
         assert "nbupload-segment" in row.bar.value
 
         row.buttons["pause"].click()
-        pump_until(session, lambda: row.snapshot.state is TaskState.PAUSED)
+        wait_for(pumped(session, lambda: row.snapshot.state is TaskState.PAUSED), what="the row paused")
         assert 'data-state="paused"' in row.state.value and not row.buttons["resume"].disabled
         paused_at = row.snapshot.acked
         assert 0 < paused_at < len(data)
@@ -54,7 +59,7 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path, chunk_ga
         gate.open()
         started = time.monotonic()
         row.buttons["resume"].click()
-        pump_until(session, lambda: row.snapshot.state is TaskState.DONE)
+        wait_for(pumped(session, lambda: row.snapshot.state is TaskState.DONE), what="the row done")
         elapsed = time.monotonic() - started
         assert (
             row.bar.value.count('class="nbupload-segment"') == 1 and 'data-acked="1048576"' in row.bar.value
@@ -81,9 +86,14 @@ def test_panel_form_buttons_and_coalesced_updates(shell, run, tmp_path, chunk_ga
         form.path.value = str(big)
         form.start.click()
         (failed,) = [t for t in session.engine.tasks() if t.name == "panel-big.bin"]
-        pump_until(
-            session,
-            lambda: failed.id in session.rows and session.rows[failed.id].snapshot.state is TaskState.FAILED,
+        wait_for(
+            pumped(
+                session,
+                lambda: (
+                    failed.id in session.rows and session.rows[failed.id].snapshot.state is TaskState.FAILED
+                ),
+            ),
+            what="the too-big upload's row failed",
         )
         err = session.rows[failed.id].error.value
         assert (

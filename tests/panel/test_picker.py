@@ -16,6 +16,7 @@ from nbupload.engine import Engine, EngineConfig, TaskState
 from nbupload.engine.state import TaskSnapshot
 from nbupload.panel.picker import FilePicker, PickerCore, Spool, SpoolStore, spool_key
 from nbupload.server import start_server
+from tests.support.helpers import wait_for
 
 SLICE = 64 * 1024
 
@@ -280,15 +281,6 @@ def engine(tmp_path):
         eng.shutdown()
 
 
-def _wait(predicate, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
-
-
 def test_the_engine_uploads_the_spool_and_it_is_removed_when_done(tmp_path, server, engine):
     data = os.urandom(5 * SLICE + 1)
 
@@ -303,7 +295,7 @@ def test_the_engine_uploads_the_spool_and_it_is_removed_when_done(tmp_path, serv
     assert (
         hashlib.sha256((tmp_path / "srv" / "up.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
     )
-    _wait(lambda: list((tmp_path / "spool").iterdir()) == [])
+    wait_for(lambda: list((tmp_path / "spool").iterdir()) == [], what="the spool emptied")
     # the same file picked again after its upload is done is a new upload
     again = Browser(core)
     last = again.run("up.bin", data)
@@ -338,7 +330,7 @@ def test_a_cancelled_upload_removes_its_spool_and_a_paused_one_resumes_on_a_new_
         assert browser.sent == 0 and task.state is not TaskState.PAUSED
         assert "resumed task" in core.entries[reply["key"]]["message"]
         task.cancel()
-        _wait(lambda: list((tmp_path / "spool").iterdir()) == [])
+        wait_for(lambda: list((tmp_path / "spool").iterdir()) == [], what="the spool emptied")
     finally:
         handle.stop()
 
@@ -374,4 +366,4 @@ def test_an_empty_file_reaches_the_server_and_its_spool_goes(tmp_path, server, e
     assert reply["kind"] == "done"
     engine.get(reply["task"]).wait(30)
     assert (tmp_path / "srv" / "empty.txt").read_bytes() == b""
-    _wait(lambda: list((tmp_path / "spool").iterdir()) == [])
+    wait_for(lambda: list((tmp_path / "spool").iterdir()) == [], what="the spool emptied")

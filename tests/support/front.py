@@ -1,9 +1,15 @@
-"""A loopback listener for the test fronts that stand between the engine and the server.
+"""What the test fronts share. A *front* is a loopback TCP listener that a test puts in
+front of the real reference server: the client under test connects to the front, and the
+front passes each connection on to the server, doing on the way whatever the test needs
+(a fault, a held request, a proxy's rewriting).
 
-:class:`~tests.support.proxy.FaultProxy` (TCP-level faults) and the chaos campaign's
-HTTP-aware ``BurstFront`` both accept connections on an ephemeral port, hand each to their
-own logic, and must be able to end every connection they opened: that shared part is here,
-with the reading of an HTTP head that the HTTP-aware fronts share.
+:class:`~tests.support.proxy.FaultProxy` (TCP-level faults), :class:`~tests.support.gate.ChunkGate`,
+:class:`~tests.support.httpproxy.ForwardProxy` and the chaos campaign's HTTP-aware
+``BurstFront`` all accept connections on an ephemeral port, hand each to their own logic,
+and must be able to end every connection they opened: that shared part is here, with what
+the HTTP-aware fronts share to follow HTTP/1.1 framing: reading a head (until the blank
+line, however many ``recv`` calls it takes), finding a header in it, and relaying exactly
+``Content-Length`` body bytes.
 """
 
 from __future__ import annotations
@@ -11,8 +17,24 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["LoopbackFront", "read_head", "shutdown_and_close"]
+__all__ = [
+    "LoopbackFront",
+    "content_length",
+    "header",
+    "read_head",
+    "relay",
+    "relay_answer",
+    "shutdown_and_close",
+]
+
+
+class _Sends(Protocol):
+    """Where :func:`relay` sends: a socket, or a sink that drops a body nobody is to see."""
+
+    def sendall(self, data: bytes, /) -> object: ...
 
 
 def read_head(sock: socket.socket, buf: bytearray, limit: int | None = None) -> bytes | None:
@@ -29,6 +51,64 @@ def read_head(sock: socket.socket, buf: bytearray, limit: int | None = None) -> 
     head = bytes(buf[:end])
     del buf[:end]
     return head
+
+
+def header(head: bytes, name: bytes) -> bytes:
+    """The value of the first header called ``name`` (lower case) in ``head``, stripped;
+    ``b""`` when there is none. The request or status line is not a header."""
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return b""
+
+
+def content_length(head: bytes) -> int:
+    """The body length ``head`` announces; 0 when it announces none (the reference server and
+    the engine always send ``Content-Length`` for a body)."""
+    return int(header(head, b"content-length") or b"0")
+
+
+def relay(
+    src: socket.socket,
+    dst: _Sends,
+    buf: bytearray,
+    n: int,
+    *,
+    piece: int = 1 << 16,
+    count: Callable[[int], None] | None = None,
+) -> bool:
+    """Send exactly ``n`` body bytes to ``dst``: what ``buf`` already holds first (taken out
+    of it; what lies beyond the body stays there), then from ``src`` in ``recv``s of at most
+    ``piece`` bytes. ``count`` is told each amount sent. False when ``src`` closed first."""
+    if buf:
+        take = bytes(buf[:n])
+        del buf[: len(take)]
+        dst.sendall(take)
+        n -= len(take)
+        if count is not None:
+            count(len(take))
+    while n > 0:
+        data = src.recv(min(n, piece))
+        if not data:
+            return False
+        dst.sendall(data)
+        n -= len(data)
+        if count is not None:
+            count(len(data))
+    return True
+
+
+def relay_answer(upstream: socket.socket, client: _Sends, *, piece: int = 1 << 16) -> bool:
+    """Pass the server's answer to one request on to the client: its head, then its
+    ``Content-Length`` body. False when either side closed first (the front then ends the
+    connection). The server answers one request at a time, so nothing follows the body."""
+    back = bytearray()
+    answer = read_head(upstream, back)
+    if answer is None:
+        return False
+    client.sendall(answer)
+    return relay(upstream, client, back, content_length(answer), piece=piece)
 
 
 def shutdown_and_close(sock: socket.socket) -> None:

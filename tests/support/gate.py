@@ -27,39 +27,26 @@ import threading
 from typing import IO
 from urllib.parse import urlsplit
 
-from .front import LoopbackFront, read_head, shutdown_and_close
+from .front import LoopbackFront, content_length, header, read_head, relay, relay_answer, shutdown_and_close
 
 __all__ = ["ChunkGate"]
 
 
-def _header(head: bytes, name: bytes) -> bytes:
-    for line in head.split(b"\r\n")[1:]:
-        key, _, value = line.partition(b":")
-        if key.strip().lower() == name:
-            return value.strip()
-    return b""
+class _ToFile:
+    """A held request's body goes to a file, through :func:`relay` as to a socket."""
 
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
 
-def _relay(src: socket.socket, dst: socket.socket, buf: bytearray, n: int) -> bool:
-    """Send ``n`` body bytes (``buf`` first, then from ``src``) to ``dst``, in pieces."""
-    take = bytes(buf[:n])
-    del buf[: len(take)]
-    dst.sendall(take)
-    left = n - len(take)
-    while left:
-        data = src.recv(min(left, 1 << 16))
-        if not data:
-            return False
-        dst.sendall(data)
-        left -= len(data)
-    return True
+    def sendall(self, data: bytes, /) -> None:
+        self.file.write(data)
 
 
 def _is_data(head: bytes) -> bool:
     """A request that carries upload bytes: a POST or PUT with a body that is not a form query."""
     method = head.split(b" ", 1)[0].upper()
-    length = int(_header(head, b"content-length") or b"0")
-    form = _header(head, b"content-type").lower().startswith(b"application/x-www-form-urlencoded")
+    length = content_length(head)
+    form = header(head, b"content-type").lower().startswith(b"application/x-www-form-urlencoded")
     return method in (b"POST", b"PUT") and length > 0 and not form
 
 
@@ -147,23 +134,13 @@ class ChunkGate(LoopbackFront):
             self.held += 1
             self._held.append((client, go))
         body = tempfile.TemporaryFile()  # noqa: SIM115 - handed on to _serve, which closes it
-        left = int(_header(head, b"content-length") or b"0")
-        take = bytes(buf[:left])
-        del buf[: len(take)]
-        body.write(take)
-        left -= len(take)
-        while left > 0:  # ends early when open() closes the connection
-            try:
-                data = client.recv(min(left, 1 << 16))
-            except OSError:
-                break
-            if not data:
-                break
-            body.write(data)
-            left -= len(data)
+        try:  # ends early when open() closes the connection
+            whole = relay(client, _ToFile(body), buf, content_length(head))
+        except OSError:
+            whole = False
         while not (go.wait(0.5) or self._opened.is_set()):
             pass
-        if go.is_set() and left == 0:
+        if go.is_set() and whole:
             body.seek(0)
             return body
         body.close()
@@ -192,18 +169,13 @@ class ChunkGate(LoopbackFront):
                     self.track(upstream)
                 upstream.sendall(head)
                 if admitted is True:
-                    if not _relay(client, upstream, buf, int(_header(head, b"content-length") or b"0")):
+                    if not relay(client, upstream, buf, content_length(head)):
                         return
                 else:  # a held request let go: its body from the file
                     with admitted:
                         while piece := admitted.read(1 << 16):
                             upstream.sendall(piece)
-                back = bytearray()
-                answer = read_head(upstream, back)
-                if answer is None:
-                    return
-                client.sendall(answer)
-                if not _relay(upstream, client, back, int(_header(answer, b"content-length") or b"0")):
+                if not relay_answer(upstream, client):
                     return
         except OSError:
             return

@@ -11,32 +11,9 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
-from .front import LoopbackFront, read_head, shutdown_and_close
+from .front import LoopbackFront, content_length, read_head, relay, relay_answer, shutdown_and_close
 
 __all__ = ["ForwardProxy"]
-
-
-def _length(head: bytes) -> int:
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value.strip())
-    return 0
-
-
-def _relay(src: socket.socket, dst: socket.socket, buf: bytearray, n: int) -> bool:
-    """Send ``n`` body bytes (``buf`` first, then from ``src``) to ``dst``."""
-    take = bytes(buf[:n])
-    del buf[: len(take)]
-    dst.sendall(take)
-    left = n - len(take)
-    while left:
-        data = src.recv(min(left, 1 << 20))
-        if not data:
-            return False
-        dst.sendall(data)
-        left -= len(data)
-    return True
 
 
 class ForwardProxy(LoopbackFront):
@@ -75,14 +52,9 @@ class ForwardProxy(LoopbackFront):
                     upstream = socket.create_connection(self.route, timeout=120)
                     self.track(upstream)
                 upstream.sendall(f"{method} {path} {version}\r\n".encode("latin-1") + rest)
-                if not _relay(client, upstream, buf, _length(head)):
+                if not relay(client, upstream, buf, content_length(head), piece=1 << 20):
                     return
-                back = bytearray()
-                answer = read_head(upstream, back)
-                if answer is None:
-                    return
-                client.sendall(answer)
-                if not _relay(upstream, client, back, _length(answer)):
+                if not relay_answer(upstream, client, piece=1 << 20):
                     return
         except OSError:
             return
