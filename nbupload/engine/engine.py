@@ -184,8 +184,7 @@ class Engine:
             ):
                 self._old_clients.append(self._clients)
                 self._clients = ClientPool(new, self._transport)
-            if self._workers:
-                self._ensure_workers()
+            self._ensure_workers()
             return new
 
     def _timeout(self) -> httpx.Timeout:
@@ -199,17 +198,19 @@ class Engine:
         )
 
     def _ensure_workers(self) -> None:
-        """``2 x workers`` threads: ``workers`` runs per lane at most (see :mod:`.lanes`)."""
+        """Up to ``2 x workers`` threads (``workers`` runs per lane at most, see :mod:`.lanes`),
+        started while more runs wait than threads do; surplus ones retire. Under ``_lock``."""
         self._lanes.limit = self.config.workers
         alive = [t for t in self._workers if t.is_alive()]
         self._workers = alive
         want = 2 * self.config.workers
-        for _ in range(want - len(alive)):
+        if len(alive) > want:
+            self._lanes.retire(len(alive) - want)  # idle threads leave, busy ones after their run
+            return
+        while len(self._workers) < want and not self._closed and self._lanes.short():
             t = threading.Thread(target=self._work, name=f"nbupload-worker-{len(self._workers)}", daemon=True)
             self._workers.append(t)
             t.start()
-        if len(alive) > want:
-            self._lanes.retire(len(alive) - want)  # idle threads leave, busy ones after their run
 
     def _work(self) -> None:
         while True:
@@ -274,10 +275,10 @@ class Engine:
                 self._timers.add(timer)
                 timer.start()
                 return
-            if not self._workers:
-                self._ensure_workers()
             background = task.id in self._background
-        self._lanes.put((task, gen), background=background)
+        if self._lanes.put((task, gen), background=background):  # more runs wait than threads
+            with self._lock:
+                self._ensure_workers()
 
     def _timer_fired(self, task: Task, gen: int) -> None:
         with self._lock:

@@ -13,8 +13,14 @@ all", ``engine.resume()`` of a journal entry). ``limit`` is the engine's ``worke
 
 So background runs use only capacity that new uploads do not need; while they fill every slot
 and the user starts uploads, up to ``2 x limit`` runs may be under way for a moment (the
-engine keeps that many worker threads, idle ones blocked here), and background runs start
-again once the total is below ``limit``.
+engine keeps up to that many worker threads, idle ones blocked here), and background runs
+start again once the total is below ``limit``.
+
+Threads are started as runs need them, not all at once: :meth:`Lanes.put` says when the
+queued runs outnumber the threads waiting here, and the engine then starts one more (up to
+``2 x limit``). A kernel that uploads one file keeps one worker thread, and the first upload
+of a process does not wait for eight threads to start (a few milliseconds on a busy machine,
+a tenth of a 128 MiB upload to a loopback sink).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class Lanes(Generic[T]):
         self._waiting: dict[bool, deque[T]] = {False: deque(), True: deque()}
         self._running = {False: 0, True: 0}
         self._retire = 0
+        self._idle = 0  # threads waiting in take()
         self._closed = False
 
     @property
@@ -49,13 +56,22 @@ class Lanes(Generic[T]):
             self._limit = max(1, int(value))
             self._cond.notify_all()
 
-    def put(self, item: T, *, background: bool = False) -> None:
-        """Queue a run in its lane."""
+    def put(self, item: T, *, background: bool = False) -> bool:
+        """Queue a run in its lane; True when more runs wait than threads do (start one more)."""
         with self._cond:
             self._waiting[background].append(item)
             # one run more: one thread, if it can start now (with every slot taken, an idle
             # thread woken would only sleep again; done() wakes one when a slot frees)
             self._hand_on_locked()
+            return self._short_locked()
+
+    def short(self) -> bool:
+        """Whether more runs wait than threads do (the engine starts threads while so)."""
+        with self._cond:
+            return self._short_locked()
+
+    def _short_locked(self) -> bool:
+        return len(self._waiting[False]) + len(self._waiting[True]) > self._idle
 
     def retire(self, n: int) -> None:
         """Let ``n`` idle threads leave :meth:`take` with ``None`` (fewer workers wanted)."""
@@ -97,7 +113,11 @@ class Lanes(Generic[T]):
                     self._running[picked[1]] += 1
                     self._hand_on_locked()
                     return picked
-                self._cond.wait()
+                self._idle += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._idle -= 1
 
     def _hand_on_locked(self) -> None:
         """Wake one more idle thread if a run can still start.
