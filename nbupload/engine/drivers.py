@@ -80,8 +80,9 @@ class ChunkSizer:
     4 MiB body that left in 3 ms jumps to 32 MiB at once instead of doubling through three
     more round trips, while a link where the body takes most of the time still doubles. With
     ``serial`` (WCS appends: one request in flight, so every round trip leaves the link idle
-    where other streams would fill it) the share is ``SERIAL_SHARE`` instead, and they only
-    double (the position, journaled before each append, moves in steps the journal can follow).
+    where other streams would fill it) the share is ``SERIAL_SHARE`` instead (they used to
+    only double: on a 100 MB/s link with a 20 ms round trip, 4-8-16-32-64 MiB paid two round
+    trips more than 4-32-64 MiB, 0.84x curl -F instead of about 0.9x).
     A chunk never grows past what would last about ``MAX_SECONDS`` at the rate the last one went (its whole
     request time, scaled): the time "writing the body" ends when the bytes are in the socket
     buffers, so on a slow link a chunk that fits in them looks all overhead, and without this
@@ -108,7 +109,7 @@ class ChunkSizer:
 
     def __init__(self, start: int, cap: int, *, serial: bool = False) -> None:
         self.share = self.SERIAL_SHARE if serial else self.OVERHEAD_SHARE
-        self.max_growth = 2 if serial else self.MAX_GROWTH
+        self.max_growth = self.MAX_GROWTH
         self.cap = max(start, cap)
         self.size = start
         self.floor = min(start, 256 << 10)

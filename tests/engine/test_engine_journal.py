@@ -223,3 +223,32 @@ def test_progress_journal_writes_are_durable_only_where_they_must_be(
     else:
         assert sha256_file(server.root / "b" / "j.bin") == sha256_file(src)
         assert len(calls) >= 16
+
+
+def test_a_progress_save_still_pending_when_the_task_ends_never_brings_its_entry_back(
+    server, make_engine, tmp_path, journal_dir, monkeypatch
+):
+    # Progress saves are written off the stream threads (engine/saver.py). Hold every one of
+    # them until the task is done and its entry removed: none may write the entry again.
+    from nbupload.engine.engine import Engine
+
+    release = threading.Event()
+    held: list[str] = []
+    real = Engine._save_progress
+
+    def slow_save(self, task):
+        held.append(task.id)
+        release.wait(60)
+        real(self, task)
+
+    monkeypatch.setattr(Engine, "_save_progress", slow_save)
+    eng = make_engine(chunk_size=64 << 10, chunk_max=64 << 10, streams=2)
+    src = make_file(tmp_path / "p.bin", 16 * (64 << 10))
+    task = eng.submit(src, server.upload_url)
+    assert task.wait(60).state is TaskState.DONE
+    assert held  # at least one save was waiting when the task ended
+    assert list(journal_dir.glob("*.json")) == []
+    release.set()
+    assert eng._saver.flush(60)
+    assert list(journal_dir.iterdir()) == []  # json and lock stay gone
+    assert sha256_file(server.root / "p.bin") == sha256_file(src)

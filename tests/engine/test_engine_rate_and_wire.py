@@ -223,12 +223,18 @@ def test_chunks_stop_growing_once_they_last_seconds():
 def test_serial_appends_grow_until_the_round_trip_is_a_small_share():
     # one WCS append in flight at 40 MB/s and 20 ms RTT: 4 MiB leave in 0.1 s, then the link idles
     appends = ChunkSizer(4 * MiB, 64 * MiB, serial=True)
-    appends.ok(4 * MiB, _reply(0.12, 0.1))  # 17 % idle: grows (doubling) towards 5 %
-    assert appends.size == 8 * MiB
-    appends.ok(8 * MiB, _reply(0.22, 0.2))  # 9 %: grows again
-    assert appends.size == 16 * MiB
+    appends.ok(4 * MiB, _reply(0.12, 0.1))  # 17 % idle: at once to the size that makes it about 5 %
+    assert appends.size == 16 * MiB  # 4x: the body at 0.4 s against 0.02 s of round trip
     appends.ok(16 * MiB, _reply(0.42, 0.4))  # under 5 %: stays
     assert appends.size == 16 * MiB
+    shared = ChunkSizer(4 * MiB, 64 * MiB, serial=True)  # 100 MB/s, 20 ms, the body buffered early
+    shared.ok(4 * MiB, _reply(0.087, 0.027))
+    assert shared.size == 32 * MiB  # 8x at most in one answer (and 0.7 s: under 1 s)
+    shared.ok(32 * MiB, _reply(0.34, 0.22))
+    assert shared.size == 64 * MiB  # 4x would last 1.4 s: doubles, to the cap
+    uploader = ChunkSizer(4 * MiB, 64 * MiB)  # the same answer, streams in parallel: share 25 %
+    uploader.ok(4 * MiB, _reply(0.12, 0.1))
+    assert uploader.size == 4 * MiB  # 17 % is under a quarter: other streams fill the wait
 
 
 class _RecordingServer(StandInServer):
