@@ -327,6 +327,15 @@ def _post_wire(
     )
 
 
+def preconnect(sc: StreamClient, url: str, timeout: httpx.Timeout) -> None:
+    """Open ``sc``'s connection to ``url``'s server now (plain HTTP, no proxy: the wire path),
+    so that its first request does not pay the connect: a task's extra streams connect while
+    the uploader query is being answered, not after (on a far server, one round trip each)."""
+    target = httpx.URL(url)
+    if sc.wire is not None and env_proxy(target) is None and wire_eligible(target):
+        sc.wire.preconnect(target, timeout.connect)
+
+
 def status_failure(reply: Reply, message: str, code: int | str | None = None) -> StepFailed:
     """A failure answer, retryable for 408, 429 and 5xx (``Retry-After`` honoured)."""
     retryable = is_retryable_status(reply.status)

@@ -184,6 +184,12 @@ class WireConnection:
             self._sock, self._h11, self._origin = sock, conn, (host, port)
         return sock, conn
 
+    def preconnect(self, url: httpx.URL, timeout: float | None) -> None:
+        """Open the connection to ``url``'s server now, so the first request does not wait for
+        it; trouble is left for that request to meet (and report)."""
+        with contextlib.suppress(WireError):
+            self._connect(url.host, url.port or 80, timeout)
+
     # ------------------------------------------------------------------ one request
     def request(
         self,

@@ -5,12 +5,15 @@ reference server over loopback (odd servers from tests/support where ours will n
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
 
 from nbupload.engine import TaskState
 from nbupload.server import start_server
+from tests.support.front import header
+from tests.support.gate import ChunkGate
 from tests.support.helpers import CREDENTIALS, make_file, sha256_file, wait_for
 from tests.support.proxy import Fault, FaultProxy
 from tests.support.servers import WithholdingServer
@@ -240,3 +243,39 @@ def test_events_are_posted_in_snapshot_order_from_every_thread(make_engine, serv
     assert posted[-1].state is TaskState.DONE
     acked = [s.acked for s in posted]
     assert acked == sorted(acked), "a snapshot was posted after a newer one"
+
+
+class _QueryHeldUntilConnections(ChunkGate):
+    """Holds the answer to the uploader query until ``want`` connections were opened (or 30 s):
+    the extra streams must connect while the query is answered, not after it."""
+
+    def __init__(self, target_url: str, want: int) -> None:
+        self.want = want
+        self.accepted = 0
+        self.enough = threading.Event()
+        super().__init__(target_url, passes=1 << 30)
+
+    def _handle(self, client):
+        with self._lock:
+            self.accepted += 1
+            if self.accepted >= self.want:
+                self.enough.set()
+        super()._handle(client)
+
+    def _admit(self, client, head, buf):
+        if header(head, b"content-type").startswith(b"application/x-www-form-urlencoded"):  # the query
+            self.enough.wait(30)
+        return super()._admit(client, head, buf)
+
+
+def test_extra_streams_connect_while_the_query_is_answered(make_engine, server, tmp_path):
+    # On a far server each new connection costs a round trip: the task's extra streams open
+    # theirs during the query (engine/drivers.py _EarlyStreams), so the query's answer here
+    # comes only once all four connections are open; opened after it, they never would be.
+    src = make_file(tmp_path / "early.bin", 4 * (256 << 10))
+    with _QueryHeldUntilConnections(server.url, want=4) as front:
+        engine = make_engine(chunk_size=256 << 10, chunk_max=256 << 10, streams=4)
+        task = engine.submit(src, front.url + "/upload")
+        assert task.wait(60).state is TaskState.DONE
+        assert front.enough.is_set() and front.accepted == 4
+    assert sha256_file(server.root / "early.bin") == sha256_file(src)
