@@ -397,7 +397,7 @@ class SinkServer:
             obj = self.sessions.objects.get(key)
             if (obj.size if obj is not None else 0) != position:
                 return None
-            return _copy_hasher(obj) if obj is not None else wcs.EtagHasher()
+            return obj.copy() if obj is not None else wcs.EtagHasher()
 
     def _append(
         self, position: int, prefix: bytes, length: int, hasher: wcs.EtagHasher | None
@@ -439,17 +439,6 @@ def _chunk_range(content_type: bytes, prefix: bytes) -> tuple[str, str, int, int
 def _append_key(prefix: bytes) -> str:
     m = _KEY_FIELD.search(prefix)
     return m.group(1).decode("utf-8", "replace") if m else ""
-
-
-def _copy_hasher(h: wcs.EtagHasher) -> wcs.EtagHasher:
-    """An independent copy (``EtagHasher.copy()`` where the engine has it)."""
-    copy = getattr(h, "copy", None)
-    if callable(copy):
-        return copy()  # type: ignore[no-any-return]
-    new = wcs.EtagHasher()
-    new._block = h._block.copy()  # no public copy in this version
-    new._block_len, new._blocks, new.size = h._block_len, list(h._blocks), h.size
-    return new
 
 
 def main(argv: list[str] | None = None) -> int:
