@@ -220,6 +220,18 @@ def test_chunks_stop_growing_once_they_last_seconds():
     assert fast.size == 16 * MiB  # a fast link still grows (4x: 0.8 s at most)
 
 
+def test_short_requests_grow_whatever_their_overhead_share():
+    # a loopback server: a 4 MiB chunk in 5 ms, 1 ms of it the answer (20 %, under the share)
+    sizer = ChunkSizer(4 * MiB, 64 * MiB)
+    sizer.ok(4 * MiB, _reply(0.005, 0.004))
+    assert sizer.size == 32 * MiB  # 8x: 40 ms, still under SHORT_SECONDS (0.1 s)
+    sizer.ok(32 * MiB, _reply(0.03, 0.028))
+    assert sizer.size == 64 * MiB  # 2x (the cap): 4x would be 0.12 s
+    lan = ChunkSizer(4 * MiB, 64 * MiB)
+    lan.ok(4 * MiB, _reply(0.06, 0.055))  # 60 ms, 8 % overhead: twice as big stays near 0.1 s
+    assert lan.size == 4 * MiB  # 0.12 s would be over: stays
+
+
 def test_serial_appends_grow_until_the_round_trip_is_a_small_share():
     # one WCS append in flight at 40 MB/s and 20 ms RTT: 4 MiB leave in 0.1 s, then the link idles
     appends = ChunkSizer(4 * MiB, 64 * MiB, serial=True)
