@@ -480,7 +480,10 @@ class _UploaderDriver(_Driver):
                 answer = self.query(known_resumable)
                 if answer.resumable:
                     if not known_resumable:
-                        h.set_driver_state(replace(h.driver_state, mode="resumable"), save=True)
+                        # Journaled off this thread: the streams wait for nothing. Should the
+                        # process die before it is written, the next run asks the server again.
+                        h.set_driver_state(replace(h.driver_state, mode="resumable"))
+                        h.save_later()
                     held = self.layout.held(answer.held)
                     h.set_acked_exact(held.clip(self.ctx.total))
                 else:

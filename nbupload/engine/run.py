@@ -89,6 +89,10 @@ class RunHandle(Protocol):
 
     def save(self, durable: bool = True) -> None: ...
 
+    def save_later(self) -> None:
+        """Journal the task soon, off this thread, not durably (see :mod:`.saver`)."""
+        ...
+
 
 @dataclass
 class RunContext:

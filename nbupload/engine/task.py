@@ -671,6 +671,9 @@ class _TaskRun:
     def save(self, durable: bool = True) -> None:
         self._t._host.save(self._t, durable=durable)
 
+    def save_later(self) -> None:
+        self._t._host.save_later(self._t)
+
 
 def _error_record(error: TaskError | None) -> dict[str, Any] | None:
     """What the journal keeps of an error: its code and its text (which never holds a secret)."""
