@@ -616,8 +616,11 @@ class Campaign:
         self, spec: RunSpec, rng: random.Random, source: Path, note: dict, scenario: str
     ) -> str | None:
         # Slow the link so the interruption lands mid-upload (0.75-1.5 MiB/s: a 1 MiB file
-        # takes longer than the journal's first acknowledged chunk).
-        self.proxy.default = Fault(rate=rng.uniform(0.75, 1.5) * MiB)
+        # takes longer than the journal's first acknowledged chunk). Every connection: one that
+        # takes a queued fault at loopback speed made the first chunk look like a fast link, the
+        # chunk size grew 8x and the rest of the file went in one request, never seen half-way.
+        self.proxy.pace = rng.uniform(0.75, 1.5) * MiB
+        self.proxy.default = Fault(rate=self.proxy.pace)
         name = self.filename(spec)
         fraction = rng.uniform(0.1, 0.7)
         self._arm_timed_faults(spec, rng, source, note)
@@ -659,6 +662,7 @@ class Campaign:
             return None
         finally:
             self.proxy.default = Fault()
+            self.proxy.pace = None
 
     def _run_kernel(self, spec: RunSpec, source: Path, note: dict, name: str, fraction: float) -> str | None:
         from jupyter_client import KernelManager

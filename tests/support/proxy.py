@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .front import LoopbackFront, shutdown_and_close
 
@@ -53,6 +53,9 @@ class FaultProxy(LoopbackFront):
         #: When set, new connections go to these in turn (round robin) instead of ``target``.
         self.upstreams: list[tuple[str, int]] | None = None
         self.default = default or Fault()
+        #: When set, every connection whose fault has no ``rate`` of its own is paced at this
+        #: (a slow link under the faults: a queued fault would otherwise run at loopback speed)
+        self.pace: float | None = None
         self._queue: deque[Fault] = deque()
         self.counters = _Counters()
         super().__init__()
@@ -78,6 +81,8 @@ class FaultProxy(LoopbackFront):
         with self._lock:
             self.counters.connections += 1
             fault = self._queue.popleft() if self._queue else self.default
+            if self.pace is not None and fault.rate is None:
+                fault = replace(fault, rate=self.pace)
             self.counters.faults_used.append(fault)
             ups = self.upstreams
             target = ups[(self.counters.connections - 1) % len(ups)] if ups else self.target
