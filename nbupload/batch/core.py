@@ -630,6 +630,29 @@ class Batch:
                 task.pause()
             self._cond.notify_all()
 
+    def reopen(self) -> None:
+        """After :meth:`close`: run here again (the feeder starts again; :func:`resume_batch`
+        calls it). A journaled batch takes its lock again first: ``TaskLockedError`` when
+        another process resumed it meanwhile (then it stays closed here). ``RuntimeError``
+        once its engine was shut down: ``resume_batch(ID, engine=...)`` continues it there."""
+        with self._cond:
+            if not self._closed:
+                return
+        if self.engine.closed:
+            raise RuntimeError(
+                f"batch {self.id}: its engine was shut down; resume it with "
+                f"nbupload.batch.resume_batch({self.id!r}, engine=...)"
+            )
+        if self._journal is not None and self._done_log is not None and self._hold is not None:
+            if not self._hold.held:  # its record is kept (not done): it is run here again
+                hold = self._journal.lock(self.id)
+                weakref.finalize(self, hold.release)
+                self._hold = hold
+        with self._cond:
+            self._closed = False
+            self._ensure_feeder()
+            self._cond.notify_all()
+
     def close(self) -> None:
         """Stop the feeder thread and the event subscription (the tasks are not touched)."""
         with self._cond:
