@@ -115,6 +115,7 @@ class Batch:
         self._adopted_event = threading.Event()
         _LIVE[self.id] = self
         weakref.finalize(self, _drop_owner, self.id)
+        weakref.finalize(self, _on_engine_shutdown(self))
         with self._cond:
             self._ensure_feeder(adopt=True)
 
@@ -608,6 +609,9 @@ class Batch:
             if self._stopped:
                 self._cancelled.add(item.name)
                 return
+            if self.engine.closed:  # shut down while planning: the file waits for a resume
+                self._waiting.appendleft(item)
+                return
         chunk = int(opts.get("chunk_size") or self.engine.config.chunk_size)
         if self._journal is not None and item.size <= chunk:
             # One chunk: no held ranges worth resuming; the batch record says what to send again
@@ -621,6 +625,12 @@ class Batch:
             with self._cond:
                 self._failed[item.name] = BatchFailure(item.name, "source", None, str(exc))
                 self._cond.notify_all()
+            return
+        except RuntimeError:
+            if not self.engine.closed:
+                raise
+            with self._cond:  # shut down as it was submitted: the engine pauses the task it made
+                self._waiting.appendleft(item)
             return
         with self._cond:
             self._take(item.name, task)
@@ -643,11 +653,11 @@ class Batch:
                 f"batch {self.id}: its engine was shut down; resume it with "
                 f"nbupload.batch.resume_batch({self.id!r}, engine=...)"
             )
-        if self._journal is not None and self._done_log is not None and self._hold is not None:
-            if not self._hold.held:  # its record is kept (not done): it is run here again
-                hold = self._journal.lock(self.id)
-                weakref.finalize(self, hold.release)
-                self._hold = hold
+        hold = self._hold
+        if self._journal is not None and self._done_log is not None and hold is not None and not hold.held:
+            hold = self._journal.lock(self.id)  # its record is kept (not done): run here again
+            weakref.finalize(self, hold.release)
+            self._hold = hold
         with self._cond:
             self._closed = False
             self._ensure_feeder()
@@ -655,6 +665,10 @@ class Batch:
 
     def close(self) -> None:
         """Stop the feeder thread and the event subscription (the tasks are not touched)."""
+        self._stop_feeder()
+        self._let_go()
+
+    def _stop_feeder(self) -> None:
         with self._cond:
             self._closed = True
             thread = self._thread
@@ -665,8 +679,56 @@ class Batch:
             unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
             unsubscribe()
+
+    def _let_go(self) -> None:
         self._planner.close()
         if self._manifest is not None:
             self._manifest.close()
         if self._hold is not None:
             self._hold.release()  # no longer run here: another process may resume it
+
+    def _engine_stopping(self) -> None:
+        """:meth:`Engine.shutdown`, first: no file is submitted from now on (the feeder ends;
+        the engine pauses the running files next). The batch counts as paused."""
+        with self._cond:
+            self._paused_by_user = self._paused
+            self._paused = True  # settled: a wait() returns (the engine will run nothing more)
+        self._stop_feeder()
+
+    _paused_by_user = False
+
+    def _engine_stopped(self) -> None:
+        """:meth:`Engine.shutdown`, last (files paused, their locks released): settle what
+        finished meanwhile, let the batch's lock go and leave the live batches. The record and
+        done log stay (unless every file is done): ``nbupload resume``, another process or
+        :func:`~nbupload.batch.resume_batch` here with a new engine continue it."""
+        with self._cond:
+            self._settle()
+            if not (self._waiting or self._active or self._paused_by_user):
+                self._paused = False  # every file was done: the batch is done, its record goes
+        self._finish_journal()
+        self._let_go()
+        with _SUBMITTING:
+            if _LIVE.get(self.id) is self:
+                del _LIVE[self.id]
+        _drop_owner(self.id)  # (the engine delivered its last events)
+        self._changed()
+
+
+def _on_engine_shutdown(batch: Batch) -> Any:
+    """Register ``batch`` with its engine's :meth:`~nbupload.engine.Engine.on_shutdown` (the
+    engine knows nothing of batches: layers point one way), weakly: a batch nobody holds may
+    still go away. Returns the function that removes the hook."""
+    ref = weakref.ref(batch)
+
+    def stop() -> None:
+        live = ref()
+        if live is not None:
+            live._engine_stopping()
+
+    def released() -> None:
+        live = ref()
+        if live is not None:
+            live._engine_stopped()
+
+    return batch.engine.on_shutdown(stop, released)
