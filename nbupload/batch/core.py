@@ -68,6 +68,7 @@ class Batch:
         self.id = batch_id or secrets.token_hex(6)
         self.created_at = time.time()
         self.engine = engine
+        self._check_engine()
         self.url = url
         self.items = list(items)
         self.prefix = prefix
@@ -267,6 +268,7 @@ class Batch:
 
     def resume(self, name: str | None = None) -> None:
         """Resume paused files and feeding the rest (with ``name``: that paused file only)."""
+        self._check_engine()
         with self._cond:
             if name is not None:
                 self._file(name)
@@ -303,6 +305,7 @@ class Batch:
 
     def retry(self, name: str | None = None) -> int:
         """Try the failed files again (with ``name``: that failed file only); how many."""
+        self._check_engine()
         with self._cond:
             if name is not None:
                 self._file(name)
@@ -428,7 +431,7 @@ class Batch:
                 with self._cond:
                     self._settle()
                     take: list[BatchItem] = []
-                    if not self._paused and not self._stopped:
+                    if not self._paused and not self._stopped and not self.engine.closed:
                         running = sum(1 for t in self._active.values() if t.state is not TaskState.PAUSED)
                         while self._waiting and running + len(take) < self._window:
                             take.append(self._waiting.popleft())
@@ -648,11 +651,7 @@ class Batch:
         with self._cond:
             if not self._closed:
                 return
-        if self.engine.closed:
-            raise RuntimeError(
-                f"batch {self.id}: its engine was shut down; resume it with "
-                f"nbupload.batch.resume_batch({self.id!r}, engine=...)"
-            )
+        self._check_engine()
         hold = self._hold
         if self._journal is not None and self._done_log is not None and hold is not None and not hold.held:
             hold = self._journal.lock(self.id)  # its record is kept (not done): run here again
@@ -662,6 +661,15 @@ class Batch:
             self._closed = False
             self._ensure_feeder()
             self._cond.notify_all()
+
+    def _check_engine(self) -> None:
+        """``RuntimeError`` (as the engine's own) once the engine was shut down: the batch
+        cannot run there; its record lets a new engine continue it."""
+        if self.engine.closed:
+            raise RuntimeError(
+                f"batch {self.id}: its engine was shut down; resume it with "
+                f"nbupload.batch.resume_batch({self.id!r}, engine=...)"
+            )
 
     def close(self) -> None:
         """Stop the feeder thread and the event subscription (the tasks are not touched)."""

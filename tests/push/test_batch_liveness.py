@@ -204,6 +204,10 @@ def test_shutting_the_engine_down_lets_its_batch_go_and_a_new_engine_resumes_it(
         wait_for(lambda: batch.snapshot().files_done == 1 and gate.held >= 1, timeout=120)
         first.shutdown()
         assert batch.wait(60).state == "paused"
+        with pytest.raises(RuntimeError, match=r"engine was shut down; resume it with .*resume_batch"):
+            batch.resume()  # it cannot run there any more
+        with pytest.raises(RuntimeError, match="engine was shut down"):
+            upload_many(folder, gate.upload_url, engine=first)
         assert not journal.is_locked(batch.id) and journal.read(batch.id) is not None
         assert batch.id not in {b.id for b in batches()}
         gate.open()
