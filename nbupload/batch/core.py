@@ -68,6 +68,7 @@ class Batch:
         self.id = batch_id or secrets.token_hex(6)
         self.created_at = time.time()
         self.engine = engine
+        self._check_engine()
         self.url = url
         self.items = list(items)
         self.prefix = prefix
@@ -115,6 +116,7 @@ class Batch:
         self._adopted_event = threading.Event()
         _LIVE[self.id] = self
         weakref.finalize(self, _drop_owner, self.id)
+        weakref.finalize(self, _on_engine_shutdown(self))
         with self._cond:
             self._ensure_feeder(adopt=True)
 
@@ -266,6 +268,7 @@ class Batch:
 
     def resume(self, name: str | None = None) -> None:
         """Resume paused files and feeding the rest (with ``name``: that paused file only)."""
+        self._check_engine()
         with self._cond:
             if name is not None:
                 self._file(name)
@@ -302,6 +305,7 @@ class Batch:
 
     def retry(self, name: str | None = None) -> int:
         """Try the failed files again (with ``name``: that failed file only); how many."""
+        self._check_engine()
         with self._cond:
             if name is not None:
                 self._file(name)
@@ -427,7 +431,7 @@ class Batch:
                 with self._cond:
                     self._settle()
                     take: list[BatchItem] = []
-                    if not self._paused and not self._stopped:
+                    if not self._paused and not self._stopped and not self.engine.closed:
                         running = sum(1 for t in self._active.values() if t.state is not TaskState.PAUSED)
                         while self._waiting and running + len(take) < self._window:
                             take.append(self._waiting.popleft())
@@ -608,6 +612,9 @@ class Batch:
             if self._stopped:
                 self._cancelled.add(item.name)
                 return
+            if self.engine.closed:  # shut down while planning: the file waits for a resume
+                self._waiting.appendleft(item)
+                return
         chunk = int(opts.get("chunk_size") or self.engine.config.chunk_size)
         if self._journal is not None and item.size <= chunk:
             # One chunk: no held ranges worth resuming; the batch record says what to send again
@@ -622,6 +629,12 @@ class Batch:
                 self._failed[item.name] = BatchFailure(item.name, "source", None, str(exc))
                 self._cond.notify_all()
             return
+        except RuntimeError:
+            if not self.engine.closed:
+                raise
+            with self._cond:  # shut down as it was submitted: the engine pauses the task it made
+                self._waiting.appendleft(item)
+            return
         with self._cond:
             self._take(item.name, task)
             if self._stopped:  # cancelled while it was being submitted: cancel() could not see it
@@ -630,8 +643,40 @@ class Batch:
                 task.pause()
             self._cond.notify_all()
 
+    def reopen(self) -> None:
+        """After :meth:`close`: run here again (the feeder starts again; :func:`resume_batch`
+        calls it). A journaled batch takes its lock again first: ``TaskLockedError`` when
+        another process resumed it meanwhile (then it stays closed here). ``RuntimeError``
+        once its engine was shut down: ``resume_batch(ID, engine=...)`` continues it there."""
+        with self._cond:
+            if not self._closed:
+                return
+        self._check_engine()
+        hold = self._hold
+        if self._journal is not None and self._done_log is not None and hold is not None and not hold.held:
+            hold = self._journal.lock(self.id)  # its record is kept (not done): run here again
+            weakref.finalize(self, hold.release)
+            self._hold = hold
+        with self._cond:
+            self._closed = False
+            self._ensure_feeder()
+            self._cond.notify_all()
+
+    def _check_engine(self) -> None:
+        """``RuntimeError`` (as the engine's own) once the engine was shut down: the batch
+        cannot run there; its record lets a new engine continue it."""
+        if self.engine.closed:
+            raise RuntimeError(
+                f"batch {self.id}: its engine was shut down; resume it with "
+                f"nbupload.batch.resume_batch({self.id!r}, engine=...)"
+            )
+
     def close(self) -> None:
         """Stop the feeder thread and the event subscription (the tasks are not touched)."""
+        self._stop_feeder()
+        self._let_go()
+
+    def _stop_feeder(self) -> None:
         with self._cond:
             self._closed = True
             thread = self._thread
@@ -642,8 +687,56 @@ class Batch:
             unsubscribe, self._unsubscribe = self._unsubscribe, None
         if unsubscribe is not None:
             unsubscribe()
+
+    def _let_go(self) -> None:
         self._planner.close()
         if self._manifest is not None:
             self._manifest.close()
         if self._hold is not None:
             self._hold.release()  # no longer run here: another process may resume it
+
+    def _engine_stopping(self) -> None:
+        """:meth:`Engine.shutdown`, first: no file is submitted from now on (the feeder ends;
+        the engine pauses the running files next). The batch counts as paused."""
+        with self._cond:
+            self._paused_by_user = self._paused
+            self._paused = True  # settled: a wait() returns (the engine will run nothing more)
+        self._stop_feeder()
+
+    _paused_by_user = False
+
+    def _engine_stopped(self) -> None:
+        """:meth:`Engine.shutdown`, last (files paused, their locks released): settle what
+        finished meanwhile, let the batch's lock go and leave the live batches. The record and
+        done log stay (unless every file is done): ``nbupload resume``, another process or
+        :func:`~nbupload.batch.resume_batch` here with a new engine continue it."""
+        with self._cond:
+            self._settle()
+            if not (self._waiting or self._active or self._paused_by_user):
+                self._paused = False  # every file was done: the batch is done, its record goes
+        self._finish_journal()
+        self._let_go()
+        with _SUBMITTING:
+            if _LIVE.get(self.id) is self:
+                del _LIVE[self.id]
+        _drop_owner(self.id)  # (the engine delivered its last events)
+        self._changed()
+
+
+def _on_engine_shutdown(batch: Batch) -> Any:
+    """Register ``batch`` with its engine's :meth:`~nbupload.engine.Engine.on_shutdown` (the
+    engine knows nothing of batches: layers point one way), weakly: a batch nobody holds may
+    still go away. Returns the function that removes the hook."""
+    ref = weakref.ref(batch)
+
+    def stop() -> None:
+        live = ref()
+        if live is not None:
+            live._engine_stopping()
+
+    def released() -> None:
+        live = ref()
+        if live is not None:
+            live._engine_stopped()
+
+    return batch.engine.on_shutdown(stop, released)

@@ -29,8 +29,11 @@ _SUBMITTING = threading.RLock()
 
 
 def _drop_owner(batch_id: str) -> None:
-    """A batch went away: forget which tasks were its own."""
+    """A batch went away: forget which tasks were its own (unless a live batch has the id
+    now: one resumed in this process after its engine was shut down)."""
     with _SUBMITTING:
+        if _LIVE.get(batch_id) is not None:
+            return
         for task_id in [t for t, b in _OWNER.items() if b == batch_id]:
             del _OWNER[task_id]
 

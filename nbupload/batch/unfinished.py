@@ -221,6 +221,7 @@ def resume_batch(
     """
     live = _LIVE.get(batch_id)
     if live is not None:
+        live.reopen()  # closed (its feeder stopped, its lock let go): run here again
         live.resume()
         live.retry()
         return live

@@ -489,6 +489,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             }
         return again
 
+    busy: list[str] = []  # with --all: tasks another process runs (skipped, and said so)
     try:
         tasks = []
         if args.all and args.token:  # per task: the token travels differently by protocol
@@ -504,8 +505,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
             for b in busy:
                 print(f"nbupload: task {b} is being uploaded by another process; skipped", file=sys.stderr)
             if not tasks:
-                print("nbupload: no unfinished tasks to resume", file=sys.stderr)
-                return 0 if not busy else EXIT_FAILED
+                if status is None:
+                    print("nbupload: no unfinished tasks to resume", file=sys.stderr)
+                return max(status or 0, EXIT_FAILED if busy else 0)
         elif args.all:
             entries = engine.unfinished()
             busy = [u.id for u in entries if u.locked]
@@ -519,7 +521,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             if not tasks:
                 if status is None:
                     print("nbupload: no unfinished tasks to resume", file=sys.stderr)
-                return (status or 0) if not busy else EXIT_FAILED
+                return max(status or 0, EXIT_FAILED if busy else 0)
         else:
             for task_id in args.ids:
                 try:
@@ -537,7 +539,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
                     f"{format_size(t.total)} already there) -> {t.url}",
                     file=sys.stderr,
                 )
-        return _wait_all(engine, tasks, args.quiet)
+        # the worst of all: a batch that failed (or was skipped as another process runs it)
+        # fails the command even when every task resumed alongside finished
+        return max(status or 0, EXIT_FAILED if busy else 0, _wait_all(engine, tasks, args.quiet))
     finally:
         engine.shutdown(wait=True, timeout=5)
 

@@ -150,6 +150,8 @@ class Engine:
         self._journal_io = threading.Lock()
         self._url_checked = ""  # the last URL submit() found valid
         self._closed = False
+        #: :meth:`on_shutdown` hooks by key: (stop, released), in the order they were added
+        self._shutdown_hooks: dict[object, tuple[Callable[[], None], Callable[[], None] | None]] = {}
         self._host = _Host(self)
 
     @property
@@ -702,12 +704,42 @@ class Engine:
                 self._unjournaled.discard(task_id)
                 self._background.discard(task_id)
 
+    def on_shutdown(
+        self, stop: Callable[[], None], released: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
+        """Run ``stop()`` first in :meth:`shutdown` (before the tasks are paused) and
+        ``released()`` last (once the tasks' locks are released and their events delivered);
+        returns a function that removes the hook. For what builds on the engine and holds
+        its own state, which the engine must not know of: a batch stops feeding files in
+        ``stop`` and lets its lock go in ``released``. Exceptions are logged, not raised."""
+        key = object()  # one per hook, so that the same callbacks may be added twice
+        with self._lock:
+            self._shutdown_hooks[key] = (stop, released)
+
+        def remove() -> None:
+            with self._lock:
+                self._shutdown_hooks.pop(key, None)
+
+        return remove
+
+    @staticmethod
+    def _call_hooks(hooks: list[Callable[[], None]]) -> None:
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # one hook must not keep the engine running
+                log.exception("nbupload: a shutdown hook failed")
+
     def shutdown(self, wait: bool = True, timeout: float = 10.0) -> None:
-        """Pause what is running (the journal keeps it), stop the threads, release locks."""
+        """Pause what is running (the journal keeps it), stop the threads, release locks
+        (with the :meth:`on_shutdown` hooks: a batch stops feeding first, lets its lock go last)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            hooks = list(self._shutdown_hooks.values())
+        self._call_hooks([stop for stop, _released in hooks])
+        with self._lock:  # after the hooks: a task a batch submitted meanwhile is paused too
             tasks = list(self._tasks.values())
         for task in tasks:
             task.pause()
@@ -734,6 +766,7 @@ class Engine:
             self._old_clients = []
         for pool in pools:
             pool.close()
+        self._call_hooks([released for _stop, released in hooks if released is not None])
 
     def __enter__(self) -> Engine:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self

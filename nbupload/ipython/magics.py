@@ -408,8 +408,7 @@ class UploadMagics(Magics):
             print(summary_text(snaps))
         for snap in snaps:
             print(text_line(snap))
-        offers = self.session.find_unfinished()
-        waiting = self.session.unfinished_batches()
+        offers, waiting = self.session.journal_view()  # the journal read once
         here = {snap.id for snap in snaps} | {b.id for b in waiting}  # batches: listed below
         offers = [o for o in offers if o.id not in here]
         if offers or waiting:

@@ -357,10 +357,13 @@ class UploadSession:
 
     def unfinished_batches(self) -> list[Any]:
         """Batches left in the journal by an earlier kernel."""
+        return self._unfinished_batches(None)
+
+    def _unfinished_batches(self, entries: list[Any] | None) -> list[Any]:
         from ..batch import unfinished_batches
 
         try:
-            return unfinished_batches(self.engine)
+            return unfinished_batches(self.engine, entries=entries)
         except OSError:
             return []
 
@@ -473,18 +476,26 @@ class UploadSession:
     # -- journal ------------------------------------------------------------------------------
     def find_unfinished(self) -> list[Any]:
         """Offers (:class:`~nbupload.panel.widgets.Offer`) for the journal's unfinished tasks."""
+        return self.journal_view()[0]
+
+    def journal_view(self) -> tuple[list[Any], list[Any]]:
+        """``(offers, batches)``: the offers of :meth:`find_unfinished` and the journal's
+        unfinished batches (:class:`~nbupload.batch.UnfinishedBatch`), the task entries and
+        the batch records read once (``%upload list`` shows both; each read opens every
+        entry and record)."""
         from ..panel.controller import describe_offer
 
         try:
             entries = list(self.engine.unfinished())
         except Exception as exc:  # noqa: BLE001 - a broken journal must not break the kernel
             print(f"nbupload: could not read the task journal: {exc}", file=sys.stderr)
-            return []
+            return [], self._unfinished_batches([])
         from ..panel.batchrow import batch_offers
 
         notebook = self.notebook()
-        offers, entries = batch_offers(self.engine, entries, notebook=notebook)  # a batch: one offer
-        return offers + [describe_offer(e, notebook=notebook) for e in entries]
+        waiting = self._unfinished_batches(entries)
+        offers, entries = batch_offers(self.engine, entries, notebook=notebook, waiting=waiting)
+        return offers + [describe_offer(e, notebook=notebook) for e in entries], waiting
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self, magics: Any) -> None:

@@ -323,18 +323,21 @@ def batch_news(controller: Any, snaps: list[TaskSnapshot]) -> tuple[list[TaskSna
 
 
 def batch_offers(
-    engine: Any, entries: list[Any], *, notebook: str | None = None
+    engine: Any, entries: list[Any], *, notebook: str | None = None, waiting: list[Any] | None = None
 ) -> tuple[list[Any], list[Any]]:
     """Offers for the batches an earlier kernel left in the journal (one each, resumed as one
     batch), and the task entries that are not files of those batches. A batch is ``notebook``'s
-    (shown without "Show all") when started from it, or when ``notebook`` is None."""
+    (shown without "Show all") when started from it, or when ``notebook`` is None. ``waiting``:
+    the batches (``unfinished_batches(engine, entries=entries)``) when the caller read them
+    already, so the journal's records are read once."""
     from ..batch import unfinished_batches
     from .widgets import Offer
 
-    try:
-        waiting = unfinished_batches(engine, entries=entries)
-    except OSError:
-        return [], entries
+    if waiting is None:
+        try:
+            waiting = unfinished_batches(engine, entries=entries)
+        except OSError:
+            return [], entries
     if not waiting:
         return [], entries
     offers = []

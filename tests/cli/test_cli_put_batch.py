@@ -126,6 +126,28 @@ def test_a_killed_put_of_a_folder_is_listed_and_resumed_as_one_batch(cli, tmp_pa
         assert "batch" not in cli("ls").stdout  # done: the record went
 
 
+def test_resume_all_exits_1_when_a_batch_fails_even_if_its_tasks_finish(cli, tmp_path, home):
+    """``resume --all`` resumes a failed batch and a task of its own: the task finishes, the
+    batch's refused file fails again, and the exit status says so (not the task's 0)."""
+    from nbupload.engine import Engine
+
+    res = _tree(tmp_path / "results", ["ok.txt", "bad.exe"])
+    alone = tmp_path / "alone.bin"
+    make_file(alone, 300 << 10, seed=7)
+    with start_server(root=tmp_path / "root", deny_extensions=".exe") as srv:
+        r = cli("put", str(res), srv.upload_url, "--quiet")
+        assert r.returncode == 1 and "bad.exe [4008]" in r.stderr, r.stderr
+        engine = Engine()  # NBUPLOAD_HOME: the CLI's journal
+        try:
+            task = engine.submit(alone, srv.upload_url, start=False)  # paused: left in the journal
+        finally:
+            engine.shutdown()
+        r = cli("resume", "--all", "--quiet", timeout=120)
+        assert (srv.root / "alone.bin").read_bytes() == alone.read_bytes()
+        assert "bad.exe [4008]" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == 1, (task.id, r.stderr)
+
+
 def test_ls_json_lists_a_paused_batch_as_one_row_with_its_files(cli, tmp_path, home):
     """``nbupload ls --json``: an unfinished batch is a ``kind: "batch"`` row (files and bytes
     done/total, state), its files' task rows name it, and ``ls`` in text says the same."""

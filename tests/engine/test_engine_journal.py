@@ -252,3 +252,37 @@ def test_a_progress_save_still_pending_when_the_task_ends_never_brings_its_entry
     assert eng._saver.flush(60)
     assert list(journal_dir.iterdir()) == []  # json and lock stay gone
     assert sha256_file(server.root / "p.bin") == sha256_file(src)
+
+
+def test_shutdown_hooks_run_first_and_last_and_can_be_removed(
+    server, make_engine, journal_dir, tmp_path, chunk_gate
+):
+    """``on_shutdown(stop, released)``: ``stop`` runs while the engine's tasks still run (what
+    builds on the engine stops first), ``released`` once they are paused and their locks are
+    released; a removed hook does not run; a failing hook does not stop the shutdown."""
+    from nbupload.engine.journal import Journal
+
+    src = tmp_path / "big.bin"
+    make_file(src, 4 * CHUNK)
+    engine = make_engine(chunk_size=CHUNK, streams=1)
+    gate = chunk_gate(server.url, passes=1)
+    task = engine.submit(src, gate.upload_url)
+    wait_for(lambda: task.acked >= CHUNK and gate.held >= 1, timeout=60)
+    journal = Journal(journal_dir)
+    seen: list[tuple[str, str, bool]] = []
+
+    def stop() -> None:
+        seen.append(("stop", task.state.value, journal.is_locked(task.id)))
+
+    def released() -> None:
+        seen.append(("released", task.state.value, journal.is_locked(task.id)))
+
+    def broken() -> None:
+        raise OSError("a hook that fails")
+
+    remove = engine.on_shutdown(lambda: seen.append(("removed", "", False)))
+    engine.on_shutdown(broken, broken)
+    engine.on_shutdown(stop, released)
+    remove()
+    engine.shutdown()
+    assert seen == [("stop", "uploading", True), ("released", "paused", False)], seen

@@ -235,3 +235,44 @@ def test_a_batch_row_follows_a_reload_of_the_extension(shell, run, tmp_path, cap
         batch.cancel()
     assert batch.wait(60).state == "cancelled"
     capsys.readouterr()
+
+
+def test_upload_list_reads_the_journaled_batches_once(shell, run, tmp_path, capsys, monkeypatch):
+    """``%upload list`` shows the offers and the journaled batches from one read of the batch
+    records and of the task entries (each read opens every record: 10,000-file batches)."""
+    from nbupload.batch import forget_batch
+    from nbupload.engine.journal import BatchJournal, BatchRecord
+
+    session = current_session(shell)
+    folder = tmp_path / "res"
+    folder.mkdir()
+    items = []
+    for i in range(3):
+        make_file(folder / f"f{i}.bin", 500 + i, seed=i)
+        items.append((str(folder / f"f{i}.bin"), f"f{i}.bin"))
+    journal = BatchJournal(session.engine.config.tasks_dir)
+    journal.write(
+        BatchRecord("dddddddddddd", "http://127.0.0.1:9/upload", "uploader", items, sizes=[500, 501, 502])
+    )
+    reads = {"records": 0, "entries": 0}
+    real_records, real_unfinished = BatchJournal.records, type(session.engine).unfinished
+
+    def counting_records(self):
+        reads["records"] += 1
+        return real_records(self)
+
+    def counting_unfinished(self):
+        reads["entries"] += 1
+        return real_unfinished(self)
+
+    monkeypatch.setattr(BatchJournal, "records", counting_records)
+    monkeypatch.setattr(type(session.engine), "unfinished", counting_unfinished)
+    try:
+        capsys.readouterr()
+        run(shell, "%upload list")
+        out = capsys.readouterr().out
+        assert out.count("batch dddddddddddd: 0/3 files done") == 1, out
+        assert reads == {"records": 1, "entries": 1}, reads
+    finally:
+        monkeypatch.undo()
+        forget_batch("dddddddddddd", engine=session.engine)

@@ -83,6 +83,36 @@ def test_cancelling_one_waiting_file_and_then_the_batch(make_engine, tmp_path, c
         batch.close()
 
 
+def test_resuming_a_closed_batch_in_the_same_process_uploads_the_files_left(
+    make_engine, tmp_path, chunk_gate
+):
+    """``close()`` stops the feeder and lets the batch's lock go; ``resume_batch`` of the same
+    batch in the same process runs it here again (lock taken back, feeder started), and the
+    files that were never submitted are uploaded."""
+    folder = tmp_path / "res"
+    files = _files(folder, 5, 1000)  # one chunk each: the feeder submits them one by one
+    engine = make_engine()
+    journal = BatchJournal(engine.config.tasks_dir)
+    with start_server(root=tmp_path / "srv") as srv:
+        gate = chunk_gate(srv.url, passes=1)  # the first file, then held: the rest wait
+        batch = upload_many(folder, gate.upload_url, engine=engine, window=1)
+        wait_for(lambda: batch.snapshot().files_done == 1 and gate.held >= 1, timeout=120)
+        batch.pause()
+        assert batch.wait(120).state == "paused"
+        batch.close()
+        assert not journal.is_locked(batch.id)  # closed: another process could resume it
+        gate.open()
+
+        again = resume_batch(batch.id, engine=engine)
+        assert journal.is_locked(again.id)  # run here again
+        snap = again.wait(120)
+        assert (snap.state, snap.files_done + snap.files_skipped) == ("done", 5), snap
+        for name, data in files.items():
+            assert (srv.root / name).read_bytes() == data, name
+        wait_for(lambda: journal.read(batch.id) is None, timeout=30, what="the record gone")
+        again.close()
+
+
 CHILD = textwrap.dedent(
     """
     import sys, time

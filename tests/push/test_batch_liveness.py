@@ -5,11 +5,12 @@ reads its record and done log only (no ``stat`` per file)."""
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from nbupload.batch import forget_batch, resume_batch, unfinished_batches
+from nbupload.batch import batches, forget_batch, resume_batch, unfinished_batches, upload_many
 from nbupload.engine import TaskLockedError
 from nbupload.engine.journal import BatchJournal, BatchRecord
 from nbupload.panel.batchrow import batch_offers
@@ -135,3 +136,89 @@ def test_files_done_after_the_batch_settled_once_are_still_written_to_its_done_l
     assert (server.root / "a.txt").read_bytes() == (folder / "a.txt").read_bytes()
     batch.close()
     assert not journal.is_locked("cccccccccccc")  # closed: no longer run here
+
+
+_SHUTS_DOWN = textwrap.dedent(
+    """
+    import sys
+    from nbupload.batch import batches, upload_many
+    from nbupload.engine import Engine, EngineConfig
+    folder, url, journal = sys.argv[1:4]
+    engine = Engine(EngineConfig(journal_dir=journal))
+    batch = upload_many(folder, url, engine=engine)
+    print("STARTED", batch.id, flush=True)
+    sys.stdin.readline()
+    engine.shutdown()
+    print("SHUT", batch.snapshot().state, len(batches()), flush=True)
+    sys.stdin.read()  # the program goes on, the batch still referenced, until the test kills it
+    """
+)
+
+
+def test_a_program_that_shuts_its_engine_down_and_goes_on_lets_its_batch_go(make_engine, tmp_path):
+    """``Engine.shutdown()`` stops the engine's batches too: the batch's lock goes at once (not
+    when the program ends or the ``Batch`` is collected), its record and done log stay, and
+    another process resumes it and finishes the files."""
+    folder = tmp_path / "res"
+    files = _one_chunk_files(folder, 4)
+    journal = tmp_path / "journal"
+    with (
+        start_server(root=tmp_path / "srv") as srv,
+        held_batch(folder, srv.port, srv.upload_url, journal, script=_SHUTS_DOWN) as held,
+    ):
+        engine = make_engine(journal_dir=journal)
+        assert unfinished_batches(engine)[0].state == "running"
+        assert held.child.stdin is not None and held.child.stdout is not None
+        held.child.stdin.write("shutdown\n")
+        held.child.stdin.flush()
+        line = held.child.stdout.readline()
+        assert line.startswith("SHUT"), line
+        assert held.child.poll() is None  # still running: its exit is not what let the lock go
+        (stopped,) = unfinished_batches(engine)
+        assert (stopped.id, stopped.state, stopped.files) == (held.id, "stopped", 4), stopped
+        assert line.split() == ["SHUT", "paused", "0"], line  # settled, and no longer live there
+        assert BatchJournal(journal).read(held.id) is not None
+
+        held.proxy.default = Fault()  # new connections go through
+        batch = resume_batch(held.id, engine=engine)
+        snap = batch.wait(180, raise_on_error=True)
+        assert snap.state == "done" and snap.files_done + snap.files_skipped == 4, snap
+        for name, data in files.items():
+            assert (srv.root / name).read_bytes() == data, name
+        batch.close()
+
+
+def test_shutting_the_engine_down_lets_its_batch_go_and_a_new_engine_resumes_it(
+    make_engine, tmp_path, chunk_gate
+):
+    """In one process: after ``shutdown()`` the batch (still referenced) is no longer live,
+    its lock is free, a ``wait()`` on it returns (paused), and ``resume_batch`` with a new
+    engine finishes it."""
+    folder = tmp_path / "res"
+    files = _one_chunk_files(folder, 5)
+    first = make_engine()
+    journal = BatchJournal(first.config.tasks_dir)
+    with start_server(root=tmp_path / "srv") as srv:
+        gate = chunk_gate(srv.url, passes=1)
+        batch = upload_many(folder, gate.upload_url, engine=first, window=2)
+        wait_for(lambda: batch.snapshot().files_done == 1 and gate.held >= 1, timeout=120)
+        first.shutdown()
+        assert batch.wait(60).state == "paused"
+        with pytest.raises(RuntimeError, match=r"engine was shut down; resume it with .*resume_batch"):
+            batch.resume()  # it cannot run there any more
+        with pytest.raises(RuntimeError, match="engine was shut down"):
+            upload_many(folder, gate.upload_url, engine=first)
+        assert not journal.is_locked(batch.id) and journal.read(batch.id) is not None
+        assert batch.id not in {b.id for b in batches()}
+        gate.open()
+
+        second = make_engine()
+        (listed,) = unfinished_batches(second)
+        assert (listed.id, listed.state) == (batch.id, "stopped")
+        again = resume_batch(batch.id, engine=second, url=srv.upload_url)
+        assert again is not batch and journal.is_locked(batch.id)
+        snap = again.wait(120, raise_on_error=True)
+        assert snap.state == "done" and snap.files_done + snap.files_skipped == 5, snap
+        for name, data in files.items():
+            assert (srv.root / name).read_bytes() == data, name
+        again.close()

@@ -59,14 +59,18 @@ class HeldBatch:
 
 
 @contextmanager
-def held_batch(folder: Path, server_port: int, path: str, journal: Path | None = None) -> Iterator[HeldBatch]:
+def held_batch(
+    folder: Path, server_port: int, path: str, journal: Path | None = None, *, script: str = _CHILD
+) -> Iterator[HeldBatch]:
     """A child process running a batch of ``folder`` to ``http://127.0.0.1:server_port{path}``
     through a holding proxy; ``journal``: its journal dir (default: ``$NBUPLOAD_HOME``'s).
+    ``script``: the child's program (``sys.argv[1:4]``: folder, URL, journal; it prints
+    ``STARTED ID`` once the batch exists, then does what the test writes to its stdin).
     Yields once the batch exists and its first request is held; kills the child at the end."""
     with FaultProxy("127.0.0.1", server_port, default=HOLD) as proxy:
         url = proxy.url + urlsplit(path).path
         child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(folder), url, str(journal or "")],
+            [sys.executable, "-c", script, str(folder), url, str(journal or "")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
