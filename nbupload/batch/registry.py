@@ -28,12 +28,27 @@ _OWNER: dict[str, str] = {}
 _SUBMITTING = threading.RLock()
 
 
+#: ids of batches gone from memory whose tasks are still in _OWNER (see _drop_owner)
+_GONE: list[str] = []
+
+
 def _drop_owner(batch_id: str) -> None:
-    """A batch went away: forget which tasks were its own (unless a live batch has the id
-    now: one resumed in this process after its engine was shut down)."""
-    with _SUBMITTING:
+    """A batch went away (a weakref finalizer): its tasks are forgotten at the next lookup.
+
+    Takes no lock: a finalizer runs in whatever thread the garbage collector interrupts,
+    which may be a thread being started by one that holds ``_SUBMITTING`` and waits for it
+    to start (a batch submitting a file starts an engine worker): a deadlock seen in a test
+    run. A list append is atomic; :func:`_reap_locked` does the work under the lock."""
+    _GONE.append(batch_id)
+
+
+def _reap_locked() -> None:
+    """Under ``_SUBMITTING``: forget the tasks of the batches gone (unless a live batch has
+    the id now: one resumed in this process after its engine was shut down)."""
+    while _GONE:
+        batch_id = _GONE.pop()
         if _LIVE.get(batch_id) is not None:
-            return
+            continue
         for task_id in [t for t, b in _OWNER.items() if b == batch_id]:
             del _OWNER[task_id]
 
@@ -55,4 +70,5 @@ def batches(engine: Engine | None = None) -> list[Batch]:
 def owner_of(task_id: str) -> str | None:
     """The id of the batch task ``task_id`` belongs to, or None."""
     with _SUBMITTING:
+        _reap_locked()
         return _OWNER.get(task_id)

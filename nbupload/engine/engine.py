@@ -152,6 +152,7 @@ class Engine:
         self._closed = False
         #: :meth:`on_shutdown` hooks by key: (stop, released), in the order they were added
         self._shutdown_hooks: dict[object, tuple[Callable[[], None], Callable[[], None] | None]] = {}
+        self._hooks_gone: list[object] = []  # keys removed, to skip (see on_shutdown)
         self._host = _Host(self)
 
     @property
@@ -186,8 +187,10 @@ class Engine:
             ):
                 self._old_clients.append(self._clients)
                 self._clients = ClientPool(new, self._transport)
-            self._ensure_workers()
-            return new
+            start = self._ensure_workers()
+        for t in start:
+            t.start()
+        return new
 
     def _timeout(self) -> httpx.Timeout:
         """Per-request timeouts; no phase may sit without moving bytes past ``stall_timeout``."""
@@ -199,20 +202,25 @@ class Engine:
             pool=c.pool_timeout,
         )
 
-    def _ensure_workers(self) -> None:
+    def _ensure_workers(self) -> list[threading.Thread]:
         """Up to ``2 x workers`` threads (``workers`` runs per lane at most, see :mod:`.lanes`),
-        started while more runs wait than threads do; surplus ones retire. Under ``_lock``."""
+        as many more as runs wait beyond the idle threads; surplus ones retire. Under
+        ``_lock``; the caller starts the threads returned *after* releasing it (``start()``
+        waits for the new thread to run, and a thread may run a weakref finalizer, anything,
+        before it says it started)."""
         self._lanes.limit = self.config.workers
-        alive = [t for t in self._workers if t.is_alive()]
+        alive = [t for t in self._workers if t.is_alive() or t.ident is None]  # or not started yet
         self._workers = alive
         want = 2 * self.config.workers
         if len(alive) > want:
             self._lanes.retire(len(alive) - want)  # idle threads leave, busy ones after their run
-            return
-        while len(self._workers) < want and not self._closed and self._lanes.short():
+            return []
+        new = []
+        for _ in range(0 if self._closed else min(want - len(alive), self._lanes.shortage())):
             t = threading.Thread(target=self._work, name=f"nbupload-worker-{len(self._workers)}", daemon=True)
             self._workers.append(t)
-            t.start()
+            new.append(t)
+        return new
 
     def _work(self) -> None:
         while True:
@@ -280,7 +288,9 @@ class Engine:
             background = task.id in self._background
         if self._lanes.put((task, gen), background=background):  # more runs wait than threads
             with self._lock:
-                self._ensure_workers()
+                start = self._ensure_workers()
+            for t in start:
+                t.start()
 
     def _timer_fired(self, task: Task, gen: int) -> None:
         with self._lock:
@@ -714,11 +724,16 @@ class Engine:
         ``stop`` and lets its lock go in ``released``. Exceptions are logged, not raised."""
         key = object()  # one per hook, so that the same callbacks may be added twice
         with self._lock:
+            while self._hooks_gone:  # hooks removed since: forget them now
+                self._shutdown_hooks.pop(self._hooks_gone.pop(), None)
             self._shutdown_hooks[key] = (stop, released)
 
         def remove() -> None:
-            with self._lock:
-                self._shutdown_hooks.pop(key, None)
+            # No lock: this runs from weakref finalizers, that is from whatever thread the
+            # garbage collector interrupts, maybe one that holds _lock while it waits for a
+            # thread to start (a worker that the collector is running this very finalizer in:
+            # a deadlock seen in a test run). A list append is atomic; the hook is skipped.
+            self._hooks_gone.append(key)
 
         return remove
 
@@ -737,7 +752,8 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
-            hooks = list(self._shutdown_hooks.values())
+            gone = set(self._hooks_gone)
+            hooks = [hook for key, hook in list(self._shutdown_hooks.items()) if key not in gone]
         self._call_hooks([stop for stop, _released in hooks])
         with self._lock:  # after the hooks: a task a batch submitted meanwhile is paused too
             tasks = list(self._tasks.values())
@@ -756,7 +772,8 @@ class Engine:
         self._lanes.close()
         if wait:
             for t in list(self._workers):
-                t.join(timeout)
+                if t.ident is not None:  # started (one made by an enqueue may not be yet)
+                    t.join(timeout)
         self._saver.stop(timeout if wait else 0.5)  # the last acknowledgements, before the locks go
         for task in tasks:
             task.release()

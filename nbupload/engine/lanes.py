@@ -65,10 +65,10 @@ class Lanes(Generic[T]):
             self._hand_on_locked()
             return self._short_locked()
 
-    def short(self) -> bool:
-        """Whether more runs wait than threads do (the engine starts threads while so)."""
+    def shortage(self) -> int:
+        """How many more runs wait than threads do (the engine starts that many threads)."""
         with self._cond:
-            return self._short_locked()
+            return max(0, len(self._waiting[False]) + len(self._waiting[True]) - self._idle)
 
     def _short_locked(self) -> bool:
         return len(self._waiting[False]) + len(self._waiting[True]) > self._idle
