@@ -21,19 +21,19 @@ alone, with ``PYTHONPATH`` pointing at an older checkout, measures that version'
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from nbupload.engine import Engine, EngineConfig
 from nbupload.units import format_size, parse_size
+
+from .files import make_dense, warm
+from .servers import Target, start_sink
 
 __all__ = ["main"]
 
@@ -63,51 +63,25 @@ def _files(directory: Path, count: int, size: int) -> list[Path]:
     for i in range(count):
         path = directory / f"field{i}.bin"
         if not path.exists() or path.stat().st_size != size:
-            with open(path, "wb") as f:
-                left = size
-                while left:
-                    n = min(left, 8 << 20)
-                    f.write(os.urandom(n))
-                    left -= n
-        with open(path, "rb") as f:
-            while f.read(8 << 20):
-                pass
+            make_dense(path, size)
+        warm(path)
         out.append(path)
     return out
 
 
-def _sink() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.sink", "--port", "0"], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "serving on" not in line:
-        proc.kill()
-        raise RuntimeError(f"the sink did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[1].strip()
-
-
-def _post(url: str) -> dict[str, Any]:
-    req = urllib.request.Request(url, method="POST" if url.endswith("reset") else "GET")
-    with urllib.request.urlopen(req, timeout=30) as answer:
-        body = answer.read()
-    return json.loads(body) if body.strip().startswith(b"{") else {}
-
-
-def _run_once(engine: Engine, url: str, paths: list[Path], mode: str) -> tuple[float, float, int]:
+def _run_once(engine: Engine, sink: Target, paths: list[Path], mode: str) -> tuple[float, float, int]:
     """One session: (seconds, client CPU seconds, file bytes the sink received)."""
-    _post(url + "/_sink/reset")
+    sink.reset()
     readers = [_ReadOnly(p) for p in paths] if mode == "read" else []
     fields: dict[str, Any] = {f"f{i}": (readers[i] if readers else str(p)) for i, p in enumerate(paths)}
     cpu0, t0 = time.process_time(), time.monotonic()
     try:
-        engine.submit(fields, url + "/upload").wait(900, raise_on_error=True)
+        engine.submit(fields, sink.upload_url).wait(900, raise_on_error=True)
     finally:
         seconds, cpu = time.monotonic() - t0, time.process_time() - cpu0
         for r in readers:
             r.close()
-    return seconds, cpu, int(_post(url + "/_sink/stats").get("file_bytes", -1))
+    return seconds, cpu, int(sink.stats().get("file_bytes", -1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,16 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m for m in args.modes.split(",") if m]
     paths = _files(args.dir, args.files, args.size)
     total = args.files * args.size
-    proc, url = _sink()
+    sink = start_sink()
     results: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
-    print(f"session of {args.files} x {format_size(args.size)} to the sink at {url}")
+    print(f"session of {args.files} x {format_size(args.size)} to the sink at {sink.server.url}")
     try:
         with Engine(EngineConfig(journal=False)) as engine:
-            _run_once(engine, url, paths, modes[0])  # warm-up: connections, imports
+            _run_once(engine, sink, paths, modes[0])  # warm-up: connections, imports
             for rnd in range(args.rounds):
                 order = modes[rnd % len(modes) :] + modes[: rnd % len(modes)]
                 for mode in order:
-                    seconds, cpu, got = _run_once(engine, url, paths, mode)
+                    seconds, cpu, got = _run_once(engine, sink, paths, mode)
                     ok = got == total
                     if ok:
                         results[mode].append((seconds, cpu))
@@ -140,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
     finally:
-        proc.terminate()
-        proc.wait(10)
+        sink.stop()
     print("median:")
     for mode, runs in results.items():
         if runs:
