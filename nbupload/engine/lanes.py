@@ -63,15 +63,15 @@ class Lanes(Generic[T]):
             # one run more: one thread, if it can start now (with every slot taken, an idle
             # thread woken would only sleep again; done() wakes one when a slot frees)
             self._hand_on_locked()
-            return self._short_locked()
+            return self._shortage_locked() > 0
 
     def shortage(self) -> int:
         """How many more runs wait than threads do (the engine starts that many threads)."""
         with self._cond:
-            return max(0, len(self._waiting[False]) + len(self._waiting[True]) - self._idle)
+            return self._shortage_locked()
 
-    def _short_locked(self) -> bool:
-        return len(self._waiting[False]) + len(self._waiting[True]) > self._idle
+    def _shortage_locked(self) -> int:
+        return max(0, len(self._waiting[False]) + len(self._waiting[True]) - self._idle)
 
     def retire(self, n: int) -> None:
         """Let ``n`` idle threads leave :meth:`take` with ``None`` (fewer workers wanted)."""
